@@ -1,0 +1,1 @@
+export const cleanerStates = ['completed', 'failed', 'waiting', 'delayed'] as const;

@@ -1,0 +1,326 @@
+// Submitting and reading tasks: what the manager's routes call; usable from any code.
+import { type Job, type JobsOptions, Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { JobbersError } from './errors.js';
+import { newTaskId, normalizeTaskId } from './ids.js';
+import { jobKey } from './keys.js';
+import { resolveQueue } from './routing.js';
+import { type BackoffPolicy, backoffProblems, maxRetries, type TaskRegistry } from './task.js';
+
+export type TaskState =
+  | 'waiting'
+  | 'prioritized'
+  | 'delayed'
+  | 'active'
+  | 'completed'
+  | 'failed'
+  | 'waiting-children'
+  | 'unknown';
+
+export interface SubmitRequest {
+  task: string;
+  params?: unknown;
+  queue?: string;
+  id?: string;
+  /** Milliseconds before the task becomes available. */
+  delay?: number;
+  priority?: number;
+  retries?: number;
+  timeout?: number;
+  backoff?: BackoffPolicy;
+  /** W3C trace context of the submitter. */
+  traceparent?: string;
+}
+
+export interface SubmitResult {
+  id: string;
+  task: string;
+  queue: string;
+  state: TaskState;
+  created: boolean;
+}
+
+export interface TaskView {
+  id: string;
+  task: string;
+  queue: string;
+  state: TaskState;
+  params: unknown;
+  result?: unknown;
+  error?: { message: string; reason?: string; stack?: string[] };
+  attempts: number;
+  retries: number;
+  createdAt: string;
+  startedAt?: string;
+  finishedAt?: string;
+  lastHeartbeatAt?: string;
+  delay?: number;
+  priority?: number;
+}
+
+/** What a job's data holds: the params and what the worker needs beside BullMQ's options. */
+export interface JobPayload {
+  params: unknown;
+  timeoutMs?: number;
+  traceparent?: string;
+}
+
+export const maxDelayMs = 365 * 24 * 3600 * 1000;
+export const maxPriority = 2_097_152;
+export const maxBatchSize = 1000;
+
+interface PreparedSubmission {
+  id: string;
+  task: string;
+  queue: string;
+  payload: JobPayload;
+  options: JobsOptions;
+}
+
+export interface TaskClientOptions {
+  connection: Redis;
+  prefix: string;
+  registry: TaskRegistry;
+}
+
+export class TaskClient {
+  readonly registry: TaskRegistry;
+  readonly prefix: string;
+  private readonly connection: Redis;
+  private readonly queues = new Map<string, Queue>();
+
+  constructor(options: TaskClientOptions) {
+    this.connection = options.connection;
+    this.prefix = options.prefix;
+    this.registry = options.registry;
+  }
+
+  queue(name: string): Queue {
+    if (!this.registry.queues.includes(name)) {
+      throw new JobbersError(
+        'UNKNOWN_QUEUE',
+        `unknown queue "${name}"; known queues: ${this.registry.queues.join(', ')}`,
+      );
+    }
+    let queue = this.queues.get(name);
+    if (!queue) {
+      queue = new Queue(name, { connection: this.connection, prefix: this.prefix, skipVersionCheck: true });
+      queue.on('error', () => {});
+      this.queues.set(name, queue);
+    }
+    return queue;
+  }
+
+  /** Validates everything about one submission; throws a JobbersError and touches no state on bad input. */
+  prepare(request: SubmitRequest): PreparedSubmission {
+    const def = this.registry.get(request.task);
+    this.registry.validateParams(def.name, request.params ?? {});
+    const queue = resolveQueue(def, request.queue);
+    const id = request.id === undefined ? newTaskId() : normalizeTaskId(request.id);
+    const retries = request.retries ?? def.retries;
+    const backoff = request.backoff ?? def.backoff;
+    const timeoutMs = request.timeout ?? def.timeout;
+    const problems: string[] = [];
+    if (!Number.isInteger(retries) || retries < 0 || retries > maxRetries)
+      problems.push(`retries must be 0..${maxRetries}`);
+    if (
+      request.delay !== undefined &&
+      (!Number.isInteger(request.delay) || request.delay < 0 || request.delay > maxDelayMs)
+    ) {
+      problems.push(`delay must be whole milliseconds 0..${maxDelayMs}`);
+    }
+    if (
+      request.priority !== undefined &&
+      (!Number.isInteger(request.priority) || request.priority < 0 || request.priority > maxPriority)
+    ) {
+      problems.push(`priority must be 0..${maxPriority} (0 = none, 1 = highest)`);
+    }
+    if (timeoutMs !== undefined && (!Number.isInteger(timeoutMs) || timeoutMs < 0))
+      problems.push('timeout must be whole milliseconds >= 0');
+    if (backoff) problems.push(...backoffProblems(backoff));
+    if (problems.length > 0) {
+      throw new JobbersError(
+        'INVALID_OPTIONS',
+        `invalid options for "${def.name}": ${problems.join('; ')}`,
+        problems,
+      );
+    }
+    const payload: JobPayload = { params: request.params ?? {} };
+    if (timeoutMs) payload.timeoutMs = timeoutMs;
+    if (request.traceparent) payload.traceparent = request.traceparent;
+    const options: JobsOptions = {
+      jobId: id,
+      attempts: retries + 1,
+      delay: request.delay || undefined,
+      priority: request.priority || undefined,
+      backoff: backoff ? { type: backoff.type, delay: backoff.delay, jitter: backoff.jitter } : undefined,
+      removeOnComplete: false,
+      removeOnFail: false,
+    };
+    return { id, task: def.name, queue, payload, options };
+  }
+
+  async submit(request: SubmitRequest): Promise<SubmitResult> {
+    const [result] = await this.submitBatch([request]);
+    return result!;
+  }
+
+  /**
+   * Validates every submission first: one bad entry rejects the whole batch and enqueues nothing.
+   * A repeated id returns the existing task (created: false) and enqueues nothing.
+   */
+  async submitBatch(requests: SubmitRequest[]): Promise<SubmitResult[]> {
+    if (requests.length > maxBatchSize) {
+      throw new JobbersError(
+        'VALIDATION_FAILED',
+        `a batch holds at most ${maxBatchSize} tasks, got ${requests.length}`,
+      );
+    }
+    const prepared: PreparedSubmission[] = [];
+    const problems: { index: number; code: string; message: string; details?: unknown }[] = [];
+    requests.forEach((request, index) => {
+      try {
+        prepared.push(this.prepare(request));
+      } catch (error) {
+        if (!(error instanceof JobbersError)) throw error;
+        problems.push({ index, code: error.code, message: error.message, details: error.details });
+      }
+    });
+    if (problems.length === 1 && requests.length === 1) {
+      const only = problems[0]!;
+      throw new JobbersError(only.code as never, only.message, only.details);
+    }
+    if (problems.length > 0) {
+      throw new JobbersError(
+        'VALIDATION_FAILED',
+        `${problems.length} of ${requests.length} tasks are invalid; nothing was enqueued`,
+        problems,
+      );
+    }
+    const seen = new Set<string>();
+    for (const p of prepared) {
+      if (seen.has(p.id))
+        throw new JobbersError('VALIDATION_FAILED', `task id "${p.id}" appears twice in the batch`);
+      seen.add(p.id);
+    }
+    const existing = await this.findQueues(prepared.map((p) => p.id));
+    const results: SubmitResult[] = new Array(prepared.length);
+    const byQueue = new Map<string, { index: number; p: PreparedSubmission }[]>();
+    for (const [index, p] of prepared.entries()) {
+      const found = existing[index];
+      if (found) {
+        results[index] = await this.existingResult(p, found);
+        continue;
+      }
+      const list = byQueue.get(p.queue) ?? [];
+      list.push({ index, p });
+      byQueue.set(p.queue, list);
+    }
+    for (const [queueName, entries] of byQueue) {
+      await this.queue(queueName).addBulk(
+        entries.map(({ p }) => ({ name: p.task, data: p.payload, opts: p.options })),
+      );
+      for (const { index, p } of entries) {
+        results[index] = {
+          id: p.id,
+          task: p.task,
+          queue: p.queue,
+          state: initialState(p.options),
+          created: true,
+        };
+      }
+    }
+    return results;
+  }
+
+  private async existingResult(p: PreparedSubmission, queueName: string): Promise<SubmitResult> {
+    const job = await this.queue(queueName).getJob(p.id);
+    if (!job)
+      throw new JobbersError(
+        'TASK_STATE_CONFLICT',
+        `task "${p.id}" vanished while being resubmitted; try again`,
+      );
+    if (job.name !== p.task) {
+      throw new JobbersError(
+        'TASK_ID_CONFLICT',
+        `task id "${p.id}" is already used by a task of type "${job.name}"`,
+      );
+    }
+    return {
+      id: p.id,
+      task: job.name,
+      queue: queueName,
+      state: (await job.getState()) as TaskState,
+      created: false,
+    };
+  }
+
+  /** For each id, the queue holding a task with that id, if any. */
+  async findQueues(ids: string[]): Promise<(string | undefined)[]> {
+    const queues = this.registry.queues;
+    if (ids.length === 0) return [];
+    const pipeline = this.connection.pipeline();
+    for (const id of ids) for (const q of queues) pipeline.exists(jobKey(this.prefix, q, id));
+    const replies = (await pipeline.exec()) ?? [];
+    return ids.map((_, i) => {
+      for (const [j, q] of queues.entries()) {
+        const [error, exists] = replies[i * queues.length + j] ?? [];
+        if (error) throw error;
+        if (exists === 1) return q;
+      }
+      return undefined;
+    });
+  }
+
+  async findJob(id: string): Promise<Job | undefined> {
+    const normalized = normalizeTaskId(id);
+    const [queueName] = await this.findQueues([normalized]);
+    if (!queueName) return undefined;
+    return (await this.queue(queueName).getJob(normalized)) ?? undefined;
+  }
+
+  async getTask(id: string): Promise<TaskView> {
+    const job = await this.findJob(id);
+    if (!job) throw new JobbersError('TASK_NOT_FOUND', `no task with id "${id}"`);
+    return this.view(job);
+  }
+
+  async view(job: Job, state?: TaskState): Promise<TaskView> {
+    const payload = (job.data ?? {}) as JobPayload;
+    const heartbeat = await this.connection.hget(jobKey(this.prefix, job.queueName, job.id!), 'jbhb');
+    const resolvedState = state ?? ((await job.getState()) as TaskState);
+    const view: TaskView = {
+      id: job.id!,
+      task: job.name,
+      queue: job.queueName,
+      state: resolvedState,
+      params: payload.params,
+      attempts: job.attemptsStarted ?? job.attemptsMade,
+      retries: Math.max(0, (job.opts.attempts ?? 1) - 1),
+      createdAt: new Date(job.timestamp).toISOString(),
+    };
+    if (job.processedOn) view.startedAt = new Date(job.processedOn).toISOString();
+    if (job.finishedOn) view.finishedAt = new Date(job.finishedOn).toISOString();
+    if (heartbeat) view.lastHeartbeatAt = new Date(Number(heartbeat)).toISOString();
+    if (resolvedState === 'completed') view.result = job.returnvalue;
+    if (job.failedReason) {
+      view.error = { message: job.failedReason, stack: job.stacktrace?.length ? job.stacktrace : undefined };
+      const reason = /^\[(\w+)\]/.exec(job.failedReason)?.[1];
+      if (reason) view.error.reason = reason;
+    }
+    if (job.delay) view.delay = job.delay;
+    if (job.priority) view.priority = job.priority;
+    return view;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.queues.values()].map((q) => q.close()));
+    this.queues.clear();
+  }
+}
+
+function initialState(options: JobsOptions): TaskState {
+  if (options.delay) return 'delayed';
+  if (options.priority) return 'prioritized';
+  return 'waiting';
+}

@@ -1,0 +1,168 @@
+// Env and flags are parsed once, here, into one typed config with messages naming the culprit.
+import { JobbersError } from './errors.js';
+
+export interface CommonConfig {
+  redisUrl: string;
+  prefix: string;
+  tasksModule: string;
+  roles?: string;
+  metricsFlushMs: number;
+}
+
+export interface ManagerConfig extends CommonConfig {
+  host: string;
+  port: number;
+  apiKeys: string[];
+  bodyLimitBytes: number;
+  runExporter: boolean;
+}
+
+export interface WorkerConfig extends CommonConfig {
+  role: string;
+  concurrentTasks: number;
+  ttlTasks: number;
+  metricsPort: number;
+  queueCapacity: Record<string, number>;
+  shutdownGraceMs: number;
+  leaseMs: number;
+}
+
+type Env = Record<string, string | undefined>;
+
+class Problems {
+  readonly list: string[] = [];
+  add(message: string) {
+    this.list.push(message);
+  }
+  throwIfAny() {
+    if (this.list.length > 0) {
+      throw new JobbersError(
+        'CONFIG_INVALID',
+        `invalid configuration:\n  - ${this.list.join('\n  - ')}`,
+        this.list,
+      );
+    }
+  }
+}
+
+function readRedisUrl(env: Env, problems: Problems): string {
+  const url = env.REDIS_URL?.trim() || 'redis://127.0.0.1:6379';
+  try {
+    const parsed = new URL(url);
+    if (!['redis:', 'rediss:'].includes(parsed.protocol)) {
+      problems.add(`REDIS_URL "${url}" must start with redis:// or rediss://`);
+    } else if (!parsed.hostname) {
+      problems.add(`REDIS_URL "${url}" has no host`);
+    }
+  } catch {
+    problems.add(`REDIS_URL "${url}" is not a URL (expected e.g. redis://127.0.0.1:6379)`);
+  }
+  return url;
+}
+
+function readInt(
+  env: Env,
+  name: string,
+  fallback: number,
+  problems: Problems,
+  min = 0,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
+  const raw = env[name]?.trim();
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    problems.add(`${name}="${raw}" must be a whole number between ${min} and ${max}`);
+    return fallback;
+  }
+  return value;
+}
+
+function readCommon(env: Env, problems: Problems): CommonConfig {
+  const prefix = env.JOBBERS_PREFIX?.trim() || 'jobbers';
+  if (!/^[A-Za-z0-9_{}.-]{1,64}$/.test(prefix)) {
+    problems.add(
+      `JOBBERS_PREFIX="${prefix}" must be 1-64 of [A-Za-z0-9_{}.-] (braces give a Redis Cluster hash tag)`,
+    );
+  }
+  const tasksModule = env.JOBBERS_TASKS?.trim() ?? '';
+  if (!tasksModule) {
+    problems.add(
+      'JOBBERS_TASKS is not set: name the module that defines your tasks (e.g. JOBBERS_TASKS=@jobbers/examples)',
+    );
+  }
+  return {
+    redisUrl: readRedisUrl(env, problems),
+    prefix,
+    tasksModule,
+    roles: env.JOBBERS_ROLES,
+    metricsFlushMs: readInt(env, 'JOBBERS_METRICS_FLUSH_MS', 1000, problems, 10, 60_000),
+  };
+}
+
+export function loadManagerConfig(env: Env = process.env): ManagerConfig {
+  const problems = new Problems();
+  const common = readCommon(env, problems);
+  const config: ManagerConfig = {
+    ...common,
+    host: env.MANAGER_HOST?.trim() || '0.0.0.0',
+    port: readInt(env, 'MANAGER_PORT', 8080, problems, 0, 65535),
+    apiKeys: (env.JOBBERS_API_KEYS ?? '')
+      .split(',')
+      .map((k) => k.trim())
+      .filter(Boolean),
+    bodyLimitBytes: readInt(env, 'MANAGER_BODY_LIMIT_BYTES', 1024 * 1024, problems, 1024),
+    runExporter: (env.JOBBERS_EXPORTER ?? 'on').trim() !== 'off',
+  };
+  problems.throwIfAny();
+  return config;
+}
+
+export function parseQueueCapacity(raw: string | undefined, problems?: Problems): Record<string, number> {
+  const capacity: Record<string, number> = {};
+  for (const entry of (raw ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
+    const [queue, limit] = entry.split('=').map((s) => s?.trim());
+    const value = Number(limit);
+    if (!queue || !Number.isInteger(value) || value < 1) {
+      const message = `WORKER_QUEUE_CAPACITY entry "${entry}" must look like queue=N with N >= 1`;
+      if (problems) problems.add(message);
+      else throw new JobbersError('CONFIG_INVALID', message);
+      continue;
+    }
+    capacity[queue] = value;
+  }
+  return capacity;
+}
+
+export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
+  const problems = new Problems();
+  const common = readCommon(env, problems);
+  const config: WorkerConfig = {
+    ...common,
+    role: env.WORKER_ROLE?.trim() || 'default',
+    concurrentTasks: readInt(env, 'WORKER_CONCURRENT_TASKS', 10, problems, 1, 10_000),
+    ttlTasks: readInt(env, 'WORKER_TTL', 0, problems, 0),
+    metricsPort: readInt(env, 'WORKER_METRICS_PORT', 9464, problems, 0, 65535),
+    queueCapacity: parseQueueCapacity(env.WORKER_QUEUE_CAPACITY, problems),
+    shutdownGraceMs: readInt(env, 'WORKER_SHUTDOWN_GRACE_MS', 30_000, problems, 0),
+    leaseMs: readInt(env, 'WORKER_LEASE_MS', 30_000, problems, 1000),
+  };
+  problems.throwIfAny();
+  return config;
+}
+
+export function loadCommonConfig(env: Env = process.env, requireTasks = false): CommonConfig {
+  const problems = new Problems();
+  const common = readCommon(env, problems);
+  if (!requireTasks)
+    problems.list.splice(
+      0,
+      problems.list.length,
+      ...problems.list.filter((p) => !p.startsWith('JOBBERS_TASKS')),
+    );
+  problems.throwIfAny();
+  return common;
+}

@@ -1,0 +1,53 @@
+// Typed errors with stable codes; the manager maps codes to HTTP statuses in one place.
+
+export type ErrorCode =
+  | 'CONFIG_INVALID'
+  | 'TASKS_MODULE_INVALID'
+  | 'TASK_DEFINITION_INVALID'
+  | 'UNKNOWN_TASK_TYPE'
+  | 'UNKNOWN_QUEUE'
+  | 'QUEUE_NOT_ALLOWED'
+  | 'UNKNOWN_ROLE'
+  | 'INVALID_PARAMS'
+  | 'INVALID_TASK_ID'
+  | 'INVALID_OPTIONS'
+  | 'VALIDATION_FAILED'
+  | 'TASK_NOT_FOUND'
+  | 'QUEUE_NOT_FOUND'
+  | 'TASK_ID_CONFLICT'
+  | 'TASK_STATE_CONFLICT'
+  | 'REDIS_UNAVAILABLE';
+
+export class JobbersError extends Error {
+  readonly code: ErrorCode;
+  readonly details?: unknown;
+
+  constructor(code: ErrorCode, message: string, details?: unknown) {
+    super(message);
+    this.name = 'JobbersError';
+    this.code = code;
+    this.details = details;
+  }
+}
+
+export function isJobbersError(error: unknown): error is JobbersError {
+  return error instanceof JobbersError;
+}
+
+const redisDownMessages = [
+  'ECONNREFUSED',
+  'Connection is closed',
+  "Stream isn't writeable",
+  'ETIMEDOUT',
+  'ECONNRESET',
+  'EHOSTUNREACH',
+  'ENOTFOUND',
+  'Reached the max retries per request limit',
+];
+
+/** True when an error from ioredis means Redis cannot be reached (as opposed to a bad command). */
+export function isRedisUnavailableError(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const code = (error as NodeJS.ErrnoException).code ?? '';
+  return redisDownMessages.some((m) => error.message.includes(m) || code === m);
+}

@@ -1,0 +1,35 @@
+// Task ids: ULIDs generated here, or ids chosen by the client in advance.
+import { ulid } from 'ulid';
+import { JobbersError } from './errors.js';
+
+const ulidPattern = /^[0-9A-HJKMNP-TV-Z]{26}$/;
+const clientIdPattern = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
+export function newTaskId(): string {
+  return ulid();
+}
+
+export function isUlid(id: string): boolean {
+  return ulidPattern.test(id);
+}
+
+/**
+ * Accepts a ULID (any case, stored upper case) or an id of the client's own making:
+ * 1-128 characters of letters, digits, `_`, `.`, `-`, not all digits (BullMQ reserves those).
+ */
+export function normalizeTaskId(id: string): string {
+  if (typeof id !== 'string' || id.length === 0) {
+    throw new JobbersError('INVALID_TASK_ID', 'task id must be a non-empty string');
+  }
+  if (id.length === 26 && ulidPattern.test(id.toUpperCase())) return id.toUpperCase();
+  if (!clientIdPattern.test(id)) {
+    throw new JobbersError(
+      'INVALID_TASK_ID',
+      `task id "${id.slice(0, 64)}" is invalid: use a ULID or 1-128 of [A-Za-z0-9_.-] starting with a letter or digit`,
+    );
+  }
+  if (/^\d+$/.test(id)) {
+    throw new JobbersError('INVALID_TASK_ID', `task id "${id}" is invalid: it must not be all digits`);
+  }
+  return id;
+}

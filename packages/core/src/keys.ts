@@ -1,0 +1,19 @@
+// Redis key names Jobbers adds beside BullMQ's own `<prefix>:<queue>:*` keys.
+
+export function queueKey(prefix: string, queue: string): string {
+  return `${prefix}:${queue}`;
+}
+
+export function jobKey(prefix: string, queue: string, id: string): string {
+  return `${prefix}:${queue}:${id}`;
+}
+
+/** Jobbers bookkeeping for one queue; shares the queue's prefix so a hash tag keeps it in one slot. */
+export function jobbersKey(prefix: string, queue: string, name: string): string {
+  return `${prefix}:${queue}:jobbers:${name}`;
+}
+
+/** Cluster-wide metric storage (not tied to one queue). */
+export function metricsKey(prefix: string, name: string): string {
+  return `${prefix}:jobbers:metrics:${name}`;
+}

@@ -1,0 +1,195 @@
+// Task definitions: defineTask, the registry that manager and worker load from one module.
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import addFormatsModule from 'ajv-formats';
+import { JobbersError } from './errors.js';
+
+export type JsonSchema = Record<string, unknown>;
+export type ShutdownPolicy = 'finish' | 'reenqueue' | 'fail';
+
+export interface BackoffPolicy {
+  type: 'fixed' | 'exponential';
+  /** Base delay in milliseconds. */
+  delay: number;
+  /** 0..1: the share of each delay that is randomised (0.5 means delay * [0.5, 1]). */
+  jitter?: number;
+}
+
+export interface TaskContext {
+  readonly id: string;
+  readonly task: string;
+  readonly queue: string;
+  /** 1 on the first run; counts every run of this task, across retries and incident retries. */
+  readonly attempt: number;
+  /** Aborted when the execution timeout passes or the worker must stop the task. */
+  readonly signal: AbortSignal;
+  /** Extends the task's lease and records lastHeartbeatAt. */
+  heartbeat(): Promise<void>;
+  /** Gives the task back unfinished; it becomes available again after delayMs (default 0). */
+  yield(delayMs?: number): Promise<never>;
+}
+
+export interface TaskDefinition<P = any, R = unknown> {
+  name: string;
+  queue: string;
+  /** Other queues a submission may route this task to. */
+  queues?: string[];
+  params: JsonSchema;
+  /** Retries after the first attempt. */
+  retries: number;
+  backoff?: BackoffPolicy;
+  /** Execution timeout in milliseconds; 0 or absent means none. */
+  timeout?: number;
+  shutdown: ShutdownPolicy;
+  run(params: P, ctx: TaskContext): Promise<R> | R;
+}
+
+export type TaskInput<P, R> = Omit<TaskDefinition<P, R>, 'retries' | 'shutdown'> &
+  Partial<Pick<TaskDefinition<P, R>, 'retries' | 'shutdown'>>;
+
+const taskNamePattern = /^[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)*$/i;
+export const queueNamePattern = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+export const maxRetries = 100;
+
+export function defineTask<P = any, R = unknown>(input: TaskInput<P, R>): TaskDefinition<P, R> {
+  const def: TaskDefinition<P, R> = { retries: 0, shutdown: 'finish', ...input };
+  const problems = definitionProblems(def);
+  if (problems.length > 0) {
+    throw new JobbersError(
+      'TASK_DEFINITION_INVALID',
+      `task "${String(input?.name)}" is invalid: ${problems.join('; ')}`,
+    );
+  }
+  return Object.freeze(def);
+}
+
+function definitionProblems(def: TaskDefinition): string[] {
+  const problems: string[] = [];
+  if (typeof def.name !== 'string' || !taskNamePattern.test(def.name)) {
+    problems.push('name must look like "area.action" (letters, digits, _ - and dots)');
+  }
+  for (const queue of [def.queue, ...(def.queues ?? [])]) {
+    if (typeof queue !== 'string' || !queueNamePattern.test(queue)) {
+      problems.push(`queue "${String(queue)}" must be 1-64 of [A-Za-z0-9_.-]`);
+    }
+  }
+  if (typeof def.params !== 'object' || def.params === null) problems.push('params must be a JSON schema');
+  if (!Number.isInteger(def.retries) || def.retries < 0 || def.retries > maxRetries) {
+    problems.push(`retries must be an integer 0..${maxRetries}`);
+  }
+  if (def.backoff) problems.push(...backoffProblems(def.backoff));
+  if (def.timeout !== undefined && (!Number.isInteger(def.timeout) || def.timeout < 0)) {
+    problems.push('timeout must be a whole number of milliseconds >= 0');
+  }
+  if (!['finish', 'reenqueue', 'fail'].includes(def.shutdown)) {
+    problems.push('shutdown must be finish, reenqueue or fail');
+  }
+  if (typeof def.run !== 'function') problems.push('run must be a function');
+  return problems;
+}
+
+export function backoffProblems(backoff: BackoffPolicy): string[] {
+  const problems: string[] = [];
+  if (!['fixed', 'exponential'].includes(backoff.type))
+    problems.push('backoff.type must be fixed or exponential');
+  if (!Number.isInteger(backoff.delay) || backoff.delay < 0) {
+    problems.push('backoff.delay must be a whole number of milliseconds >= 0');
+  }
+  if (backoff.jitter !== undefined && !(backoff.jitter >= 0 && backoff.jitter <= 1)) {
+    problems.push('backoff.jitter must be between 0 and 1');
+  }
+  return problems;
+}
+
+const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
+
+/** The task types one module defines, with their compiled params validators. */
+export class TaskRegistry {
+  private readonly byName = new Map<string, TaskDefinition>();
+  private readonly validators = new Map<string, ValidateFunction>();
+
+  constructor(definitions: Iterable<TaskDefinition>) {
+    const ajv = addFormats(new Ajv({ allErrors: true, strict: false, coerceTypes: false }));
+    for (const def of definitions) {
+      if (this.byName.has(def.name)) {
+        throw new JobbersError('TASKS_MODULE_INVALID', `task "${def.name}" is defined twice`);
+      }
+      this.byName.set(def.name, def);
+      try {
+        this.validators.set(def.name, ajv.compile(def.params));
+      } catch (error) {
+        throw new JobbersError(
+          'TASK_DEFINITION_INVALID',
+          `task "${def.name}" has an invalid params schema: ${(error as Error).message}`,
+        );
+      }
+    }
+  }
+
+  get names(): string[] {
+    return [...this.byName.keys()];
+  }
+
+  get definitions(): TaskDefinition[] {
+    return [...this.byName.values()];
+  }
+
+  /** Every queue any task may run on. */
+  get queues(): string[] {
+    const queues = new Set<string>();
+    for (const def of this.byName.values()) {
+      queues.add(def.queue);
+      for (const q of def.queues ?? []) queues.add(q);
+    }
+    return [...queues].sort();
+  }
+
+  find(name: string): TaskDefinition | undefined {
+    return this.byName.get(name);
+  }
+
+  get(name: string): TaskDefinition {
+    const def = this.byName.get(name);
+    if (!def) {
+      throw new JobbersError('UNKNOWN_TASK_TYPE', `unknown task type "${name}"`, { known: this.names });
+    }
+    return def;
+  }
+
+  /** Throws INVALID_PARAMS with the schema errors when params do not match the task's schema. */
+  validateParams(name: string, params: unknown): void {
+    this.get(name);
+    const validate = this.validators.get(name)!;
+    if (!validate(params)) {
+      throw new JobbersError(
+        'INVALID_PARAMS',
+        `params do not match the schema of "${name}": ${describeSchemaErrors(validate.errors)}`,
+        validate.errors?.map((e) => ({ path: e.instancePath || '/', message: e.message, params: e.params })),
+      );
+    }
+  }
+}
+
+function describeSchemaErrors(errors: ErrorObject[] | null | undefined): string {
+  return (errors ?? []).map((e) => `${e.instancePath || '/'} ${e.message}`).join(', ');
+}
+
+function isTaskDefinition(value: unknown): value is TaskDefinition {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as TaskDefinition).name === 'string' &&
+    typeof (value as TaskDefinition).run === 'function'
+  );
+}
+
+/** Collects task definitions from a module: its default export (array or object) and named exports. */
+export function tasksFromModule(mod: Record<string, unknown>): TaskDefinition[] {
+  const found = new Map<string, TaskDefinition>();
+  const visit = (value: unknown) => {
+    if (isTaskDefinition(value)) found.set(value.name, value);
+    else if (Array.isArray(value)) value.forEach(visit);
+    else if (value && typeof value === 'object' && value === mod.default) Object.values(value).forEach(visit);
+  };
+  for (const value of Object.values(mod)) visit(value);
+  return [...found.values()];
+}

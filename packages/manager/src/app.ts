@@ -1,0 +1,80 @@
+// The manager's Fastify app: a plugin per concern, schemas on every route.
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { type ManagerConfig, TaskClient, type TaskRegistry } from '@jobbers/core';
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import type { Redis } from 'ioredis';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import authPlugin from './plugins/auth.js';
+import errorsPlugin from './plugins/errors.js';
+import httpMetricsPlugin from './plugins/http-metrics.js';
+import { healthRoutes } from './routes/health.js';
+import { type AvailableReader, queueRoutes } from './routes/queues.js';
+import { taskRoutes } from './routes/tasks.js';
+
+export interface ManagerAppOptions {
+  config: Pick<ManagerConfig, 'prefix' | 'apiKeys' | 'bodyLimitBytes'>;
+  registry: TaskRegistry;
+  connection: Redis;
+  logger?: FastifyServerOptions['loggerInstance'];
+  /** Cluster-wide metrics text appended to /metrics (the lifecycle metrics read from Redis). */
+  clusterMetrics?: () => Promise<string>;
+  availableByTask?: AvailableReader;
+}
+
+export interface ManagerApp {
+  app: FastifyInstance;
+  client: TaskClient;
+  processRegistry: Registry;
+}
+
+export async function buildManagerApp(options: ManagerAppOptions): Promise<ManagerApp> {
+  const app = Fastify({
+    ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
+    bodyLimit: options.config.bodyLimitBytes,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+  const client = new TaskClient({
+    connection: options.connection,
+    prefix: options.config.prefix,
+    registry: options.registry,
+  });
+  const processRegistry = new Registry();
+  collectDefaultMetrics({ register: processRegistry, prefix: 'jobbers_manager_process_' });
+
+  app.removeContentTypeParser('text/plain');
+  await app.register(errorsPlugin);
+  await app.register(swagger, {
+    openapi: {
+      info: {
+        title: 'Jobbers manager API',
+        version: '0.1.0',
+        description: 'Submit, inspect and manage Jobbers tasks.',
+      },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: options.config.apiKeys.length > 0 ? [{ bearer: [] }] : [],
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  await app.register(httpMetricsPlugin, { registry: processRegistry });
+  await app.register(authPlugin, { apiKeys: options.config.apiKeys });
+  await app.register(healthRoutes, { connection: options.connection });
+  await app.register(taskRoutes, { client });
+  await app.register(queueRoutes, {
+    client,
+    connection: options.connection,
+    availableByTask: options.availableByTask,
+  });
+
+  app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
+    const own = await processRegistry.metrics();
+    const cluster = options.clusterMetrics ? await options.clusterMetrics() : '';
+    return reply.type(processRegistry.contentType).send(`${cluster}${own}`);
+  });
+
+  app.addHook('onClose', async () => {
+    await client.close();
+  });
+  return { app, client, processRegistry };
+}

@@ -1,0 +1,2 @@
+export * from './app.js';
+export { errorBody } from './plugins/errors.js';

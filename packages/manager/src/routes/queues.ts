@@ -1,0 +1,74 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { countAvailableByTask, JobbersError, type TaskClient } from '@jobbers/core';
+import type { Redis } from 'ioredis';
+import { ErrorBody, QueueList, QueueParams, QueueSummary } from '../schemas.js';
+
+const states = [
+  'waiting',
+  'prioritized',
+  'delayed',
+  'active',
+  'paused',
+  'completed',
+  'failed',
+  'waiting-children',
+] as const;
+
+export type AvailableReader = (queue: string) => Promise<Map<string, number>>;
+
+export interface QueueRoutesOptions {
+  client: TaskClient;
+  connection: Redis;
+  availableByTask?: AvailableReader;
+}
+
+export const queueRoutes: FastifyPluginAsyncTypebox<QueueRoutesOptions> = async (app, options) => {
+  const { client } = options;
+  const readAvailable: AvailableReader =
+    options.availableByTask ?? ((queue) => countAvailableByTask(options.connection, client.prefix, queue));
+
+  async function summary(name: string) {
+    const queue = client.queue(name);
+    const [counts, paused, available] = await Promise.all([
+      queue.getJobCounts(...states),
+      queue.isPaused(),
+      readAvailable(name),
+    ]);
+    const tasks = client.registry.definitions
+      .filter((d) => d.queue === name || d.queues?.includes(name))
+      .map((d) => d.name);
+    const availableByName: Record<string, number> = {};
+    for (const task of tasks) availableByName[task] = available.get(task) ?? 0;
+    return { name, paused, counts, available: availableByName, tasks };
+  }
+
+  app.get(
+    '/v1/queues',
+    {
+      schema: {
+        summary: 'List queues with their counts',
+        tags: ['queues'],
+        response: { 200: QueueList, 503: ErrorBody },
+      },
+    },
+    async () => ({ queues: await Promise.all(client.registry.queues.map(summary)) }),
+  );
+
+  app.get(
+    '/v1/queues/:queue',
+    {
+      schema: {
+        summary: 'One queue: counts per state and available jobs per task type',
+        tags: ['queues'],
+        params: QueueParams,
+        response: { 200: QueueSummary, 404: ErrorBody, 503: ErrorBody },
+      },
+    },
+    async (request) => {
+      if (!client.registry.queues.includes(request.params.queue)) {
+        throw new JobbersError('QUEUE_NOT_FOUND', `no queue "${request.params.queue}"`);
+      }
+      return summary(request.params.queue);
+    },
+  );
+};

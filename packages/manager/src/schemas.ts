@@ -1,0 +1,101 @@
+// Route schemas: TypeBox gives the JSON schema Fastify validates with and the TypeScript types.
+import { type Static, Type } from '@fastify/type-provider-typebox';
+
+export const ErrorBody = Type.Object({
+  error: Type.Object({
+    code: Type.String(),
+    message: Type.String(),
+    details: Type.Optional(Type.Unknown()),
+  }),
+});
+
+export const Backoff = Type.Object(
+  {
+    type: Type.Union([Type.Literal('fixed'), Type.Literal('exponential')]),
+    delay: Type.Integer({ minimum: 0 }),
+    jitter: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
+  },
+  { additionalProperties: false },
+);
+
+export const SubmitBody = Type.Object(
+  {
+    task: Type.String({ minLength: 1, maxLength: 200 }),
+    params: Type.Optional(Type.Unknown()),
+    queue: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+    id: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+    delay: Type.Optional(
+      Type.Integer({ minimum: 0, description: 'milliseconds before the task becomes available' }),
+    ),
+    priority: Type.Optional(
+      Type.Integer({ minimum: 0, maximum: 2_097_152, description: '1 is the highest' }),
+    ),
+    retries: Type.Optional(
+      Type.Integer({ minimum: 0, maximum: 100, description: 'retries after the first attempt' }),
+    ),
+    timeout: Type.Optional(Type.Integer({ minimum: 0, description: 'execution timeout in milliseconds' })),
+    backoff: Type.Optional(Backoff),
+  },
+  { additionalProperties: false },
+);
+export type SubmitBody = Static<typeof SubmitBody>;
+
+export const TaskState = Type.String({
+  description: 'waiting | prioritized | delayed | active | completed | failed | waiting-children',
+});
+
+export const SubmitResult = Type.Object({
+  id: Type.String(),
+  task: Type.String(),
+  queue: Type.String(),
+  state: TaskState,
+});
+
+export const BatchBody = Type.Object(
+  { tasks: Type.Array(SubmitBody, { minItems: 1, maxItems: 1000 }) },
+  { additionalProperties: false },
+);
+export type BatchBody = Static<typeof BatchBody>;
+
+export const BatchResult = Type.Object({
+  tasks: Type.Array(Type.Object({ ...SubmitResult.properties, created: Type.Boolean() })),
+});
+
+export const TaskView = Type.Object({
+  id: Type.String(),
+  task: Type.String(),
+  queue: Type.String(),
+  state: TaskState,
+  params: Type.Unknown(),
+  result: Type.Optional(Type.Unknown()),
+  error: Type.Optional(
+    Type.Object({
+      message: Type.String(),
+      reason: Type.Optional(Type.String()),
+      stack: Type.Optional(Type.Array(Type.String())),
+    }),
+  ),
+  attempts: Type.Integer(),
+  retries: Type.Integer(),
+  createdAt: Type.String(),
+  startedAt: Type.Optional(Type.String()),
+  finishedAt: Type.Optional(Type.String()),
+  lastHeartbeatAt: Type.Optional(Type.String()),
+  delay: Type.Optional(Type.Integer()),
+  priority: Type.Optional(Type.Integer()),
+});
+
+export const TaskIdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 128 }) });
+export const QueueParams = Type.Object({ queue: Type.String({ minLength: 1, maxLength: 64 }) });
+
+export const QueueCounts = Type.Record(Type.String(), Type.Integer());
+
+export const QueueSummary = Type.Object({
+  name: Type.String(),
+  paused: Type.Boolean(),
+  counts: QueueCounts,
+  available: Type.Record(Type.String(), Type.Integer(), { description: 'available jobs per task type' }),
+  tasks: Type.Array(Type.String()),
+});
+
+export const QueueList = Type.Object({ queues: Type.Array(QueueSummary) });

@@ -1,0 +1,2 @@
+export * from './process-metrics.js';
+export * from './worker.js';

@@ -1,0 +1,63 @@
+// Per-process worker metrics and the health endpoint on WORKER_METRICS_PORT.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+
+export class WorkerProcessMetrics {
+  readonly registry = new Registry();
+  readonly runningTasks: Gauge<'role'>;
+  readonly capacity: Gauge<'role'>;
+
+  constructor(readonly role: string) {
+    collectDefaultMetrics({ register: this.registry, prefix: 'jobbers_worker_process_' });
+    this.runningTasks = new Gauge({
+      name: 'jobbers_worker_running_tasks',
+      help: 'Tasks this worker process is running now',
+      labelNames: ['role'],
+      registers: [this.registry],
+    });
+    this.capacity = new Gauge({
+      name: 'jobbers_worker_capacity',
+      help: 'Tasks this worker process may run at once',
+      labelNames: ['role'],
+      registers: [this.registry],
+    });
+  }
+}
+
+export interface HealthServer {
+  port: number;
+  close(): Promise<void>;
+}
+
+export async function startHealthServer(
+  metrics: WorkerProcessMetrics,
+  port: number,
+  isReady: () => boolean,
+): Promise<HealthServer> {
+  const server = http.createServer(async (req, res) => {
+    if (req.url === '/metrics') {
+      res.setHeader('content-type', metrics.registry.contentType);
+      res.end(await metrics.registry.metrics());
+    } else if (req.url === '/healthz') {
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ status: 'ok' }));
+    } else if (req.url === '/readyz') {
+      const ready = isReady();
+      res.statusCode = ready ? 200 : 503;
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ status: ready ? 'ready' : 'not ready' }));
+    } else {
+      res.statusCode = 404;
+      res.end();
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '0.0.0.0', () => resolve());
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}

@@ -1,0 +1,64 @@
+// An in-process manager on a free port, for API tests over real HTTP.
+
+import { createRedisConnection, loadTasks } from '@jobbers/core';
+import { buildManagerApp, type ManagerAppOptions } from '@jobbers/manager';
+import type { Redis } from 'ioredis';
+
+export interface TestManager {
+  baseUrl: string;
+  connection: Redis;
+  request(
+    method: string,
+    path: string,
+    body?: unknown,
+    headers?: Record<string, string>,
+  ): Promise<{ status: number; body: any }>;
+  close(): Promise<void>;
+}
+
+export async function startTestManager(options: {
+  redisUrl: string;
+  prefix: string;
+  apiKeys?: string[];
+  bodyLimitBytes?: number;
+  extra?: Partial<ManagerAppOptions>;
+}): Promise<TestManager> {
+  const registry = await loadTasks('@jobbers/examples');
+  const connection = createRedisConnection(options.redisUrl);
+  connection.on('error', () => {});
+  const { app } = await buildManagerApp({
+    config: {
+      prefix: options.prefix,
+      apiKeys: options.apiKeys ?? [],
+      bodyLimitBytes: options.bodyLimitBytes ?? 1024 * 1024,
+    },
+    registry,
+    connection,
+    ...options.extra,
+  });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const address = app.server.address() as { port: number };
+  const baseUrl = `http://127.0.0.1:${address.port}`;
+  return {
+    baseUrl,
+    connection,
+    request: async (method, path, body, headers = {}) => {
+      const init: RequestInit = { method, headers: { ...headers } };
+      if (body !== undefined) {
+        init.body = typeof body === 'string' ? body : JSON.stringify(body);
+        (init.headers as Record<string, string>)['content-type'] ??= 'application/json';
+      }
+      const response = await fetch(`${baseUrl}${path}`, init);
+      const text = await response.text();
+      let parsed: unknown = text;
+      try {
+        parsed = JSON.parse(text);
+      } catch {}
+      return { status: response.status, body: parsed };
+    },
+    close: async () => {
+      await app.close();
+      connection.disconnect();
+    },
+  };
+}

@@ -9,3 +9,6 @@ export * from './logger.js';
 export * from './redis.js';
 export * from './routing.js';
 export * from './task.js';
+export * from './lifecycle.js';
+export * from './metrics/definitions.js';
+export * from './metrics/store.js';

@@ -1,0 +1,140 @@
+// The metrics contract: every cluster-wide metric, its type, labels and buckets.
+
+export type MetricType = 'counter' | 'gauge' | 'histogram';
+
+export interface MetricDefinition {
+  name: string;
+  type: MetricType;
+  help: string;
+  labelNames: readonly string[];
+  buckets?: readonly number[];
+}
+
+/** Seconds; shared by the latency histograms so dashboards can compare them. */
+export const latencyBuckets = [
+  0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600,
+] as const;
+
+const define = <T extends MetricDefinition>(d: T) => d;
+
+export const clusterMetrics = {
+  jobsAvailable: define({
+    name: 'jobbers_jobs_available',
+    type: 'gauge',
+    help: 'Jobs ready to be activated now (BullMQ wait, paused or prioritized), per task type',
+    labelNames: ['queue', 'task'],
+  }),
+  jobsAvailableAge: define({
+    name: 'jobbers_jobs_available_age_seconds',
+    type: 'gauge',
+    help: 'Age of the oldest available job: how long it has been available (the backlog age)',
+    labelNames: ['queue', 'task'],
+  }),
+  jobs: define({
+    name: 'jobbers_jobs',
+    type: 'gauge',
+    help: 'Jobs per BullMQ state',
+    labelNames: ['queue', 'state'],
+  }),
+  jobsRunning: define({
+    name: 'jobbers_jobs_running',
+    type: 'gauge',
+    help: 'Jobs being run by a worker now (BullMQ active)',
+    labelNames: ['queue', 'task'],
+  }),
+  incidents: define({
+    name: 'jobbers_incidents',
+    type: 'gauge',
+    help: 'Open incidents: tasks failed with no retries left, not yet retried or removed',
+    labelNames: ['queue', 'task'],
+  }),
+  transitions: define({
+    name: 'jobbers_job_transitions_total',
+    type: 'counter',
+    help: 'Lifecycle transitions',
+    labelNames: ['queue', 'task', 'transition'],
+  }),
+  tasksSelected: define({
+    name: 'jobbers_tasks_selected_total',
+    type: 'counter',
+    help: 'Tasks taken by a worker',
+    labelNames: ['queue', 'task', 'role'],
+  }),
+  timeInQueue: define({
+    name: 'jobbers_time_in_queue_seconds',
+    type: 'histogram',
+    help: 'From the moment a job last became available to its activation',
+    labelNames: ['queue', 'task', 'role'],
+    buckets: latencyBuckets,
+  }),
+  tasksProcessed: define({
+    name: 'jobbers_tasks_processed_total',
+    type: 'counter',
+    help: 'Tasks finished: completed, or failed with no retries left',
+    labelNames: ['queue', 'task', 'status'],
+  }),
+  executionTime: define({
+    name: 'jobbers_execution_time_seconds',
+    type: 'histogram',
+    help: 'Run time of each attempt, by outcome (completed, failed, retried)',
+    labelNames: ['queue', 'task', 'status'],
+    buckets: latencyBuckets,
+  }),
+  endToEndLatency: define({
+    name: 'jobbers_end_to_end_latency_seconds',
+    type: 'histogram',
+    help: 'From submission to the final finish',
+    labelNames: ['queue', 'task', 'status'],
+    buckets: latencyBuckets,
+  }),
+  tasksRetried: define({
+    name: 'jobbers_tasks_retried_total',
+    type: 'counter',
+    help: 'Failed attempts that will be retried',
+    labelNames: ['queue', 'task'],
+  }),
+  tasksTimedOut: define({
+    name: 'jobbers_tasks_timed_out_total',
+    type: 'counter',
+    help: 'Attempts that ran past their execution timeout or whose lease expired',
+    labelNames: ['queue', 'task'],
+  }),
+  completionsRejected: define({
+    name: 'jobbers_completions_rejected_total',
+    type: 'counter',
+    help: 'Completions from a worker that had lost the job (never applied)',
+    labelNames: ['queue', 'task'],
+  }),
+  cleanerRemoved: define({
+    name: 'jobbers_cleaner_removed_total',
+    type: 'counter',
+    help: 'Tasks removed by jobbers-cleaner',
+    labelNames: ['queue', 'task', 'state'],
+  }),
+  cleanerLastSuccess: define({
+    name: 'jobbers_cleaner_last_success_timestamp_seconds',
+    type: 'gauge',
+    help: 'When jobbers-cleaner last finished a run without error (unix seconds)',
+    labelNames: [],
+  }),
+  exporterLag: define({
+    name: 'jobbers_exporter_lag_seconds',
+    type: 'gauge',
+    help: 'How far the lifecycle exporter is behind the newest event of the queue',
+    labelNames: ['queue'],
+  }),
+} as const;
+
+export type ClusterMetricKey = keyof typeof clusterMetrics;
+
+/** Label values are joined with this in Redis hash fields; names and queues cannot contain it. */
+export const labelSeparator = '|';
+
+export function labelField(values: readonly string[]): string {
+  return values.join(labelSeparator);
+}
+
+export function bucketIndex(buckets: readonly number[], valueSeconds: number): number {
+  for (let i = 0; i < buckets.length; i++) if (valueSeconds <= buckets[i]!) return i;
+  return buckets.length;
+}

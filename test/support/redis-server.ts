@@ -57,6 +57,7 @@ export async function startRedisServer(extraArgs: string[] = [], port?: number):
   child.stderr?.on('data', (d) => (output += d));
   const url = `redis://127.0.0.1:${chosen}`;
   const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  probe.on('error', () => {});
   try {
     await waitFor(
       async () => {

@@ -4,8 +4,12 @@ import {
   createLogger,
   createRedisConnection,
   isJobbersError,
+  LifecycleExporter,
   loadManagerConfig,
   loadTasks,
+  parseRoles,
+  readAvailableByTask,
+  renderClusterMetrics,
 } from '@jobbers/core';
 import { Command } from 'commander';
 import { buildManagerApp } from './app.js';
@@ -29,11 +33,23 @@ async function main() {
   const registry = await loadTasks(config.tasksModule);
   const connection = createRedisConnection(config.redisUrl, { connectionName: 'jobbers-manager' });
   connection.on('error', (error) => logger.warn({ err: error.message }, 'redis connection error'));
-  const { app } = await buildManagerApp({ config, registry, connection, logger });
+  const roles = [...parseRoles(config.roles, registry).keys()];
+  const exporter = config.runExporter
+    ? new LifecycleExporter({ connection, prefix: config.prefix, queues: registry.queues, roles, logger }).start()
+    : undefined;
+  const { app } = await buildManagerApp({
+    config,
+    registry,
+    connection,
+    logger,
+    clusterMetrics: () => renderClusterMetrics({ redis: connection, prefix: config.prefix, registry }),
+    availableByTask: (queue) => readAvailableByTask(connection, config.prefix, queue),
+  });
   await app.listen({ host: config.host, port: config.port });
   const shutdown = async (signal: string) => {
     logger.info({ signal }, 'manager stopping');
     await app.close();
+    await exporter?.stop();
     await connection.quit().catch(() => {});
     process.exit(0);
   };

@@ -1,0 +1,240 @@
+// The Lua script that applies a batch of BullMQ events to the lifecycle bookkeeping of one queue,
+// atomically with the position it resumes from. Every write is idempotent set membership, so a
+// replayed event is harmless. Job hashes are read by key built from the queue prefix: with a
+// hash-tagged prefix they share the queue's slot on Redis Cluster.
+//
+// KEYS[1] state hash (pos, appliedAt)   KEYS[2] leader lock
+// ARGV: token, queueKeyPrefix ("<prefix>:<queue>:"), jobbersPrefix ("<prefix>:<queue>:jobbers:"),
+//       metricsPrefix ("<prefix>:jobbers:metrics:"), queue, newPos, knownRoles (",a,b,"),
+//       bucket bounds (space separated seconds), nEvents, then 5 fields per event:
+//       id, event, jobId, name-or-prev, failedReason-head
+export const applyEventsScript = `
+local stateKey, leaderKey = KEYS[1], KEYS[2]
+local token, qp, jp, mp, queue, newPos, knownRoles = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+if redis.call('GET', leaderKey) ~= token then return -1 end
+local bounds = {}
+for b in string.gmatch(ARGV[8], '%S+') do bounds[#bounds + 1] = tonumber(b) end
+local n = tonumber(ARGV[9])
+local base = 9
+local idxKey = jp .. 'idx'
+
+local function eventAt(i)
+  local o = base + (i - 1) * 5
+  return ARGV[o + 1], ARGV[o + 2], ARGV[o + 3], ARGV[o + 4], ARGV[o + 5]
+end
+
+local function msOf(id) return tonumber(string.match(id, '^(%d+)')) end
+
+local function count(metric, labels, by)
+  redis.call('HINCRBY', mp .. metric, labels, by or 1)
+end
+
+local function observe(metric, labels, seconds)
+  if seconds < 0 then seconds = 0 end
+  local bucket = #bounds
+  for i = 1, #bounds do
+    if seconds <= bounds[i] then bucket = i - 1 break end
+  end
+  local key = mp .. metric
+  redis.call('HINCRBY', key, labels .. '|b' .. bucket, 1)
+  redis.call('HINCRBYFLOAT', key, labels .. '|sum', seconds)
+  redis.call('HINCRBY', key, labels .. '|count', 1)
+end
+
+local function transition(task, name)
+  count('jobbers_job_transitions_total', queue .. '|' .. task .. '|' .. name)
+end
+
+local function lookup(jobId)
+  local v = redis.call('HGET', idxKey, jobId)
+  if v then return string.sub(v, 1, 1), string.sub(v, 3) end
+  local name = redis.call('HGET', qp .. jobId, 'name')
+  if name then return nil, name end
+  return nil, nil
+end
+
+local function remember(jobId, state, task)
+  redis.call('HSET', idxKey, jobId, state .. '|' .. task)
+end
+
+-- Leaves the job's previous state; returns the seconds it had been running, if it was.
+local function leave(jobId, state, task, t)
+  if state == 'w' or state == nil then redis.call('ZREM', jp .. 'avail:' .. task, jobId) end
+  if state == 'f' or state == nil then redis.call('ZREM', jp .. 'incidents:' .. task, jobId) end
+  if state == 'a' or state == nil then
+    local started = redis.call('ZSCORE', jp .. 'running:' .. task, jobId)
+    if started then
+      redis.call('ZREM', jp .. 'running:' .. task, jobId)
+      return (t - tonumber(started)) / 1000
+    end
+  end
+  return nil
+end
+
+local function timedOutReason(jobId, reasonHead)
+  local reason = reasonHead
+  if reason == nil or reason == '' then reason = redis.call('HGET', qp .. jobId, 'failedReason') or '' end
+  return string.sub(reason, 1, 9) == '[timeout]'
+end
+
+local recount = 0
+local i = 1
+while i <= n do
+  local id, ev, jobId, extra, reasonHead = eventAt(i)
+  local t = msOf(id)
+  if ev == 'added' then
+    if extra ~= '' then
+      redis.call('SADD', jp .. 'tasks', extra)
+      if not redis.call('HGET', idxKey, jobId) then remember(jobId, 'n', extra) end
+    end
+  elseif ev == 'waiting' then
+    local state, task = lookup(jobId)
+    if task then
+      local ranFor = leave(jobId, state, task, t)
+      redis.call('SADD', jp .. 'tasks', task)
+      redis.call('ZADD', jp .. 'avail:' .. task, t, jobId)
+      remember(jobId, 'w', task)
+      local prev = extra
+      if prev == 'active' or state == 'a' then
+        local nid, nev, njob = eventAt(i + 1)
+        if i < n and nev == 'stalled' and njob == jobId then
+          transition(task, 'timed-out')
+          count('jobbers_tasks_timed_out_total', queue .. '|' .. task)
+          i = i + 1
+        elseif redis.call('HDEL', jp .. 'yields', jobId) == 1 then
+          transition(task, 'yielded')
+        else
+          transition(task, 'failed-with-retries')
+          count('jobbers_tasks_retried_total', queue .. '|' .. task)
+          if timedOutReason(jobId, '') then count('jobbers_tasks_timed_out_total', queue .. '|' .. task) end
+          if ranFor then observe('jobbers_execution_time_seconds', queue .. '|' .. task .. '|retried', ranFor) end
+        end
+      elseif prev == 'delayed' then
+        transition(task, 'backoff-recurred')
+      elseif prev == 'failed' or state == 'f' then
+        transition(task, 'incident-resolved')
+      else
+        transition(task, 'created')
+      end
+    end
+  elseif ev == 'active' then
+    local state, task = lookup(jobId)
+    if task then
+      local since = redis.call('ZSCORE', jp .. 'avail:' .. task, jobId)
+      leave(jobId, state, task, t)
+      redis.call('ZADD', jp .. 'running:' .. task, t, jobId)
+      remember(jobId, 'a', task)
+      local role = 'unknown'
+      local pb = redis.call('HGET', qp .. jobId, 'pb')
+      if pb then
+        local r = string.match(pb, '^([^@]+)@')
+        if r and string.find(knownRoles, ',' .. r .. ',', 1, true) then role = r end
+      end
+      transition(task, 'activated')
+      count('jobbers_tasks_selected_total', queue .. '|' .. task .. '|' .. role)
+      if since then observe('jobbers_time_in_queue_seconds', queue .. '|' .. task .. '|' .. role, (t - tonumber(since)) / 1000) end
+    end
+  elseif ev == 'delayed' then
+    local state, task = lookup(jobId)
+    if task then
+      local ranFor = leave(jobId, state, task, t)
+      if state == 'a' then
+        if redis.call('HDEL', jp .. 'yields', jobId) == 1 then
+          transition(task, 'yielded')
+        else
+          transition(task, 'failed-with-backoff')
+          count('jobbers_tasks_retried_total', queue .. '|' .. task)
+          if timedOutReason(jobId, '') then count('jobbers_tasks_timed_out_total', queue .. '|' .. task) end
+          if ranFor then observe('jobbers_execution_time_seconds', queue .. '|' .. task .. '|retried', ranFor) end
+        end
+      end
+      remember(jobId, 'd', task)
+    end
+  elseif ev == 'completed' or ev == 'failed' then
+    local state, task = lookup(jobId)
+    if task then
+      local ranFor = leave(jobId, state, task, t)
+      local labels = queue .. '|' .. task .. '|' .. ev
+      transition(task, ev)
+      count('jobbers_tasks_processed_total', labels)
+      if ranFor then observe('jobbers_execution_time_seconds', labels, ranFor) end
+      local submitted = redis.call('HGET', qp .. jobId, 'timestamp')
+      if submitted then observe('jobbers_end_to_end_latency_seconds', labels, (t - tonumber(submitted)) / 1000) end
+      if ev == 'failed' then
+        transition(task, 'incident-raised')
+        if timedOutReason(jobId, reasonHead) then count('jobbers_tasks_timed_out_total', queue .. '|' .. task) end
+        redis.call('ZADD', jp .. 'incidents:' .. task, t, jobId)
+        remember(jobId, 'f', task)
+      else
+        redis.call('HDEL', idxKey, jobId)
+      end
+    end
+  elseif ev == 'removed' then
+    local v = redis.call('HGET', idxKey, jobId)
+    if v then
+      local state, task = string.sub(v, 1, 1), string.sub(v, 3)
+      leave(jobId, state, task, t)
+      if state == 'w' or state == 'd' or state == 'n' then transition(task, 'removed') end
+      redis.call('HDEL', idxKey, jobId)
+    end
+    redis.call('HDEL', jp .. 'yields', jobId)
+  elseif ev == 'waiting-children' then
+    local state, task = lookup(jobId)
+    if task then
+      leave(jobId, state, task, t)
+      remember(jobId, 'd', task)
+    end
+  elseif ev == 'cleaned' then
+    recount = 1
+  end
+  i = i + 1
+end
+redis.call('HSET', stateKey, 'pos', newPos, 'appliedAt', redis.call('TIME')[1])
+return recount
+`;
+
+// Compares the bookkeeping with BullMQ's own lists in one atomic read.
+// KEYS[1] state hash; ARGV: queueKeyPrefix, jobbersPrefix
+// Returns {lastStreamId, pos, trueAvailable, ourAvailable, trueActive, ourActive, trueFailed, ourFailed}
+export const reconcileScript = `
+local qp, jp = ARGV[1], ARGV[2]
+local last = redis.call('XREVRANGE', qp .. 'events', '+', '-', 'COUNT', 1)
+local lastId = '0-0'
+if last[1] then lastId = last[1][1] end
+local pos = redis.call('HGET', KEYS[1], 'pos') or ''
+local trueAvail = redis.call('LLEN', qp .. 'wait') + redis.call('LLEN', qp .. 'paused') + redis.call('ZCARD', qp .. 'prioritized')
+local trueActive = redis.call('LLEN', qp .. 'active')
+local trueFailed = redis.call('ZCARD', qp .. 'failed')
+local ourAvail, ourActive, ourFailed = 0, 0, 0
+for _, task in ipairs(redis.call('SMEMBERS', jp .. 'tasks')) do
+  ourAvail = ourAvail + redis.call('ZCARD', jp .. 'avail:' .. task)
+  ourActive = ourActive + redis.call('ZCARD', jp .. 'running:' .. task)
+  ourFailed = ourFailed + redis.call('ZCARD', jp .. 'incidents:' .. task)
+end
+return {lastId, pos, trueAvail, ourAvail, trueActive, ourActive, trueFailed, ourFailed}
+`;
+
+// Swaps freshly counted bookkeeping (written under the recount prefix) into place and sets the
+// position to the stream id read before the count began.
+// KEYS[1] state hash, KEYS[2] leader lock; ARGV: token, jobbersPrefix, recountPrefix, pos, tasks...
+export const swapRecountScript = `
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
+local jp, rp, pos = ARGV[2], ARGV[3], ARGV[4]
+local tasks = {}
+for _, task in ipairs(redis.call('SMEMBERS', jp .. 'tasks')) do tasks[task] = true end
+for i = 5, #ARGV do tasks[ARGV[i]] = true end
+local function swap(name)
+  redis.call('UNLINK', jp .. name)
+  if redis.call('EXISTS', rp .. name) == 1 then redis.call('RENAME', rp .. name, jp .. name) end
+end
+for task, _ in pairs(tasks) do
+  swap('avail:' .. task)
+  swap('running:' .. task)
+  swap('incidents:' .. task)
+  redis.call('SADD', jp .. 'tasks', task)
+end
+swap('idx')
+redis.call('HSET', KEYS[1], 'pos', pos, 'appliedAt', redis.call('TIME')[1])
+redis.call('HINCRBY', KEYS[1], 'recounts', 1)
+return 1
+`;

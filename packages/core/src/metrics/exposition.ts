@@ -1,0 +1,242 @@
+// Renders the cluster-wide metrics from Redis in the Prometheus text format. Every manager renders
+// the same numbers; the documented PromQL takes `max by` over instances, so two managers never
+// double count. Label values for `task` are bounded by the registered types (others: `other`).
+import type { Redis } from 'ioredis';
+import { jobbersKey, queueKey } from '../keys.js';
+import type { TaskRegistry } from '../task.js';
+import { clusterMetrics, labelSeparator, type MetricDefinition } from './definitions.js';
+import { exporterStateKey } from './exporter.js';
+import { metricHashKey } from './store.js';
+
+const stateLists: [state: string, kind: 'list' | 'zset', suffix: string][] = [
+  ['waiting', 'list', 'wait'],
+  ['active', 'list', 'active'],
+  ['delayed', 'zset', 'delayed'],
+  ['prioritized', 'zset', 'prioritized'],
+  ['paused', 'list', 'paused'],
+  ['completed', 'zset', 'completed'],
+  ['failed', 'zset', 'failed'],
+];
+
+function escapeLabel(value: string): string {
+  return value.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
+}
+
+function labelText(names: readonly string[], values: readonly string[], extra = ''): string {
+  const parts = names.map((n, i) => `${n}="${escapeLabel(values[i] ?? '')}"`);
+  if (extra) parts.push(extra);
+  return parts.length > 0 ? `{${parts.join(',')}}` : '';
+}
+
+function header(metric: MetricDefinition): string {
+  return `# HELP ${metric.name} ${metric.help}\n# TYPE ${metric.name} ${metric.type}\n`;
+}
+
+function formatNumber(value: number): string {
+  return Number.isFinite(value) ? String(value) : value > 0 ? '+Inf' : '-Inf';
+}
+
+export interface ExpositionOptions {
+  redis: Redis;
+  prefix: string;
+  registry: TaskRegistry;
+  roles?: readonly string[];
+  now?: number;
+}
+
+/** Maps a stored task label to a bounded one. */
+function boundTask(registry: TaskRegistry, task: string): string {
+  return registry.find(task) ? task : 'other';
+}
+
+function tasksOf(registry: TaskRegistry, queue: string): string[] {
+  return registry.definitions
+    .filter((d) => d.queue === queue || d.queues?.includes(queue))
+    .map((d) => d.name);
+}
+
+export async function renderClusterMetrics(options: ExpositionOptions): Promise<string> {
+  const { redis, prefix, registry } = options;
+  const now = options.now ?? Date.now();
+  const queues = registry.queues;
+  const gaugeRead = redis.pipeline();
+  const extraTasks = new Map<string, string[]>();
+  for (const queue of queues) gaugeRead.smembers(jobbersKey(prefix, queue, 'tasks'));
+  const taskSets = ((await gaugeRead.exec()) ?? []).map(([, v]) => (v as string[]) ?? []);
+  queues.forEach((queue, i) => {
+    extraTasks.set(
+      queue,
+      taskSets[i]!.filter((t) => !tasksOf(registry, queue).includes(t)),
+    );
+  });
+
+  const read = redis.pipeline();
+  const gaugeRows: { queue: string; task: string; stored: string }[] = [];
+  for (const queue of queues) {
+    for (const stored of [...tasksOf(registry, queue), ...extraTasks.get(queue)!]) {
+      gaugeRows.push({ queue, task: boundTask(registry, stored), stored });
+      const jp = jobbersKey(prefix, queue, '');
+      read.zcard(`${jp}avail:${stored}`);
+      read.zrange(`${jp}avail:${stored}`, 0, 0, 'WITHSCORES');
+      read.zcard(`${jp}running:${stored}`);
+      read.zcard(`${jp}incidents:${stored}`);
+    }
+  }
+  for (const queue of queues) {
+    const qp = queueKey(prefix, queue);
+    for (const [, kind, suffix] of stateLists) {
+      if (kind === 'list') read.llen(`${qp}:${suffix}`);
+      else read.zcard(`${qp}:${suffix}`);
+    }
+    read.hget(exporterStateKey(prefix, queue), 'pos');
+    read.xrevrange(`${qp}:events`, '+', '-', 'COUNT', 1);
+  }
+  const hashMetrics = [
+    clusterMetrics.transitions,
+    clusterMetrics.tasksSelected,
+    clusterMetrics.timeInQueue,
+    clusterMetrics.tasksProcessed,
+    clusterMetrics.executionTime,
+    clusterMetrics.endToEndLatency,
+    clusterMetrics.tasksRetried,
+    clusterMetrics.tasksTimedOut,
+    clusterMetrics.completionsRejected,
+    clusterMetrics.cleanerRemoved,
+  ];
+  for (const metric of hashMetrics) read.hgetall(metricHashKey(prefix, metric));
+  read.hget(metricHashKey(prefix, clusterMetrics.cleanerLastSuccess), '');
+  const replies = ((await read.exec()) ?? []).map(([error, value]) => {
+    if (error) throw error;
+    return value;
+  });
+  let r = 0;
+  const next = () => replies[r++];
+
+  const available = new Map<string, number>();
+  const age = new Map<string, number>();
+  const running = new Map<string, number>();
+  const incidents = new Map<string, number>();
+  const add = (map: Map<string, number>, key: string, value: number) =>
+    map.set(key, (map.get(key) ?? 0) + value);
+  const maxInto = (map: Map<string, number>, key: string, value: number) =>
+    map.set(key, Math.max(map.get(key) ?? 0, value));
+  for (const row of gaugeRows) {
+    const key = `${row.queue}${labelSeparator}${row.task}`;
+    add(available, key, Number(next()));
+    const oldest = next() as string[];
+    maxInto(age, key, oldest.length === 2 ? Math.max(0, (now - Number(oldest[1])) / 1000) : 0);
+    add(running, key, Number(next()));
+    add(incidents, key, Number(next()));
+  }
+  let out = '';
+  const gauge = (metric: MetricDefinition, values: Map<string, number>) => {
+    out += header(metric);
+    for (const [key, value] of values)
+      out += `${metric.name}${labelText(metric.labelNames, key.split(labelSeparator))} ${formatNumber(value)}\n`;
+  };
+  gauge(clusterMetrics.jobsAvailable, available);
+  gauge(clusterMetrics.jobsAvailableAge, age);
+  gauge(clusterMetrics.jobsRunning, running);
+  gauge(clusterMetrics.incidents, incidents);
+
+  const jobs = new Map<string, number>();
+  const lag = new Map<string, number>();
+  for (const queue of queues) {
+    for (const [state] of stateLists) jobs.set(`${queue}${labelSeparator}${state}`, Number(next()));
+    const pos = next() as string | null;
+    const last = next() as [string, string[]][];
+    const lastMs = last[0] ? Number(last[0][0].split('-')[0]) : 0;
+    const posMs = pos ? Number(pos.split('-')[0]) : 0;
+    lag.set(queue, lastMs > posMs ? (lastMs - posMs) / 1000 : 0);
+  }
+  gauge(clusterMetrics.jobs, jobs);
+  gauge(clusterMetrics.exporterLag, lag);
+
+  for (const metric of hashMetrics) {
+    const stored = (next() as Record<string, string>) ?? {};
+    out +=
+      metric.type === 'histogram'
+        ? renderHistogram(metric, stored, registry)
+        : renderCounter(metric, stored, registry, queues);
+  }
+  const lastSuccess = next() as string | null;
+  out += header(clusterMetrics.cleanerLastSuccess);
+  if (lastSuccess) out += `${clusterMetrics.cleanerLastSuccess.name} ${Number(lastSuccess)}\n`;
+  return out;
+}
+
+/** Sums stored fields whose task label maps to the same bounded label set. */
+function boundedValues(metric: MetricDefinition, stored: Record<string, string>, registry: TaskRegistry) {
+  const taskIndex = metric.labelNames.indexOf('task');
+  const values = new Map<string, number>();
+  for (const [fieldName, raw] of Object.entries(stored)) {
+    const parts = fieldName.split(labelSeparator);
+    if (taskIndex >= 0 && parts[taskIndex] !== undefined)
+      parts[taskIndex] = boundTask(registry, parts[taskIndex]!);
+    const key = parts.join(labelSeparator);
+    values.set(key, (values.get(key) ?? 0) + Number(raw));
+  }
+  return values;
+}
+
+function renderCounter(
+  metric: MetricDefinition,
+  stored: Record<string, string>,
+  registry: TaskRegistry,
+  queues: string[],
+) {
+  const values = boundedValues(metric, stored, registry);
+  if (metric.labelNames.length === 2 && metric.labelNames[1] === 'task') {
+    for (const queue of queues) {
+      for (const task of tasksOf(registry, queue)) {
+        const key = `${queue}${labelSeparator}${task}`;
+        if (!values.has(key)) values.set(key, 0);
+      }
+    }
+  }
+  let out = header(metric);
+  for (const [key, value] of values)
+    out += `${metric.name}${labelText(metric.labelNames, key.split(labelSeparator))} ${formatNumber(value)}\n`;
+  return out;
+}
+
+function renderHistogram(metric: MetricDefinition, stored: Record<string, string>, registry: TaskRegistry) {
+  const buckets = metric.buckets ?? [];
+  const series = new Map<string, { counts: number[]; sum: number; count: number }>();
+  for (const [key, value] of boundedValues(metric, stored, registry)) {
+    const cut = key.lastIndexOf(labelSeparator);
+    const labels = key.slice(0, cut);
+    const part = key.slice(cut + 1);
+    let s = series.get(labels);
+    if (!s) series.set(labels, (s = { counts: new Array(buckets.length + 1).fill(0), sum: 0, count: 0 }));
+    if (part === 'sum') s.sum += value;
+    else if (part === 'count') s.count += value;
+    else if (part.startsWith('b')) s.counts[Number(part.slice(1))]! += value;
+  }
+  let out = header(metric);
+  for (const [labels, s] of series) {
+    const values = labels.split(labelSeparator);
+    let cumulative = 0;
+    buckets.forEach((bound, i) => {
+      cumulative += s.counts[i]!;
+      out += `${metric.name}_bucket${labelText(metric.labelNames, values, `le="${bound}"`)} ${cumulative}\n`;
+    });
+    out += `${metric.name}_bucket${labelText(metric.labelNames, values, 'le="+Inf"')} ${s.count}\n`;
+    out += `${metric.name}_sum${labelText(metric.labelNames, values)} ${s.sum}\n`;
+    out += `${metric.name}_count${labelText(metric.labelNames, values)} ${s.count}\n`;
+  }
+  return out;
+}
+
+/** Available jobs per task type of one queue, from the exporter's bookkeeping. */
+export async function readAvailableByTask(
+  redis: Redis,
+  prefix: string,
+  queue: string,
+): Promise<Map<string, number>> {
+  const tasks = await redis.smembers(jobbersKey(prefix, queue, 'tasks'));
+  const pipeline = redis.pipeline();
+  for (const task of tasks) pipeline.zcard(jobbersKey(prefix, queue, `avail:${task}`));
+  const replies = (await pipeline.exec()) ?? [];
+  return new Map(tasks.map((task, i) => [task, Number(replies[i]?.[1] ?? 0)]));
+}

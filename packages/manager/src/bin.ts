@@ -35,7 +35,13 @@ async function main() {
   connection.on('error', (error) => logger.warn({ err: error.message }, 'redis connection error'));
   const roles = [...parseRoles(config.roles, registry).keys()];
   const exporter = config.runExporter
-    ? new LifecycleExporter({ connection, prefix: config.prefix, queues: registry.queues, roles, logger }).start()
+    ? new LifecycleExporter({
+        connection,
+        prefix: config.prefix,
+        queues: registry.queues,
+        roles,
+        logger,
+      }).start()
     : undefined;
   const { app } = await buildManagerApp({
     config,

@@ -207,8 +207,8 @@ function renderHistogram(metric: MetricDefinition, stored: Record<string, string
     const cut = key.lastIndexOf(labelSeparator);
     const labels = key.slice(0, cut);
     const part = key.slice(cut + 1);
-    let s = series.get(labels);
-    if (!s) series.set(labels, (s = { counts: new Array(buckets.length + 1).fill(0), sum: 0, count: 0 }));
+    const s = series.get(labels) ?? { counts: new Array(buckets.length + 1).fill(0), sum: 0, count: 0 };
+    series.set(labels, s);
     if (part === 'sum') s.sum += value;
     else if (part === 'count') s.count += value;
     else if (part.startsWith('b')) s.counts[Number(part.slice(1))]! += value;

@@ -43,8 +43,8 @@ export class MetricsBuffer {
   }
 
   private add(key: string, field: string, value: number) {
-    let fields = this.pending.get(key);
-    if (!fields) this.pending.set(key, (fields = new Map()));
+    const fields = this.pending.get(key) ?? new Map<string, number>();
+    this.pending.set(key, fields);
     fields.set(field, (fields.get(field) ?? 0) + value);
   }
 

@@ -5,6 +5,7 @@ import {
   type JobPayload,
   jobKey,
   type Logger,
+  MetricsBuffer,
   queuesForRole,
   type RoleMap,
   type TaskContext,
@@ -14,6 +15,7 @@ import {
 } from '@jobbers/core';
 import { type Job, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { attachOutcomeMetrics } from './outcome-metrics.js';
 import { WorkerProcessMetrics } from './process-metrics.js';
 
 export class TaskTimeoutError extends Error {
@@ -33,6 +35,8 @@ export interface JobbersWorkerOptions {
 export class JobbersWorker {
   readonly queues: readonly string[];
   readonly metrics: WorkerProcessMetrics;
+  /** Cluster-wide outcome metrics, flushed to Redis every metricsFlushMs and on stop. */
+  readonly outcomes: MetricsBuffer;
   readonly name: string;
   private readonly workers: Worker[] = [];
   private readonly connection: Redis;
@@ -51,6 +55,7 @@ export class JobbersWorker {
       blocking: true,
       connectionName: `jobbers-worker:${this.name}`,
     });
+    this.outcomes = new MetricsBuffer(this.connection, config.prefix, config.metricsFlushMs);
   }
 
   get isRunning(): boolean {
@@ -76,12 +81,14 @@ export class JobbersWorker {
         skipVersionCheck: true,
       });
       worker.on('error', (error) => logger.error({ err: error, queue }, 'worker error'));
+      attachOutcomeMetrics(worker, this.outcomes);
       this.workers.push(worker);
     }
     for (const worker of this.workers) {
       void worker.run().catch((error) => logger.error({ err: error }, 'worker loop stopped'));
     }
     await Promise.all(this.workers.map((w) => w.waitUntilReady()));
+    this.outcomes.start();
     this.started = true;
     logger.info(
       { role: config.role, queues: this.queues, concurrency: config.concurrentTasks },
@@ -157,6 +164,9 @@ export class JobbersWorker {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       await Promise.all(this.workers.map((w) => w.close()));
+      await this.outcomes
+        .close()
+        .catch((error) => this.options.logger.warn({ err: error }, 'metrics flush failed'));
       await this.connection.quit().catch(() => {});
     })();
     return this.stopping;

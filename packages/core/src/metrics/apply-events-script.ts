@@ -7,7 +7,7 @@
 // ARGV: token, queueKeyPrefix ("<prefix>:<queue>:"), jobbersPrefix ("<prefix>:<queue>:jobbers:"),
 //       metricsPrefix ("<prefix>:jobbers:metrics:"), queue, newPos, knownRoles (",a,b,"),
 //       bucket bounds (space separated seconds), nEvents, then 5 fields per event:
-//       id, event, jobId, name-or-prev, failedReason-head
+//       id, event, jobId, name-or-prev, unused
 export const applyEventsScript = `
 local stateKey, leaderKey = KEYS[1], KEYS[2]
 local token, qp, jp, mp, queue, newPos, knownRoles = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
@@ -57,24 +57,11 @@ local function remember(jobId, state, task)
   redis.call('HSET', idxKey, jobId, state .. '|' .. task)
 end
 
--- Leaves the job's previous state; returns the seconds it had been running, if it was.
-local function leave(jobId, state, task, t)
+-- Leaves the job's previous state.
+local function leave(jobId, state, task)
   if state == 'w' or state == nil then redis.call('ZREM', jp .. 'avail:' .. task, jobId) end
   if state == 'f' or state == nil then redis.call('ZREM', jp .. 'incidents:' .. task, jobId) end
-  if state == 'a' or state == nil then
-    local started = redis.call('ZSCORE', jp .. 'running:' .. task, jobId)
-    if started then
-      redis.call('ZREM', jp .. 'running:' .. task, jobId)
-      return (t - tonumber(started)) / 1000
-    end
-  end
-  return nil
-end
-
-local function timedOutReason(jobId, reasonHead)
-  local reason = reasonHead
-  if reason == nil or reason == '' then reason = redis.call('HGET', qp .. jobId, 'failedReason') or '' end
-  return string.sub(reason, 1, 9) == '[timeout]'
+  if state == 'a' or state == nil then redis.call('ZREM', jp .. 'running:' .. task, jobId) end
 end
 
 local recount = 0
@@ -90,7 +77,7 @@ while i <= n do
   elseif ev == 'waiting' then
     local state, task = lookup(jobId)
     if task then
-      local ranFor = leave(jobId, state, task, t)
+      leave(jobId, state, task)
       redis.call('SADD', jp .. 'tasks', task)
       redis.call('ZADD', jp .. 'avail:' .. task, t, jobId)
       remember(jobId, 'w', task)
@@ -105,9 +92,6 @@ while i <= n do
           transition(task, 'yielded')
         else
           transition(task, 'failed-with-retries')
-          count('jobbers_tasks_retried_total', queue .. '|' .. task)
-          if timedOutReason(jobId, '') then count('jobbers_tasks_timed_out_total', queue .. '|' .. task) end
-          if ranFor then observe('jobbers_execution_time_seconds', queue .. '|' .. task .. '|retried', ranFor) end
         end
       elseif prev == 'delayed' then
         transition(task, 'backoff-recurred')
@@ -121,7 +105,7 @@ while i <= n do
     local state, task = lookup(jobId)
     if task then
       local since = redis.call('ZSCORE', jp .. 'avail:' .. task, jobId)
-      leave(jobId, state, task, t)
+      leave(jobId, state, task)
       redis.call('ZADD', jp .. 'running:' .. task, t, jobId)
       remember(jobId, 'a', task)
       local role = 'unknown'
@@ -137,15 +121,12 @@ while i <= n do
   elseif ev == 'delayed' then
     local state, task = lookup(jobId)
     if task then
-      local ranFor = leave(jobId, state, task, t)
+      leave(jobId, state, task)
       if state == 'a' then
         if redis.call('HDEL', jp .. 'yields', jobId) == 1 then
           transition(task, 'yielded')
         else
           transition(task, 'failed-with-backoff')
-          count('jobbers_tasks_retried_total', queue .. '|' .. task)
-          if timedOutReason(jobId, '') then count('jobbers_tasks_timed_out_total', queue .. '|' .. task) end
-          if ranFor then observe('jobbers_execution_time_seconds', queue .. '|' .. task .. '|retried', ranFor) end
         end
       end
       remember(jobId, 'd', task)
@@ -153,16 +134,10 @@ while i <= n do
   elseif ev == 'completed' or ev == 'failed' then
     local state, task = lookup(jobId)
     if task then
-      local ranFor = leave(jobId, state, task, t)
-      local labels = queue .. '|' .. task .. '|' .. ev
+      leave(jobId, state, task)
       transition(task, ev)
-      count('jobbers_tasks_processed_total', labels)
-      if ranFor then observe('jobbers_execution_time_seconds', labels, ranFor) end
-      local submitted = redis.call('HGET', qp .. jobId, 'timestamp')
-      if submitted then observe('jobbers_end_to_end_latency_seconds', labels, (t - tonumber(submitted)) / 1000) end
       if ev == 'failed' then
         transition(task, 'incident-raised')
-        if timedOutReason(jobId, reasonHead) then count('jobbers_tasks_timed_out_total', queue .. '|' .. task) end
         redis.call('ZADD', jp .. 'incidents:' .. task, t, jobId)
         remember(jobId, 'f', task)
       else
@@ -173,7 +148,7 @@ while i <= n do
     local v = redis.call('HGET', idxKey, jobId)
     if v then
       local state, task = string.sub(v, 1, 1), string.sub(v, 3)
-      leave(jobId, state, task, t)
+      leave(jobId, state, task)
       if state == 'w' or state == 'd' or state == 'n' then transition(task, 'removed') end
       redis.call('HDEL', idxKey, jobId)
     end
@@ -181,7 +156,7 @@ while i <= n do
   elseif ev == 'waiting-children' then
     local state, task = lookup(jobId)
     if task then
-      leave(jobId, state, task, t)
+      leave(jobId, state, task)
       remember(jobId, 'd', task)
     end
   elseif ev == 'cleaned' then

@@ -37,6 +37,27 @@ export function compareStreamIds(a: string, b: string): number {
   return seq === 0n ? 0 : seq > 0n ? 1 : -1;
 }
 
+function infoValue(info: unknown[], name: string): unknown {
+  for (let i = 0; i < info.length; i += 2) if (info[i] === name) return info[i + 1];
+  return undefined;
+}
+
+/**
+ * Trimming removes entries from the head. If the oldest entry left is past our position and the
+ * stream has had more entries added since our position than it holds now, some were trimmed
+ * before we applied them: a gap. (`entries-added` counts every entry ever added.)
+ */
+export function streamGap(info: unknown[], pos: string, addedAtPos: number): string | undefined {
+  const first = infoValue(info, 'first-entry') as [string, string[]] | null | undefined;
+  if (!first || compareStreamIds(first[0], pos) <= 0) return undefined;
+  const added = Number(infoValue(info, 'entries-added'));
+  const length = Number(infoValue(info, 'length'));
+  if (added - addedAtPos > length) {
+    return `event stream trimmed past position ${pos}: ${added - addedAtPos - length} events were never applied`;
+  }
+  return undefined;
+}
+
 function field(fields: string[], name: string): string {
   for (let i = 0; i < fields.length; i += 2) if (fields[i] === name) return fields[i + 1] ?? '';
   return '';
@@ -205,7 +226,7 @@ class QueueExporter {
   }
 
   private async turn() {
-    const pos = await this.redis.hget(this.stateKey, 'pos');
+    const [pos, addedRaw] = await this.redis.hmget(this.stateKey, 'pos', 'added');
     if (pos === null || this.recountRequested) {
       this.recountRequested = false;
       await this.recount(pos === null ? 'no position yet' : 'requested');
@@ -215,7 +236,7 @@ class QueueExporter {
       .multi()
       .xinfo('STREAM', this.stream)
       .xread('COUNT', this.batchSize, 'STREAMS', this.stream, pos)
-      .exec()) as [[Error | null, unknown], [Error | null, [string, StreamEntry[]][] | null]];
+      .exec()) as [[Error | null, unknown[]], [Error | null, [string, StreamEntry[]][] | null]];
     if (infoError) {
       if (/no such key/i.test(infoError.message)) {
         if (pos !== '0-0') await this.recount('event stream is gone');
@@ -225,9 +246,9 @@ class QueueExporter {
       throw infoError;
     }
     if (readError) throw readError;
-    const maxDeleted = field((info as string[]).map(String), 'max-deleted-entry-id') || '0-0';
-    if (compareStreamIds(maxDeleted, pos) > 0) {
-      await this.recount(`event stream trimmed past position ${pos} (up to ${maxDeleted})`);
+    const gap = streamGap(info, pos, Number(addedRaw ?? 0));
+    if (gap) {
+      await this.recount(gap);
       return;
     }
     let entries = read?.[0]?.[1] ?? [];
@@ -306,6 +327,7 @@ class QueueExporter {
       this.jp,
       result.recountPrefix,
       result.streamPos,
+      result.streamAdded,
       ...result.tasks,
     );
     if (swapped === -1) {

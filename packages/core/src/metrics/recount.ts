@@ -6,6 +6,8 @@ import { jobbersKey, queueKey } from '../keys.js';
 export interface RecountResult {
   /** The stream's newest id read before counting began: events after it are replayed on top. */
   streamPos: string;
+  /** How many entries the stream had ever had at streamPos. */
+  streamAdded: number;
   recountPrefix: string;
   tasks: string[];
   available: number;
@@ -26,6 +28,17 @@ async function* ids(redis: Redis, source: Source): AsyncGenerator<string[]> {
   }
 }
 
+async function streamHead(redis: Redis, stream: string): Promise<{ streamPos: string; streamAdded: number }> {
+  try {
+    const info = (await redis.xinfo('STREAM', stream)) as unknown[];
+    const value = (name: string) => info[info.indexOf(name) + 1];
+    return { streamPos: String(value('last-generated-id')), streamAdded: Number(value('entries-added')) };
+  } catch (error) {
+    if (/no such key/i.test((error as Error).message)) return { streamPos: '0-0', streamAdded: 0 };
+    throw error;
+  }
+}
+
 async function unlinkMatching(redis: Redis, pattern: string) {
   let cursor = '0';
   do {
@@ -38,8 +51,7 @@ async function unlinkMatching(redis: Redis, pattern: string) {
 export async function recountQueue(redis: Redis, prefix: string, queue: string): Promise<RecountResult> {
   const qp = `${queueKey(prefix, queue)}:`;
   const rp = jobbersKey(prefix, queue, 'recount:');
-  const last = await redis.xrevrange(`${qp}events`, '+', '-', 'COUNT', 1);
-  const streamPos = last[0]?.[0] ?? '0-0';
+  const { streamPos, streamAdded } = await streamHead(redis, `${qp}events`);
   await unlinkMatching(redis, `${rp}*`);
   const sources: Source[] = [
     { kind: 'list', key: `${qp}wait`, state: 'w' },
@@ -79,5 +91,5 @@ export async function recountQueue(redis: Redis, prefix: string, queue: string):
       await write.exec();
     }
   }
-  return { streamPos, recountPrefix: rp, tasks: [...tasks], available };
+  return { streamPos, streamAdded, recountPrefix: rp, tasks: [...tasks], available };
 }

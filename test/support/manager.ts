@@ -1,12 +1,19 @@
 // An in-process manager on a free port, for API tests over real HTTP.
-
-import { createRedisConnection, loadTasks } from '@jobbers/core';
+import {
+  createRedisConnection,
+  LifecycleExporter,
+  loadTasks,
+  readAvailableByTask,
+  renderClusterMetrics,
+} from '@jobbers/core';
 import { buildManagerApp, type ManagerAppOptions } from '@jobbers/manager';
 import type { Redis } from 'ioredis';
 
 export interface TestManager {
   baseUrl: string;
   connection: Redis;
+  /** Present when started with `exporter: true`, as jobbers-manager runs it. */
+  exporter?: LifecycleExporter;
   request(
     method: string,
     path: string,
@@ -21,11 +28,29 @@ export async function startTestManager(options: {
   prefix: string;
   apiKeys?: string[];
   bodyLimitBytes?: number;
+  /** Run the lifecycle exporter and serve cluster metrics, as jobbers-manager does. */
+  exporter?: boolean;
   extra?: Partial<ManagerAppOptions>;
 }): Promise<TestManager> {
   const registry = await loadTasks('@jobbers/examples');
   const connection = createRedisConnection(options.redisUrl);
   connection.on('error', () => {});
+  const exporter = options.exporter
+    ? new LifecycleExporter({
+        connection,
+        prefix: options.prefix,
+        queues: registry.queues,
+        roles: ['default'],
+        blockMs: 100,
+        leaseMs: 3000,
+      }).start()
+    : undefined;
+  const cluster = options.exporter
+    ? {
+        clusterMetrics: () => renderClusterMetrics({ redis: connection, prefix: options.prefix, registry }),
+        availableByTask: (queue: string) => readAvailableByTask(connection, options.prefix, queue),
+      }
+    : {};
   const { app } = await buildManagerApp({
     config: {
       prefix: options.prefix,
@@ -34,6 +59,7 @@ export async function startTestManager(options: {
     },
     registry,
     connection,
+    ...cluster,
     ...options.extra,
   });
   await app.listen({ host: '127.0.0.1', port: 0 });
@@ -42,6 +68,7 @@ export async function startTestManager(options: {
   return {
     baseUrl,
     connection,
+    exporter,
     request: async (method, path, body, headers = {}) => {
       const init: RequestInit = { method, headers: { ...headers } };
       if (body !== undefined) {
@@ -58,6 +85,7 @@ export async function startTestManager(options: {
     },
     close: async () => {
       await app.close();
+      await exporter?.stop();
       connection.disconnect();
     },
   };

@@ -3,6 +3,7 @@
 // double count. Label values for `task` are bounded by the registered types (others: `other`).
 import type { Redis } from 'ioredis';
 import { jobbersKey, queueKey } from '../keys.js';
+import { transitions } from '../lifecycle.js';
 import type { TaskRegistry } from '../task.js';
 import { clusterMetrics, labelSeparator, type MetricDefinition } from './definitions.js';
 import { exporterStateKey } from './exporter.js';
@@ -179,6 +180,12 @@ function boundedValues(metric: MetricDefinition, stored: Record<string, string>,
   return values;
 }
 
+/** Counter series present from the start, so rate() and dashboards see zeros rather than gaps. */
+const zeroFilledValues: Record<string, readonly (string | undefined)[]> = {
+  status: ['completed', 'failed'],
+  transition: transitions,
+};
+
 function renderCounter(
   metric: MetricDefinition,
   stored: Record<string, string>,
@@ -186,11 +193,14 @@ function renderCounter(
   queues: string[],
 ) {
   const values = boundedValues(metric, stored, registry);
-  if (metric.labelNames.length === 2 && metric.labelNames[1] === 'task') {
+  if (metric.labelNames[0] === 'queue' && metric.labelNames[1] === 'task') {
+    const third = metric.labelNames[2] === undefined ? [undefined] : zeroFilledValues[metric.labelNames[2]];
     for (const queue of queues) {
       for (const task of tasksOf(registry, queue)) {
-        const key = `${queue}${labelSeparator}${task}`;
-        if (!values.has(key)) values.set(key, 0);
+        for (const value of third ?? []) {
+          const key = [queue, task, ...(value === undefined ? [] : [value])].join(labelSeparator);
+          if (!values.has(key)) values.set(key, 0);
+        }
       }
     }
   }

@@ -1,0 +1,108 @@
+// The exporter resumes from its persisted position: a restart neither recounts nor counts an
+// event twice, a replayed batch is harmless, and drift from an operation that emits no events
+// (BullMQ's drain) is found by reconciliation and recounted.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import {
+  createRedisConnection,
+  defineTask,
+  exporterStateKey,
+  LifecycleExporter,
+  type LifecycleExporterOptions,
+  TaskRegistry,
+} from '@jobbers/core';
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { clusterSamples, metricValue } from '../../../test/support/metrics.js';
+import { type RedisServer, startRedisServer, uniquePrefix } from '../../../test/support/redis-server.js';
+import { waitFor } from '../../../test/support/wait.js';
+
+const task = 'demo.job';
+const registry = new TaskRegistry([defineTask({ name: task, queue: 'q', params: {}, run: () => null })]);
+let server: RedisServer;
+let redis: Redis;
+
+before(async () => {
+  server = await startRedisServer();
+  redis = createRedisConnection(server.url, { blocking: true });
+});
+after(async () => {
+  redis.disconnect();
+  await server.stop();
+});
+
+function exporterFor(prefix: string, extra: Partial<LifecycleExporterOptions> = {}) {
+  return new LifecycleExporter({ connection: redis, prefix, queues: ['q'], blockMs: 50, ...extra }).start();
+}
+
+async function created(prefix: string) {
+  return metricValue(await clusterSamples(redis, prefix, registry), 'jobbers_job_transitions_total', {
+    task,
+    transition: 'created',
+  });
+}
+
+test('a restarted exporter resumes where it stopped: no recount, nothing counted twice', async () => {
+  const prefix = uniquePrefix('resume');
+  const queue = new Queue('q', { connection: redis, prefix });
+  const first = exporterFor(prefix);
+  await first.waitUntilReady();
+  await queue.addBulk(Array.from({ length: 50 }, () => ({ name: task, data: {} })));
+  await first.waitUntilCaughtUp();
+  await first.stop();
+  await queue.addBulk(Array.from({ length: 30 }, () => ({ name: task, data: {} })));
+  const second = exporterFor(prefix);
+  await second.waitUntilCaughtUp();
+  assert.equal(await created(prefix), 80);
+  assert.equal(
+    await redis.hget(exporterStateKey(prefix, 'q'), 'recounts'),
+    '1',
+    'only the first start counted',
+  );
+  await second.stop();
+  await queue.close();
+});
+
+test('replaying an already applied stretch of the stream changes no gauge', async () => {
+  const prefix = uniquePrefix('replay');
+  const queue = new Queue('q', { connection: redis, prefix });
+  const exporter = exporterFor(prefix);
+  await exporter.waitUntilReady();
+  await queue.addBulk(Array.from({ length: 20 }, () => ({ name: task, data: {} })));
+  await exporter.waitUntilCaughtUp();
+  await exporter.stop();
+  await redis.hset(exporterStateKey(prefix, 'q'), 'pos', '0-0', 'added', '0');
+  const again = exporterFor(prefix);
+  await again.waitUntilCaughtUp();
+  const samples = await clusterSamples(redis, prefix, registry);
+  assert.equal(metricValue(samples, 'jobbers_jobs_available', { task }), 20);
+  await again.stop();
+  await queue.close();
+});
+
+test('drift from an operation that writes no events is reconciled by a recount', async () => {
+  const prefix = uniquePrefix('drift');
+  const queue = new Queue('q', { connection: redis, prefix });
+  const exporter = exporterFor(prefix, { reconcileMs: 100 });
+  await exporter.waitUntilReady();
+  await queue.addBulk(Array.from({ length: 10 }, () => ({ name: task, data: {} })));
+  await exporter.waitUntilCaughtUp();
+  await queue.drain();
+  await waitFor(
+    async () =>
+      metricValue(await clusterSamples(redis, prefix, registry), 'jobbers_jobs_available', { task }) === 0,
+    { what: 'the drained jobs to leave the gauge', timeoutMs: 5000 },
+  );
+  await exporter.stop();
+  await queue.close();
+});
+
+test('a second exporter stands by while the first leads', async () => {
+  const prefix = uniquePrefix('lead');
+  const a = exporterFor(prefix, { leaseMs: 1000 });
+  const b = exporterFor(prefix, { leaseMs: 1000 });
+  await waitFor(() => a.leading.length + b.leading.length === 1, { what: 'one leader' });
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  assert.equal(a.leading.length + b.leading.length, 1, 'still exactly one leader after a lease period');
+  await Promise.all([a.stop(), b.stop()]);
+});

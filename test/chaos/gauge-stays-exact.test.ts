@@ -161,11 +161,6 @@ test('the available gauge stays exact through SIGKILL, exporter restart and a tr
     what: 'the restarted exporter to lead',
   });
 
-  await submit(mixedBatch(1200, () => 150));
-  await waitFor(async () => (await counts()).completed >= 2400, {
-    timeoutMs: 90_000,
-    what: '2400 completions',
-  });
   await waitFor(
     async () => {
       const active = await redis.lrange(`${prefix}:default:active`, 0, -1);
@@ -174,6 +169,11 @@ test('the available gauge stays exact through SIGKILL, exporter restart and a tr
     },
     { timeoutMs: 20_000, what: "the killed worker's jobs to be recovered after their lease" },
   );
+  await submit(mixedBatch(1200, () => 200));
+  await waitFor(async () => (await counts()).completed >= 2800, {
+    timeoutMs: 90_000,
+    what: '2800 completions',
+  });
   for (const worker of [first, replacement]) worker.kill('SIGTERM');
   const exits = await Promise.all([first.exited, replacement.exited]);
   assert.deepEqual(

@@ -47,6 +47,13 @@ class Problems {
 
 function readRedisUrl(env: Env, problems: Problems): string {
   const url = env.REDIS_URL?.trim() || 'redis://127.0.0.1:6379';
+  if (url.startsWith('redis+cluster://')) {
+    const nodes = url.slice('redis+cluster://'.length).split(',').filter(Boolean);
+    if (nodes.length === 0 || nodes.some((n) => !/^[^:/\s]+(:\d{1,5})?$/.test(n.trim()))) {
+      problems.add(`REDIS_URL "${url}" must list cluster nodes as redis+cluster://host:port,host:port`);
+    }
+    return url;
+  }
   try {
     const parsed = new URL(url);
     if (!['redis:', 'rediss:'].includes(parsed.protocol)) {
@@ -91,8 +98,14 @@ function readCommon(env: Env, problems: Problems): CommonConfig {
       'JOBBERS_TASKS is not set: name the module that defines your tasks (e.g. JOBBERS_TASKS=@jobbers/examples)',
     );
   }
+  const redisUrl = readRedisUrl(env, problems);
+  if (redisUrl.startsWith('redis+cluster://') && !/\{[^}]+\}/.test(prefix)) {
+    problems.add(
+      `JOBBERS_PREFIX="${prefix}" needs a hash tag on Redis Cluster (e.g. {${prefix}}) so each queue's keys share a slot`,
+    );
+  }
   return {
-    redisUrl: readRedisUrl(env, problems),
+    redisUrl,
     prefix,
     tasksModule,
     roles: env.JOBBERS_ROLES,

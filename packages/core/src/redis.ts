@@ -1,5 +1,5 @@
 // The one place Redis connections are made.
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
 
 export interface RedisConnectionOptions {
   /** Blocking users (BullMQ workers, the exporter) must wait for Redis instead of failing commands. */
@@ -7,6 +7,29 @@ export interface RedisConnectionOptions {
   connectionName?: string;
 }
 
+const clusterScheme = 'redis+cluster://';
+
+/** REDIS_URL `redis+cluster://host1:port1,host2:port2` names seed nodes of a Redis Cluster. */
+export function isClusterUrl(url: string): boolean {
+  return url.startsWith(clusterScheme);
+}
+
+export function clusterSeedNodes(url: string): { host: string; port: number }[] {
+  return url
+    .slice(clusterScheme.length)
+    .split(',')
+    .map((node) => node.trim())
+    .filter(Boolean)
+    .map((node) => {
+      const parsed = new URL(`redis://${node}`);
+      return { host: parsed.hostname, port: Number(parsed.port || 6379) };
+    });
+}
+
+/**
+ * A connection to REDIS_URL. For a Redis Cluster it is an ioredis Cluster, which has the same
+ * command interface; BullMQ and Jobbers then need a hash-tagged prefix so a queue's keys share a slot.
+ */
 export function createRedisConnection(url: string, options: RedisConnectionOptions = {}): Redis {
   const base: RedisOptions = {
     connectionName: options.connectionName,
@@ -16,7 +39,29 @@ export function createRedisConnection(url: string, options: RedisConnectionOptio
   const tuned: RedisOptions = options.blocking
     ? { ...base, maxRetriesPerRequest: null, enableReadyCheck: true }
     : { ...base, maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2000 };
+  if (isClusterUrl(url)) {
+    const { connectionName, ...redisOptions } = tuned;
+    const cluster = new Cluster(clusterSeedNodes(url), {
+      redisOptions: { ...redisOptions, connectionName },
+      enableOfflineQueue: tuned.enableOfflineQueue ?? true,
+      enableReadyCheck: true,
+      clusterRetryStrategy: (times) => Math.min(100 * times, 2000),
+    });
+    return cluster as unknown as Redis;
+  }
   return new Redis(url, tuned);
+}
+
+/** A new connection to the same Redis (or Cluster) for blocking reads: commands wait while Redis is away. */
+export function duplicateBlockingConnection(connection: Redis): Redis {
+  if (connection instanceof Cluster) {
+    const cluster = connection as Cluster;
+    return cluster.duplicate([], {
+      redisOptions: { ...cluster.options.redisOptions, maxRetriesPerRequest: null },
+      enableOfflineQueue: true,
+    }) as unknown as Redis;
+  }
+  return connection.duplicate({ maxRetriesPerRequest: null, enableOfflineQueue: true });
 }
 
 /** Resolves once the connection answers PING, or rejects after timeoutMs. */

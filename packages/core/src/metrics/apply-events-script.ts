@@ -210,6 +210,7 @@ for task, _ in pairs(tasks) do
   redis.call('SADD', jp .. 'tasks', task)
 end
 swap('idx')
+redis.call('UNLINK', rp .. 'keys')
 redis.call('HSET', KEYS[1], 'pos', pos, 'added', added, 'appliedAt', redis.call('TIME')[1])
 redis.call('HINCRBY', KEYS[1], 'recounts', 1)
 return 1

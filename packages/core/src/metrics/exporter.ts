@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { type Logger, pino } from 'pino';
 import { jobbersKey, queueKey } from '../keys.js';
+import { duplicateBlockingConnection } from '../redis.js';
 import { applyEventsScript, reconcileScript, swapRecountScript } from './apply-events-script.js';
 import { latencyBuckets } from './definitions.js';
 import { type RecountResult, recountQueue } from './recount.js';
@@ -138,8 +139,8 @@ class QueueExporter {
     private readonly options: LifecycleExporterOptions,
   ) {
     const { prefix } = options;
-    this.redis = options.connection.duplicate({ maxRetriesPerRequest: null, enableOfflineQueue: true });
-    this.blocking = options.connection.duplicate({ maxRetriesPerRequest: null, enableOfflineQueue: true });
+    this.redis = duplicateBlockingConnection(options.connection);
+    this.blocking = duplicateBlockingConnection(options.connection);
     this.redis.on('error', () => {});
     this.blocking.on('error', () => {});
     this.logger = (options.logger ?? silentLogger).child({ queue, component: 'lifecycle-exporter' });

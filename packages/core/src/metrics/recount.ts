@@ -39,20 +39,18 @@ async function streamHead(redis: Redis, stream: string): Promise<{ streamPos: st
   }
 }
 
-async function unlinkMatching(redis: Redis, pattern: string) {
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-    if (keys.length > 0) await redis.unlink(...keys);
-    cursor = next;
-  } while (cursor !== '0');
+/** Temporary keys of a recount are listed in `<recount prefix>keys`, so a crashed one can be cleared without SCAN. */
+async function clearRecountKeys(redis: Redis, rp: string) {
+  const keys = await redis.smembers(`${rp}keys`);
+  for (let i = 0; i < keys.length; i += 500) await redis.unlink(...keys.slice(i, i + 500));
+  await redis.unlink(`${rp}keys`);
 }
 
 export async function recountQueue(redis: Redis, prefix: string, queue: string): Promise<RecountResult> {
   const qp = `${queueKey(prefix, queue)}:`;
   const rp = jobbersKey(prefix, queue, 'recount:');
   const { streamPos, streamAdded } = await streamHead(redis, `${qp}events`);
-  await unlinkMatching(redis, `${rp}*`);
+  await clearRecountKeys(redis, rp);
   const sources: Source[] = [
     { kind: 'list', key: `${qp}wait`, state: 'w' },
     { kind: 'list', key: `${qp}paused`, state: 'w' },
@@ -71,6 +69,7 @@ export async function recountQueue(redis: Redis, prefix: string, queue: string):
         read.hmget(`${qp}${id}`, 'name', 'timestamp', 'delay', 'processedOn', 'finishedOn');
       const replies = (await read.exec()) ?? [];
       const write = redis.pipeline();
+      const written = new Set<string>();
       page.forEach((id, i) => {
         const [name, timestamp, delay, processedOn, finishedOn] = (
           (replies[i]?.[1] as (string | null)[]) ?? []
@@ -78,16 +77,21 @@ export async function recountQueue(redis: Redis, prefix: string, queue: string):
         if (!name) return;
         tasks.add(name);
         write.hset(`${rp}idx`, id, `${source.state}|${name}`);
+        written.add(`${rp}idx`);
         if (source.state === 'w') {
           available++;
           const since = Math.max(Number(timestamp) + Number(delay || 0), Number(finishedOn || 0));
           write.zadd(`${rp}avail:${name}`, since, id);
+          written.add(`${rp}avail:${name}`);
         } else if (source.state === 'a') {
           write.zadd(`${rp}running:${name}`, Number(processedOn || timestamp), id);
+          written.add(`${rp}running:${name}`);
         } else if (source.state === 'f') {
           write.zadd(`${rp}incidents:${name}`, Number(finishedOn || timestamp), id);
+          written.add(`${rp}incidents:${name}`);
         }
       });
+      if (written.size > 0) write.sadd(`${rp}keys`, ...written);
       await write.exec();
     }
   }

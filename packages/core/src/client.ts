@@ -6,6 +6,7 @@ import { newTaskId, normalizeTaskId } from './ids.js';
 import { jobKey } from './keys.js';
 import { resolveQueue } from './routing.js';
 import { type BackoffPolicy, backoffProblems, maxRetries, type TaskRegistry } from './task.js';
+import { traceSubmissions } from './tracing.js';
 
 export type TaskState =
   | 'waiting'
@@ -203,6 +204,10 @@ export class TaskClient {
         throw new JobbersError('VALIDATION_FAILED', `task id "${p.id}" appears twice in the batch`);
       seen.add(p.id);
     }
+    return traceSubmissions(prepared, () => this.enqueue(prepared));
+  }
+
+  private async enqueue(prepared: PreparedSubmission[]): Promise<SubmitResult[]> {
     const existing = await this.findQueues(prepared.map((p) => p.id));
     const results: SubmitResult[] = new Array(prepared.length);
     const byQueue = new Map<string, { index: number; p: PreparedSubmission }[]>();

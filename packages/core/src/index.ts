@@ -15,3 +15,4 @@ export * from './metrics/store.js';
 export * from './redis.js';
 export * from './routing.js';
 export * from './task.js';
+export * from './tracing.js';

@@ -10,6 +10,7 @@ import {
   parseRoles,
   readAvailableByTask,
   renderClusterMetrics,
+  startTracing,
 } from '@jobbers/core';
 import { Command } from 'commander';
 import { buildManagerApp } from './app.js';
@@ -30,6 +31,7 @@ async function main() {
   if (flags.host) env.MANAGER_HOST = flags.host;
   if (flags.port) env.MANAGER_PORT = flags.port;
   const config = loadManagerConfig(env);
+  const tracing = await startTracing('jobbers-manager');
   const registry = await loadTasks(config.tasksModule);
   const connection = createRedisConnection(config.redisUrl, { connectionName: 'jobbers-manager' });
   connection.on('error', (error) => logger.warn({ err: error.message }, 'redis connection error'));
@@ -57,6 +59,7 @@ async function main() {
     await app.close();
     await exporter?.stop();
     await connection.quit().catch(() => {});
+    await tracing?.shutdown().catch((error) => logger.warn({ err: error }, 'trace flush failed'));
     process.exit(0);
   };
   process.once('SIGTERM', () => void shutdown('SIGTERM'));

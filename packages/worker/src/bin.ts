@@ -1,6 +1,13 @@
 #!/usr/bin/env node
 // jobbers-worker: runs the tasks of one role's queues.
-import { createLogger, isJobbersError, loadTasks, loadWorkerConfig, parseRoles } from '@jobbers/core';
+import {
+  createLogger,
+  isJobbersError,
+  loadTasks,
+  loadWorkerConfig,
+  parseRoles,
+  startTracing,
+} from '@jobbers/core';
 import { Command } from 'commander';
 import { startHealthServer } from './process-metrics.js';
 import { JobbersWorker } from './worker.js';
@@ -32,6 +39,7 @@ async function main() {
   const env = { ...process.env };
   for (const [key, value] of Object.entries(flagEnv)) if (value !== undefined) env[key] = value;
   const config = loadWorkerConfig(env);
+  const tracing = await startTracing('jobbers-worker');
   const registry = await loadTasks(config.tasksModule);
   const roles = parseRoles(config.roles, registry);
   const worker = new JobbersWorker({ config, registry, roles, logger });
@@ -42,6 +50,7 @@ async function main() {
     logger.info({ signal }, 'stopping: finishing running tasks');
     await worker.stop();
     await health.close();
+    await tracing?.shutdown().catch((error) => logger.warn({ err: error }, 'trace flush failed'));
     process.exit(0);
   };
   process.once('SIGTERM', () => void shutdown('SIGTERM'));

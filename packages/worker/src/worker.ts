@@ -17,6 +17,7 @@ import { type Job, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { attachOutcomeMetrics } from './outcome-metrics.js';
 import { WorkerProcessMetrics } from './process-metrics.js';
+import { traceExecution } from './tracing.js';
 
 export class TaskTimeoutError extends Error {
   constructor(timeoutMs: number) {
@@ -69,7 +70,7 @@ export class JobbersWorker {
         config.queueCapacity[queue] ?? config.concurrentTasks,
         config.concurrentTasks,
       );
-      const worker = new Worker(queue, (job, token) => this.process(job, token), {
+      const worker = new Worker(queue, (job, token) => traceExecution(job, () => this.process(job, token)), {
         connection: this.connection,
         prefix: config.prefix,
         concurrency,

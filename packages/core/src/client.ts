@@ -105,7 +105,7 @@ export class TaskClient {
     }
     let queue = this.queues.get(name);
     if (!queue) {
-      queue = new Queue(name, { connection: this.connection, prefix: this.prefix, skipVersionCheck: true });
+      queue = new Queue(name, { connection: this.connection, prefix: this.prefix });
       queue.on('error', () => {});
       this.queues.set(name, queue);
     }

@@ -79,7 +79,6 @@ export class JobbersWorker {
         stalledInterval: Math.max(1000, Math.floor(config.leaseMs / 2)),
         maxStalledCount: 1000,
         autorun: false,
-        skipVersionCheck: true,
       });
       worker.on('error', (error) => logger.error({ err: error, queue }, 'worker error'));
       attachOutcomeMetrics(worker, this.outcomes);

@@ -87,7 +87,16 @@ async function main() {
       process.exit(1);
     }
     console.log(`[start] no Redis at ${redisUrl}: starting a throwaway redis-server on port ${port || 6379}`);
-    run('redis', 'redis-server', ['--port', String(port || 6379), '--save', '', '--appendonly', 'no']);
+    run('redis', 'redis-server', [
+      '--port',
+      String(port || 6379),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+    ]);
     for (let i = 0; i < 50 && !(await redisAnswers(redisUrl)); i++)
       await new Promise((r) => setTimeout(r, 100));
   }

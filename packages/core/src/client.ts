@@ -285,9 +285,14 @@ export class TaskClient {
   }
 
   async getTask(id: string): Promise<TaskView> {
-    const job = await this.findJob(id);
-    if (!job) throw new JobbersError('TASK_NOT_FOUND', `no task with id "${id}"`);
-    return this.view(job);
+    const normalized = normalizeTaskId(id);
+    const [queueName] = await this.findQueues([normalized]);
+    const queue = queueName ? this.queue(queueName) : undefined;
+    // The state is read before the job hash: a task seen as completed always shows its result.
+    const state = queue ? ((await queue.getJobState(normalized)) as TaskState) : undefined;
+    const job = queue ? await queue.getJob(normalized) : undefined;
+    if (!job || state === 'unknown') throw new JobbersError('TASK_NOT_FOUND', `no task with id "${id}"`);
+    return this.view(job, state);
   }
 
   async view(job: Job, state?: TaskState): Promise<TaskView> {

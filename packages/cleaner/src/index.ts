@@ -1,1 +1,6 @@
-export const cleanerStates = ['completed', 'failed', 'waiting', 'delayed'] as const;
+export * from './cleaner.js';
+export * from './options.js';
+export * from './queues.js';
+export * from './removal.js';
+export * from './report.js';
+export * from './sources.js';

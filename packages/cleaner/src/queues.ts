@@ -1,0 +1,49 @@
+// Which queues a run visits: the ones named, the registry's, or those found in Redis.
+import { queueNamePattern, type TaskRegistry } from '@jobbers/core';
+import { Cluster, type Redis } from 'ioredis';
+import type { CleanerOptions } from './options.js';
+
+const scanCount = 1000;
+
+/**
+ * Queues that exist under the prefix: BullMQ keeps `<prefix>:<queue>:meta` (and `:id` when it numbers
+ * jobs). SCAN with a MATCH pattern, a bounded COUNT per call, so a big keyspace never blocks Redis;
+ * on a Redis Cluster, on every master.
+ */
+export async function discoverQueues(redis: Redis, prefix: string): Promise<string[]> {
+  const found = new Set<string>();
+  const nodes = redis instanceof Cluster ? (redis as Cluster).nodes('master') : [redis];
+  for (const node of nodes) await scanQueues(node, `${prefix}:`, found);
+  return [...found].sort();
+}
+
+async function scanQueues(node: Redis, head: string, found: Set<string>): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, keys] = await node.scan(cursor, 'MATCH', `${head}*:[mi][ed]*`, 'COUNT', scanCount);
+    cursor = next;
+    for (const key of keys) {
+      const suffixAt = key.lastIndexOf(':');
+      const suffix = key.slice(suffixAt + 1);
+      if (suffix !== 'meta' && suffix !== 'id') continue;
+      const queue = key.slice(head.length, suffixAt);
+      if (queueNamePattern.test(queue)) found.add(queue);
+    }
+  } while (cursor !== '0');
+}
+
+export async function selectQueues(
+  options: CleanerOptions,
+  redis: Redis,
+  registry: TaskRegistry | undefined,
+): Promise<string[]> {
+  if (options.queues) return [...options.queues].sort();
+  if (!registry) return discoverQueues(redis, options.prefix);
+  if (!options.tasks) return registry.queues;
+  const queues = new Set<string>();
+  for (const task of options.tasks) {
+    const def = registry.get(task);
+    for (const queue of [def.queue, ...(def.queues ?? [])]) queues.add(queue);
+  }
+  return [...queues].sort();
+}

@@ -105,6 +105,9 @@ test('200,000 completed tasks are pruned while Redis keeps answering a 10 ms PIN
   // Bounded work, checked structurally rather than by the clock: one removal per script call and
   // pages of at most 500 ids, so no single command walks the 200,000 jobs. The latencies above are
   // reported, not asserted (performance belongs in bench/).
-  assert.ok((stats.evalsha?.calls ?? 0) >= count / 2, `about one removal per call (${stats.evalsha?.calls} calls)`);
+  assert.ok(
+    (stats.evalsha?.calls ?? 0) >= count / 2,
+    `about one removal per call (${stats.evalsha?.calls} calls)`,
+  );
   assert.ok((stats.zrange?.calls ?? 0) >= count / 500, `paged reads (${stats.zrange?.calls} ZRANGE calls)`);
 });

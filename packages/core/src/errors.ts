@@ -37,6 +37,7 @@ export function isJobbersError(error: unknown): error is JobbersError {
 const redisDownMessages = [
   'ECONNREFUSED',
   'Connection is closed',
+  'Command aborted due to connection close',
   "Stream isn't writeable",
   'ETIMEDOUT',
   'ECONNRESET',

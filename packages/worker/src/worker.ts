@@ -1,30 +1,29 @@
-// The worker runtime: pulls tasks of its role's queues from BullMQ and runs them.
+// The worker runtime: takes tasks of its role's queues from BullMQ within its capacity, runs them
+// under their timeout and lease, and stops cleanly: on WORKER_TTL (recycle) or on a signal
+// (each task's shutdown policy).
 import os from 'node:os';
 import {
   createRedisConnection,
+  JobbersError,
   type JobPayload,
   jobKey,
   type Logger,
   MetricsBuffer,
+  markYield,
   queuesForRole,
   type RoleMap,
-  type TaskContext,
-  type TaskDefinition,
   type TaskRegistry,
+  unmarkYield,
   type WorkerConfig,
 } from '@jobbers/core';
-import { type Job, UnrecoverableError, Worker } from 'bullmq';
+import { type Job, type RedisClient, Worker, type WorkerOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { attachOutcomeMetrics } from './outcome-metrics.js';
+import { CapacityGate, QueueSlots } from './capacity.js';
 import { WorkerProcessMetrics } from './process-metrics.js';
-import { traceExecution } from './tracing.js';
+import { type FetchedJob, QueueFetcher } from './queue-fetcher.js';
+import { ShutdownError, TaskAttempt } from './task-attempt.js';
 
-export class TaskTimeoutError extends Error {
-  constructor(timeoutMs: number) {
-    super(`[timeout] task ran longer than its ${timeoutMs} ms timeout`);
-    this.name = 'TaskTimeoutError';
-  }
-}
+export { LeaseLostError, ShutdownError, TaskTimeoutError, TaskYieldedError } from './task-attempt.js';
 
 export interface JobbersWorkerOptions {
   config: WorkerConfig;
@@ -33,21 +32,72 @@ export interface JobbersWorkerOptions {
   logger: Logger;
 }
 
+/** Why the worker stopped: it reached WORKER_TTL, or stop() was called (a signal). */
+export type StopReason = 'ttl' | 'stop';
+
+interface QueueConsumer {
+  queue: string;
+  bull: Worker<JobPayload>;
+  slots: QueueSlots;
+  fetcher: QueueFetcher;
+}
+
+/** BZPOPMIN timeout (seconds) of an idle queue: bounds how long an idle fetch may block. */
+const idleBlockSeconds = 1;
+
+/**
+ * A BullMQ Worker in manual mode that activates no job once the worker stops taking work: the check
+ * sits right before BullMQ's moveToActive, so a fetch that wakes up during a drain takes nothing.
+ */
+class GatedWorker extends Worker<JobPayload> {
+  constructor(
+    queue: string,
+    options: WorkerOptions,
+    private readonly mayActivate: () => boolean,
+  ) {
+    super(queue, null, options);
+  }
+
+  protected override async moveToActive(
+    client: RedisClient,
+    token: string,
+    name?: string,
+  ): Promise<Job<JobPayload>> {
+    if (!this.mayActivate()) return undefined as unknown as Job<JobPayload>;
+    return super.moveToActive(client, token, name);
+  }
+}
+
 export class JobbersWorker {
   readonly queues: readonly string[];
   readonly metrics: WorkerProcessMetrics;
   /** Cluster-wide outcome metrics, flushed to Redis every metricsFlushMs and on stop. */
   readonly outcomes: MetricsBuffer;
   readonly name: string;
-  private readonly workers: Worker[] = [];
+  /** Resolves when the worker has stopped (every task settled, metrics flushed, Redis closed). */
+  readonly stopped: Promise<StopReason>;
   private readonly connection: Redis;
-  private readonly running = new Set<AbortController>();
-  private started = false;
-  private stopping: Promise<void> | undefined;
+  private readonly gate: CapacityGate;
+  private readonly consumers: QueueConsumer[] = [];
+  private readonly attempts = new Map<string, TaskAttempt>();
+  private phase: 'new' | 'starting' | 'running' | 'draining' | 'closing' | 'stopped' = 'new';
+  private stopReason: StopReason = 'stop';
+  private signals = 0;
+  private graceTimer: NodeJS.Timeout | undefined;
+  private leaseTimer: NodeJS.Timeout | undefined;
+  private resolveStopped!: (reason: StopReason) => void;
 
   constructor(private readonly options: JobbersWorkerOptions) {
     const { config } = options;
     this.queues = queuesForRole(options.roles, config.role);
+    for (const queue of Object.keys(config.queueCapacity)) {
+      if (!this.queues.includes(queue)) {
+        throw new JobbersError(
+          'CONFIG_INVALID',
+          `WORKER_QUEUE_CAPACITY names queue "${queue}", which role "${config.role}" does not serve (it serves ${this.queues.join(', ')})`,
+        );
+      }
+    }
     this.name = `${config.role}@${os.hostname()}:${process.pid}`;
     this.metrics = new WorkerProcessMetrics(config.role);
     this.metrics.capacity.set({ role: config.role }, config.concurrentTasks);
@@ -56,119 +106,262 @@ export class JobbersWorker {
       blocking: true,
       connectionName: `jobbers-worker:${this.name}`,
     });
+    this.connection.on('error', () => {});
     this.outcomes = new MetricsBuffer(this.connection, config.prefix, config.metricsFlushMs);
+    this.gate = new CapacityGate(config.concurrentTasks, config.ttlTasks);
+    this.stopped = new Promise((resolve) => {
+      this.resolveStopped = resolve;
+    });
   }
 
   get isRunning(): boolean {
-    return this.started && !this.stopping;
+    return this.phase === 'running';
+  }
+
+  /** Tasks running in this process now. */
+  get runningTasks(): number {
+    return this.attempts.size;
   }
 
   async start(): Promise<void> {
     const { config, logger } = this.options;
+    if (this.phase !== 'new') return;
+    this.phase = 'starting';
     for (const queue of this.queues) {
-      const concurrency = Math.min(
-        config.queueCapacity[queue] ?? config.concurrentTasks,
-        config.concurrentTasks,
+      const accepting = () => this.phase === 'running';
+      const bull = new GatedWorker(
+        queue,
+        {
+          connection: this.connection,
+          prefix: config.prefix,
+          name: this.name,
+          lockDuration: config.leaseMs,
+          stalledInterval: Math.max(500, Math.floor(config.leaseMs / 2)),
+          // A lease that expires sends the job back to wait without using a retry, however often.
+          maxStalledCount: Number.MAX_SAFE_INTEGER,
+          drainDelay: idleBlockSeconds,
+          autorun: false,
+        },
+        () => accepting() && this.gate.isOpen,
       );
-      const worker = new Worker(queue, (job, token) => traceExecution(job, () => this.process(job, token)), {
-        connection: this.connection,
-        prefix: config.prefix,
-        concurrency,
-        name: this.name,
-        lockDuration: config.leaseMs,
-        stalledInterval: Math.max(1000, Math.floor(config.leaseMs / 2)),
-        maxStalledCount: 1000,
-        autorun: false,
+      bull.on('error', (error) => logger.error({ err: error, queue }, 'queue worker error'));
+      const slots = new QueueSlots(
+        Math.min(config.queueCapacity[queue] ?? config.concurrentTasks, config.concurrentTasks),
+      );
+      const fetcher = new QueueFetcher({
+        queue,
+        bull,
+        gate: this.gate,
+        slots,
+        logger,
+        start: (fetched) => this.run(consumer, fetched),
+        giveBack: (fetched) => this.giveBackUnstarted(fetched),
+        accepting,
       });
-      worker.on('error', (error) => logger.error({ err: error, queue }, 'worker error'));
-      attachOutcomeMetrics(worker, this.outcomes);
-      this.workers.push(worker);
+      const consumer: QueueConsumer = { queue, bull, slots, fetcher };
+      this.consumers.push(consumer);
     }
-    for (const worker of this.workers) {
-      void worker.run().catch((error) => logger.error({ err: error }, 'worker loop stopped'));
-    }
-    await Promise.all(this.workers.map((w) => w.waitUntilReady()));
+    await Promise.all(this.consumers.map((c) => c.bull.waitUntilReady()));
+    await Promise.all(this.consumers.map((c) => c.bull.startStalledCheckTimer()));
     this.outcomes.start();
-    this.started = true;
+    this.leaseTimer = setInterval(
+      () => void this.renewLeases(),
+      Math.max(100, Math.floor(config.leaseMs / 3)),
+    );
+    this.phase = 'running';
+    // Stop signals that came while starting apply now, before any task is taken.
+    const pending = this.signals;
+    this.signals = 0;
+    for (let i = 0; i < pending; i++) void this.stop();
+    if (pending > 0) return;
+    for (const consumer of this.consumers) consumer.fetcher.start();
     logger.info(
-      { role: config.role, queues: this.queues, concurrency: config.concurrentTasks },
+      {
+        role: config.role,
+        queues: this.queues,
+        concurrency: config.concurrentTasks,
+        queueCapacity: Object.fromEntries(this.consumers.map((c) => [c.queue, c.slots.limit])),
+        ttl: config.ttlTasks,
+        leaseMs: config.leaseMs,
+      },
       'worker started',
     );
   }
 
-  private async process(job: Job<JobPayload>, token?: string): Promise<unknown> {
-    const { registry, logger, config } = this.options;
-    const def = registry.find(job.name);
-    if (!def)
-      throw new UnrecoverableError(`[unknown-task] no task type "${job.name}" is registered in this worker`);
-    const controller = new AbortController();
-    this.running.add(controller);
-    this.metrics.runningTasks.set({ role: config.role }, this.running.size);
-    const log = logger.child({ taskId: job.id, task: job.name, queue: job.queueName });
-    try {
-      return await this.runWithTimeout(def, job, token, controller);
-    } catch (error) {
-      log.warn({ err: error, attempt: job.attemptsStarted }, 'task attempt failed');
-      throw error;
-    } finally {
-      this.running.delete(controller);
-      this.metrics.runningTasks.set({ role: config.role }, this.running.size);
-    }
-  }
-
-  private async runWithTimeout(
-    def: TaskDefinition,
-    job: Job<JobPayload>,
-    token: string | undefined,
-    controller: AbortController,
-  ) {
-    const timeoutMs = job.data?.timeoutMs ?? def.timeout ?? 0;
-    const ctx = this.context(job, token, controller.signal);
-    const run = Promise.resolve().then(() => def.run(job.data?.params ?? {}, ctx));
-    if (!timeoutMs) return run;
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        const error = new TaskTimeoutError(timeoutMs);
-        controller.abort(error);
-        reject(error);
-      }, timeoutMs);
+  private run(consumer: QueueConsumer, { job, token }: FetchedJob): void {
+    const { config, registry, logger } = this.options;
+    const attempt = new TaskAttempt({
+      job,
+      token,
+      def: registry.find(job.name),
+      leaseMs: config.leaseMs,
+      prefix: config.prefix,
+      connection: this.connection,
+      logger,
+      outcomes: this.outcomes,
     });
+    const key = `${job.queueName}:${job.id}`;
+    this.attempts.set(key, attempt);
+    this.updateRunningGauge();
+    void attempt.settled.then(() => {
+      this.attempts.delete(key);
+      consumer.slots.release();
+      this.gate.release();
+      this.updateRunningGauge();
+      this.afterSettled();
+    });
+    void attempt.run();
+    if (this.gate.ttlReached) this.beginDrain('ttl');
+    if (this.signals > 1) void attempt.giveBack(new ShutdownError());
+    else if (this.signals === 1) this.applyPolicy(attempt);
+  }
+
+  private updateRunningGauge() {
+    this.metrics.runningTasks.set({ role: this.options.config.role }, this.attempts.size);
+  }
+
+  /**
+   * A job taken that will not run here (no free slot, or the worker began to stop): back to wait as
+   * `yielded`. BullMQ counted the activation as a start; it is taken back, as the task never ran
+   * (ctx.attempt counts runs).
+   */
+  private async giveBackUnstarted({ job, token }: FetchedJob): Promise<void> {
+    const { prefix } = this.options.config;
+    const key = jobKey(prefix, job.queueName, job.id!);
+    await this.connection.hincrby(key, 'ats', -1);
+    await markYield(this.connection, prefix, job.queueName, job.id!);
     try {
-      return await Promise.race([run, timedOut]);
-    } finally {
-      clearTimeout(timer);
-      run.catch(() => {});
+      await job.moveToWait(token);
+    } catch (error) {
+      await unmarkYield(this.connection, prefix, job.queueName, job.id!).catch(() => {});
+      await this.connection.hincrby(key, 'ats', 1).catch(() => {});
+      this.options.logger.warn({ err: error, taskId: job.id }, 'could not give back a job it could not run');
     }
   }
 
-  private context(job: Job<JobPayload>, token: string | undefined, signal: AbortSignal): TaskContext {
-    const { config } = this.options;
-    return {
-      id: job.id!,
-      task: job.name,
-      queue: job.queueName,
-      attempt: job.attemptsStarted || job.attemptsMade + 1,
-      signal,
-      heartbeat: async () => {
-        if (token) await job.extendLock(token, config.leaseMs);
-        await this.connection.hset(jobKey(config.prefix, job.queueName, job.id!), 'jbhb', Date.now());
-      },
-      yield: async () => {
-        throw new Error('ctx.yield is not supported by this worker yet');
-      },
-    };
+  /**
+   * Renews the lease of every task that has not taken it over with heartbeats, and checks that the
+   * tasks that have still hold theirs: a task whose lease is gone is told (its signal aborts).
+   */
+  private async renewLeases(): Promise<void> {
+    const { leaseMs, prefix } = this.options.config;
+    const live = [...this.attempts.values()].filter((a) => !a.isSettling && !a.leaseLost);
+    const silent = live.filter((a) => a.leaseMode === 'heartbeat');
+    try {
+      if (silent.length > 0) {
+        const locks = await Promise.all(
+          silent.map((a) => this.connection.get(`${jobKey(prefix, a.queue, a.job.id!)}:lock`)),
+        );
+        silent.forEach((a, i) => {
+          if (locks[i] !== a.token) a.loseLease();
+        });
+      }
+      for (const consumer of this.consumers) {
+        const due = live.filter((a) => a.queue === consumer.queue && a.leaseMode === 'auto');
+        if (due.length === 0) continue;
+        const failed = await consumer.bull.extendJobLocks(
+          due.map((a) => a.job.id!),
+          due.map((a) => a.token),
+          leaseMs,
+        );
+        for (const id of failed) this.attempts.get(`${consumer.queue}:${id}`)?.loseLease();
+      }
+    } catch (error) {
+      this.options.logger.warn({ err: error }, 'could not renew leases; retrying');
+    }
   }
 
-  /** Stops taking work and waits for running tasks to finish. */
-  stop(): Promise<void> {
-    this.stopping ??= (async () => {
-      await Promise.all(this.workers.map((w) => w.close()));
-      await this.outcomes
-        .close()
-        .catch((error) => this.options.logger.warn({ err: error }, 'metrics flush failed'));
-      await this.connection.quit().catch(() => {});
-    })();
-    return this.stopping;
+  /**
+   * First call (SIGTERM): stop taking work and apply each running task's shutdown policy —
+   * `reenqueue` gives the job back, `fail` fails the attempt, `finish` runs on for up to
+   * WORKER_SHUTDOWN_GRACE_MS. A second call, or the grace running out, gives back every task still
+   * running, so nothing is left active. Resolves once the worker has stopped.
+   */
+  stop(): Promise<StopReason> {
+    this.signals++;
+    if (this.phase === 'new') {
+      this.phase = 'stopped';
+      this.resolveStopped('stop');
+      return this.stopped;
+    }
+    if (this.phase === 'starting' || this.phase === 'closing' || this.phase === 'stopped')
+      return this.stopped;
+    if (this.signals === 1) {
+      this.stopReason = 'stop';
+      this.beginDrain('stop');
+      for (const attempt of this.attempts.values()) this.applyPolicy(attempt);
+      this.graceTimer = setTimeout(
+        () => this.giveBackAll('the shutdown grace ran out'),
+        this.options.config.shutdownGraceMs,
+      );
+      this.graceTimer.unref();
+    } else {
+      this.giveBackAll('a second stop signal');
+    }
+    this.afterSettled();
+    return this.stopped;
+  }
+
+  private applyPolicy(attempt: TaskAttempt): void {
+    if (attempt.isSettling) return;
+    const policy = attempt.definition?.shutdown ?? 'finish';
+    if (policy === 'reenqueue') {
+      attempt.log.info('stopping: giving the task back (shutdown policy reenqueue)');
+      void attempt.giveBack(new ShutdownError());
+    } else if (policy === 'fail') {
+      attempt.log.info('stopping: failing the attempt (shutdown policy fail)');
+      void attempt.failNow(new ShutdownError());
+    } else {
+      attempt.log.info({ graceMs: this.options.config.shutdownGraceMs }, 'stopping: letting the task finish');
+    }
+  }
+
+  private giveBackAll(why: string): void {
+    clearTimeout(this.graceTimer);
+    const still = [...this.attempts.values()].filter((a) => !a.isSettling);
+    if (still.length > 0)
+      this.options.logger.info({ tasks: still.length }, `${why}: giving back the tasks still running`);
+    for (const attempt of still) void attempt.giveBack(new ShutdownError());
+  }
+
+  /** Stops taking work: fetch loops end, blocked fetches are interrupted. */
+  private beginDrain(reason: StopReason): void {
+    if (this.phase !== 'running') return;
+    this.phase = 'draining';
+    this.stopReason = reason;
+    const { logger, config } = this.options;
+    if (reason === 'ttl')
+      logger.info(
+        { ttl: config.ttlTasks },
+        'WORKER_TTL reached: taking no more tasks, finishing the running ones',
+      );
+    this.gate.close();
+    for (const consumer of this.consumers) {
+      consumer.slots.wake();
+      // Force: interrupts a BZPOPMIN in flight. Job moves use the shared connection, which stays open.
+      void consumer.bull.close(true).catch(() => {});
+    }
+    this.afterSettled();
+  }
+
+  private afterSettled(): void {
+    if (this.phase !== 'draining' || this.attempts.size > 0) return;
+    this.phase = 'closing';
+    void this.close();
+  }
+
+  private async close(): Promise<void> {
+    const { logger } = this.options;
+    await Promise.all(this.consumers.map((c) => c.fetcher.done));
+    // A fetch in flight when draining began may have started a task after all: wait for it too.
+    while (this.attempts.size > 0) await Promise.all([...this.attempts.values()].map((a) => a.settled));
+    clearTimeout(this.graceTimer);
+    clearInterval(this.leaseTimer);
+    await Promise.all(this.consumers.map((c) => c.bull.close(true).catch(() => {})));
+    await this.outcomes.close().catch((error) => logger.warn({ err: error }, 'metrics flush failed'));
+    await this.connection.quit().catch(() => this.connection.disconnect());
+    this.phase = 'stopped';
+    logger.info({ reason: this.stopReason, tasksTaken: this.gate.takenTasks }, 'worker stopped');
+    this.resolveStopped(this.stopReason);
   }
 }

@@ -1,0 +1,153 @@
+// How many tasks a worker process may run: one budget of slots shared by all its queues
+// (WORKER_CONCURRENT_TASKS), a cap per queue (WORKER_QUEUE_CAPACITY) and the WORKER_TTL budget.
+//
+// A slot is reserved *before* a job is taken from Redis, so a job is never held active while it
+// waits for room to run. A reservation lives only for one non-blocking fetch; a queue that turned
+// out empty waits for new work without a reservation (see QueueFetcher) and takes a slot with
+// tryTake() when a job arrives, giving the job back if none is free.
+
+/** The slots shared by every queue of one worker process, and its WORKER_TTL budget. */
+export class CapacityGate {
+  private running = 0;
+  private reserved = 0;
+  private taken = 0;
+  private closed = false;
+  private readonly waiters: ((granted: boolean) => void)[] = [];
+  private readonly idleListeners = new Set<() => void>();
+
+  /** @param ttlTasks tasks this process may take in its life; 0 = no limit. */
+  constructor(
+    readonly limit: number,
+    readonly ttlTasks = 0,
+  ) {}
+
+  get runningTasks(): number {
+    return this.running;
+  }
+
+  get takenTasks(): number {
+    return this.taken;
+  }
+
+  /** True once the TTL budget is spent by tasks actually taken: this process takes no more work. */
+  get ttlReached(): boolean {
+    return this.ttlTasks > 0 && this.taken >= this.ttlTasks;
+  }
+
+  get isOpen(): boolean {
+    return !this.closed && !this.ttlReached;
+  }
+
+  private hasRoom(): boolean {
+    if (this.running + this.reserved >= this.limit) return false;
+    return this.ttlTasks === 0 || this.taken + this.reserved < this.ttlTasks;
+  }
+
+  /** Waits (first come, first served) for a slot to fetch one job into; false once closed or spent. */
+  reserve(): Promise<boolean> {
+    if (!this.isOpen) return Promise.resolve(false);
+    if (this.waiters.length === 0 && this.hasRoom()) {
+      this.reserved++;
+      return Promise.resolve(true);
+    }
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  /** The reserved fetch found a job: it runs in the reserved slot. */
+  commit(): void {
+    this.reserved--;
+    this.running++;
+    this.taken++;
+    this.settle();
+  }
+
+  /** The reserved fetch found nothing: the slot and its share of the TTL budget go back. */
+  cancel(): void {
+    this.reserved--;
+    this.settle();
+  }
+
+  /** For a job fetched without a reservation: takes a slot now if one is free. */
+  tryTake(): boolean {
+    if (!this.isOpen || this.waiters.length > 0 || !this.hasRoom()) return false;
+    this.running++;
+    this.taken++;
+    this.settle();
+    return true;
+  }
+
+  /** A task is done with its slot. */
+  release(): void {
+    this.running--;
+    this.settle();
+  }
+
+  /** Takes no more work: every waiting reserve() answers false. */
+  close(): void {
+    this.closed = true;
+    this.settle();
+  }
+
+  /** Calls back whenever nothing runs and nothing is reserved (used to notice the end of a drain). */
+  onIdle(listener: () => void): () => void {
+    this.idleListeners.add(listener);
+    return () => this.idleListeners.delete(listener);
+  }
+
+  get isIdle(): boolean {
+    return this.running === 0 && this.reserved === 0;
+  }
+
+  private settle(): void {
+    while (this.waiters.length > 0) {
+      if (!this.isOpen) {
+        this.waiters.shift()!(false);
+        continue;
+      }
+      if (!this.hasRoom()) break;
+      this.reserved++;
+      this.waiters.shift()!(true);
+    }
+    if (this.isIdle) for (const listener of [...this.idleListeners]) listener();
+  }
+}
+
+/** The cap of one queue; only that queue's fetcher waits on it. */
+export class QueueSlots {
+  private running = 0;
+  private waiter: (() => void) | undefined;
+
+  constructor(readonly limit: number) {}
+
+  get runningTasks(): number {
+    return this.running;
+  }
+
+  /** Resolves once the queue has room for one more task. */
+  whenFree(): Promise<void> {
+    if (this.running < this.limit) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.waiter = resolve;
+    });
+  }
+
+  take(): void {
+    this.running++;
+  }
+
+  release(): void {
+    this.running--;
+    if (this.running < this.limit && this.waiter) {
+      const waiter = this.waiter;
+      this.waiter = undefined;
+      waiter();
+    }
+  }
+
+  /** Wakes a waiting fetcher so it can notice the worker is stopping. */
+  wake(): void {
+    const waiter = this.waiter;
+    this.waiter = undefined;
+    waiter?.();
+  }
+}

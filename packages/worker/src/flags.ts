@@ -1,0 +1,62 @@
+// jobbers-worker's flags, folded into the environment variables they mirror so that one parser
+// (loadWorkerConfig) validates both. CLI durations take units; the variables hold milliseconds.
+import { JobbersError } from '@jobbers/core';
+
+export interface WorkerFlags {
+  tasks?: string;
+  role?: string;
+  concurrency?: string;
+  ttl?: string;
+  metricsPort?: string;
+  queueCapacity?: string;
+  shutdownGrace?: string;
+  lease?: string;
+  processes?: string;
+}
+
+const unitMs: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** `500ms`, `30s`, `15m`, `2h`, `7d`, or a bare number of milliseconds. */
+export function parseDurationMs(raw: string, flag: string): number {
+  const match = /^(\d+)(ms|s|m|h|d)?$/.exec(raw.trim());
+  if (!match) {
+    throw new JobbersError(
+      'CONFIG_INVALID',
+      `${flag} "${raw}" must be a duration like 500ms, 30s, 15m, 2h or 7d (a bare number is milliseconds)`,
+    );
+  }
+  return Number(match[1]) * unitMs[match[2] ?? 'ms']!;
+}
+
+/** The environment a worker runs with: the process's own, overridden by any flag given. */
+export function workerEnv(flags: WorkerFlags, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...base };
+  const set = (name: string, value: string | undefined) => {
+    if (value !== undefined) env[name] = value;
+  };
+  set('JOBBERS_TASKS', flags.tasks);
+  set('WORKER_ROLE', flags.role);
+  set('WORKER_CONCURRENT_TASKS', flags.concurrency);
+  set('WORKER_TTL', flags.ttl);
+  set('WORKER_METRICS_PORT', flags.metricsPort);
+  set('WORKER_QUEUE_CAPACITY', flags.queueCapacity);
+  if (flags.shutdownGrace !== undefined)
+    set('WORKER_SHUTDOWN_GRACE_MS', String(parseDurationMs(flags.shutdownGrace, '--shutdown-grace')));
+  if (flags.lease !== undefined) set('WORKER_LEASE_MS', String(parseDurationMs(flags.lease, '--lease')));
+  return env;
+}
+
+export const maxProcesses = 256;
+
+/** --processes: undefined runs one worker in this process; N runs a supervisor of N workers. */
+export function parseProcesses(raw: string | undefined): number | undefined {
+  if (raw === undefined) return undefined;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 1 || value > maxProcesses) {
+    throw new JobbersError(
+      'CONFIG_INVALID',
+      `--processes "${raw}" must be a whole number 1..${maxProcesses}`,
+    );
+  }
+  return value;
+}

@@ -1,0 +1,119 @@
+// Takes jobs from one queue into the worker, one at a time, only when there is room to run them.
+//
+// BullMQ's own run loop cannot honour a limit shared by several queues: a Worker blocked in BZPOPMIN
+// on an empty queue, or fetching the next job in the call that finishes one, activates a job whether
+// or not the process has room. So each queue's BullMQ Worker runs in manual mode and this loop
+// decides when to take a job:
+//   - busy (the queue had work last time): reserve a process-wide slot first (first come, first
+//     served across queues), then take a job without blocking; none -> hand the slot back, go idle.
+//   - idle (the queue looked empty): wait for new work in BZPOPMIN *without* holding a slot (a slot
+//     held while blocked would starve the other queues); when a job comes, take a slot if one is
+//     free, else give the job straight back (a `yielded` transition, once per idle -> busy switch).
+// No job is ever active here without a slot to run in, and no slot is ever held while blocked.
+import type { JobPayload, Logger } from '@jobbers/core';
+import type { Job, Worker } from 'bullmq';
+import type { CapacityGate, QueueSlots } from './capacity.js';
+
+export interface FetchedJob {
+  job: Job<JobPayload>;
+  token: string;
+}
+
+export interface QueueFetcherOptions {
+  queue: string;
+  bull: Worker<JobPayload>;
+  gate: CapacityGate;
+  slots: QueueSlots;
+  logger: Logger;
+  /** A job now holds a slot of the gate and of the queue: run it (without waiting for it). */
+  start(fetched: FetchedJob): void;
+  /** A job was taken that cannot run here: give it back at once. */
+  giveBack(fetched: FetchedJob): Promise<void>;
+  /** Whether the worker still takes work. */
+  accepting(): boolean;
+}
+
+const errorPauseMs = 1000;
+
+export class QueueFetcher {
+  private tokens = 0;
+  private idle = false;
+  private loop: Promise<void> | undefined;
+
+  constructor(private readonly options: QueueFetcherOptions) {}
+
+  start(): void {
+    this.loop ??= this.run();
+  }
+
+  /** Resolves once the loop has stopped and any job it held is given back or started. */
+  get done(): Promise<void> {
+    return this.loop ?? Promise.resolve();
+  }
+
+  private async run(): Promise<void> {
+    const { gate, slots, accepting } = this.options;
+    while (accepting()) {
+      await slots.whenFree();
+      if (!accepting()) break;
+      if (this.idle) await this.waitForWork();
+      else if (!(await gate.reserve())) break;
+      else await this.takeReserved();
+    }
+  }
+
+  private async takeReserved(): Promise<void> {
+    const { gate, slots } = this.options;
+    const fetched = await this.fetch(false);
+    if (!fetched) {
+      gate.cancel();
+      this.idle = true;
+      return;
+    }
+    gate.commit();
+    slots.take();
+    if (!this.options.accepting()) {
+      await this.release(fetched);
+      return;
+    }
+    this.options.start(fetched);
+  }
+
+  private async waitForWork(): Promise<void> {
+    const { gate, slots, accepting } = this.options;
+    const fetched = await this.fetch(true);
+    if (!fetched) return;
+    this.idle = false;
+    if (!accepting() || !gate.tryTake()) {
+      this.options.logger.debug({ taskId: fetched.job.id }, 'no free slot for a new job: giving it back');
+      await this.options.giveBack(fetched);
+      return;
+    }
+    slots.take();
+    this.options.start(fetched);
+  }
+
+  /** A job taken into a slot while the worker began to stop: gives it back and frees the slots. */
+  private async release(fetched: FetchedJob): Promise<void> {
+    try {
+      await this.options.giveBack(fetched);
+    } finally {
+      this.options.slots.release();
+      this.options.gate.release();
+    }
+  }
+
+  private async fetch(block: boolean): Promise<FetchedJob | undefined> {
+    const { bull, logger, queue } = this.options;
+    const token = `${bull.id}:${this.tokens++}`;
+    try {
+      const job = await bull.getNextJob(token, { block });
+      return job ? { job, token } : undefined;
+    } catch (error) {
+      if (!this.options.accepting()) return undefined;
+      logger.error({ err: error, queue }, 'could not take a job; retrying');
+      await new Promise((resolve) => setTimeout(resolve, errorPauseMs));
+      return undefined;
+    }
+  }
+}

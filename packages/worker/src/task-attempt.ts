@@ -1,0 +1,341 @@
+// One attempt of one task in this worker: runs it under its timeout and lease, then settles the
+// job exactly once — completed, failed, or given back unfinished (ctx.yield, shutdown, capacity).
+import {
+  isRedisUnavailableError,
+  type JobPayload,
+  jobKey,
+  type Logger,
+  type MetricsBuffer,
+  markYield,
+  queueKey,
+  type TaskContext,
+  type TaskDefinition,
+  unmarkYield,
+} from '@jobbers/core';
+import { type Job, UnrecoverableError } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { recordCompleted, recordFailed, recordRejectedCompletion } from './outcome-metrics.js';
+import { traceExecution } from './tracing.js';
+
+export class TaskTimeoutError extends Error {
+  constructor(timeoutMs: number) {
+    super(`[timeout] task ran longer than its ${timeoutMs} ms timeout`);
+    this.name = 'TaskTimeoutError';
+  }
+}
+
+export class LeaseLostError extends Error {
+  constructor() {
+    super('[lease-lost] this worker lost the task: its lease expired and the task runs elsewhere');
+    this.name = 'LeaseLostError';
+  }
+}
+
+export class ShutdownError extends Error {
+  constructor() {
+    super('[shutdown] the worker stopped while the task ran');
+    this.name = 'ShutdownError';
+  }
+}
+
+/** What ctx.yield() throws so the task's code unwinds; the job was already given back. */
+export class TaskYieldedError extends Error {
+  constructor() {
+    super('the task yielded: its job was given back unfinished');
+    this.name = 'TaskYieldedError';
+  }
+}
+
+/**
+ * `auto`: the worker renews the lease for as long as this process is alive (a task that never
+ * heartbeats). `heartbeat`: from its first ctx.heartbeat() on, only heartbeats renew the lease, so a
+ * task that stops heartbeating for WORKER_LEASE_MS is taken as frozen and recovered elsewhere.
+ */
+export type LeaseMode = 'auto' | 'heartbeat';
+
+export type Settlement = 'completed' | 'failed' | 'given-back' | 'rejected';
+
+export interface AttemptOptions {
+  job: Job<JobPayload>;
+  token: string;
+  def: TaskDefinition | undefined;
+  leaseMs: number;
+  prefix: string;
+  connection: Redis;
+  logger: Logger;
+  outcomes: MetricsBuffer;
+}
+
+/** Extends the lease and records the heartbeat time in one step, only while this worker holds the job. */
+const heartbeatScript = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SREM', KEYS[2], ARGV[3])
+redis.call('HSET', KEYS[3], 'jbhb', ARGV[4])
+return 1
+`;
+
+type HeartbeatCommand = (
+  lock: string,
+  stalled: string,
+  job: string,
+  token: string,
+  leaseMs: number,
+  id: string,
+  now: number,
+) => Promise<number>;
+
+function heartbeatCommand(redis: Redis): HeartbeatCommand {
+  const commands = redis as unknown as { jobbersHeartbeat?: HeartbeatCommand };
+  if (!commands.jobbersHeartbeat)
+    redis.defineCommand('jobbersHeartbeat', { numberOfKeys: 3, lua: heartbeatScript });
+  return commands.jobbersHeartbeat!.bind(redis);
+}
+
+/** BullMQ refused a move because this worker no longer holds the job's lock (or the job moved on). */
+export function isLostJobError(error: unknown): boolean {
+  return (
+    error instanceof Error &&
+    /^(Missing lock for job|Lock mismatch for job|Missing key for job|Job .+ is not in the active state)/.test(
+      error.message,
+    )
+  );
+}
+
+export class TaskAttempt {
+  readonly job: Job<JobPayload>;
+  readonly token: string;
+  readonly controller = new AbortController();
+  readonly log: Logger;
+  leaseMode: LeaseMode = 'auto';
+  private lost = false;
+  private claimedBy: Settlement | undefined;
+  private resolveSettled!: (settlement: Settlement) => void;
+  /** Resolves once the job is no longer this worker's: moved by this attempt or found lost. */
+  readonly settled: Promise<Settlement>;
+
+  constructor(private readonly options: AttemptOptions) {
+    this.job = options.job;
+    this.token = options.token;
+    this.log = options.logger.child({ taskId: this.job.id, task: this.job.name, queue: this.job.queueName });
+    this.settled = new Promise((resolve) => {
+      this.resolveSettled = resolve;
+    });
+  }
+
+  get queue(): string {
+    return this.job.queueName;
+  }
+
+  get definition(): TaskDefinition | undefined {
+    return this.options.def;
+  }
+
+  /** True once a final move is under way or done; later outcomes of the task's code are ignored. */
+  get isSettling(): boolean {
+    return this.claimedBy !== undefined;
+  }
+
+  get leaseLost(): boolean {
+    return this.lost;
+  }
+
+  /** Runs the task's code, then settles the job with its outcome (unless it was settled meanwhile). */
+  async run(): Promise<void> {
+    const def = this.options.def;
+    if (!def) {
+      await this.settleOnce('failed', () =>
+        this.fail(
+          new UnrecoverableError(
+            `[unknown-task] no task type "${this.job.name}" is registered in this worker`,
+          ),
+        ),
+      );
+      return;
+    }
+    let outcome: { ok: true; value: unknown } | { ok: false; error: Error };
+    try {
+      outcome = { ok: true, value: await traceExecution(this.job, () => this.execute(def)) };
+    } catch (error) {
+      outcome = { ok: false, error: error instanceof Error ? error : new Error(String(error)) };
+    }
+    if (outcome.ok) {
+      await this.settleOnce('completed', () => this.complete(outcome.value));
+    } else if (!(outcome.error instanceof TaskYieldedError)) {
+      if (!this.isSettling)
+        this.log.warn({ err: outcome.error, attempt: this.attempt }, 'task attempt failed');
+      await this.settleOnce('failed', () => this.fail(outcome.error));
+    }
+  }
+
+  get attempt(): number {
+    return this.job.attemptsStarted || this.job.attemptsMade + 1;
+  }
+
+  private async execute(def: TaskDefinition): Promise<unknown> {
+    const timeoutMs = this.job.data?.timeoutMs ?? def.timeout ?? 0;
+    const run = Promise.resolve().then(() => def.run(this.job.data?.params ?? {}, this.context()));
+    if (!timeoutMs) return run;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const error = new TaskTimeoutError(timeoutMs);
+        this.controller.abort(error);
+        reject(error);
+      }, timeoutMs);
+    });
+    try {
+      return await Promise.race([run, timedOut]);
+    } finally {
+      clearTimeout(timer);
+      run.catch(() => {});
+    }
+  }
+
+  private context(): TaskContext {
+    const job = this.job;
+    return {
+      id: job.id!,
+      task: job.name,
+      queue: job.queueName,
+      attempt: this.attempt,
+      signal: this.controller.signal,
+      heartbeat: () => this.heartbeat(),
+      yield: (delayMs?: number) => this.yieldJob(delayMs),
+    };
+  }
+
+  private async heartbeat(): Promise<void> {
+    if (this.isSettling) return;
+    this.leaseMode = 'heartbeat';
+    const { prefix, leaseMs, connection } = this.options;
+    const job = this.job;
+    const base = queueKey(prefix, job.queueName);
+    const key = jobKey(prefix, job.queueName, job.id!);
+    const held = await heartbeatCommand(connection)(
+      `${key}:lock`,
+      `${base}:stalled`,
+      key,
+      this.token,
+      leaseMs,
+      job.id!,
+      Date.now(),
+    );
+    if (held !== 1) {
+      this.loseLease();
+      throw new LeaseLostError();
+    }
+  }
+
+  private async yieldJob(delayMs = 0): Promise<never> {
+    if (!Number.isInteger(delayMs) || delayMs < 0) {
+      throw new RangeError(`ctx.yield(delayMs): delayMs must be a whole number of milliseconds >= 0`);
+    }
+    await this.settleOnce('given-back', () => this.moveBack(delayMs));
+    throw new TaskYieldedError();
+  }
+
+  /** Gives the job back unfinished now (shutdown `reenqueue`, or `finish` past the grace). */
+  giveBack(reason: Error): Promise<Settlement> {
+    this.controller.abort(reason);
+    return this.settleOnce('given-back', () => this.moveBack(0));
+  }
+
+  /** Fails this attempt now (shutdown `fail`): retries apply as for any failure. */
+  failNow(error: Error): Promise<Settlement> {
+    this.controller.abort(error);
+    return this.settleOnce('failed', () => this.fail(error));
+  }
+
+  /** The lease renewal found the lock gone: the job runs elsewhere; tell the task to stop. */
+  loseLease(): void {
+    if (this.isSettling || this.lost) return;
+    this.lost = true;
+    this.log.warn('lease lost: the task was recovered by another worker; its outcome will be rejected');
+    this.controller.abort(new LeaseLostError());
+  }
+
+  private async settleOnce(kind: Settlement, move: () => Promise<Settlement>): Promise<Settlement> {
+    if (this.claimedBy) return this.settled;
+    this.claimedBy = kind;
+    let result: Settlement = 'rejected';
+    try {
+      result = await move();
+    } catch (error) {
+      this.log.error(
+        { err: error },
+        `could not settle the task (${kind}); its lease will expire and it will run again`,
+      );
+    } finally {
+      this.resolveSettled(result);
+    }
+    return result;
+  }
+
+  private async complete(value: unknown): Promise<Settlement> {
+    try {
+      await untilRedisAnswers(() => this.job.moveToCompleted(value, this.token, false), this.options.leaseMs);
+    } catch (error) {
+      if (!isLostJobError(error)) throw error;
+      recordRejectedCompletion(this.options.outcomes, this.job);
+      this.log.warn(
+        { reason: (error as Error).message },
+        'completion rejected: this worker had lost the task, which runs (or ran) elsewhere',
+      );
+      return 'rejected';
+    }
+    recordCompleted(this.options.outcomes, this.job);
+    return 'completed';
+  }
+
+  private async fail(error: Error): Promise<Settlement> {
+    try {
+      await untilRedisAnswers(() => this.job.moveToFailed(error, this.token, false), this.options.leaseMs);
+    } catch (moveError) {
+      if (!isLostJobError(moveError)) throw moveError;
+      this.log.warn(
+        { reason: (moveError as Error).message },
+        'failure not recorded: this worker had lost the task, which runs (or ran) elsewhere',
+      );
+      return 'rejected';
+    }
+    recordFailed(this.options.outcomes, this.job, error);
+    return 'failed';
+  }
+
+  /** Back to wait (or delayed) without using a retry; marked first so the exporter counts `yielded`. */
+  private async moveBack(delayMs: number): Promise<Settlement> {
+    const { connection, prefix } = this.options;
+    const job = this.job;
+    await markYield(connection, prefix, job.queueName, job.id!);
+    try {
+      await untilRedisAnswers(async () => {
+        if (delayMs > 0) await job.moveToDelayed(Date.now() + delayMs, this.token);
+        else await job.moveToWait(this.token);
+      }, this.options.leaseMs);
+    } catch (error) {
+      await unmarkYield(connection, prefix, job.queueName, job.id!).catch(() => {});
+      if (!isLostJobError(error)) throw error;
+      this.log.warn(
+        { reason: (error as Error).message },
+        'could not give the task back: this worker had lost it',
+      );
+      return 'rejected';
+    }
+    this.log.info({ delayMs }, 'task given back unfinished');
+    return 'given-back';
+  }
+}
+
+/** Retries a Redis call while Redis is unreachable, for up to withinMs (then the lease decides). */
+async function untilRedisAnswers<T>(call: () => Promise<T>, withinMs: number): Promise<T> {
+  const deadline = Date.now() + withinMs;
+  for (let pauseMs = 100; ; pauseMs = Math.min(pauseMs * 2, 2000)) {
+    try {
+      return await call();
+    } catch (error) {
+      if (!isRedisUnavailableError(error) || Date.now() + pauseMs > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, pauseMs));
+    }
+  }
+}

@@ -1,0 +1,251 @@
+// Drain throughput: N no-op jobs pre-filled, then drained by one worker; jobs/s from the first
+// activation to the last completion, read back from the jobs' own processedOn/finishedOn.
+// Variants: a bare BullMQ Worker, the Jobbers worker, and the Jobbers worker with the lifecycle
+// exporter running in the same process (metrics on). Runs are interleaved and repeated.
+import {
+  createRedisConnection,
+  defineTask,
+  jobKey,
+  LifecycleExporter,
+  loadWorkerConfig,
+  parseRoles,
+  TaskClient,
+  TaskRegistry,
+  type WorkerConfig,
+  waitForRedis,
+} from '@jobbers/core';
+import { JobbersWorker } from '@jobbers/worker';
+import { Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { pino } from 'pino';
+import type { VariantName } from './options.js';
+
+export type DrainVariant = VariantName;
+
+export interface DrainSettings {
+  redisUrl: string;
+  /** A connection to the private redis-server for reading results and flushing between runs. */
+  admin: Redis;
+  jobs: number;
+  concurrency: number;
+}
+
+export interface DrainRun {
+  round: number;
+  variant: DrainVariant;
+  jobs: number;
+  windowMs: number;
+  jobsPerSecond: number;
+  /** jobbers+exporter only: from the last completion until the exporter had applied every event. */
+  exporterCatchUpMs?: number;
+  /**
+   * CPU time per job while draining (worker start to last completion, plus the exporter's catch-up):
+   * this process (worker, and exporter when on) and redis-server. Unlike jobs/s, these barely move
+   * when other work competes for the CPUs, so they show where a slowdown comes from.
+   */
+  nodeCpuUsPerJob: number;
+  redisCpuUsPerJob: number;
+}
+
+const queue = 'bench';
+const silentLogger = pino({ level: 'silent' });
+
+const noopTask = defineTask({
+  name: 'bench.noop',
+  queue,
+  params: { type: 'object' },
+  run: async () => {},
+});
+const registry = new TaskRegistry([noopTask]);
+
+let prefixCounter = 0;
+function freshPrefix(variant: DrainVariant): string {
+  prefixCounter += 1;
+  return `bench-drain-${variant.replace('+', '-')}-${process.pid}-${prefixCounter}`;
+}
+
+function workerConfig(settings: DrainSettings, prefix: string): WorkerConfig {
+  return loadWorkerConfig({
+    REDIS_URL: settings.redisUrl,
+    JOBBERS_PREFIX: prefix,
+    JOBBERS_TASKS: 'bench (registry built in bench/drain.ts)',
+    WORKER_ROLE: 'default',
+    WORKER_CONCURRENT_TASKS: String(settings.concurrency),
+    WORKER_METRICS_PORT: '0',
+  });
+}
+
+/** Submits the jobs the way the manager does (TaskClient: ULID ids, completed jobs kept). */
+async function prefill(settings: DrainSettings, prefix: string, count: number): Promise<string[]> {
+  const connection = createRedisConnection(settings.redisUrl, { connectionName: 'bench-prefill' });
+  connection.on('error', () => {});
+  await waitForRedis(connection, 10_000);
+  const client = new TaskClient({ connection, prefix, registry });
+  const ids: string[] = [];
+  try {
+    for (let done = 0; done < count; ) {
+      const size = Math.min(1000, count - done);
+      const batch = Array.from({ length: size }, () => ({ task: noopTask.name, params: {} }));
+      for (const result of await client.submitBatch(batch)) ids.push(result.id);
+      done += size;
+    }
+  } finally {
+    await client.close();
+    await connection.quit();
+  }
+  return ids;
+}
+
+type StopWorker = () => Promise<void>;
+
+/**
+ * The bare BullMQ worker gets everything the Jobbers worker gives its BullMQ Worker: the same
+ * connection settings (core's createRedisConnection, blocking), prefix, concurrency, lock and
+ * stalled-check settings. Jobs are the same TaskClient jobs (removeOnComplete: false for both).
+ * Neither skips BullMQ's Redis version check (the Jobbers worker stopped doing so in 061d3fb).
+ */
+async function startBareBullmq(config: WorkerConfig): Promise<StopWorker> {
+  const connection = createRedisConnection(config.redisUrl, {
+    blocking: true,
+    connectionName: 'bench-bare-bullmq',
+  });
+  const worker = new Worker(queue, async () => {}, {
+    connection,
+    prefix: config.prefix,
+    concurrency: config.concurrentTasks,
+    lockDuration: config.leaseMs,
+    stalledInterval: Math.max(1000, Math.floor(config.leaseMs / 2)),
+    maxStalledCount: 1000,
+    autorun: false,
+  });
+  worker.on('error', (error) => console.error('bare BullMQ worker error:', error.message));
+  void worker.run().catch((error) => console.error('bare BullMQ worker loop stopped:', error.message));
+  await worker.waitUntilReady();
+  return async () => {
+    await worker.close();
+    await connection.quit().catch(() => {});
+  };
+}
+
+async function startJobbers(config: WorkerConfig): Promise<StopWorker> {
+  const worker = new JobbersWorker({
+    config,
+    registry,
+    roles: parseRoles(undefined, registry),
+    logger: silentLogger,
+  });
+  await worker.start();
+  return async () => {
+    await worker.stop();
+  };
+}
+
+/** The exporter as jobbers-manager constructs it (production defaults), in this process. */
+async function startExporter(config: WorkerConfig) {
+  const connection = createRedisConnection(config.redisUrl, { connectionName: 'bench-exporter' });
+  connection.on('error', () => {});
+  await waitForRedis(connection, 10_000);
+  const exporter = new LifecycleExporter({
+    connection,
+    prefix: config.prefix,
+    queues: registry.queues,
+    roles: ['default'],
+  }).start();
+  await exporter.waitUntilReady(30_000);
+  return {
+    exporter,
+    stop: async () => {
+      await exporter.stop();
+      connection.disconnect();
+    },
+  };
+}
+
+async function redisCpuSeconds(admin: Redis): Promise<number> {
+  const info = await admin.info('cpu');
+  const read = (name: string) => Number(new RegExp(`${name}:([0-9.]+)`).exec(info)?.[1] ?? 0);
+  return read('used_cpu_user') + read('used_cpu_sys');
+}
+
+async function waitForDrain(admin: Redis, prefix: string, count: number): Promise<void> {
+  const deadline = Date.now() + Math.max(60_000, (count / 200) * 1000);
+  const completedKey = `${prefix}:${queue}:completed`;
+  const failedKey = `${prefix}:${queue}:failed`;
+  for (;;) {
+    const [[, completed], [, failed]] = (await admin.multi().zcard(completedKey).zcard(failedKey).exec()) as [
+      [null, number],
+      [null, number],
+    ];
+    if (failed > 0) throw new Error(`${failed} no-op jobs failed during the drain`);
+    if (completed >= count) return;
+    if (Date.now() > deadline) throw new Error(`drain timed out: ${completed}/${count} completed`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** First activation and last completion, from the jobs' processedOn / finishedOn. */
+async function activationWindow(admin: Redis, prefix: string, ids: string[]) {
+  let first = Number.POSITIVE_INFINITY;
+  let last = 0;
+  for (let i = 0; i < ids.length; i += 2000) {
+    const pipeline = admin.pipeline();
+    for (const id of ids.slice(i, i + 2000))
+      pipeline.hmget(jobKey(prefix, queue, id), 'processedOn', 'finishedOn');
+    for (const [error, value] of (await pipeline.exec()) ?? []) {
+      if (error) throw error;
+      const [processedOn, finishedOn] = (value as (string | null)[]).map(Number);
+      if (!processedOn || !finishedOn) throw new Error('a drained job has no processedOn/finishedOn');
+      first = Math.min(first, processedOn);
+      last = Math.max(last, finishedOn);
+    }
+  }
+  return { first, last };
+}
+
+export async function drainOnce(
+  settings: DrainSettings,
+  variant: DrainVariant,
+  round: number,
+  jobs = settings.jobs,
+): Promise<DrainRun> {
+  const config = workerConfig(settings, freshPrefix(variant));
+  const metrics = variant === 'jobbers+exporter' ? await startExporter(config) : undefined;
+  let stopWorker: StopWorker | undefined;
+  try {
+    const ids = await prefill(settings, config.prefix, jobs);
+    await metrics?.exporter.waitUntilCaughtUp(60_000);
+    const redisCpuBefore = await redisCpuSeconds(settings.admin);
+    const nodeCpuBefore = process.cpuUsage();
+    stopWorker = variant === 'bullmq' ? await startBareBullmq(config) : await startJobbers(config);
+    await waitForDrain(settings.admin, config.prefix, jobs);
+    let caughtUpAt: number | undefined;
+    if (metrics) {
+      await metrics.exporter.waitUntilCaughtUp(60_000);
+      caughtUpAt = Date.now();
+    }
+    const nodeCpu = process.cpuUsage(nodeCpuBefore);
+    const redisCpu = (await redisCpuSeconds(settings.admin)) - redisCpuBefore;
+    const { first, last } = await activationWindow(settings.admin, config.prefix, ids);
+    const windowMs = Math.max(1, last - first);
+    return {
+      round,
+      variant,
+      jobs,
+      windowMs,
+      jobsPerSecond: (jobs / windowMs) * 1000,
+      exporterCatchUpMs: caughtUpAt === undefined ? undefined : Math.max(0, caughtUpAt - last),
+      nodeCpuUsPerJob: (nodeCpu.user + nodeCpu.system) / jobs,
+      redisCpuUsPerJob: (redisCpu * 1e6) / jobs,
+    };
+  } finally {
+    await stopWorker?.();
+    await metrics?.stop();
+    await settings.admin.flushall();
+  }
+}
+
+/** Round r runs the variants rotated by r, so each variant takes each position equally often. */
+export function roundOrder<T>(variants: readonly T[], round: number): T[] {
+  const shift = round % variants.length;
+  return [...variants.slice(shift), ...variants.slice(0, shift)];
+}

@@ -1,0 +1,126 @@
+// Bench options: flags win over env vars, env vars over defaults; parsed once, validated here.
+import { parseArgs } from 'node:util';
+
+export const sectionNames = ['drain', 'rest', 'lag'] as const;
+export type SectionName = (typeof sectionNames)[number];
+
+export const variantNames = ['bullmq', 'jobbers', 'jobbers+exporter'] as const;
+export type VariantName = (typeof variantNames)[number];
+
+export interface BenchOptions {
+  sections: SectionName[];
+  /** Drain variants to interleave (all by default; one alone is handy under --cpu-prof). */
+  variants: VariantName[];
+  /** No-op jobs drained per run. */
+  jobs: number;
+  /** Concurrency of both the Jobbers and the bare BullMQ worker. */
+  concurrency: number;
+  /** Interleaved rounds; each round runs every drain variant once. */
+  rounds: number;
+  restSeconds: number;
+  restConnections: number;
+  batchSize: number;
+  lagSeconds: number;
+  /** Echo jobs submitted per second during the lag run (~4 stream events each). */
+  lagRate: number;
+  lagSampleMs: number;
+}
+
+const numericFlags = {
+  jobs: { env: 'BENCH_JOBS', fallback: 20_000, min: 100 },
+  concurrency: { env: 'BENCH_CONCURRENCY', fallback: 50, min: 1 },
+  rounds: { env: 'BENCH_ROUNDS', fallback: 6, min: 1 },
+  'rest-seconds': { env: 'BENCH_REST_SECONDS', fallback: 10, min: 1 },
+  'rest-connections': { env: 'BENCH_REST_CONNECTIONS', fallback: 50, min: 1 },
+  'batch-size': { env: 'BENCH_BATCH_SIZE', fallback: 100, min: 1 },
+  'lag-seconds': { env: 'BENCH_LAG_SECONDS', fallback: 20, min: 1 },
+  'lag-rate': { env: 'BENCH_LAG_RATE', fallback: 1250, min: 1 },
+  'lag-sample-ms': { env: 'BENCH_LAG_SAMPLE_MS', fallback: 50, min: 5 },
+} as const;
+
+type NumericFlag = keyof typeof numericFlags;
+
+export const usage = `npm run bench -- [flags]   (each flag also reads the env var shown)
+  --only drain,rest,lag   sections to run (BENCH_ONLY; default all)
+  --variants LIST         drain variants, of bullmq,jobbers,jobbers+exporter (BENCH_VARIANTS; default all)
+  --jobs N                no-op jobs per drain run (BENCH_JOBS; default 20000)
+  --concurrency N         worker concurrency, both workers (BENCH_CONCURRENCY; default 50)
+  --rounds N              interleaved drain rounds (BENCH_ROUNDS; default 6)
+  --rest-seconds N        duration of each REST load (BENCH_REST_SECONDS; default 10)
+  --rest-connections N    autocannon connections (BENCH_REST_CONNECTIONS; default 50)
+  --batch-size N          tasks per POST /v1/tasks/batch (BENCH_BATCH_SIZE; default 100)
+  --lag-seconds N         duration of the exporter-lag load (BENCH_LAG_SECONDS; default 20)
+  --lag-rate N            echo jobs submitted per second in the lag load (BENCH_LAG_RATE; default 1250)
+  --lag-sample-ms N       lag sampling interval (BENCH_LAG_SAMPLE_MS; default 50)
+  --help`;
+
+function readNumber(flag: NumericFlag, raw: string | undefined, problems: string[]): number {
+  const spec = numericFlags[flag];
+  const value = raw ?? process.env[spec.env];
+  if (value === undefined || value.trim() === '') return spec.fallback;
+  const parsed = Number(value);
+  if (!Number.isInteger(parsed) || parsed < spec.min) {
+    problems.push(`--${flag} / ${spec.env} = "${value}" must be a whole number >= ${spec.min}`);
+    return spec.fallback;
+  }
+  return parsed;
+}
+
+function readList<T extends string>(
+  flag: string,
+  env: string,
+  known: readonly T[],
+  raw: string | undefined,
+  problems: string[],
+): T[] {
+  const value = raw ?? process.env[env];
+  if (!value?.trim()) return [...known];
+  const wanted = value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const name of wanted) {
+    if (!known.includes(name as T))
+      problems.push(`--${flag} / ${env}: unknown value "${name}" (known: ${known.join(', ')})`);
+  }
+  return known.filter((s) => wanted.includes(s));
+}
+
+export function parseBenchOptions(argv: string[]): BenchOptions | 'help' {
+  const { values: parsed } = parseArgs({
+    args: argv,
+    options: {
+      help: { type: 'boolean' },
+      only: { type: 'string' },
+      variants: { type: 'string' },
+      ...Object.fromEntries(Object.keys(numericFlags).map((k) => [k, { type: 'string' as const }])),
+    },
+    strict: true,
+  });
+  const values = parsed as Record<string, string | boolean | undefined>;
+  if (values.help) return 'help';
+  const problems: string[] = [];
+  const flag = (name: NumericFlag) => readNumber(name, values[name] as string | undefined, problems);
+  const options: BenchOptions = {
+    sections: readList('only', 'BENCH_ONLY', sectionNames, values.only as string | undefined, problems),
+    variants: readList(
+      'variants',
+      'BENCH_VARIANTS',
+      variantNames,
+      values.variants as string | undefined,
+      problems,
+    ),
+    jobs: flag('jobs'),
+    concurrency: flag('concurrency'),
+    rounds: flag('rounds'),
+    restSeconds: flag('rest-seconds'),
+    restConnections: flag('rest-connections'),
+    batchSize: flag('batch-size'),
+    lagSeconds: flag('lag-seconds'),
+    lagRate: flag('lag-rate'),
+    lagSampleMs: flag('lag-sample-ms'),
+  };
+  if (options.batchSize > 1000) problems.push('--batch-size must be <= 1000 (the API batch limit)');
+  if (problems.length > 0) throw new Error(`invalid bench options:\n  - ${problems.join('\n  - ')}`);
+  return options;
+}

@@ -1,0 +1,216 @@
+// npm run bench: drain throughput (Jobbers vs bare BullMQ, metrics on vs off), REST submit
+// throughput and exporter lag, against a private redis-server. Never part of `npm test`.
+import { Redis } from 'ioredis';
+import { startRedisServer } from '../test/support/redis-server.js';
+import { type DrainRun, type DrainSettings, drainOnce, roundOrder } from './drain.js';
+import { describeEnvironment, describeLoad, machineIsBusy } from './environment.js';
+import { runExporterLagBench } from './exporter-lag.js';
+import { type BenchOptions, parseBenchOptions, usage, type VariantName } from './options.js';
+import { runRestBench } from './rest.js';
+import { formatMs, formatRate, formatRatio, median, table, verdict } from './stats.js';
+
+const throughputTarget = 0.9;
+const lagP99TargetMs = 1000;
+
+const print = (line = '') => process.stdout.write(`${line}\n`);
+
+function heading(title: string) {
+  print();
+  print(`== ${title}`);
+}
+
+async function benchDrain(options: BenchOptions, settings: DrainSettings): Promise<string[]> {
+  const variants = options.variants;
+  heading(
+    `Drain throughput: ${options.jobs} no-op jobs per run, concurrency ${options.concurrency}, ` +
+      `${options.rounds} interleaved rounds of ${variants.join(' / ')}`,
+  );
+  const warmupJobs = Math.min(options.jobs, 2000);
+  for (const variant of variants) await drainOnce(settings, variant, 0, warmupJobs);
+  print(`(warm-up: each variant drained ${warmupJobs} jobs once, not counted)`);
+  const runs: DrainRun[] = [];
+  for (let round = 1; round <= options.rounds; round++) {
+    for (const variant of roundOrder(variants, round - 1)) {
+      const run = await drainOnce(settings, variant, round);
+      runs.push(run);
+      const catchUp =
+        run.exporterCatchUpMs === undefined
+          ? ''
+          : `  exporter caught up ${formatMs(run.exporterCatchUpMs)} after the last completion`;
+      print(
+        `round ${round}  ${run.variant.padEnd(16)} ${formatRate(run.jobsPerSecond).padStart(7)} jobs/s` +
+          `  (${run.jobs} jobs in ${run.windowMs} ms; cpu/job node ${run.nodeCpuUsPerJob.toFixed(1)} us,` +
+          ` redis ${run.redisCpuUsPerJob.toFixed(1)} us)${catchUp}`,
+      );
+    }
+  }
+  const rates = (variant: VariantName) =>
+    runs.filter((r) => r.variant === variant).map((r) => r.jobsPerSecond);
+  const medians = new Map(variants.map((v) => [v, median(rates(v))]));
+  const cpu = (variant: VariantName, of: 'nodeCpuUsPerJob' | 'redisCpuUsPerJob') =>
+    median(runs.filter((r) => r.variant === variant).map((r) => r[of])).toFixed(1);
+  print();
+  print(
+    table(
+      ['variant', 'median jobs/s', 'min', 'max', 'node cpu us/job', 'redis cpu us/job'],
+      variants.map((v) => [
+        v,
+        formatRate(medians.get(v)!),
+        formatRate(Math.min(...rates(v))),
+        formatRate(Math.max(...rates(v))),
+        cpu(v, 'nodeCpuUsPerJob'),
+        cpu(v, 'redisCpuUsPerJob'),
+      ]),
+    ),
+  );
+  const summary: string[] = [];
+  const ratioLine = (label: string, over: VariantName, under: VariantName, target?: number) => {
+    const a = medians.get(over);
+    const b = medians.get(under);
+    if (a === undefined || b === undefined) return;
+    const ratio = a / b;
+    const goal = target === undefined ? '' : `  target >= ${target}: ${verdict(ratio >= target)}`;
+    summary.push(`${label.padEnd(48)} ${formatRatio(ratio)}${goal}`);
+  };
+  ratioLine('Jobbers / BullMQ (median jobs/s)', 'jobbers', 'bullmq', throughputTarget);
+  ratioLine('metrics on / off (jobbers+exporter / jobbers)', 'jobbers+exporter', 'jobbers', throughputTarget);
+  ratioLine('Jobbers with exporter / BullMQ', 'jobbers+exporter', 'bullmq');
+  const cpuCost = (v: VariantName) =>
+    median(runs.filter((r) => r.variant === v).map((r) => r.nodeCpuUsPerJob + r.redisCpuUsPerJob));
+  const cpuLine = (label: string, over: VariantName, under: VariantName) => {
+    if (!variants.includes(over) || !variants.includes(under)) return;
+    summary.push(
+      `${label.padEnd(48)} ${(cpuCost(over) / cpuCost(under)).toFixed(2)}x  (node+redis CPU per job, medians)`,
+    );
+  };
+  cpuLine('CPU per job, Jobbers / BullMQ', 'jobbers', 'bullmq');
+  cpuLine('CPU per job, metrics on / off', 'jobbers+exporter', 'jobbers');
+  const noisy = variants.filter((v) => Math.max(...rates(v)) > 1.3 * Math.min(...rates(v)));
+  if (noisy.length > 0)
+    summary.push(
+      `NOISY: runs of ${noisy.join(', ')} differ by more than 30%; rerun on an idle machine or with more --rounds`,
+    );
+  const catchUps = runs.flatMap((r) => (r.exporterCatchUpMs === undefined ? [] : [r.exporterCatchUpMs]));
+  if (catchUps.length > 0) {
+    summary.push(
+      `${'exporter caught up after the last completion'.padEnd(48)} median ${formatMs(median(catchUps))}, max ${formatMs(Math.max(...catchUps))}`,
+    );
+  }
+  print();
+  for (const line of summary) print(line);
+  return summary;
+}
+
+async function benchRest(options: BenchOptions, redisUrl: string, admin: Redis): Promise<string[]> {
+  heading(
+    `REST submit throughput: manager in-process on 127.0.0.1 (exporter on), autocannon ` +
+      `${options.restConnections} connections, ${options.restSeconds} s per route`,
+  );
+  const runs = await runRestBench({
+    redisUrl,
+    admin,
+    seconds: options.restSeconds,
+    connections: options.restConnections,
+    batchSize: options.batchSize,
+  });
+  print(
+    table(
+      ['route', 'req/s', 'tasks/s', 'p50', 'p99', 'max', '2xx', 'non-2xx', 'errors', 'enqueued', 'recounts'],
+      runs.map((r) => [
+        `POST ${r.route}${r.tasksPerRequest > 1 ? ` (${r.tasksPerRequest}/req)` : ''}`,
+        formatRate(r.requestsPerSecond),
+        formatRate(r.tasksPerSecond),
+        formatMs(r.p50Ms),
+        formatMs(r.p99Ms),
+        formatMs(r.maxMs),
+        r.ok,
+        r.non2xx,
+        r.errors,
+        r.enqueued,
+        r.exporterRecounts,
+      ]),
+    ),
+  );
+  print('(enqueued also counts requests still in flight when the load stopped: at most one per connection;');
+  print(
+    ' recounts: times the exporter fell behind the trimmed event stream and recounted, after its first count)',
+  );
+  for (const r of runs) {
+    const accepted = r.ok * r.tasksPerRequest;
+    const inFlight = options.restConnections * r.tasksPerRequest;
+    if (r.enqueued < accepted || r.enqueued > accepted + inFlight)
+      print(`WARNING: ${r.route}: ${accepted} tasks acknowledged but ${r.enqueued} enqueued`);
+  }
+  return runs.map(
+    (r) =>
+      `POST ${r.route}: ${formatRate(r.requestsPerSecond)} req/s, ${formatRate(r.tasksPerSecond)} tasks/s, ` +
+      `p50 ${formatMs(r.p50Ms)}, p99 ${formatMs(r.p99Ms)}, non-2xx ${r.non2xx}`,
+  );
+}
+
+async function benchLag(options: BenchOptions, redisUrl: string, admin: Redis): Promise<string[]> {
+  heading(
+    `Exporter lag: ${options.lagRate} echo jobs/s for ${options.lagSeconds} s, one jobbers-worker process ` +
+      `(concurrency ${options.concurrency}), exporter in this process, sampled every ${options.lagSampleMs} ms`,
+  );
+  const result = await runExporterLagBench({
+    redisUrl,
+    admin,
+    seconds: options.lagSeconds,
+    rate: options.lagRate,
+    sampleMs: options.lagSampleMs,
+    concurrency: options.concurrency,
+  });
+  const { pendingAgeMs: age, gaugeLagMs: gauge } = result;
+  const lines = [
+    `load        ${formatRate(result.jobsPerSecond)} jobs/s, ${formatRate(result.eventsPerSecond)} stream events/s for ${result.seconds.toFixed(1)} s (${result.jobsSubmitted} jobs)`,
+    `lag         p50 ${formatMs(age.p50)}, p99 ${formatMs(age.p99)}, max ${formatMs(age.max)}  (${result.samples} samples; target p99 < ${lagP99TargetMs} ms: ${verdict(age.p99 < lagP99TargetMs)})`,
+    `gauge view  p50 ${formatMs(gauge.p50)}, p99 ${formatMs(gauge.p99)}, max ${formatMs(gauge.max)}  (newest event - applied position, as jobbers_exporter_lag_seconds)`,
+    `recounts    ${result.recounts} during the load; caught up ${formatMs(result.catchUpAfterLoadMs)} after the last completion`,
+    `available   ${JSON.stringify(result.availableAfter)} once drained (expected all 0)`,
+  ];
+  for (const line of lines) print(line);
+  return lines;
+}
+
+async function main() {
+  const options = parseBenchOptions(process.argv.slice(2));
+  if (options === 'help') {
+    print(usage);
+    return;
+  }
+  const startedAt = Date.now();
+  const redis = await startRedisServer();
+  const admin = new Redis(redis.url, { maxRetriesPerRequest: null });
+  const summary: string[] = [];
+  try {
+    heading('Environment');
+    for (const line of await describeEnvironment(admin)) print(line);
+    if (machineIsBusy())
+      print('WARNING: the machine is busy with other work; absolute figures will be low and noisy');
+    const drainSettings: DrainSettings = {
+      redisUrl: redis.url,
+      admin,
+      jobs: options.jobs,
+      concurrency: options.concurrency,
+    };
+    if (options.sections.includes('drain')) summary.push(...(await benchDrain(options, drainSettings)));
+    if (options.sections.includes('rest')) summary.push(...(await benchRest(options, redis.url, admin)));
+    if (options.sections.includes('lag')) summary.push(...(await benchLag(options, redis.url, admin)));
+  } finally {
+    admin.disconnect();
+    await redis.stop();
+  }
+  heading(
+    `Summary (${Math.round((Date.now() - startedAt) / 1000)} s; load avg at the end ${describeLoad()})`,
+  );
+  for (const line of summary) print(line);
+}
+
+main().then(
+  () => process.exit(0),
+  (error) => {
+    console.error(error instanceof Error ? error.message : error);
+    process.exit(1);
+  },
+);

@@ -1,11 +1,30 @@
 // Submitting and reading tasks: what the manager's routes call; usable from any code.
-import { type Job, type JobsOptions, Queue } from 'bullmq';
+import { Job, type JobsOptions, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { type CancelOutcome, TaskCanceller } from './cancellation.js';
 import { JobbersError } from './errors.js';
 import { newTaskId, normalizeTaskId } from './ids.js';
+import {
+  checkIncidentRetryLimit,
+  type IncidentRetrySummary,
+  retryIncident,
+  retryIncidents,
+} from './incidents.js';
 import { jobKey } from './keys.js';
 import { resolveQueue } from './routing.js';
 import { type BackoffPolicy, backoffProblems, maxRetries, type TaskRegistry } from './task.js';
+import {
+  decodeCursor,
+  defaultPageSize,
+  encodeCursor,
+  type FoundTask,
+  listableStates,
+  maxPageSize,
+  resolveFilter,
+  scanTasks,
+  type TaskFilter,
+  type TaskQuery,
+} from './tasks-query.js';
 import { traceSubmissions } from './tracing.js';
 
 export type TaskState =
@@ -59,6 +78,21 @@ export interface TaskView {
   priority?: number;
 }
 
+export interface TaskPage {
+  tasks: TaskView[];
+  /** Pass back as `cursor` for the next page; absent after the last page. */
+  nextCursor?: string;
+}
+
+export interface CancelResult {
+  id: string;
+  task: string;
+  queue: string;
+  cancelled: true;
+  /** The state the task was cancelled in: waiting, prioritized or delayed. */
+  previousState: string;
+}
+
 /** What a job's data holds: the params and what the worker needs beside BullMQ's options. */
 export interface JobPayload {
   params: unknown;
@@ -89,11 +123,13 @@ export class TaskClient {
   readonly prefix: string;
   private readonly connection: Redis;
   private readonly queues = new Map<string, Queue>();
+  private readonly canceller: TaskCanceller;
 
   constructor(options: TaskClientOptions) {
     this.connection = options.connection;
     this.prefix = options.prefix;
     this.registry = options.registry;
+    this.canceller = new TaskCanceller(options.connection, options.prefix);
   }
 
   queue(name: string): Queue {
@@ -295,9 +331,10 @@ export class TaskClient {
     return this.view(job, state);
   }
 
-  async view(job: Job, state?: TaskState): Promise<TaskView> {
+  /** `heartbeat`: the job hash's jbhb field when the caller already read it. */
+  async view(job: Job, state?: TaskState, heartbeat?: string | null): Promise<TaskView> {
     const payload = (job.data ?? {}) as JobPayload;
-    const heartbeat = await this.connection.hget(jobKey(this.prefix, job.queueName, job.id!), 'jbhb');
+    heartbeat ??= await this.connection.hget(jobKey(this.prefix, job.queueName, job.id!), 'jbhb');
     const resolvedState = state ?? ((await job.getState()) as TaskState);
     const view: TaskView = {
       id: job.id!,
@@ -323,9 +360,98 @@ export class TaskClient {
     return view;
   }
 
+  /** A page of tasks matching the query (see tasks-query.ts for order and bounds). */
+  async listTasks(query: TaskQuery): Promise<TaskPage> {
+    const filter = resolveFilter(this.registry, query, query.state ? [query.state] : listableStates);
+    const limit = query.limit ?? defaultPageSize;
+    if (!Number.isInteger(limit) || limit < 1 || limit > maxPageSize)
+      throw new JobbersError('INVALID_FILTER', `limit must be 1..${maxPageSize}, got ${query.limit}`);
+    const from = query.cursor === undefined ? undefined : decodeCursor(filter, query.cursor);
+    const { found, next } = await scanTasks(this.connection, this.prefix, filter, from, limit);
+    const tasks = await this.viewsOf(found);
+    return next ? { tasks, nextCursor: encodeCursor(filter, next) } : { tasks };
+  }
+
+  /** Views of the tasks found, in order, read in one pipeline; tasks removed since are left out. */
+  private async viewsOf(found: FoundTask[]): Promise<TaskView[]> {
+    if (found.length === 0) return [];
+    const pipeline = this.connection.pipeline();
+    for (const { queue, id } of found) pipeline.hgetall(jobKey(this.prefix, queue, id));
+    const replies = (await pipeline.exec()) ?? [];
+    const views: TaskView[] = [];
+    for (const [i, { queue, id, state }] of found.entries()) {
+      const [error, raw] = replies[i] ?? [];
+      if (error) throw error;
+      const fields = raw as Record<string, string>;
+      if (!fields?.name) continue;
+      const job = Job.fromJSON(this.queue(queue), fields as never, id);
+      views.push(await this.view(job, state, fields.jbhb ?? null));
+    }
+    return views;
+  }
+
+  /** Resolves an incident: the failed task runs again with fresh retries; its attempt count goes on. */
+  async retryTask(id: string): Promise<TaskView> {
+    const normalized = normalizeTaskId(id);
+    const [queueName] = await this.findQueues([normalized]);
+    const result = queueName
+      ? await retryIncident(this.queue(queueName), normalized)
+      : ({ outcome: 'not-found' } as const);
+    if (result.outcome === 'not-found') throw new JobbersError('TASK_NOT_FOUND', `no task with id "${id}"`);
+    if (result.outcome === 'not-failed') {
+      throw new JobbersError(
+        'TASK_STATE_CONFLICT',
+        `task "${normalized}" is ${result.state}; only a failed task (an incident) can be retried`,
+        { state: result.state },
+      );
+    }
+    return this.getTask(normalized);
+  }
+
+  /** Resolves up to `limit` incidents matching the filter, in bounded rounds. Bad filters throw before anything is retried. */
+  async retryIncidents(filter: TaskFilter & { limit?: number }): Promise<IncidentRetrySummary> {
+    const resolved = resolveFilter(this.registry, filter, ['failed']);
+    const limit = checkIncidentRetryLimit(filter.limit);
+    return retryIncidents(this.connection, this.prefix, (name) => this.queue(name), resolved, limit);
+  }
+
+  /** Removes a task that has not started (waiting, prioritized, delayed); afterwards its id is unknown. */
+  async cancelTask(id: string): Promise<CancelResult> {
+    const normalized = normalizeTaskId(id);
+    const job = await this.findJob(normalized);
+    const result: CancelOutcome = job
+      ? await this.canceller.cancel(job.queueName, normalized)
+      : { outcome: 'not-found' };
+    if (result.outcome === 'not-found') throw new JobbersError('TASK_NOT_FOUND', `no task with id "${id}"`);
+    if (result.outcome === 'not-cancellable') {
+      throw new JobbersError(
+        'TASK_STATE_CONFLICT',
+        `task "${normalized}" is ${result.state}; only a task that has not started can be cancelled`,
+        { state: result.state },
+      );
+    }
+    return {
+      id: normalized,
+      task: job!.name,
+      queue: job!.queueName,
+      cancelled: true,
+      previousState: result.previousState,
+    };
+  }
+
+  /** Workers take no new task from a paused queue; running tasks finish. */
+  async pauseQueue(name: string): Promise<void> {
+    await this.queue(name).pause();
+  }
+
+  async resumeQueue(name: string): Promise<void> {
+    await this.queue(name).resume();
+  }
+
   async close(): Promise<void> {
     await Promise.all([...this.queues.values()].map((q) => q.close()));
     this.queues.clear();
+    await this.canceller.close();
   }
 }
 

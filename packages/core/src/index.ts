@@ -1,7 +1,9 @@
+export * from './cancellation.js';
 export * from './client.js';
 export * from './config.js';
 export * from './errors.js';
 export * from './ids.js';
+export * from './incidents.js';
 export * from './inspection.js';
 export * from './keys.js';
 export * from './lifecycle.js';
@@ -15,4 +17,5 @@ export * from './metrics/store.js';
 export * from './redis.js';
 export * from './routing.js';
 export * from './task.js';
+export * from './tasks-query.js';
 export * from './tracing.js';

@@ -86,6 +86,71 @@ export const TaskView = Type.Object({
 });
 
 export const TaskIdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 128 }) });
+
+const isoTime = (what: string) =>
+  Type.String({ maxLength: 64, description: `ISO 8601 time; ${what}`, examples: ['2025-01-31T12:00:00Z'] });
+
+const TaskFilterFields = {
+  queue: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+  task: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'task type' })),
+  before: Type.Optional(isoTime('tasks submitted strictly before it')),
+  after: Type.Optional(isoTime('tasks submitted at or after it')),
+};
+
+export const ListTasksQuery = Type.Object(
+  {
+    ...TaskFilterFields,
+    state: Type.Optional(
+      Type.Union(
+        [
+          Type.Literal('waiting'),
+          Type.Literal('prioritized'),
+          Type.Literal('delayed'),
+          Type.Literal('active'),
+          Type.Literal('completed'),
+          Type.Literal('failed'),
+        ],
+        { description: 'absent: every state, in the order listed' },
+      ),
+    ),
+    limit: Type.Integer({ minimum: 1, maximum: 500, default: 50 }),
+    cursor: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 2048, description: 'nextCursor of the previous page' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type ListTasksQuery = Static<typeof ListTasksQuery>;
+
+export const TaskPage = Type.Object({
+  tasks: Type.Array(TaskView),
+  nextCursor: Type.Optional(
+    Type.String({ description: 'absent after the last page; a page may be short and still have one' }),
+  ),
+});
+
+export const RetryIncidentsBody = Type.Object(
+  {
+    ...TaskFilterFields,
+    limit: Type.Integer({ minimum: 1, maximum: 10_000, default: 1000 }),
+  },
+  { additionalProperties: false },
+);
+export type RetryIncidentsBody = Static<typeof RetryIncidentsBody>;
+
+export const RetryIncidentsResult = Type.Object({
+  retried: Type.Integer({ description: 'incidents moved back to waiting by this call' }),
+  matched: Type.Integer({ description: 'incidents that matched the filter, at most limit' }),
+  more: Type.Boolean({ description: 'the limit stopped the run; more matching incidents may remain' }),
+});
+
+export const CancelResult = Type.Object({
+  id: Type.String(),
+  task: Type.String(),
+  queue: Type.String(),
+  cancelled: Type.Literal(true),
+  previousState: Type.String({ description: 'waiting | prioritized | delayed' }),
+});
 export const QueueParams = Type.Object({ queue: Type.String({ minLength: 1, maxLength: 64 }) });
 
 export const QueueCounts = Type.Record(Type.String(), Type.Integer());

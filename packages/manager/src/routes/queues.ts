@@ -27,6 +27,12 @@ export const queueRoutes: FastifyPluginAsyncTypebox<QueueRoutesOptions> = async 
   const readAvailable: AvailableReader =
     options.availableByTask ?? ((queue) => countAvailableByTask(options.connection, client.prefix, queue));
 
+  function knownQueue(name: string): string {
+    if (!client.registry.queues.includes(name))
+      throw new JobbersError('QUEUE_NOT_FOUND', `no queue "${name}"`);
+    return name;
+  }
+
   async function summary(name: string) {
     const queue = client.queue(name);
     const [counts, paused, available] = await Promise.all([
@@ -64,11 +70,40 @@ export const queueRoutes: FastifyPluginAsyncTypebox<QueueRoutesOptions> = async 
         response: { 200: QueueSummary, 404: ErrorBody, 503: ErrorBody },
       },
     },
+    async (request) => summary(knownQueue(request.params.queue)),
+  );
+
+  app.post(
+    '/v1/queues/:queue/pause',
+    {
+      schema: {
+        summary: 'Pause a queue: workers take no new task from it; running tasks finish',
+        tags: ['queues'],
+        params: QueueParams,
+        response: { 200: QueueSummary, 404: ErrorBody, 503: ErrorBody },
+      },
+    },
     async (request) => {
-      if (!client.registry.queues.includes(request.params.queue)) {
-        throw new JobbersError('QUEUE_NOT_FOUND', `no queue "${request.params.queue}"`);
-      }
-      return summary(request.params.queue);
+      const name = knownQueue(request.params.queue);
+      await client.pauseQueue(name);
+      return summary(name);
+    },
+  );
+
+  app.post(
+    '/v1/queues/:queue/resume',
+    {
+      schema: {
+        summary: 'Resume a paused queue',
+        tags: ['queues'],
+        params: QueueParams,
+        response: { 200: QueueSummary, 404: ErrorBody, 503: ErrorBody },
+      },
+    },
+    async (request) => {
+      const name = knownQueue(request.params.queue);
+      await client.resumeQueue(name);
+      return summary(name);
     },
   );
 };

@@ -3,10 +3,15 @@ import type { SubmitRequest, TaskClient } from '@jobbers/core';
 import {
   BatchBody,
   BatchResult,
+  CancelResult,
   ErrorBody,
+  ListTasksQuery,
+  RetryIncidentsBody,
+  RetryIncidentsResult,
   SubmitBody,
   SubmitResult,
   TaskIdParams,
+  TaskPage,
   TaskView,
 } from '../schemas.js';
 
@@ -69,5 +74,59 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ client: TaskClient }> = asy
       },
     },
     async (request) => client.getTask(request.params.id),
+  );
+
+  app.get(
+    '/v1/tasks',
+    {
+      schema: {
+        summary: 'List tasks by queue, type, state and submission time, a page at a time',
+        description:
+          'Order per state: waiting and active most recently queued first, prioritized and delayed in the order they will run, completed and failed most recently finished first. A page examines at most 10,000 entries, so with narrow filters it may hold fewer than limit tasks and still carry a nextCursor.',
+        tags: ['tasks'],
+        querystring: ListTasksQuery,
+        response: { 200: TaskPage, ...errors },
+      },
+    },
+    async (request) => client.listTasks(request.query),
+  );
+
+  app.post(
+    '/v1/tasks/:id/retry',
+    {
+      schema: {
+        summary: 'Resolve an incident: a failed task runs again with fresh retries',
+        tags: ['tasks'],
+        params: TaskIdParams,
+        response: { 200: TaskView, ...errors },
+      },
+    },
+    async (request) => client.retryTask(request.params.id),
+  );
+
+  app.post(
+    '/v1/tasks/retry',
+    {
+      schema: {
+        summary: 'Resolve up to limit incidents matching the filter, most recently failed first',
+        tags: ['tasks'],
+        body: RetryIncidentsBody,
+        response: { 200: RetryIncidentsResult, ...errors },
+      },
+    },
+    async (request) => client.retryIncidents(request.body),
+  );
+
+  app.post(
+    '/v1/tasks/:id/cancel',
+    {
+      schema: {
+        summary: 'Cancel a task that has not started; it is removed, so GET answers 404 afterwards',
+        tags: ['tasks'],
+        params: TaskIdParams,
+        response: { 200: CancelResult, ...errors },
+      },
+    },
+    async (request) => client.cancelTask(request.params.id),
   );
 };

@@ -1,0 +1,95 @@
+// Cancelling a task that has not started. BullMQ's own removeJob does the removal (so the exporter
+// counts `removed` and the available gauge stays exact), inside a WATCH on the job hash: every move
+// to active writes that hash, so a task that starts meanwhile is never removed, nor one that started
+// and finished in between.
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { jobbersKey } from './keys.js';
+
+export const cancellableStates = ['waiting', 'prioritized', 'delayed'] as const;
+
+export type CancelOutcome =
+  | { outcome: 'cancelled'; previousState: string }
+  | { outcome: 'not-found' }
+  | { outcome: 'not-cancellable'; state: string };
+
+type RemoveArgs = (jobId: string, removeChildren: boolean) => (string | number)[];
+
+/** Attempts before giving up on a task whose state keeps changing under the WATCH. */
+const maxRounds = 20;
+
+/**
+ * Owns one connection of its own: WATCH state belongs to a connection, so cancellations run one at a
+ * time on it and never share it with other commands.
+ */
+export class TaskCanceller {
+  private connection?: Redis;
+  private readonly queues = new Map<string, Queue>();
+  private lane: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly shared: Redis,
+    private readonly prefix: string,
+  ) {}
+
+  cancel(queueName: string, id: string): Promise<CancelOutcome> {
+    const run = this.lane.then(() => this.cancelNow(queueName, id));
+    this.lane = run.catch(() => {});
+    return run;
+  }
+
+  private queue(name: string): Queue {
+    let queue = this.queues.get(name);
+    if (!queue) {
+      if (!this.connection) {
+        this.connection = this.shared.duplicate();
+        this.connection.on('error', () => {});
+      }
+      queue = new Queue(name, { connection: this.connection, prefix: this.prefix });
+      queue.on('error', () => {});
+      this.queues.set(name, queue);
+    }
+    return queue;
+  }
+
+  private async cancelNow(queueName: string, id: string): Promise<CancelOutcome> {
+    const queue = this.queue(queueName);
+    // BullMQ types its client narrowly; it is the ioredis connection this canceller made.
+    const client = (await queue.client) as unknown as Redis;
+    const removeArgs = removeArgsOf(queue);
+    for (let round = 0; round < maxRounds; round++) {
+      await client.watch(queue.toKey(id));
+      const state = await queue.getJobState(id);
+      if (state === 'unknown' || !(cancellableStates as readonly string[]).includes(state)) {
+        await client.unwatch();
+        return state === 'unknown' ? { outcome: 'not-found' } : { outcome: 'not-cancellable', state };
+      }
+      const transaction = client.multi();
+      // removeChildren off: the one task named, nothing else.
+      queue.scripts.execCommand(transaction as never, 'removeJob', removeArgs(id, false));
+      transaction.hdel(jobbersKey(this.prefix, queueName, 'yields'), id);
+      const replies = await transaction.exec();
+      if (!replies) continue;
+      const [removeError, code] = replies[0] ?? [];
+      if (removeError) throw removeError;
+      if (code === 1) return { outcome: 'cancelled', previousState: state };
+      return { outcome: 'not-cancellable', state: 'active' };
+    }
+    return { outcome: 'not-cancellable', state: await queue.getJobState(id) };
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.queues.values()].map((q) => q.close()));
+    this.queues.clear();
+    this.connection?.disconnect();
+    this.connection = undefined;
+  }
+}
+
+function removeArgsOf(queue: Queue): RemoveArgs {
+  const scripts = queue.scripts as unknown as { removeArgs?: RemoveArgs };
+  if (typeof scripts.removeArgs !== 'function') {
+    throw new Error('this BullMQ version has no Scripts.removeArgs; cancellation needs updating');
+  }
+  return scripts.removeArgs.bind(queue.scripts);
+}

@@ -48,10 +48,7 @@ test('a heartbeating task outlives three leases while a blocked one is recovered
   assert.equal(await h.transitions('test.block', 'timed-out'), 1);
 
   await blocked.waitForOutput(/completion rejected/, 15_000);
-  await waitFor(
-    async () => (await h.counter('jobbers_completions_rejected_total', { task: 'test.block' })) === 1,
-    { what: 'the blocked worker\u2019s late completion to be counted as rejected' },
-  );
+  await h.waitForCounter('jobbers_completions_rejected_total', { task: 'test.block' }, 1);
   assert.equal((await h.task(frozenId)).attempts, 2);
 });
 

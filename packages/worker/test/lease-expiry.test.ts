@@ -3,7 +3,7 @@
 // up after its task was recovered has its late completion rejected and counted, never applied.
 import assert from 'node:assert/strict';
 import { after, afterEach, before, test } from 'node:test';
-import { type Harness, startHarness, testLeaseMs, waitFor } from './support/worker-harness.js';
+import { type Harness, startHarness, testLeaseMs } from './support/worker-harness.js';
 
 let h: Harness;
 
@@ -39,7 +39,7 @@ test('SIGKILL mid-task: after the lease the task is available again, no retry us
   );
   assert.equal(await h.transitions('test.finish', 'timed-out'), 1);
   assert.equal(await h.transitions('test.finish', 'failed-with-retries'), 0);
-  assert.equal(await h.counter('jobbers_tasks_timed_out_total', { task: 'test.finish' }), 1);
+  await h.waitForCounter('jobbers_tasks_timed_out_total', { task: 'test.finish' }, 1);
   second.kill('SIGTERM');
   assert.equal((await second.exited).code, 0);
 });
@@ -58,10 +58,7 @@ test('a frozen worker (SIGSTOP) loses the task; its completion after SIGCONT is 
     frozen.kill('SIGCONT');
   }
   await frozen.waitForOutput(/completion rejected/);
-  await waitFor(
-    async () => (await h.counter('jobbers_completions_rejected_total', { task: 'test.reenqueue' })) === 1,
-    { what: 'the rejected completion to be counted' },
-  );
+  await h.waitForCounter('jobbers_completions_rejected_total', { task: 'test.reenqueue' }, 1);
   const task = await h.task(id);
   assert.equal(task.state, 'completed');
   assert.equal(

@@ -43,6 +43,8 @@ export interface Harness {
   samples(): Promise<Sample[]>;
   transitions(task: string, transition: string): Promise<number>;
   counter(name: string, labels: Record<string, string>): Promise<number>;
+  /** For counters workers flush (every JOBBERS_METRICS_FLUSH_MS): waits until it reads `value`. */
+  waitForCounter(name: string, labels: Record<string, string>, value: number): Promise<void>;
   /** SIGKILLs every worker a test left running (after a failed assertion), so the next test starts clean. */
   killWorkers(): Promise<void>;
   close(): Promise<void>;
@@ -118,6 +120,18 @@ export async function startHarness(label: string): Promise<Harness> {
     },
     async counter(name, labels) {
       return metricValue(await harness.samples(), name, labels);
+    },
+    async waitForCounter(name, labels, value) {
+      let last = 0;
+      await waitFor(
+        async () => {
+          last = await harness.counter(name, labels);
+          return last === value;
+        },
+        { what: `${name} ${JSON.stringify(labels)} to read ${value}` },
+      ).catch((error) => {
+        throw new Error(`${(error as Error).message}; it reads ${last}`);
+      });
     },
     async killWorkers() {
       await Promise.all(workers.splice(0).map((w) => w.stop()));

@@ -13,7 +13,6 @@ export class CapacityGate {
   private taken = 0;
   private closed = false;
   private readonly waiters: ((granted: boolean) => void)[] = [];
-  private readonly idleListeners = new Set<() => void>();
 
   /** @param ttlTasks tasks this process may take in its life; 0 = no limit. */
   constructor(
@@ -88,16 +87,6 @@ export class CapacityGate {
     this.settle();
   }
 
-  /** Calls back whenever nothing runs and nothing is reserved (used to notice the end of a drain). */
-  onIdle(listener: () => void): () => void {
-    this.idleListeners.add(listener);
-    return () => this.idleListeners.delete(listener);
-  }
-
-  get isIdle(): boolean {
-    return this.running === 0 && this.reserved === 0;
-  }
-
   private settle(): void {
     while (this.waiters.length > 0) {
       if (!this.isOpen) {
@@ -108,7 +97,6 @@ export class CapacityGate {
       this.reserved++;
       this.waiters.shift()!(true);
     }
-    if (this.isIdle) for (const listener of [...this.idleListeners]) listener();
   }
 }
 

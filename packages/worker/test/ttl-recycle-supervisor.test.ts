@@ -104,3 +104,11 @@ test('a child that dies is replaced; SIGTERM is forwarded and running tasks fini
   for (const pid of childPids(supervisor, 'worker process started'))
     assert.ok(!isAlive(pid), `child ${pid} exited`);
 });
+
+test('children stop on their own when the supervisor is SIGKILLed', async () => {
+  const supervisor = await h.startWorker({}, ['--processes', '1']);
+  const [child] = childPids(supervisor, 'worker process started');
+  supervisor.kill('SIGKILL');
+  await supervisor.exited;
+  await waitFor(() => !isAlive(child!), { what: `child ${child} to exit after its supervisor died` });
+});

@@ -25,8 +25,16 @@ end
 
 local function msOf(id) return tonumber(string.match(id, '^(%d+)')) end
 
+-- Counter and histogram increments are summed per batch and written once per field at the end.
+local counts, floats = {}, {}
+local function bump(into, key, field, by)
+  local fields = into[key]
+  if not fields then fields = {} into[key] = fields end
+  fields[field] = (fields[field] or 0) + by
+end
+
 local function count(metric, labels, by)
-  redis.call('HINCRBY', mp .. metric, labels, by or 1)
+  bump(counts, mp .. metric, labels, by or 1)
 end
 
 local function observe(metric, labels, seconds)
@@ -36,9 +44,17 @@ local function observe(metric, labels, seconds)
     if seconds <= bounds[i] then bucket = i - 1 break end
   end
   local key = mp .. metric
-  redis.call('HINCRBY', key, labels .. '|b' .. bucket, 1)
-  redis.call('HINCRBYFLOAT', key, labels .. '|sum', seconds)
-  redis.call('HINCRBY', key, labels .. '|count', 1)
+  bump(counts, key, labels .. '|b' .. bucket, 1)
+  bump(floats, key, labels .. '|sum', seconds)
+  bump(counts, key, labels .. '|count', 1)
+end
+
+local knownTasks = {}
+local function noteTask(task)
+  if not knownTasks[task] then
+    knownTasks[task] = true
+    redis.call('SADD', jp .. 'tasks', task)
+  end
 end
 
 local function transition(task, name)
@@ -71,14 +87,14 @@ while i <= n do
   local t = msOf(id)
   if ev == 'added' then
     if extra ~= '' then
-      redis.call('SADD', jp .. 'tasks', extra)
-      if not redis.call('HGET', idxKey, jobId) then remember(jobId, 'n', extra) end
+      noteTask(extra)
+      redis.call('HSETNX', idxKey, jobId, 'n|' .. extra)
     end
   elseif ev == 'waiting' then
     local state, task = lookup(jobId)
     if task then
       leave(jobId, state, task)
-      redis.call('SADD', jp .. 'tasks', task)
+      noteTask(task)
       redis.call('ZADD', jp .. 'avail:' .. task, t, jobId)
       remember(jobId, 'w', task)
       local prev = extra
@@ -163,6 +179,12 @@ while i <= n do
     recount = 1
   end
   i = i + 1
+end
+for key, fields in pairs(counts) do
+  for f, by in pairs(fields) do redis.call('HINCRBY', key, f, by) end
+end
+for key, fields in pairs(floats) do
+  for f, by in pairs(fields) do redis.call('HINCRBYFLOAT', key, f, by) end
 end
 redis.call('HSET', stateKey, 'pos', newPos, 'appliedAt', redis.call('TIME')[1])
 redis.call('HINCRBY', stateKey, 'added', n)

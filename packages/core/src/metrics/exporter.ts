@@ -23,6 +23,11 @@ export interface LifecycleExporterOptions {
   blockMs?: number;
   leaseMs?: number;
   reconcileMs?: number;
+  /**
+   * After a batch smaller than batchSize, wait this long before the next read, so events are
+   * applied in batches rather than one by one when the exporter keeps up. Bounds the added lag.
+   */
+  minTurnMs?: number;
 }
 
 type StreamEntry = [id: string, fields: string[]];
@@ -128,6 +133,7 @@ class QueueExporter {
   private readonly blockMs: number;
   private readonly leaseMs: number;
   private readonly reconcileMs: number;
+  private readonly minTurnMs: number;
   private readonly knownRoles: string;
   private running = false;
   private loop: Promise<void> | undefined;
@@ -154,6 +160,7 @@ class QueueExporter {
     this.blockMs = options.blockMs ?? 500;
     this.leaseMs = options.leaseMs ?? 10_000;
     this.reconcileMs = options.reconcileMs ?? 5000;
+    this.minTurnMs = options.minTurnMs ?? 50;
     this.knownRoles = `,${(options.roles ?? []).join(',')},`;
     this.redis.defineCommand('jobbersApplyEvents', { numberOfKeys: 2, lua: applyEventsScript });
     this.redis.defineCommand('jobbersReconcile', { numberOfKeys: 1, lua: reconcileScript });
@@ -264,6 +271,7 @@ class QueueExporter {
         entries = entries.slice(0, -1);
     }
     await this.apply(entries);
+    if (entries.length < this.batchSize && this.minTurnMs > 0) await this.pause(this.minTurnMs);
   }
 
   private async apply(entries: StreamEntry[]) {

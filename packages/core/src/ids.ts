@@ -1,12 +1,16 @@
 // Task ids: ULIDs generated here, or ids chosen by the client in advance.
-import { ulid } from 'ulid';
+import { monotonicFactory } from 'ulid';
 import { JobbersError } from './errors.js';
 
 const ulidPattern = /^[0-9A-HJKMNP-TV-Z]{26}$/;
 const clientIdPattern = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
+// One factory for the process: `ulid()` looks up its random source on every call, which showed up
+// as a quarter of the manager's CPU in the REST bench; monotonic ids also sort within a millisecond.
+const nextUlid = monotonicFactory();
+
 export function newTaskId(): string {
-  return ulid();
+  return nextUlid();
 }
 
 export function isUlid(id: string): boolean {

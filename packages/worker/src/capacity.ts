@@ -11,6 +11,8 @@ export class CapacityGate {
   private running = 0;
   private reserved = 0;
   private taken = 0;
+  /** TTL budget held for jobs fetched in the call that finishes a task (see reserveHandOver). */
+  private handOvers = 0;
   private closed = false;
   private readonly waiters: ((granted: boolean) => void)[] = [];
 
@@ -37,9 +39,12 @@ export class CapacityGate {
     return !this.closed && !this.ttlReached;
   }
 
+  private budgetLeft(): boolean {
+    return this.ttlTasks === 0 || this.taken + this.reserved + this.handOvers < this.ttlTasks;
+  }
+
   private hasRoom(): boolean {
-    if (this.running + this.reserved >= this.limit) return false;
-    return this.ttlTasks === 0 || this.taken + this.reserved < this.ttlTasks;
+    return this.running + this.reserved < this.limit && this.budgetLeft();
   }
 
   /** Waits (first come, first served) for a slot to fetch one job into; false once closed or spent. */
@@ -73,6 +78,30 @@ export class CapacityGate {
     this.taken++;
     this.settle();
     return true;
+  }
+
+  /**
+   * A finishing task may pass its slot straight to the next job of its queue, which BullMQ then
+   * activates in the same call that finishes the task (one Redis call per job instead of two).
+   * Refused while another fetcher waits for a slot, so queues take turns, or when the TTL budget
+   * has no task left. On true, follow with confirmHandOver() or cancelHandOver().
+   */
+  reserveHandOver(): boolean {
+    if (!this.isOpen || this.waiters.length > 0 || !this.budgetLeft()) return false;
+    this.handOvers++;
+    return true;
+  }
+
+  /** The next job came: it runs in the finishing task's slot. */
+  confirmHandOver(): void {
+    this.handOvers--;
+    this.taken++;
+  }
+
+  /** No next job came: its share of the TTL budget goes back (the slot is released separately). */
+  cancelHandOver(): void {
+    this.handOvers--;
+    this.settle();
   }
 
   /** A task is done with its slot. */

@@ -64,6 +64,8 @@ export interface AttemptOptions {
   connection: Redis;
   logger: Logger;
   outcomes: MetricsBuffer;
+  /** Asked when the attempt finishes: true to have BullMQ activate the queue's next job in the same call. */
+  handOver?: () => boolean;
 }
 
 /** Extends the lease and records the heartbeat time in one step, only while this worker holds the job. */
@@ -106,8 +108,12 @@ export class TaskAttempt {
   readonly job: Job<JobPayload>;
   readonly token: string;
   readonly controller = new AbortController();
-  readonly log: Logger;
   leaseMode: LeaseMode = 'auto';
+  /** Whether the final move asked BullMQ for the next job (see AttemptOptions.handOver). */
+  handOverRequested = false;
+  /** What that move answered: BullMQ's raw next-job data, when a job came with it. */
+  handedOver: unknown;
+  private logger: Logger | undefined;
   private lost = false;
   private claimedBy: Settlement | undefined;
   private resolveSettled!: (settlement: Settlement) => void;
@@ -117,7 +123,6 @@ export class TaskAttempt {
   constructor(private readonly options: AttemptOptions) {
     this.job = options.job;
     this.token = options.token;
-    this.log = options.logger.child({ taskId: this.job.id, task: this.job.name, queue: this.job.queueName });
     this.settled = new Promise((resolve) => {
       this.resolveSettled = resolve;
     });
@@ -125,6 +130,15 @@ export class TaskAttempt {
 
   get queue(): string {
     return this.job.queueName;
+  }
+
+  get log(): Logger {
+    this.logger ??= this.options.logger.child({
+      taskId: this.job.id,
+      task: this.job.name,
+      queue: this.job.queueName,
+    });
+    return this.logger;
   }
 
   get definition(): TaskDefinition | undefined {
@@ -274,7 +288,11 @@ export class TaskAttempt {
 
   private async complete(value: unknown): Promise<Settlement> {
     try {
-      await untilRedisAnswers(() => this.job.moveToCompleted(value, this.token, false), this.options.leaseMs);
+      const fetchNext = this.requestHandOver();
+      this.handedOver = await untilRedisAnswers(
+        () => this.job.moveToCompleted(value, this.token, fetchNext),
+        this.options.leaseMs,
+      );
     } catch (error) {
       if (!isLostJobError(error)) throw error;
       recordRejectedCompletion(this.options.outcomes, this.job);
@@ -290,7 +308,11 @@ export class TaskAttempt {
 
   private async fail(error: Error): Promise<Settlement> {
     try {
-      await untilRedisAnswers(() => this.job.moveToFailed(error, this.token, false), this.options.leaseMs);
+      const fetchNext = this.requestHandOver();
+      this.handedOver = await untilRedisAnswers(
+        () => this.job.moveToFailed(error, this.token, fetchNext),
+        this.options.leaseMs,
+      );
     } catch (moveError) {
       if (!isLostJobError(moveError)) throw moveError;
       this.log.warn(
@@ -301,6 +323,11 @@ export class TaskAttempt {
     }
     recordFailed(this.options.outcomes, this.job, error);
     return 'failed';
+  }
+
+  private requestHandOver(): boolean {
+    if (!this.handOverRequested) this.handOverRequested = this.options.handOver?.() ?? false;
+    return this.handOverRequested;
   }
 
   /** Back to wait (or delayed) without using a retry; marked first so the exporter counts `yielded`. */

@@ -37,7 +37,7 @@ export type StopReason = 'ttl' | 'stop';
 
 interface QueueConsumer {
   queue: string;
-  bull: Worker<JobPayload>;
+  bull: GatedWorker;
   slots: QueueSlots;
   fetcher: QueueFetcher;
 }
@@ -65,6 +65,12 @@ class GatedWorker extends Worker<JobPayload> {
   ): Promise<Job<JobPayload>> {
     if (!this.mayActivate()) return undefined as unknown as Job<JobPayload>;
     return super.moveToActive(client, token, name);
+  }
+
+  /** The job BullMQ activated in the call that finished the previous one (fetch-next), if any. */
+  async adopt(next: unknown, token: string): Promise<Job<JobPayload> | undefined> {
+    if (!Array.isArray(next) || !next[0]) return undefined;
+    return (await this.nextJobFromJobData(next[0], next[1], token)) ?? undefined;
   }
 }
 
@@ -199,21 +205,35 @@ export class JobbersWorker {
       connection: this.connection,
       logger,
       outcomes: this.outcomes,
+      handOver: () => this.phase === 'running' && this.gate.reserveHandOver(),
     });
     const key = `${job.queueName}:${job.id}`;
     this.attempts.set(key, attempt);
     this.updateRunningGauge();
-    void attempt.settled.then(() => {
-      this.attempts.delete(key);
-      consumer.slots.release();
-      this.gate.release();
-      this.updateRunningGauge();
-      this.afterSettled();
-    });
+    void attempt.settled.then(() => this.afterAttempt(consumer, key, attempt));
     void attempt.run();
     if (this.gate.ttlReached) this.beginDrain('ttl');
     if (this.signals > 1) void attempt.giveBack(new ShutdownError());
     else if (this.signals === 1) this.applyPolicy(attempt);
+  }
+
+  /** Frees the attempt's slot, or passes it to the job BullMQ handed over with the attempt's finish. */
+  private async afterAttempt(consumer: QueueConsumer, key: string, attempt: TaskAttempt): Promise<void> {
+    this.attempts.delete(key);
+    if (attempt.handOverRequested) {
+      const next = await consumer.bull.adopt(attempt.handedOver, attempt.token).catch(() => undefined);
+      if (next && this.phase === 'running') {
+        this.gate.confirmHandOver();
+        this.run(consumer, { job: next, token: attempt.token });
+        return;
+      }
+      this.gate.cancelHandOver();
+      if (next) await this.giveBackUnstarted({ job: next, token: attempt.token });
+    }
+    consumer.slots.release();
+    this.gate.release();
+    this.updateRunningGauge();
+    this.afterSettled();
   }
 
   private updateRunningGauge() {

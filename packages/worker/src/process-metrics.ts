@@ -8,13 +8,20 @@ export class WorkerProcessMetrics {
   readonly runningTasks: Gauge<'role'>;
   readonly capacity: Gauge<'role'>;
 
-  constructor(readonly role: string) {
+  /** @param running read at each scrape: the tasks this process runs now. */
+  constructor(
+    readonly role: string,
+    running: () => number = () => 0,
+  ) {
     collectDefaultMetrics({ register: this.registry, prefix: 'jobbers_worker_process_' });
     this.runningTasks = new Gauge({
       name: 'jobbers_worker_running_tasks',
       help: 'Tasks this worker process is running now',
       labelNames: ['role'],
       registers: [this.registry],
+      collect() {
+        this.set({ role }, running());
+      },
     });
     this.capacity = new Gauge({
       name: 'jobbers_worker_capacity',

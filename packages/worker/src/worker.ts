@@ -85,7 +85,8 @@ export class JobbersWorker {
   private readonly connection: Redis;
   private readonly gate: CapacityGate;
   private readonly consumers: QueueConsumer[] = [];
-  private readonly attempts = new Map<string, TaskAttempt>();
+  /** Attempts in this process, each with the promise of its slot being freed or handed over. */
+  private readonly attempts = new Map<TaskAttempt, Promise<void>>();
   private phase: 'new' | 'starting' | 'running' | 'draining' | 'closing' | 'stopped' = 'new';
   private stopReason: StopReason = 'stop';
   private signals = 0;
@@ -105,9 +106,8 @@ export class JobbersWorker {
       }
     }
     this.name = `${config.role}@${os.hostname()}:${process.pid}`;
-    this.metrics = new WorkerProcessMetrics(config.role);
+    this.metrics = new WorkerProcessMetrics(config.role, () => this.attempts.size);
     this.metrics.capacity.set({ role: config.role }, config.concurrentTasks);
-    this.metrics.runningTasks.set({ role: config.role }, 0);
     this.connection = createRedisConnection(config.redisUrl, {
       blocking: true,
       connectionName: `jobbers-worker:${this.name}`,
@@ -207,10 +207,10 @@ export class JobbersWorker {
       outcomes: this.outcomes,
       handOver: () => this.phase === 'running' && this.gate.reserveHandOver(),
     });
-    const key = `${job.queueName}:${job.id}`;
-    this.attempts.set(key, attempt);
-    this.updateRunningGauge();
-    void attempt.settled.then(() => this.afterAttempt(consumer, key, attempt));
+    this.attempts.set(
+      attempt,
+      attempt.settled.then(() => this.afterAttempt(consumer, attempt)),
+    );
     void attempt.run();
     if (this.gate.ttlReached) this.beginDrain('ttl');
     if (this.signals > 1) void attempt.giveBack(new ShutdownError());
@@ -218,26 +218,22 @@ export class JobbersWorker {
   }
 
   /** Frees the attempt's slot, or passes it to the job BullMQ handed over with the attempt's finish. */
-  private async afterAttempt(consumer: QueueConsumer, key: string, attempt: TaskAttempt): Promise<void> {
-    this.attempts.delete(key);
+  private async afterAttempt(consumer: QueueConsumer, attempt: TaskAttempt): Promise<void> {
     if (attempt.handOverRequested) {
       const next = await consumer.bull.adopt(attempt.handedOver, attempt.token).catch(() => undefined);
       if (next && this.phase === 'running') {
         this.gate.confirmHandOver();
+        this.attempts.delete(attempt);
         this.run(consumer, { job: next, token: attempt.token });
         return;
       }
       this.gate.cancelHandOver();
       if (next) await this.giveBackUnstarted({ job: next, token: attempt.token });
     }
+    this.attempts.delete(attempt);
     consumer.slots.release();
     this.gate.release();
-    this.updateRunningGauge();
     this.afterSettled();
-  }
-
-  private updateRunningGauge() {
-    this.metrics.runningTasks.set({ role: this.options.config.role }, this.attempts.size);
   }
 
   /**
@@ -265,7 +261,7 @@ export class JobbersWorker {
    */
   private async renewLeases(): Promise<void> {
     const { leaseMs, prefix } = this.options.config;
-    const live = [...this.attempts.values()].filter((a) => !a.isSettling && !a.leaseLost);
+    const live = [...this.attempts.keys()].filter((a) => !a.isSettling && !a.leaseLost);
     const silent = live.filter((a) => a.leaseMode === 'heartbeat');
     try {
       if (silent.length > 0) {
@@ -284,7 +280,8 @@ export class JobbersWorker {
           due.map((a) => a.token),
           leaseMs,
         );
-        for (const id of failed) this.attempts.get(`${consumer.queue}:${id}`)?.loseLease();
+        const lost = new Set(failed);
+        for (const attempt of due) if (lost.has(attempt.job.id!)) attempt.loseLease();
       }
     } catch (error) {
       this.options.logger.warn({ err: error }, 'could not renew leases; retrying');
@@ -309,7 +306,7 @@ export class JobbersWorker {
     if (this.signals === 1) {
       this.stopReason = 'stop';
       this.beginDrain('stop');
-      for (const attempt of this.attempts.values()) this.applyPolicy(attempt);
+      for (const attempt of this.attempts.keys()) this.applyPolicy(attempt);
       this.graceTimer = setTimeout(
         () => this.giveBackAll('the shutdown grace ran out'),
         this.options.config.shutdownGraceMs,
@@ -338,7 +335,7 @@ export class JobbersWorker {
 
   private giveBackAll(why: string): void {
     clearTimeout(this.graceTimer);
-    const still = [...this.attempts.values()].filter((a) => !a.isSettling);
+    const still = [...this.attempts.keys()].filter((a) => !a.isSettling);
     if (still.length > 0)
       this.options.logger.info({ tasks: still.length }, `${why}: giving back the tasks still running`);
     for (const attempt of still) void attempt.giveBack(new ShutdownError());
@@ -374,7 +371,7 @@ export class JobbersWorker {
     const { logger } = this.options;
     await Promise.all(this.consumers.map((c) => c.fetcher.done));
     // A fetch in flight when draining began may have started a task after all: wait for it too.
-    while (this.attempts.size > 0) await Promise.all([...this.attempts.values()].map((a) => a.settled));
+    while (this.attempts.size > 0) await Promise.all(this.attempts.values());
     clearTimeout(this.graceTimer);
     clearInterval(this.leaseTimer);
     await Promise.all(this.consumers.map((c) => c.bull.close(true).catch(() => {})));

@@ -20,6 +20,10 @@ test('finish: the running task completes, the worker takes nothing new and exits
   const worker = await h.startWorker({ WORKER_SHUTDOWN_GRACE_MS: '10000' });
   const id = await h.submit({ task: 'test.finish', params: { ms: 800 } });
   await h.waitForState(id, ['active']);
+  const port = /"metricsPort":(\d+)/.exec(worker.output())![1];
+  const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  assert.match(metrics, /^jobbers_worker_running_tasks\{role="default"\} 1$/m);
+  assert.match(metrics, /^jobbers_worker_capacity\{role="default"\} 10$/m);
   worker.kill('SIGTERM');
   await worker.waitForOutput(/letting the task finish/);
   const later = await h.submit({ task: 'example.echo', params: {} });

@@ -22,13 +22,15 @@ export type Transition = (typeof transitions)[number];
 
 /**
  * A worker calls this just before it gives a job back unfinished (ctx.yield, shutdown re-enqueue),
- * so the exporter counts the move as `yielded` rather than a failed attempt.
+ * so the exporter counts the move as `yielded` rather than a failed attempt. A count, not a flag:
+ * a job may be given back twice before the exporter applies the first.
  */
 export async function markYield(redis: Redis, prefix: string, queue: string, jobId: string): Promise<void> {
-  await redis.hset(jobbersKey(prefix, queue, 'yields'), jobId, Date.now());
+  await redis.hincrby(jobbersKey(prefix, queue, 'yields'), jobId, 1);
 }
 
 /** Undoes markYield when the move back did not happen (the worker had lost the job). */
 export async function unmarkYield(redis: Redis, prefix: string, queue: string, jobId: string): Promise<void> {
-  await redis.hdel(jobbersKey(prefix, queue, 'yields'), jobId);
+  const key = jobbersKey(prefix, queue, 'yields');
+  if ((await redis.hincrby(key, jobId, -1)) <= 0) await redis.hdel(key, jobId);
 }

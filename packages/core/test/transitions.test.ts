@@ -192,3 +192,22 @@ test('removed: cancelling an available job removes it from the gauge', async () 
   assert.equal(await count('removed'), 1);
   assert.equal(await available(), 1);
 });
+
+test('yielded twice before the exporter applies either: both count as yields', async () => {
+  await exporter.stop();
+  await queue.add(task, {});
+  for (let give = 0; give < 2; give++) {
+    const { job, token } = await activate();
+    await markYield(redis, prefix, 'q', job.id!);
+    await job.moveToDelayed(Date.now(), token);
+  }
+  exporter = new LifecycleExporter({
+    connection: redis,
+    prefix,
+    queues: ['q'],
+    roles: ['default'],
+    blockMs: 50,
+  }).start();
+  assert.equal(await count('yielded'), 2);
+  assert.equal(await count('failed-with-backoff'), 0);
+});

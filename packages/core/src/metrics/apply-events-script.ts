@@ -61,8 +61,14 @@ local function transition(task, name)
   count('jobbers_job_transitions_total', queue .. '|' .. task .. '|' .. name)
 end
 
+-- Writes to the index and to the available/running sets are held in these tables and applied once
+-- at the end of the batch, so a job that is activated and finished within one batch costs almost
+-- nothing: idx[jobId] = 'state|task' or false (deleted); avail/running[jobId] = {task, ms} or nil.
+local idx, pendingAvail, pendingRunning = {}, {}, {}
+
 local function lookup(jobId)
-  local v = redis.call('HGET', idxKey, jobId)
+  local v = idx[jobId]
+  if v == nil then v = redis.call('HGET', idxKey, jobId) end
   if v then return string.sub(v, 1, 1), string.sub(v, 3) end
   local name = redis.call('HGET', qp .. jobId, 'name')
   if name then return nil, name end
@@ -70,14 +76,41 @@ local function lookup(jobId)
 end
 
 local function remember(jobId, state, task)
-  redis.call('HSET', idxKey, jobId, state .. '|' .. task)
+  idx[jobId] = state .. '|' .. task
+end
+
+local function forget(jobId)
+  idx[jobId] = false
+end
+
+local function takeAvail(jobId, task)
+  local pending = pendingAvail[jobId]
+  if pending then
+    pendingAvail[jobId] = nil
+    return pending[2]
+  end
+  local since = redis.call('ZSCORE', jp .. 'avail:' .. task, jobId)
+  if since then redis.call('ZREM', jp .. 'avail:' .. task, jobId) end
+  return since and tonumber(since)
+end
+
+-- Workers count their give-backs in the yields hash before moving the job (markYield).
+local function consumeYield(jobId)
+  local marks = tonumber(redis.call('HGET', jp .. 'yields', jobId) or '0')
+  if marks <= 0 then return false end
+  if marks == 1 then redis.call('HDEL', jp .. 'yields', jobId) else redis.call('HINCRBY', jp .. 'yields', jobId, -1) end
+  return true
 end
 
 -- Leaves the job's previous state.
 local function leave(jobId, state, task)
-  if state == 'w' or state == nil then redis.call('ZREM', jp .. 'avail:' .. task, jobId) end
+  if state == 'w' or state == nil then
+    if pendingAvail[jobId] then pendingAvail[jobId] = nil else redis.call('ZREM', jp .. 'avail:' .. task, jobId) end
+  end
   if state == 'f' or state == nil then redis.call('ZREM', jp .. 'incidents:' .. task, jobId) end
-  if state == 'a' or state == nil then redis.call('ZREM', jp .. 'running:' .. task, jobId) end
+  if state == 'a' or state == nil then
+    if pendingRunning[jobId] then pendingRunning[jobId] = nil else redis.call('ZREM', jp .. 'running:' .. task, jobId) end
+  end
 end
 
 local recount = 0
@@ -88,14 +121,14 @@ while i <= n do
   if ev == 'added' then
     if extra ~= '' then
       noteTask(extra)
-      redis.call('HSETNX', idxKey, jobId, 'n|' .. extra)
+      if idx[jobId] == nil and redis.call('HEXISTS', idxKey, jobId) == 0 then remember(jobId, 'n', extra) end
     end
   elseif ev == 'waiting' then
     local state, task = lookup(jobId)
     if task then
       leave(jobId, state, task)
       noteTask(task)
-      redis.call('ZADD', jp .. 'avail:' .. task, t, jobId)
+      pendingAvail[jobId] = {task, t}
       remember(jobId, 'w', task)
       local prev = extra
       if prev == 'active' or state == 'a' then
@@ -104,7 +137,7 @@ while i <= n do
           transition(task, 'timed-out')
           count('jobbers_tasks_timed_out_total', queue .. '|' .. task)
           i = i + 1
-        elseif redis.call('HDEL', jp .. 'yields', jobId) == 1 then
+        elseif consumeYield(jobId) then
           transition(task, 'yielded')
         else
           transition(task, 'failed-with-retries')
@@ -120,9 +153,10 @@ while i <= n do
   elseif ev == 'active' then
     local state, task = lookup(jobId)
     if task then
-      local since = redis.call('ZSCORE', jp .. 'avail:' .. task, jobId)
-      leave(jobId, state, task)
-      redis.call('ZADD', jp .. 'running:' .. task, t, jobId)
+      local since = nil
+      if state == 'w' or state == nil then since = takeAvail(jobId, task) end
+      if state ~= 'w' then leave(jobId, state, task) end
+      pendingRunning[jobId] = {task, t}
       remember(jobId, 'a', task)
       local role = 'unknown'
       local pb = redis.call('HGET', qp .. jobId, 'pb')
@@ -132,14 +166,14 @@ while i <= n do
       end
       transition(task, 'activated')
       count('jobbers_tasks_selected_total', queue .. '|' .. task .. '|' .. role)
-      if since then observe('jobbers_time_in_queue_seconds', queue .. '|' .. task .. '|' .. role, (t - tonumber(since)) / 1000) end
+      if since then observe('jobbers_time_in_queue_seconds', queue .. '|' .. task .. '|' .. role, (t - since) / 1000) end
     end
   elseif ev == 'delayed' then
     local state, task = lookup(jobId)
     if task then
       leave(jobId, state, task)
       if state == 'a' then
-        if redis.call('HDEL', jp .. 'yields', jobId) == 1 then
+        if consumeYield(jobId) then
           transition(task, 'yielded')
         else
           transition(task, 'failed-with-backoff')
@@ -157,16 +191,17 @@ while i <= n do
         redis.call('ZADD', jp .. 'incidents:' .. task, t, jobId)
         remember(jobId, 'f', task)
       else
-        redis.call('HDEL', idxKey, jobId)
+        forget(jobId)
       end
     end
   elseif ev == 'removed' then
-    local v = redis.call('HGET', idxKey, jobId)
+    local v = idx[jobId]
+    if v == nil then v = redis.call('HGET', idxKey, jobId) end
     if v then
       local state, task = string.sub(v, 1, 1), string.sub(v, 3)
       leave(jobId, state, task)
       if state == 'w' or state == 'd' or state == 'n' then transition(task, 'removed') end
-      redis.call('HDEL', idxKey, jobId)
+      forget(jobId)
     end
     redis.call('HDEL', jp .. 'yields', jobId)
   elseif ev == 'waiting-children' then
@@ -179,6 +214,11 @@ while i <= n do
     recount = 1
   end
   i = i + 1
+end
+for jobId, pending in pairs(pendingAvail) do redis.call('ZADD', jp .. 'avail:' .. pending[1], pending[2], jobId) end
+for jobId, pending in pairs(pendingRunning) do redis.call('ZADD', jp .. 'running:' .. pending[1], pending[2], jobId) end
+for jobId, v in pairs(idx) do
+  if v then redis.call('HSET', idxKey, jobId, v) else redis.call('HDEL', idxKey, jobId) end
 end
 for key, fields in pairs(counts) do
   for f, by in pairs(fields) do redis.call('HINCRBY', key, f, by) end

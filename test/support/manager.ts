@@ -8,6 +8,7 @@ import {
 } from '@jobbers/core';
 import { buildManagerApp, type ManagerAppOptions } from '@jobbers/manager';
 import type { Redis } from 'ioredis';
+import { requestJson } from './http.js';
 
 export interface TestManager {
   baseUrl: string;
@@ -69,20 +70,7 @@ export async function startTestManager(options: {
     baseUrl,
     connection,
     exporter,
-    request: async (method, path, body, headers = {}) => {
-      const init: RequestInit = { method, headers: { ...headers } };
-      if (body !== undefined) {
-        init.body = typeof body === 'string' ? body : JSON.stringify(body);
-        (init.headers as Record<string, string>)['content-type'] ??= 'application/json';
-      }
-      const response = await fetch(`${baseUrl}${path}`, init);
-      const text = await response.text();
-      let parsed: unknown = text;
-      try {
-        parsed = JSON.parse(text);
-      } catch {}
-      return { status: response.status, body: parsed };
-    },
+    request: (method, path, body, headers) => requestJson(baseUrl, method, path, body, headers),
     close: async () => {
       await app.close();
       await exporter?.stop();

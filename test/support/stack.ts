@@ -1,33 +1,11 @@
 // A real jobbers-manager and jobbers-worker as processes, for tests that watch them from outside.
+import { type HttpReply, requestJson } from './http.js';
 import { bins, type RunningProcess, startProcess } from './processes.js';
 import { freePort } from './redis-server.js';
 import { waitFor } from './wait.js';
 
-export interface HttpReply {
-  status: number;
-  body: any;
-}
-
-export async function requestJson(
-  baseUrl: string,
-  method: string,
-  path: string,
-  body?: unknown,
-  headers: Record<string, string> = {},
-): Promise<HttpReply> {
-  const init: RequestInit = { method, headers: { ...headers } };
-  if (body !== undefined) {
-    init.body = JSON.stringify(body);
-    (init.headers as Record<string, string>)['content-type'] = 'application/json';
-  }
-  const response = await fetch(`${baseUrl}${path}`, init);
-  const text = await response.text();
-  let parsed: unknown = text;
-  try {
-    parsed = JSON.parse(text);
-  } catch {}
-  return { status: response.status, body: parsed };
-}
+export type { HttpReply };
+export { requestJson };
 
 export interface ManagerProcess extends RunningProcess {
   port: number;

@@ -1,26 +1,80 @@
-// The Lua script that applies a batch of BullMQ events to the lifecycle bookkeeping of one queue,
-// atomically with the position it resumes from. Every write is idempotent set membership, so a
+// The Lua script that reads the next batch of a queue's BullMQ event stream and applies it to the
+// lifecycle bookkeeping, atomically with the position it resumes from. Reading inside the script
+// keeps the events out of the client entirely. Every write is idempotent set membership, so a
 // replayed event is harmless. Job hashes are read by key built from the queue prefix: with a
 // hash-tagged prefix they share the queue's slot on Redis Cluster.
 //
-// KEYS[1] state hash (pos, appliedAt)   KEYS[2] leader lock
+// KEYS[1] state hash (pos, added, appliedAt)   KEYS[2] leader lock   KEYS[3] event stream
 // ARGV: token, queueKeyPrefix ("<prefix>:<queue>:"), jobbersPrefix ("<prefix>:<queue>:jobbers:"),
-//       metricsPrefix ("<prefix>:jobbers:metrics:"), queue, newPos, knownRoles (",a,b,"),
-//       bucket bounds (space separated seconds), nEvents, then 5 fields per event:
-//       id, event, jobId, name-or-prev, unused
+//       metricsPrefix ("<prefix>:jobbers:metrics:"), queue, knownRoles (",a,b,"),
+//       bucket bounds (space separated seconds), batch size
+// Returns {applied, recount}: applied -1 = not the leader, -2 = no position, -3 = stream gone,
+// -4 = events trimmed before they were applied (a gap); recount 1 = an event asked for a recount.
 export const applyEventsScript = `
-local stateKey, leaderKey = KEYS[1], KEYS[2]
-local token, qp, jp, mp, queue, newPos, knownRoles = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-if redis.call('GET', leaderKey) ~= token then return -1 end
+local stateKey, leaderKey, stream = KEYS[1], KEYS[2], KEYS[3]
+local token, qp, jp, mp, queue, knownRoles = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+if redis.call('GET', leaderKey) ~= token then return {-1, 0} end
+local pos = redis.call('HGET', stateKey, 'pos')
+if not pos then return {-2, 0} end
+local batchSize = tonumber(ARGV[8])
+
+local function splitId(id)
+  local ms, seq = string.match(id, '^(%d+)-?(%d*)$')
+  return tonumber(ms), tonumber(seq) or 0
+end
+local function after(a, b)
+  local am, as = splitId(a)
+  local bm, bs = splitId(b)
+  return am > bm or (am == bm and as > bs)
+end
+
+local info = redis.pcall('XINFO', 'STREAM', stream)
+if type(info) == 'table' and info.err then
+  if pos ~= '0-0' then return {-3, 0} end
+  return {0, 0}
+end
+local length, entriesAdded, first = 0, 0, nil
+for k = 1, #info, 2 do
+  local name = info[k]
+  if name == 'length' then length = tonumber(info[k + 1])
+  elseif name == 'entries-added' then entriesAdded = tonumber(info[k + 1])
+  elseif name == 'first-entry' then first = info[k + 1] end
+end
+local addedAtPos = tonumber(redis.call('HGET', stateKey, 'added') or '0')
+if first and first ~= false and after(first[1], pos) and entriesAdded - addedAtPos > length then return {-4, 0} end
+
+local entries = redis.call('XRANGE', stream, '(' .. pos, '+', 'COUNT', batchSize)
+local function fieldOf(fields, name)
+  for k = 1, #fields, 2 do
+    if fields[k] == name then return fields[k + 1] end
+  end
+  return ''
+end
+local evs = {}
+for k = 1, #entries do
+  local id, fields = entries[k][1], entries[k][2]
+  local ev = fieldOf(fields, 'event')
+  local extra
+  if ev == 'added' then extra = fieldOf(fields, 'name') else extra = fieldOf(fields, 'prev') end
+  evs[k] = {id, ev, fieldOf(fields, 'jobId'), extra}
+end
+-- A waiting-after-active cut off at the end of a full batch may be a lease expiry whose 'stalled'
+-- entry is in the next batch: leave it for the next turn.
+if #evs == batchSize and #evs > 1 and evs[#evs][2] == 'waiting' and evs[#evs][4] == 'active' then
+  evs[#evs] = nil
+end
+local n = #evs
+if n == 0 then return {0, 0} end
+local newPos = evs[n][1]
+
 local bounds = {}
-for b in string.gmatch(ARGV[8], '%S+') do bounds[#bounds + 1] = tonumber(b) end
-local n = tonumber(ARGV[9])
-local base = 9
+for b in string.gmatch(ARGV[7], '%S+') do bounds[#bounds + 1] = tonumber(b) end
 local idxKey = jp .. 'idx'
 
 local function eventAt(i)
-  local o = base + (i - 1) * 5
-  return ARGV[o + 1], ARGV[o + 2], ARGV[o + 3], ARGV[o + 4], ARGV[o + 5]
+  local e = evs[i]
+  if not e then return nil, nil, nil, nil end
+  return e[1], e[2], e[3], e[4]
 end
 
 local function msOf(id) return tonumber(string.match(id, '^(%d+)')) end
@@ -116,7 +170,7 @@ end
 local recount = 0
 local i = 1
 while i <= n do
-  local id, ev, jobId, extra, reasonHead = eventAt(i)
+  local id, ev, jobId, extra = eventAt(i)
   local t = msOf(id)
   if ev == 'added' then
     if extra ~= '' then
@@ -228,7 +282,7 @@ for key, fields in pairs(floats) do
 end
 redis.call('HSET', stateKey, 'pos', newPos, 'appliedAt', redis.call('TIME')[1])
 redis.call('HINCRBY', stateKey, 'added', n)
-return recount
+return {n, recount}
 `;
 
 // Compares the bookkeeping with BullMQ's own lists in one atomic read.

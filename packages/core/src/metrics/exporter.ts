@@ -30,8 +30,6 @@ export interface LifecycleExporterOptions {
   minTurnMs?: number;
 }
 
-type StreamEntry = [id: string, fields: string[]];
-
 const silentLogger = pino({ level: 'silent' });
 
 export function compareStreamIds(a: string, b: string): number {
@@ -41,32 +39,6 @@ export function compareStreamIds(a: string, b: string): number {
   if (ms !== 0n) return ms > 0n ? 1 : -1;
   const seq = BigInt(as) - BigInt(bs);
   return seq === 0n ? 0 : seq > 0n ? 1 : -1;
-}
-
-function infoValue(info: unknown[], name: string): unknown {
-  for (let i = 0; i < info.length; i += 2) if (info[i] === name) return info[i + 1];
-  return undefined;
-}
-
-/**
- * Trimming removes entries from the head. If the oldest entry left is past our position and the
- * stream has had more entries added since our position than it holds now, some were trimmed
- * before we applied them: a gap. (`entries-added` counts every entry ever added.)
- */
-export function streamGap(info: unknown[], pos: string, addedAtPos: number): string | undefined {
-  const first = infoValue(info, 'first-entry') as [string, string[]] | null | undefined;
-  if (!first || compareStreamIds(first[0], pos) <= 0) return undefined;
-  const added = Number(infoValue(info, 'entries-added'));
-  const length = Number(infoValue(info, 'length'));
-  if (added - addedAtPos > length) {
-    return `event stream trimmed past position ${pos}: ${added - addedAtPos - length} events were never applied`;
-  }
-  return undefined;
-}
-
-function field(fields: string[], name: string): string {
-  for (let i = 0; i < fields.length; i += 2) if (fields[i] === name) return fields[i + 1] ?? '';
-  return '';
 }
 
 export class LifecycleExporter {
@@ -162,7 +134,7 @@ class QueueExporter {
     this.reconcileMs = options.reconcileMs ?? 5000;
     this.minTurnMs = options.minTurnMs ?? 50;
     this.knownRoles = `,${(options.roles ?? []).join(',')},`;
-    this.redis.defineCommand('jobbersApplyEvents', { numberOfKeys: 2, lua: applyEventsScript });
+    this.redis.defineCommand('jobbersApplyEvents', { numberOfKeys: 3, lua: applyEventsScript });
     this.redis.defineCommand('jobbersReconcile', { numberOfKeys: 1, lua: reconcileScript });
     this.redis.defineCommand('jobbersSwapRecount', { numberOfKeys: 2, lua: swapRecountScript });
   }
@@ -234,71 +206,42 @@ class QueueExporter {
   }
 
   private async turn() {
-    const [pos, addedRaw] = await this.redis.hmget(this.stateKey, 'pos', 'added');
-    if (pos === null || this.recountRequested) {
+    if (this.recountRequested) {
       this.recountRequested = false;
-      await this.recount(pos === null ? 'no position yet' : 'requested');
+      await this.recount('requested');
       return;
     }
-    const [[infoError, info], [readError, read]] = (await this.redis
-      .multi()
-      .xinfo('STREAM', this.stream)
-      .xread('COUNT', this.batchSize, 'STREAMS', this.stream, pos)
-      .exec()) as [[Error | null, unknown[]], [Error | null, [string, StreamEntry[]][] | null]];
-    if (infoError) {
-      if (/no such key/i.test(infoError.message)) {
-        if (pos !== '0-0') await this.recount('event stream is gone');
-        else await this.waitForEvents(pos);
-        return;
-      }
-      throw infoError;
-    }
-    if (readError) throw readError;
-    const gap = streamGap(info, pos, Number(addedRaw ?? 0));
-    if (gap) {
-      await this.recount(gap);
-      return;
-    }
-    let entries = read?.[0]?.[1] ?? [];
-    if (entries.length === 0) {
-      await this.reconcileIfDue(pos);
-      await this.waitForEvents(pos);
-      return;
-    }
-    if (entries.length === this.batchSize && entries.length > 1) {
-      const [, lastFields] = entries[entries.length - 1]!;
-      if (field(lastFields, 'event') === 'waiting' && field(lastFields, 'prev') === 'active')
-        entries = entries.slice(0, -1);
-    }
-    await this.apply(entries);
-    if (entries.length < this.batchSize && this.minTurnMs > 0) await this.pause(this.minTurnMs);
-  }
-
-  private async apply(entries: StreamEntry[]) {
-    const args: (string | number)[] = [
+    const [applied, recountAsked] = await (
+      this.redis as unknown as Record<string, (...a: unknown[]) => Promise<[number, number]>>
+    ).jobbersApplyEvents!(
+      this.stateKey,
+      this.leaderKey,
+      this.stream,
       this.token,
       this.qp,
       this.jp,
       this.mp,
       this.queue,
-      entries[entries.length - 1]![0],
       this.knownRoles,
       latencyBuckets.join(' '),
-      entries.length,
-    ];
-    for (const [id, fields] of entries) {
-      const event = field(fields, 'event');
-      const extra = event === 'added' ? field(fields, 'name') : field(fields, 'prev');
-      const reason = event === 'failed' ? field(fields, 'failedReason').slice(0, 16) : '';
-      args.push(id, event, field(fields, 'jobId'), extra, reason);
-    }
-    const result = await (this.redis as unknown as Record<string, (...a: unknown[]) => Promise<number>>)
-      .jobbersApplyEvents!(this.stateKey, this.leaderKey, ...args);
-    if (result === -1) {
+      this.batchSize,
+    );
+    if (applied === -1) {
       this.isLeader = false;
-      return;
+    } else if (applied === -2) {
+      await this.recount('no position yet');
+    } else if (applied === -3) {
+      await this.recount('event stream is gone');
+    } else if (applied === -4) {
+      await this.recount('event stream trimmed past the position: events were never applied');
+    } else if (applied === 0) {
+      const pos = (await this.redis.hget(this.stateKey, 'pos')) ?? '0-0';
+      await this.reconcileIfDue(pos);
+      await this.waitForEvents(pos);
+    } else {
+      if (recountAsked === 1) this.recountRequested = true;
+      if (applied < this.batchSize - 1 && this.minTurnMs > 0) await this.pause(this.minTurnMs);
     }
-    if (result === 1) this.recountRequested = true;
   }
 
   private async waitForEvents(pos: string) {

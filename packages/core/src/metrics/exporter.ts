@@ -71,11 +71,6 @@ export class LifecycleExporter {
   async waitUntilReady(timeoutMs = 10_000): Promise<void> {
     await Promise.all(this.consumers.map((c) => c.waitUntilReady(timeoutMs)));
   }
-
-  /** Forces a recount on the next turn of every queue this process leads (tests, operators). */
-  requestRecount(): void {
-    for (const consumer of this.consumers) consumer.recountRequested = true;
-  }
 }
 
 export interface ExporterState {

@@ -2,6 +2,7 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
+import { after, before } from 'node:test';
 import { Redis } from 'ioredis';
 import { waitFor } from './wait.js';
 
@@ -92,4 +93,28 @@ export async function startRedisServer(extraArgs: string[] = [], port?: number):
 /** A key prefix of its own for each test, so tests never see each other's keys. */
 export function uniquePrefix(label = 't'): string {
   return `jbt-${label}-${randomBytes(4).toString('hex')}`;
+}
+
+export interface RedisFixture {
+  server: RedisServer;
+  /** A plain connection to the server, for setting up and checking state. */
+  redis: Redis;
+}
+
+/**
+ * A private redis-server and one connection to it for the whole test file: started in `before`,
+ * stopped in `after`. Read its fields inside tests.
+ */
+export function useRedisServer(): RedisFixture {
+  const fixture = {} as RedisFixture;
+  before(async () => {
+    fixture.server = await startRedisServer();
+    fixture.redis = new Redis(fixture.server.url);
+    fixture.redis.on('error', () => {});
+  });
+  after(async () => {
+    fixture.redis?.disconnect();
+    await fixture.server?.stop();
+  });
+  return fixture;
 }

@@ -1,33 +1,22 @@
 // A task a worker is running is never removed, even when it matches every filter, and the worker
 // finishes it normally afterwards.
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { removeJobs } from '@jobbers/cleaner';
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
-import { type RedisServer, startRedisServer, uniquePrefix } from '../../../test/support/redis-server.js';
+import { uniquePrefix, useRedisServer } from '../../../test/support/redis-server.js';
 import { waitFor } from '../../../test/support/wait.js';
 import { runCleanerBin } from './support/cli.js';
 import { seedJobs, writeCompletedJobs } from './support/seed.js';
 
-let server: RedisServer;
-let redis: Redis;
-
-before(async () => {
-  server = await startRedisServer();
-  redis = new Redis(server.url);
-});
-
-after(async () => {
-  redis?.disconnect();
-  await server?.stop();
-});
+const fixture = useRedisServer();
 
 /** A real BullMQ worker holding one job active until release() is called. */
 async function holdActive(prefix: string, queueName: string) {
   let release!: () => void;
   const released = new Promise<void>((resolve) => (release = resolve));
-  const connection = new Redis(server.url, { maxRetriesPerRequest: null });
+  const connection = new Redis(fixture.server.url, { maxRetriesPerRequest: null });
   const queue = new Queue(queueName, { connection, prefix, skipVersionCheck: true });
   await queue.add('work.long', { params: {} }, { jobId: 'held', timestamp: Date.now() - 86_400_000 });
   const workerConnection = connection.duplicate();
@@ -59,14 +48,18 @@ test('an active task matching every filter survives a run over all states; the w
   const prefix = uniquePrefix('active');
   const held = await holdActive(prefix, 'work');
   try {
-    await seedJobs(server.url, prefix, [
+    await seedJobs(fixture.server.url, prefix, [
       { id: 'w1', queue: 'work', task: 'work.long', state: 'waiting', ageMs: 86_400_000 },
       { id: 'w2', queue: 'work', task: 'work.long', state: 'waiting', ageMs: 86_400_000 },
       { id: 'd1', queue: 'work', task: 'work.long', state: 'delayed', ageMs: 86_400_000 },
     ]);
-    await writeCompletedJobs(redis, prefix, 'work', { count: 5, task: 'work.long', ageMs: 86_400_000 });
+    await writeCompletedJobs(fixture.redis, prefix, 'work', {
+      count: 5,
+      task: 'work.long',
+      ageMs: 86_400_000,
+    });
 
-    const result = await runCleanerBin({ redisUrl: server.url, prefix }, [
+    const result = await runCleanerBin({ redisUrl: fixture.server.url, prefix }, [
       '--queue',
       'work',
       '--task',
@@ -80,7 +73,11 @@ test('an active task matching every filter survives a run over all states; the w
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.report!.removed.total, 8);
     assert.equal(await held.queue.getJobState('held'), 'active');
-    assert.equal(await redis.exists(`${prefix}:work:held:lock`), 1, 'the worker still holds its lock');
+    assert.equal(
+      await fixture.redis.exists(`${prefix}:work:held:lock`),
+      1,
+      'the worker still holds its lock',
+    );
 
     held.release();
     await waitFor(async () => (await held.queue.getJobState('held')) === 'completed', {
@@ -100,7 +97,7 @@ test('removing a job that became active after it was read is refused and not cou
   try {
     assert.deepEqual(await removeJobs(held.queue, ['held']), ['active']);
     assert.equal(await held.queue.getJobState('held'), 'active');
-    const events = await redis.xrange(`${prefix}:work:events`, '-', '+');
+    const events = await fixture.redis.xrange(`${prefix}:work:events`, '-', '+');
     assert.ok(!events.some(([, fields]) => fields.includes('removed')), 'no removed event');
   } finally {
     held.release();
@@ -110,8 +107,8 @@ test('removing a job that became active after it was read is refused and not cou
 
 test('a job someone else removed first counts as gone, not removed (BullMQ alone would answer 1)', async () => {
   const prefix = uniquePrefix('gone');
-  await writeCompletedJobs(redis, prefix, 'work', { count: 2, task: 'work.long', ageMs: 1000 });
-  const queue = new Queue('work', { connection: redis, prefix, skipVersionCheck: true });
+  await writeCompletedJobs(fixture.redis, prefix, 'work', { count: 2, task: 'work.long', ageMs: 1000 });
+  const queue = new Queue('work', { connection: fixture.redis, prefix, skipVersionCheck: true });
   try {
     assert.equal(await queue.remove('job-0000000'), 1);
     assert.equal(await queue.remove('job-0000000'), 1, 'BullMQ reports 1 for a job that is already gone');

@@ -2,25 +2,13 @@
 // per task into the queue's event stream: the lifecycle exporter turns those into the `removed`
 // transition, so jobbers_jobs_available stays equal to what is really available.
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { countAvailableByTask } from '@jobbers/core';
-import { Redis } from 'ioredis';
-import { type RedisServer, startRedisServer, uniquePrefix } from '../../../test/support/redis-server.js';
+import { uniquePrefix, useRedisServer } from '../../../test/support/redis-server.js';
 import { runCleanerBin } from './support/cli.js';
 import { removedEvents, type SeedJob, type SeedState, seedJobs } from './support/seed.js';
 
-let server: RedisServer;
-let redis: Redis;
-
-before(async () => {
-  server = await startRedisServer();
-  redis = new Redis(server.url);
-});
-
-after(async () => {
-  redis?.disconnect();
-  await server?.stop();
-});
+const fixture = useRedisServer();
 
 function many(count: number, task: string, state: SeedState, ageMs: number, tag: string): SeedJob[] {
   return Array.from({ length: count }, (_, i) => ({
@@ -42,13 +30,13 @@ test('after removing waiting tasks the available count per task equals the truth
     ...many(3, 'order.ship', 'delayed', day, 'ship-delayed-old'),
     ...many(6, 'order.bill', 'waiting', day, 'bill-old'),
   ];
-  await seedJobs(server.url, prefix, jobs);
-  assert.deepEqual(Object.fromEntries(await countAvailableByTask(redis, prefix, 'orders')), {
+  await seedJobs(fixture.server.url, prefix, jobs);
+  assert.deepEqual(Object.fromEntries(await countAvailableByTask(fixture.redis, prefix, 'orders')), {
     'order.ship': 24,
     'order.bill': 6,
   });
 
-  const result = await runCleanerBin({ redisUrl: server.url, prefix }, [
+  const result = await runCleanerBin({ redisUrl: fixture.server.url, prefix }, [
     '--queue',
     'orders',
     '--state',
@@ -70,10 +58,10 @@ test('after removing waiting tasks the available count per task equals the truth
     if (removed.includes(job) || job.state === 'delayed') continue;
     truth.set(job.task, (truth.get(job.task) ?? 0) + 1);
   }
-  assert.deepEqual(await countAvailableByTask(redis, prefix, 'orders'), truth);
+  assert.deepEqual(await countAvailableByTask(fixture.redis, prefix, 'orders'), truth);
   assert.deepEqual(Object.fromEntries(truth), { 'order.ship': 8, 'order.bill': 6 });
 
-  const events = await removedEvents(redis, prefix, 'orders');
+  const events = await removedEvents(fixture.redis, prefix, 'orders');
   assert.deepEqual([...events.keys()].sort(), removed.map((j) => j.id).sort());
   for (const job of removed) {
     assert.deepEqual(events.get(job.id), [job.state === 'prioritized' ? 'prioritized' : 'wait'], job.id);

@@ -1,40 +1,32 @@
 // Two cleaner runs at once (an overlapping cron schedule) remove each task once, and their counts,
 // reported and in jobbers_cleaner_removed_total, add up to exactly what was removed.
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { clusterMetrics, countAvailableByTask, metricHashKey } from '@jobbers/core';
 import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
-import { type RedisServer, startRedisServer, uniquePrefix } from '../../../test/support/redis-server.js';
+import { uniquePrefix, useRedisServer } from '../../../test/support/redis-server.js';
 import { runCleanerBin } from './support/cli.js';
 import { removedEvents, writeCompletedJobs } from './support/seed.js';
 
-let server: RedisServer;
-let redis: Redis;
-
-before(async () => {
-  server = await startRedisServer();
-  redis = new Redis(server.url);
-});
-
-after(async () => {
-  redis?.disconnect();
-  await server?.stop();
-});
+const fixture = useRedisServer();
 
 test('two concurrent runs remove each completed task once and their counts add up to the total', async (t) => {
   const prefix = uniquePrefix('twice');
   const oldCount = 8000;
   const recentCount = 1000;
-  await writeCompletedJobs(redis, prefix, 'q', { count: oldCount, task: 'bulk.task', ageMs: 2 * 86_400_000 });
-  await writeCompletedJobs(redis, prefix, 'q', {
+  await writeCompletedJobs(fixture.redis, prefix, 'q', {
+    count: oldCount,
+    task: 'bulk.task',
+    ageMs: 2 * 86_400_000,
+  });
+  await writeCompletedJobs(fixture.redis, prefix, 'q', {
     count: recentCount,
     task: 'bulk.task',
     ageMs: 60_000,
     idPrefix: 'recent',
   });
   const args = ['--queue', 'q', '--state', 'completed', '--older-than', '1d', '--json'];
-  const target = { redisUrl: server.url, prefix };
+  const target = { redisUrl: fixture.server.url, prefix };
   const [a, b] = await Promise.all([runCleanerBin(target, args), runCleanerBin(target, args)]);
   assert.equal(a.code, 0, a.stderr);
   assert.equal(b.code, 0, b.stderr);
@@ -46,24 +38,24 @@ test('two concurrent runs remove each completed task once and their counts add u
   );
 
   assert.equal(ra.removed.total + rb.removed.total, oldCount);
-  assert.equal(await redis.zcard(`${prefix}:q:completed`), recentCount);
-  assert.equal((await redis.keys(`${prefix}:q:job-*`)).length, 0);
+  assert.equal(await fixture.redis.zcard(`${prefix}:q:completed`), recentCount);
+  assert.equal((await fixture.redis.keys(`${prefix}:q:job-*`)).length, 0);
 
-  const events = await removedEvents(redis, prefix, 'q');
+  const events = await removedEvents(fixture.redis, prefix, 'q');
   assert.equal(events.size, oldCount, 'one removed event per task');
   assert.ok(
     [...events.values()].every((prevs) => prevs.length === 1 && prevs[0] === 'completed'),
     'no task removed twice',
   );
   assert.equal(
-    await redis.hget(metricHashKey(prefix, clusterMetrics.cleanerRemoved), 'q|bulk.task|completed'),
+    await fixture.redis.hget(metricHashKey(prefix, clusterMetrics.cleanerRemoved), 'q|bulk.task|completed'),
     String(oldCount),
   );
 });
 
 test('two concurrent runs over waiting tasks remove each once; the rest stay available', async (t) => {
   const prefix = uniquePrefix('twice-wait');
-  const queue = new Queue('q', { connection: redis, prefix, skipVersionCheck: true });
+  const queue = new Queue('q', { connection: fixture.redis, prefix, skipVersionCheck: true });
   const oldCount = 3000;
   const day = 86_400_000;
   for (let start = 0; start < oldCount; start += 1000) {
@@ -77,7 +69,7 @@ test('two concurrent runs over waiting tasks remove each once; the rest stay ava
   }
   await queue.close();
   const args = ['--queue', 'q', '--state', 'waiting', '--task', 'bulk.old', '--json'];
-  const target = { redisUrl: server.url, prefix };
+  const target = { redisUrl: fixture.server.url, prefix };
   const [a, b] = await Promise.all([runCleanerBin(target, args), runCleanerBin(target, args)]);
   assert.equal(a.code, 0, a.stderr);
   assert.equal(b.code, 0, b.stderr);
@@ -86,10 +78,10 @@ test('two concurrent runs over waiting tasks remove each once; the rest stay ava
       `run B removed ${b.report!.removed.total} (lost ${b.report!.skipped.gone} races)`,
   );
   assert.equal(a.report!.removed.total + b.report!.removed.total, oldCount / 2);
-  assert.deepEqual(Object.fromEntries(await countAvailableByTask(redis, prefix, 'q')), {
+  assert.deepEqual(Object.fromEntries(await countAvailableByTask(fixture.redis, prefix, 'q')), {
     'bulk.other': 1500,
   });
-  const events = await removedEvents(redis, prefix, 'q');
+  const events = await removedEvents(fixture.redis, prefix, 'q');
   assert.equal(events.size, oldCount / 2);
   assert.ok([...events.values()].every((prevs) => prevs.length === 1 && prevs[0] === 'wait'));
 });

@@ -2,37 +2,26 @@
 // a cron timeout) stops after the batch in progress with its metric counts in Redis in full; losing
 // Redis mid-run says so.
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { clusterMetrics, metricHashKey } from '@jobbers/core';
 import { Redis } from 'ioredis';
-import { type RedisServer, startRedisServer, uniquePrefix } from '../../../test/support/redis-server.js';
+import { startRedisServer, uniquePrefix, useRedisServer } from '../../../test/support/redis-server.js';
 import { waitFor } from '../../../test/support/wait.js';
 import { startCleanerBin } from './support/cli.js';
 import { writeCompletedJobs } from './support/seed.js';
 
-let server: RedisServer;
-let redis: Redis;
-
-before(async () => {
-  server = await startRedisServer();
-  redis = new Redis(server.url);
-});
-
-after(async () => {
-  redis?.disconnect();
-  await server?.stop();
-});
+const fixture = useRedisServer();
 
 test('SIGTERM mid-run: exit 1, a partial report, and metrics equal to what was removed', async () => {
   const prefix = uniquePrefix('sigterm');
   const count = 60_000;
-  await writeCompletedJobs(redis, prefix, 'q', { count, task: 'bulk.task', ageMs: 86_400_000 });
-  const { process: cleaner, finished } = startCleanerBin({ redisUrl: server.url, prefix }, [
+  await writeCompletedJobs(fixture.redis, prefix, 'q', { count, task: 'bulk.task', ageMs: 86_400_000 });
+  const { process: cleaner, finished } = startCleanerBin({ redisUrl: fixture.server.url, prefix }, [
     '--state',
     'completed',
     '--json',
   ]);
-  await waitFor(async () => (await redis.zcard(`${prefix}:q:completed`)) < count - 2000, {
+  await waitFor(async () => (await fixture.redis.zcard(`${prefix}:q:completed`)) < count - 2000, {
     what: 'the cleaner to be part way',
   });
   cleaner.kill('SIGTERM');
@@ -41,15 +30,15 @@ test('SIGTERM mid-run: exit 1, a partial report, and metrics equal to what was r
   assert.equal(result.code, 1, result.stderr);
   const report = result.report!;
   assert.equal(report.interrupted, true);
-  const left = await redis.zcard(`${prefix}:q:completed`);
+  const left = await fixture.redis.zcard(`${prefix}:q:completed`);
   assert.ok(left > 0, 'it stopped before the end');
   assert.equal(report.removed.total, count - left);
   assert.equal(
-    await redis.hget(metricHashKey(prefix, clusterMetrics.cleanerRemoved), 'q|bulk.task|completed'),
+    await fixture.redis.hget(metricHashKey(prefix, clusterMetrics.cleanerRemoved), 'q|bulk.task|completed'),
     String(count - left),
   );
   assert.equal(
-    await redis.hget(metricHashKey(prefix, clusterMetrics.cleanerLastSuccess), ''),
+    await fixture.redis.hget(metricHashKey(prefix, clusterMetrics.cleanerLastSuccess), ''),
     null,
     'an interrupted run is not a success',
   );

@@ -1,78 +1,71 @@
 // POST /v1/queues/:queue/pause and /resume: a paused queue lets running tasks finish, keeps new tasks
 // waiting in BullMQ's paused list (which no worker reads) and runs them once resumed.
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { startTestManager, type TestManager } from '../../../test/support/manager.js';
-import type { RunningProcess } from '../../../test/support/processes.js';
-import { type RedisServer, startRedisServer, uniquePrefix } from '../../../test/support/redis-server.js';
-import { clusterMetric, startWorker, taskInState } from './support/tasks.js';
+import { test } from 'node:test';
+import { clusterMetric, taskInState, useManagerWithWorker } from './support/tasks.js';
 
-let redis: RedisServer;
-let manager: TestManager;
-let worker: RunningProcess;
-let prefix: string;
-
-before(async () => {
-  redis = await startRedisServer();
-  prefix = uniquePrefix('pause');
-  manager = await startTestManager({ redisUrl: redis.url, prefix, exporter: true });
-  await manager.exporter!.waitUntilReady();
-  worker = await startWorker(redis.url, prefix);
-});
-after(async () => {
-  await worker?.stop();
-  await manager?.close();
-  await redis?.stop();
-});
+const stack = useManagerWithWorker('pause');
 
 test('pause lets the running task finish and holds new ones; resume runs them', async () => {
-  const running = await manager.request('POST', '/v1/tasks', { task: 'example.sleep', params: { ms: 500 } });
-  await taskInState(manager, running.body.id, ['active']);
+  const running = await stack.manager.request('POST', '/v1/tasks', {
+    task: 'example.sleep',
+    params: { ms: 500 },
+  });
+  await taskInState(stack.manager, running.body.id, ['active']);
 
-  const paused = await manager.request('POST', '/v1/queues/default/pause');
+  const paused = await stack.manager.request('POST', '/v1/queues/default/pause');
   assert.equal(paused.status, 200, JSON.stringify(paused.body));
   assert.equal(paused.body.name, 'default');
   assert.equal(paused.body.paused, true);
-  assert.equal((await manager.request('GET', '/v1/queues/default')).body.paused, true);
+  assert.equal((await stack.manager.request('GET', '/v1/queues/default')).body.paused, true);
   assert.equal(
-    (await manager.request('POST', '/v1/queues/default/pause')).status,
+    (await stack.manager.request('POST', '/v1/queues/default/pause')).status,
     200,
     'pausing twice is fine',
   );
 
-  const held = await manager.request('POST', '/v1/tasks', { task: 'example.echo', params: { held: true } });
+  const held = await stack.manager.request('POST', '/v1/tasks', {
+    task: 'example.echo',
+    params: { held: true },
+  });
   assert.equal(held.status, 201);
-  const finished = await taskInState(manager, running.body.id, ['completed', 'failed']);
+  const finished = await taskInState(stack.manager, running.body.id, ['completed', 'failed']);
   assert.equal(finished.state, 'completed', 'the task running when the queue paused finished');
 
-  assert.equal((await manager.request('GET', `/v1/tasks/${held.body.id}`)).body.state, 'waiting');
-  const queue = await manager.request('GET', '/v1/queues/default');
+  assert.equal((await stack.manager.request('GET', `/v1/tasks/${held.body.id}`)).body.state, 'waiting');
+  const queue = await stack.manager.request('GET', '/v1/queues/default');
   assert.equal(queue.body.counts.paused, 1, "the new task sits in BullMQ's paused list");
   assert.equal(queue.body.counts.waiting, 0);
   assert.equal(queue.body.available['example.echo'], 1, 'a task in a paused queue still counts as available');
-  assert.equal(await clusterMetric(manager, prefix, 'jobbers_jobs_available', { task: 'example.echo' }), 1);
-  const listed = await manager.request('GET', '/v1/tasks?state=waiting');
+  assert.equal(
+    await clusterMetric(stack.manager, stack.prefix, 'jobbers_jobs_available', { task: 'example.echo' }),
+    1,
+  );
+  const listed = await stack.manager.request('GET', '/v1/tasks?state=waiting');
   assert.deepEqual(
     listed.body.tasks.map((t: { id: string }) => t.id),
     [held.body.id],
   );
 
-  const resumed = await manager.request('POST', '/v1/queues/default/resume');
+  const resumed = await stack.manager.request('POST', '/v1/queues/default/resume');
   assert.equal(resumed.status, 200);
   assert.equal(resumed.body.paused, false);
-  const done = await taskInState(manager, held.body.id, ['completed']);
+  const done = await taskInState(stack.manager, held.body.id, ['completed']);
   assert.deepEqual(done.result, { held: true });
   assert.equal(
-    (await manager.request('POST', '/v1/queues/default/resume')).status,
+    (await stack.manager.request('POST', '/v1/queues/default/resume')).status,
     200,
     'resuming twice is fine',
   );
-  assert.equal(await clusterMetric(manager, prefix, 'jobbers_jobs_available', { task: 'example.echo' }), 0);
+  assert.equal(
+    await clusterMetric(stack.manager, stack.prefix, 'jobbers_jobs_available', { task: 'example.echo' }),
+    0,
+  );
 });
 
 test('an unknown queue is a 404 for pause and resume', async () => {
   for (const action of ['pause', 'resume']) {
-    const res = await manager.request('POST', `/v1/queues/nope/${action}`);
+    const res = await stack.manager.request('POST', `/v1/queues/nope/${action}`);
     assert.equal(res.status, 404);
     assert.equal(res.body.error.code, 'QUEUE_NOT_FOUND');
   }

@@ -4,7 +4,7 @@
 // replayed event is harmless. Job hashes are read by key built from the queue prefix: with a
 // hash-tagged prefix they share the queue's slot on Redis Cluster.
 //
-// KEYS[1] state hash (pos, added, appliedAt)   KEYS[2] leader lock   KEYS[3] event stream
+// KEYS[1] state hash (pos, added)   KEYS[2] leader lock   KEYS[3] event stream
 // ARGV: token, queueKeyPrefix ("<prefix>:<queue>:"), jobbersPrefix ("<prefix>:<queue>:jobbers:"),
 //       metricsPrefix ("<prefix>:jobbers:metrics:"), queue, knownRoles (",a,b,"),
 //       bucket bounds (space separated seconds), batch size
@@ -280,7 +280,7 @@ end
 for key, fields in pairs(floats) do
   for f, by in pairs(fields) do redis.call('HINCRBYFLOAT', key, f, by) end
 end
-redis.call('HSET', stateKey, 'pos', newPos, 'appliedAt', redis.call('TIME')[1])
+redis.call('HSET', stateKey, 'pos', newPos)
 redis.call('HINCRBY', stateKey, 'added', n)
 return {n, recount}
 `;
@@ -327,7 +327,7 @@ for task, _ in pairs(tasks) do
 end
 swap('idx')
 redis.call('UNLINK', rp .. 'keys')
-redis.call('HSET', KEYS[1], 'pos', pos, 'added', added, 'appliedAt', redis.call('TIME')[1])
+redis.call('HSET', KEYS[1], 'pos', pos, 'added', added)
 redis.call('HINCRBY', KEYS[1], 'recounts', 1)
 return 1
 `;

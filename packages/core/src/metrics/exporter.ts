@@ -73,12 +73,6 @@ export class LifecycleExporter {
   }
 }
 
-export interface ExporterState {
-  pos?: string;
-  appliedAt?: string;
-  recounts?: string;
-}
-
 export function exporterStateKey(prefix: string, queue: string): string {
   return jobbersKey(prefix, queue, 'exporter');
 }

@@ -1,9 +1,12 @@
 // Helpers for the manager's task-management tests: a real worker process, task states over HTTP,
 // and the cluster metrics once the in-process exporter has applied every event.
+
+import { after, before } from 'node:test';
 import { loadTasks, type TaskRegistry } from '@jobbers/core';
-import type { TestManager } from '../../../../test/support/manager.js';
+import { startTestManager, type TestManager } from '../../../../test/support/manager.js';
 import { clusterSamples, metricValue } from '../../../../test/support/metrics.js';
 import { bins, type RunningProcess, startProcess } from '../../../../test/support/processes.js';
+import { type RedisServer, startRedisServer, uniquePrefix } from '../../../../test/support/redis-server.js';
 import { waitFor } from '../../../../test/support/wait.js';
 
 export async function startWorker(
@@ -59,4 +62,33 @@ export function transitions(manager: TestManager, prefix: string, task: string, 
     task,
     transition,
   });
+}
+
+export interface Stack {
+  redis: RedisServer;
+  prefix: string;
+  manager: TestManager;
+  worker: RunningProcess;
+}
+
+/** For the whole file: a private redis-server, an in-process manager with the exporter, one worker process. */
+export function useManagerWithWorker(label: string): Stack {
+  const stack = {} as Stack;
+  before(async () => {
+    stack.redis = await startRedisServer();
+    stack.prefix = uniquePrefix(label);
+    stack.manager = await startTestManager({
+      redisUrl: stack.redis.url,
+      prefix: stack.prefix,
+      exporter: true,
+    });
+    await stack.manager.exporter!.waitUntilReady();
+    stack.worker = await startWorker(stack.redis.url, stack.prefix);
+  });
+  after(async () => {
+    await stack.worker?.stop();
+    await stack.manager?.close();
+    await stack.redis?.stop();
+  });
+  return stack;
 }

@@ -1,14 +1,23 @@
 // The lifecycle exporter: one leader per queue (elected through Redis, so any manager can take
 // over) applies BullMQ's event stream to the bookkeeping behind the cluster-wide metrics, the way
-// the Zeebe exporter applies its record stream. It resumes from a persisted position, detects
+// the Zeebe exporter applies its record stream. The leader applies events to an in-memory book and
+// commits the netted writes with the stream position in one atomic step, at least every
+// `commitMs` and whenever it has caught up; a new leader resumes from the last commit. It detects
 // trimmed gaps and recounts, and reconciles with BullMQ's own lists whenever it is caught up.
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { type Logger, pino } from 'pino';
 import { jobbersKey, queueKey } from '../keys.js';
 import { duplicateBlockingConnection } from '../redis.js';
-import { applyEventsScript, reconcileScript, swapRecountScript } from './apply-events-script.js';
 import { latencyBuckets } from './definitions.js';
+import { commitScript, lookupScript, reconcileScript, swapRecountScript } from './exporter-scripts.js';
+import {
+  type CommitOp,
+  LifecycleBook,
+  type LookupRequest,
+  type LookupResult,
+  type StreamEvent,
+} from './lifecycle-book.js';
 import { type RecountResult, recountQueue } from './recount.js';
 
 export interface LifecycleExporterOptions {
@@ -28,6 +37,8 @@ export interface LifecycleExporterOptions {
    * applied in batches rather than one by one when the exporter keeps up. Bounds the added lag.
    */
   minTurnMs?: number;
+  /** While events keep coming, commit the applied events at least this often (default 250 ms). */
+  commitMs?: number;
 }
 
 const silentLogger = pino({ level: 'silent' });
@@ -77,6 +88,14 @@ export function exporterStateKey(prefix: string, queue: string): string {
   return jobbersKey(prefix, queue, 'exporter');
 }
 
+type RedisScripts = Record<string, (...args: unknown[]) => Promise<unknown>>;
+
+/** Where the leader stands: the last applied stream id and how many entries the stream had then. */
+interface Position {
+  pos: string;
+  added: number;
+}
+
 class QueueExporter {
   isLeader = false;
   recountRequested = false;
@@ -86,7 +105,6 @@ class QueueExporter {
   private readonly logger: Logger;
   private readonly qp: string;
   private readonly jp: string;
-  private readonly mp: string;
   private readonly stateKey: string;
   private readonly leaderKey: string;
   private readonly stream: string;
@@ -95,11 +113,16 @@ class QueueExporter {
   private readonly leaseMs: number;
   private readonly reconcileMs: number;
   private readonly minTurnMs: number;
-  private readonly knownRoles: string;
+  private readonly commitMs: number;
   private running = false;
   private loop: Promise<void> | undefined;
   private leaseRenewedAt = 0;
   private lastReconcileAt = 0;
+  private lastCommitAt = 0;
+  /** Applied (maybe not yet committed) position; undefined until read after taking the lead. */
+  private position: Position | undefined;
+  private committedPos: string | undefined;
+  private book: LifecycleBook;
 
   constructor(
     readonly queue: string,
@@ -113,7 +136,6 @@ class QueueExporter {
     this.logger = (options.logger ?? silentLogger).child({ queue, component: 'lifecycle-exporter' });
     this.qp = `${queueKey(prefix, queue)}:`;
     this.jp = jobbersKey(prefix, queue, '');
-    this.mp = `${prefix}:jobbers:metrics:`;
     this.stateKey = exporterStateKey(prefix, queue);
     this.leaderKey = jobbersKey(prefix, queue, 'exporter:leader');
     this.stream = `${this.qp}events`;
@@ -122,10 +144,28 @@ class QueueExporter {
     this.leaseMs = options.leaseMs ?? 10_000;
     this.reconcileMs = options.reconcileMs ?? 5000;
     this.minTurnMs = options.minTurnMs ?? 50;
-    this.knownRoles = `,${(options.roles ?? []).join(',')},`;
-    this.redis.defineCommand('jobbersApplyEvents', { numberOfKeys: 3, lua: applyEventsScript });
+    this.commitMs = options.commitMs ?? 250;
+    this.book = this.newBook();
+    this.redis.defineCommand('jobbersExporterLookup', { numberOfKeys: 0, lua: lookupScript });
+    this.redis.defineCommand('jobbersExporterCommit', { numberOfKeys: 2, lua: commitScript });
     this.redis.defineCommand('jobbersReconcile', { numberOfKeys: 1, lua: reconcileScript });
     this.redis.defineCommand('jobbersSwapRecount', { numberOfKeys: 2, lua: swapRecountScript });
+  }
+
+  private newBook() {
+    return new LifecycleBook(
+      {
+        jobbersPrefix: this.jp,
+        metricsPrefix: `${this.options.prefix}:jobbers:metrics:`,
+        queue: this.queue,
+        bucketBounds: latencyBuckets,
+      },
+      this.options.roles ?? [],
+    );
+  }
+
+  private get scripts(): RedisScripts {
+    return this.redis as unknown as RedisScripts;
   }
 
   start() {
@@ -139,6 +179,9 @@ class QueueExporter {
     this.blocking.disconnect();
     await this.loop;
     if (this.isLeader) {
+      await this.commit().catch((error) =>
+        this.logger.warn({ err: (error as Error).message }, 'final commit failed; the next leader replays'),
+      );
       await this.redis
         .eval(
           "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
@@ -163,6 +206,7 @@ class QueueExporter {
       } catch (error) {
         if (!this.running) break;
         this.logger.warn({ err: (error as Error).message }, 'lifecycle exporter turn failed; retrying');
+        this.forget();
         await this.pause(500);
       }
     }
@@ -170,6 +214,13 @@ class QueueExporter {
 
   private pause(ms: number) {
     return new Promise((resolve) => setTimeout(resolve, ms));
+  }
+
+  /** Drops everything applied since the last commit; it is read again from the committed position. */
+  private forget() {
+    this.position = undefined;
+    this.committedPos = undefined;
+    this.book = this.newBook();
   }
 
   /** Takes or renews the per-queue leadership; false when another process leads. */
@@ -189,48 +240,108 @@ class QueueExporter {
     const wasLeader = this.isLeader;
     this.isLeader = renewed !== 0;
     if (this.isLeader) this.leaseRenewedAt = now;
+    if (renewed === 2 || !this.isLeader) this.forget();
     if (this.isLeader !== wasLeader)
       this.logger.info({ leader: this.isLeader }, 'lifecycle exporter leadership changed');
     return this.isLeader;
   }
 
   private async turn() {
+    if (!this.position) {
+      const [pos, added] = await this.redis.hmget(this.stateKey, 'pos', 'added');
+      if (pos === null) {
+        await this.recount('no position yet');
+        return;
+      }
+      this.position = { pos, added: Number(added ?? 0) };
+      this.committedPos = pos;
+    }
     if (this.recountRequested) {
       this.recountRequested = false;
       await this.recount('requested');
       return;
     }
-    const [applied, recountAsked] = await (
-      this.redis as unknown as Record<string, (...a: unknown[]) => Promise<[number, number]>>
-    ).jobbersApplyEvents!(
-      this.stateKey,
-      this.leaderKey,
-      this.stream,
-      this.token,
+    const { pos, added } = this.position;
+    const [[infoError, info], [rangeError, range]] = (await this.redis
+      .multi()
+      .xinfo('STREAM', this.stream)
+      .xrange(this.stream, `(${pos}`, '+', 'COUNT', this.batchSize)
+      .exec()) as [[Error | null, unknown[]], [Error | null, [string, string[]][]]];
+    if (infoError) {
+      if (!/no such key/i.test(infoError.message)) throw infoError;
+      if (pos !== '0-0') {
+        await this.recount('event stream is gone');
+        return;
+      }
+    } else if (rangeError) throw rangeError;
+    else if (trimmedPast(info, pos, added)) {
+      await this.recount('event stream trimmed past the position: events were never applied');
+      return;
+    }
+    const events = parseEntries(range ?? [], this.batchSize);
+    if (events.length === 0) {
+      await this.commit();
+      await this.reconcileIfDue();
+      await this.waitForEvents(pos);
+      return;
+    }
+    const lookups = await this.lookup(this.book.lookupsFor(events));
+    if (this.book.apply(events, lookups)) this.recountRequested = true;
+    this.position = { pos: events[events.length - 1]!.id, added: added + events.length };
+    const caughtUp = events.length < this.batchSize - 1;
+    if (caughtUp || Date.now() - this.lastCommitAt >= this.commitMs || this.book.pendingWrites > 50_000)
+      await this.commit();
+    if (caughtUp && this.minTurnMs > 0) await this.pause(this.minTurnMs);
+  }
+
+  private async lookup(request: LookupRequest): Promise<LookupResult> {
+    const { unknownJobs, activatedJobs, maybeYielded } = request;
+    const reply = (await this.scripts.jobbersExporterLookup!(
       this.qp,
       this.jp,
-      this.mp,
-      this.queue,
-      this.knownRoles,
-      latencyBuckets.join(' '),
-      this.batchSize,
-    );
-    if (applied === -1) {
-      this.isLeader = false;
-    } else if (applied === -2) {
-      await this.recount('no position yet');
-    } else if (applied === -3) {
-      await this.recount('event stream is gone');
-    } else if (applied === -4) {
-      await this.recount('event stream trimmed past the position: events were never applied');
-    } else if (applied === 0) {
-      const pos = (await this.redis.hget(this.stateKey, 'pos')) ?? '0-0';
-      await this.reconcileIfDue(pos);
-      await this.waitForEvents(pos);
-    } else {
-      if (recountAsked === 1) this.recountRequested = true;
-      if (applied < this.batchSize - 1 && this.minTurnMs > 0) await this.pause(this.minTurnMs);
+      unknownJobs.length,
+      ...unknownJobs,
+      activatedJobs.length,
+      ...activatedJobs,
+      maybeYielded.length,
+      ...maybeYielded,
+    )) as string[];
+    let r = 0;
+    const committed: LookupResult['committed'] = new Map();
+    for (const jobId of unknownJobs) {
+      const indexed = reply[r++]!;
+      const second = reply[r++]!;
+      if (indexed) {
+        const separator = indexed.indexOf('|');
+        committed.set(jobId, {
+          state: indexed.slice(0, separator) as CommittedStateLetter,
+          task: indexed.slice(separator + 1),
+          sinceMs: second ? Number(second) : 0,
+        });
+      } else committed.set(jobId, { state: null, task: second || null, sinceMs: 0 });
     }
+    const takenBy = new Map(activatedJobs.map((jobId) => [jobId, reply[r++]!]));
+    const yieldMarks = new Map(maybeYielded.map((jobId) => [jobId, Number(reply[r++])]));
+    return { committed, takenBy, yieldMarks };
+  }
+
+  /** Writes what the book applied since the last commit, with the position, if this process still leads. */
+  private async commit() {
+    if (!this.position || !this.isLeader) return;
+    const ops = this.book.commitOps();
+    if (ops.length === 0 && this.position.pos === this.committedPos) return;
+    const args: string[] = [this.token, this.position.pos, String(this.position.added)];
+    for (const [command, key, ...rest] of ops as CommitOp[])
+      args.push(command, key, String(rest.length), ...rest);
+    const result = await this.scripts.jobbersExporterCommit!(this.stateKey, this.leaderKey, ...args);
+    if (result === -1) {
+      this.isLeader = false;
+      this.forget();
+      return;
+    }
+    this.book.committedOps();
+    this.committedPos = this.position.pos;
+    this.lastCommitAt = Date.now();
   }
 
   private async waitForEvents(pos: string) {
@@ -242,12 +353,15 @@ class QueueExporter {
     }
   }
 
-  private async reconcileIfDue(pos: string) {
-    if (Date.now() - this.lastReconcileAt < this.reconcileMs) return;
+  private async reconcileIfDue() {
+    if (Date.now() - this.lastReconcileAt < this.reconcileMs || !this.position) return;
     this.lastReconcileAt = Date.now();
-    const [lastId, storedPos, ...counts] = (await (
-      this.redis as unknown as Record<string, (...a: unknown[]) => Promise<(string | number)[]>>
-    ).jobbersReconcile!(this.stateKey, this.qp, this.jp)) as [string, string, ...number[]];
+    const pos = this.position.pos;
+    const [lastId, storedPos, ...counts] = (await this.scripts.jobbersReconcile!(
+      this.stateKey,
+      this.qp,
+      this.jp,
+    )) as [string, string, ...number[]];
     if (lastId !== pos || storedPos !== pos) return;
     const [trueAvail, ourAvail, trueActive, ourActive, trueFailed, ourFailed] = counts.map(Number);
     if (trueAvail !== ourAvail || trueActive !== ourActive || trueFailed !== ourFailed) {
@@ -257,11 +371,13 @@ class QueueExporter {
     }
   }
 
+  /** Commits what was applied (counters included), then rebuilds the bookkeeping from BullMQ's lists. */
   private async recount(reason: string): Promise<RecountResult | undefined> {
+    await this.commit();
+    if (!this.isLeader) return undefined;
     this.logger.info({ reason }, 'recounting queue state from BullMQ');
     const result = await recountQueue(this.redis, this.options.prefix, this.queue);
-    const swapped = await (this.redis as unknown as Record<string, (...a: unknown[]) => Promise<number>>)
-      .jobbersSwapRecount!(
+    const swapped = await this.scripts.jobbersSwapRecount!(
       this.stateKey,
       this.leaderKey,
       this.token,
@@ -271,6 +387,7 @@ class QueueExporter {
       result.streamAdded,
       ...result.tasks,
     );
+    this.forget();
     if (swapped === -1) {
       this.isLeader = false;
       return undefined;
@@ -303,4 +420,60 @@ class QueueExporter {
       await this.pause(20);
     }
   }
+}
+
+type CommittedStateLetter = 'n' | 'w' | 'a' | 'd' | 'f';
+
+/** True when entries after `pos` were trimmed before they were applied. */
+function trimmedPast(info: unknown[], pos: string, addedAtPos: number): boolean {
+  let length = 0;
+  let entriesAdded = 0;
+  let first: unknown;
+  for (let k = 0; k < info.length; k += 2) {
+    const name = info[k];
+    if (name === 'length') length = Number(info[k + 1]);
+    else if (name === 'entries-added') entriesAdded = Number(info[k + 1]);
+    else if (name === 'first-entry') first = info[k + 1];
+  }
+  const firstId = Array.isArray(first) ? String(first[0]) : undefined;
+  return firstId !== undefined && compareStreamIds(firstId, pos) > 0 && entriesAdded - addedAtPos > length;
+}
+
+/**
+ * Parses XRANGE entries. A waiting-after-active cut off at the end of a full batch may be a lease
+ * expiry whose `stalled` entry is in the next batch: it is left for the next turn.
+ */
+function parseEntries(entries: [string, string[]][], batchSize: number): StreamEvent[] {
+  const events: StreamEvent[] = new Array(entries.length);
+  for (let k = 0; k < entries.length; k++) {
+    const [id, fields] = entries[k]!;
+    let event = '';
+    let jobId = '';
+    let name = '';
+    let prev = '';
+    for (let f = 0; f < fields.length; f += 2) {
+      const field = fields[f];
+      if (field === 'event') event = fields[f + 1]!;
+      else if (field === 'jobId') jobId = fields[f + 1]!;
+      else if (field === 'name') name = fields[f + 1]!;
+      else if (field === 'prev') prev = fields[f + 1]!;
+    }
+    const dash = id.indexOf('-');
+    events[k] = {
+      id,
+      ms: Number(dash === -1 ? id : id.slice(0, dash)),
+      event,
+      jobId,
+      extra: event === 'added' ? name : prev,
+    };
+  }
+  const last = events[events.length - 1];
+  if (
+    events.length === batchSize &&
+    events.length > 1 &&
+    last?.event === 'waiting' &&
+    last.extra === 'active'
+  )
+    events.pop();
+  return events;
 }

@@ -1,0 +1,110 @@
+// Lua scripts of the lifecycle exporter: the read of what its in-memory book does not know, the
+// atomic commit of the book's netted writes together with the stream position, and the
+// reconciliation and recount swap. Job hashes are read by key built from the queue prefix: with a
+// hash-tagged prefix they share the queue's slot on Redis Cluster.
+
+// ARGV: queueKeyPrefix, jobbersPrefix, then three counted lists of job ids: unknown jobs, activated
+// jobs, jobs that may have yielded. Returns, in order: for each unknown job its index entry
+// ('state|task' or '') and the time it became available (state w) or its name (not indexed); for
+// each activated job its `pb` (who took it); for each maybe-yielded job its yield marks.
+export const lookupScript = `
+local qp, jp = ARGV[1], ARGV[2]
+local out = {}
+local i = 3
+local n = tonumber(ARGV[i])
+for j = i + 1, i + n do
+  local id = ARGV[j]
+  local v = redis.call('HGET', jp .. 'idx', id)
+  if v then
+    out[#out + 1] = v
+    if string.sub(v, 1, 1) == 'w' then
+      out[#out + 1] = redis.call('ZSCORE', jp .. 'avail:' .. string.sub(v, 3), id) or ''
+    else
+      out[#out + 1] = ''
+    end
+  else
+    out[#out + 1] = ''
+    out[#out + 1] = redis.call('HGET', qp .. id, 'name') or ''
+  end
+end
+i = i + n + 1
+n = tonumber(ARGV[i])
+for j = i + 1, i + n do out[#out + 1] = redis.call('HGET', qp .. ARGV[j], 'pb') or '' end
+i = i + n + 1
+n = tonumber(ARGV[i])
+for j = i + 1, i + n do out[#out + 1] = redis.call('HGET', jp .. 'yields', ARGV[j]) or '0' end
+return out
+`;
+
+// Applies the book's netted writes and the new position in one step, only while the caller leads.
+// KEYS[1] state hash, KEYS[2] leader lock
+// ARGV: token, pos, added, then ops: command, key, argument count, arguments...
+// JOBBERS_CONSUME_YIELDS takes (jobId, count) pairs and deletes marks that reach 0.
+// Returns 1, or -1 when the caller no longer leads (nothing written).
+export const commitScript = `
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
+local i = 4
+while i <= #ARGV do
+  local command, key, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local first, last = i + 3, i + 2 + n
+  if command == 'JOBBERS_CONSUME_YIELDS' then
+    for j = first, last, 2 do
+      if redis.call('HINCRBY', key, ARGV[j], -tonumber(ARGV[j + 1])) <= 0 then redis.call('HDEL', key, ARGV[j]) end
+    end
+  elseif command == 'HINCRBY' or command == 'HINCRBYFLOAT' then
+    for j = first, last, 2 do redis.call(command, key, ARGV[j], ARGV[j + 1]) end
+  else
+    redis.call(command, key, unpack(ARGV, first, last))
+  end
+  i = last + 1
+end
+redis.call('HSET', KEYS[1], 'pos', ARGV[2], 'added', ARGV[3])
+return 1
+`;
+
+// Compares the bookkeeping with BullMQ's own lists in one atomic read.
+// KEYS[1] state hash; ARGV: queueKeyPrefix, jobbersPrefix
+// Returns {lastStreamId, pos, trueAvailable, ourAvailable, trueActive, ourActive, trueFailed, ourFailed}
+export const reconcileScript = `
+local qp, jp = ARGV[1], ARGV[2]
+local last = redis.call('XREVRANGE', qp .. 'events', '+', '-', 'COUNT', 1)
+local lastId = '0-0'
+if last[1] then lastId = last[1][1] end
+local pos = redis.call('HGET', KEYS[1], 'pos') or ''
+local trueAvail = redis.call('LLEN', qp .. 'wait') + redis.call('LLEN', qp .. 'paused') + redis.call('ZCARD', qp .. 'prioritized')
+local trueActive = redis.call('LLEN', qp .. 'active')
+local trueFailed = redis.call('ZCARD', qp .. 'failed')
+local ourAvail, ourActive, ourFailed = 0, 0, 0
+for _, task in ipairs(redis.call('SMEMBERS', jp .. 'tasks')) do
+  ourAvail = ourAvail + redis.call('ZCARD', jp .. 'avail:' .. task)
+  ourActive = ourActive + redis.call('ZCARD', jp .. 'running:' .. task)
+  ourFailed = ourFailed + redis.call('ZCARD', jp .. 'incidents:' .. task)
+end
+return {lastId, pos, trueAvail, ourAvail, trueActive, ourActive, trueFailed, ourFailed}
+`;
+
+// Swaps freshly counted bookkeeping (written under the recount prefix) into place and sets the
+// position to the stream id read before the count began.
+// KEYS[1] state hash, KEYS[2] leader lock; ARGV: token, jobbersPrefix, recountPrefix, pos, added, tasks...
+export const swapRecountScript = `
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
+local jp, rp, pos, added = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local tasks = {}
+for _, task in ipairs(redis.call('SMEMBERS', jp .. 'tasks')) do tasks[task] = true end
+for i = 6, #ARGV do tasks[ARGV[i]] = true end
+local function swap(name)
+  redis.call('UNLINK', jp .. name)
+  if redis.call('EXISTS', rp .. name) == 1 then redis.call('RENAME', rp .. name, jp .. name) end
+end
+for task, _ in pairs(tasks) do
+  swap('avail:' .. task)
+  swap('running:' .. task)
+  swap('incidents:' .. task)
+  redis.call('SADD', jp .. 'tasks', task)
+end
+swap('idx')
+redis.call('UNLINK', rp .. 'keys')
+redis.call('HSET', KEYS[1], 'pos', pos, 'added', added)
+redis.call('HINCRBY', KEYS[1], 'recounts', 1)
+return 1
+`;

@@ -26,7 +26,7 @@ export interface CommittedJob {
 interface Known {
   /** null: not indexed (finished, removed, or never seen). */
   state: JobState | null;
-  task: string;
+  slots: TaskSlots;
   sinceMs: number;
 }
 
@@ -35,6 +35,36 @@ interface MemberWrite {
   value: number | string | null;
   /** Whether Redis held the member when the first write since the last commit was recorded. */
   existed: boolean;
+}
+
+/** Pending writes to one sorted set (or the index hash). */
+interface KeyWrites {
+  key: string;
+  members: Map<string, MemberWrite>;
+}
+
+/** A counter increment waiting for the commit. */
+interface Cell {
+  key: string;
+  field: string;
+  by: number;
+}
+
+interface Histogram {
+  key: string;
+  labels: string;
+  buckets: number[];
+  count: number;
+  sumSeconds: number;
+}
+
+/** Everything a task type's events write to, built once per task so the hot path builds no keys. */
+interface TaskSlots {
+  task: string;
+  indexValue: Record<JobState, string>;
+  sets: { w: KeyWrites; a: KeyWrites; f: KeyWrites };
+  cells: Map<string, Cell>;
+  timeInQueue: Map<string, Histogram>;
 }
 
 export interface BookKeys {
@@ -68,18 +98,17 @@ const maxArgsPerOp = 1000;
 
 export class LifecycleBook {
   private readonly known = new Map<string, Known>();
-  private readonly writes = new Map<string, Map<string, MemberWrite>>();
-  private readonly counts = new Map<string, Map<string, number>>();
-  private readonly sums = new Map<string, Map<string, number>>();
+  private readonly slotsByTask = new Map<string, TaskSlots>();
+  private readonly index: KeyWrites;
   private readonly yieldsConsumed = new Map<string, number>();
   private readonly yieldsDropped = new Set<string>();
-  private readonly tasksSeen = new Set<string>();
   private readonly tasksToAdd = new Set<string>();
   private pendingMembers = 0;
+  private pendingCounts = 0;
   private committed = new Map<string, CommittedJob>();
   private takenBy = new Map<string, string>();
   private yieldMarks = new Map<string, number>();
-  private readonly idxKey: string;
+  private readonly roleByWorker = new Map<string, string>();
   private readonly knownRoles: Set<string>;
 
   constructor(
@@ -88,13 +117,13 @@ export class LifecycleBook {
     /** Beyond this many remembered jobs the memory is dropped after a commit (Redis still has it). */
     private readonly maxRememberedJobs = 500_000,
   ) {
-    this.idxKey = `${keys.jobbersPrefix}idx`;
+    this.index = { key: `${keys.jobbersPrefix}idx`, members: new Map() };
     this.knownRoles = new Set(roles);
   }
 
   /** Writes waiting for a commit (members, counters and yield marks). */
   get pendingWrites(): number {
-    return this.pendingMembers + this.counts.size + this.yieldsConsumed.size + this.yieldsDropped.size;
+    return this.pendingMembers + this.pendingCounts + this.yieldsConsumed.size + this.yieldsDropped.size;
   }
 
   /** What must be read from Redis before `apply(events)`. */
@@ -163,50 +192,71 @@ export class LifecycleBook {
         ops.push([command, key, ...args.slice(i, i + maxArgsPerOp * per)]);
     };
     if (this.tasksToAdd.size > 0) push('SADD', `${this.keys.jobbersPrefix}tasks`, [...this.tasksToAdd], 1);
-    for (const [key, members] of this.writes) {
-      const isHash = key === this.idxKey;
+    const pushWrites = (writes: KeyWrites, isHash: boolean) => {
+      if (writes.members.size === 0) return;
       const set: string[] = [];
       const remove: string[] = [];
-      for (const [member, write] of members) {
+      for (const [member, write] of writes.members) {
         if (write.value === null) {
           if (write.existed) remove.push(member);
         } else if (isHash) set.push(member, String(write.value));
         else set.push(String(write.value), member);
       }
-      push(isHash ? 'HDEL' : 'ZREM', key, remove, 1);
-      push(isHash ? 'HSET' : 'ZADD', key, set, 2);
-    }
+      push(isHash ? 'HDEL' : 'ZREM', writes.key, remove, 1);
+      push(isHash ? 'HSET' : 'ZADD', writes.key, set, 2);
+    };
+    for (const slots of this.slotsByTask.values())
+      for (const writes of Object.values(slots.sets)) pushWrites(writes, false);
+    pushWrites(this.index, true);
     const yieldsKey = `${this.keys.jobbersPrefix}yields`;
     const consumed = [...this.yieldsConsumed].flatMap(([jobId, n]) => [jobId, String(n)]);
     push('JOBBERS_CONSUME_YIELDS', yieldsKey, consumed, 2);
     push('HDEL', yieldsKey, [...this.yieldsDropped], 1);
-    for (const [key, fields] of this.counts)
-      push(
-        'HINCRBY',
-        key,
-        [...fields].flatMap(([f, by]) => [f, String(by)]),
-        2,
-      );
-    for (const [key, fields] of this.sums)
-      push(
-        'HINCRBYFLOAT',
-        key,
-        [...fields].flatMap(([f, by]) => [f, String(by)]),
-        2,
-      );
+    const increments = new Map<string, string[]>();
+    const sums = new Map<string, string[]>();
+    const add = (into: Map<string, string[]>, key: string, field: string, by: number) => {
+      let args = into.get(key);
+      if (!args) {
+        args = [];
+        into.set(key, args);
+      }
+      args.push(field, String(by));
+    };
+    for (const slots of this.slotsByTask.values()) {
+      for (const cell of slots.cells.values())
+        if (cell.by !== 0) add(increments, cell.key, cell.field, cell.by);
+      for (const h of slots.timeInQueue.values()) {
+        if (h.count === 0) continue;
+        h.buckets.forEach((n, bucket) => {
+          if (n !== 0) add(increments, h.key, `${h.labels}|b${bucket}`, n);
+        });
+        add(increments, h.key, `${h.labels}|count`, h.count);
+        add(sums, h.key, `${h.labels}|sum`, h.sumSeconds);
+      }
+    }
+    for (const [key, args] of increments) push('HINCRBY', key, args, 2);
+    for (const [key, args] of sums) push('HINCRBYFLOAT', key, args, 2);
     return ops;
   }
 
   /** Called once the commit's ops are in Redis. */
   committedOps() {
     for (const [jobId, known] of this.known) if (known.state === null) this.known.delete(jobId);
-    this.writes.clear();
-    this.counts.clear();
-    this.sums.clear();
+    for (const slots of this.slotsByTask.values()) {
+      for (const writes of Object.values(slots.sets)) writes.members.clear();
+      for (const cell of slots.cells.values()) cell.by = 0;
+      for (const h of slots.timeInQueue.values()) {
+        h.buckets.fill(0);
+        h.count = 0;
+        h.sumSeconds = 0;
+      }
+    }
+    this.index.members.clear();
     this.yieldsConsumed.clear();
     this.yieldsDropped.clear();
     this.tasksToAdd.clear();
     this.pendingMembers = 0;
+    this.pendingCounts = 0;
     if (this.known.size > this.maxRememberedJobs) this.known.clear();
   }
 
@@ -215,82 +265,95 @@ export class LifecycleBook {
     if (known) return known;
     const stored = this.committed.get(jobId);
     if (!stored?.task) return undefined;
-    const entry: Known = { state: stored.state, task: stored.task, sinceMs: stored.sinceMs };
+    const entry: Known = { state: stored.state, slots: this.slotsOf(stored.task), sinceMs: stored.sinceMs };
     this.known.set(jobId, entry);
     return entry;
   }
 
+  private slotsOf(task: string): TaskSlots {
+    let slots = this.slotsByTask.get(task);
+    if (slots) return slots;
+    const jp = this.keys.jobbersPrefix;
+    slots = {
+      task,
+      indexValue: { n: `n|${task}`, w: `w|${task}`, a: `a|${task}`, d: `d|${task}`, f: `f|${task}` },
+      sets: {
+        w: { key: `${jp}avail:${task}`, members: new Map() },
+        a: { key: `${jp}running:${task}`, members: new Map() },
+        f: { key: `${jp}incidents:${task}`, members: new Map() },
+      },
+      cells: new Map(),
+      timeInQueue: new Map(),
+    };
+    this.slotsByTask.set(task, slots);
+    this.tasksToAdd.add(task);
+    return slots;
+  }
+
   private added(e: StreamEvent) {
     if (!e.extra) return;
-    this.noteTask(e.extra);
     const known = this.current(e.jobId);
     if (known?.state) return;
-    this.moveTo(e.jobId, known, e.extra, 'n', 0, false);
+    this.moveTo(e.jobId, known, this.slotsOf(e.extra), 'n', 0, false);
   }
 
   /** Returns true when it consumed the next event (the `stalled` that follows a lease expiry). */
   private waiting(e: StreamEvent, next: StreamEvent | undefined): boolean {
     const known = this.current(e.jobId);
     if (!known) return false;
-    const { task, state } = known;
-    this.noteTask(task);
-    this.moveTo(e.jobId, known, task, 'w', e.ms);
+    const { slots, state } = known;
+    this.moveTo(e.jobId, known, slots, 'w', e.ms);
     let consumedNext = false;
     if (e.extra === 'active' || state === 'a') {
       if (next?.event === 'stalled' && next.jobId === e.jobId) {
-        this.transition(task, 'timed-out');
-        this.count('jobbers_tasks_timed_out_total', `${this.keys.queue}|${task}`);
+        this.transition(slots, 'timed-out');
+        this.count(slots, 'timed-out-total', 'jobbers_tasks_timed_out_total', '');
         consumedNext = true;
-      } else if (this.consumeYield(e.jobId)) this.transition(task, 'yielded');
-      else this.transition(task, 'failed-with-retries');
-    } else if (e.extra === 'delayed') this.transition(task, 'backoff-recurred');
-    else if (e.extra === 'failed' || state === 'f') this.transition(task, 'incident-resolved');
-    else this.transition(task, 'created');
+      } else if (this.consumeYield(e.jobId)) this.transition(slots, 'yielded');
+      else this.transition(slots, 'failed-with-retries');
+    } else if (e.extra === 'delayed') this.transition(slots, 'backoff-recurred');
+    else if (e.extra === 'failed' || state === 'f') this.transition(slots, 'incident-resolved');
+    else this.transition(slots, 'created');
     return consumedNext;
   }
 
   private active(e: StreamEvent) {
     const known = this.current(e.jobId);
     if (!known) return;
-    const { task, state, sinceMs } = known;
-    this.moveTo(e.jobId, known, task, 'a', e.ms);
+    const { slots, state, sinceMs } = known;
+    this.moveTo(e.jobId, known, slots, 'a', e.ms);
     const role = this.roleOf(e.jobId);
-    this.transition(task, 'activated');
-    this.count('jobbers_tasks_selected_total', `${this.keys.queue}|${task}|${role}`);
-    if (state === 'w' && sinceMs > 0)
-      this.observe(
-        'jobbers_time_in_queue_seconds',
-        `${this.keys.queue}|${task}|${role}`,
-        (e.ms - sinceMs) / 1000,
-      );
+    this.transition(slots, 'activated');
+    this.count(slots, `selected:${role}`, 'jobbers_tasks_selected_total', `|${role}`);
+    if (state === 'w' && sinceMs > 0) this.observeTimeInQueue(slots, role, (e.ms - sinceMs) / 1000);
   }
 
   private delayed(e: StreamEvent) {
     const known = this.current(e.jobId);
     if (!known) return;
-    const { task, state } = known;
-    this.moveTo(e.jobId, known, task, 'd', 0);
+    const { slots, state } = known;
+    this.moveTo(e.jobId, known, slots, 'd', 0);
     if (e.event === 'delayed' && state === 'a')
-      this.transition(task, this.consumeYield(e.jobId) ? 'yielded' : 'failed-with-backoff');
+      this.transition(slots, this.consumeYield(e.jobId) ? 'yielded' : 'failed-with-backoff');
   }
 
   private finished(e: StreamEvent) {
     const known = this.current(e.jobId);
     if (!known) return;
-    const { task } = known;
-    this.transition(task, e.event);
+    const { slots } = known;
+    this.transition(slots, e.event);
     if (e.event === 'failed') {
-      this.transition(task, 'incident-raised');
-      this.moveTo(e.jobId, known, task, 'f', e.ms);
-    } else this.moveTo(e.jobId, known, task, null, 0);
+      this.transition(slots, 'incident-raised');
+      this.moveTo(e.jobId, known, slots, 'f', e.ms);
+    } else this.moveTo(e.jobId, known, slots, null, 0);
   }
 
   private removed(e: StreamEvent) {
     const known = this.known.get(e.jobId) ?? this.indexedOnly(e.jobId);
     if (known?.state) {
-      const { task, state } = known;
-      if (state === 'w' || state === 'd' || state === 'n') this.transition(task, 'removed');
-      this.moveTo(e.jobId, known, task, null, 0);
+      const { slots, state } = known;
+      if (state === 'w' || state === 'd' || state === 'n') this.transition(slots, 'removed');
+      this.moveTo(e.jobId, known, slots, null, 0);
     }
     this.yieldsConsumed.delete(e.jobId);
     this.yieldsDropped.add(e.jobId);
@@ -310,41 +373,30 @@ export class LifecycleBook {
   private moveTo(
     jobId: string,
     known: Known | undefined,
-    task: string,
+    slots: TaskSlots,
     next: JobState | null,
     atMs: number,
     leaveUnknown = true,
   ) {
     const prev = known ? known.state : null;
-    const jp = this.keys.jobbersPrefix;
-    const sets: [JobState, string][] = [
-      ['w', `${jp}avail:${task}`],
-      ['a', `${jp}running:${task}`],
-      ['f', `${jp}incidents:${task}`],
-    ];
-    for (const [state, key] of sets) {
+    for (const state of setStates) {
       const mayBeIn = prev === state || (prev === null && leaveUnknown);
-      if (next === state) this.write(key, jobId, atMs, mayBeIn);
-      else if (mayBeIn) this.write(key, jobId, null, true);
+      if (next === state) this.write(slots.sets[state], jobId, atMs, mayBeIn);
+      else if (mayBeIn) this.write(slots.sets[state], jobId, null, true);
     }
-    this.write(this.idxKey, jobId, next === null ? null : `${next}|${task}`, prev !== null);
+    this.write(this.index, jobId, next === null ? null : slots.indexValue[next], prev !== null);
     if (known) {
       known.state = next;
-      known.task = task;
+      known.slots = slots;
       known.sinceMs = atMs;
-    } else this.known.set(jobId, { state: next, task, sinceMs: atMs });
+    } else this.known.set(jobId, { state: next, slots, sinceMs: atMs });
   }
 
-  private write(key: string, member: string, value: number | string | null, existed: boolean) {
-    let members = this.writes.get(key);
-    if (!members) {
-      members = new Map();
-      this.writes.set(key, members);
-    }
-    const write = members.get(member);
+  private write(writes: KeyWrites, member: string, value: number | string | null, existed: boolean) {
+    const write = writes.members.get(member);
     if (write) write.value = value;
     else {
-      members.set(member, { value, existed });
+      writes.members.set(member, { value, existed });
       this.pendingMembers++;
     }
   }
@@ -357,41 +409,61 @@ export class LifecycleBook {
   }
 
   private roleOf(jobId: string): string {
-    const role = /^([^@]+)@/.exec(this.takenBy.get(jobId) ?? '')?.[1];
-    return role && this.knownRoles.has(role) ? role : 'unknown';
+    const takenBy = this.takenBy.get(jobId) ?? '';
+    let role = this.roleByWorker.get(takenBy);
+    if (role === undefined) {
+      const named = /^([^@]+)@/.exec(takenBy)?.[1];
+      role = named && this.knownRoles.has(named) ? named : 'unknown';
+      if (this.roleByWorker.size < 10_000) this.roleByWorker.set(takenBy, role);
+    }
+    return role;
   }
 
-  private noteTask(task: string) {
-    if (this.tasksSeen.has(task)) return;
-    this.tasksSeen.add(task);
-    this.tasksToAdd.add(task);
+  private transition(slots: TaskSlots, name: string) {
+    this.count(slots, name, 'jobbers_job_transitions_total', `|${name}`);
   }
 
-  private transition(task: string, name: string) {
-    this.count('jobbers_job_transitions_total', `${this.keys.queue}|${task}|${name}`);
+  /** Adds one to `metric` with labels queue, task and `labelSuffix` (pre-joined, e.g. `|activated`). */
+  private count(slots: TaskSlots, cellName: string, metric: string, labelSuffix: string) {
+    let cell = slots.cells.get(cellName);
+    if (!cell) {
+      cell = {
+        key: this.keys.metricsPrefix + metric,
+        field: `${this.keys.queue}|${slots.task}${labelSuffix}`,
+        by: 0,
+      };
+      slots.cells.set(cellName, cell);
+    }
+    if (cell.by === 0) this.pendingCounts++;
+    cell.by++;
   }
 
-  private count(metric: string, field: string, by = 1) {
-    bump(this.counts, this.keys.metricsPrefix + metric, field, by);
-  }
-
-  private observe(metric: string, labels: string, seconds: number) {
-    const value = Math.max(0, seconds);
+  private observeTimeInQueue(slots: TaskSlots, role: string, seconds: number) {
+    let h = slots.timeInQueue.get(role);
     const bounds = this.keys.bucketBounds;
-    let bucket = bounds.findIndex((bound) => value <= bound);
-    if (bucket === -1) bucket = bounds.length;
-    const key = this.keys.metricsPrefix + metric;
-    bump(this.counts, key, `${labels}|b${bucket}`, 1);
-    bump(this.counts, key, `${labels}|count`, 1);
-    bump(this.sums, key, `${labels}|sum`, value);
+    if (!h) {
+      h = {
+        key: `${this.keys.metricsPrefix}jobbers_time_in_queue_seconds`,
+        labels: `${this.keys.queue}|${slots.task}|${role}`,
+        buckets: new Array(bounds.length + 1).fill(0),
+        count: 0,
+        sumSeconds: 0,
+      };
+      slots.timeInQueue.set(role, h);
+    }
+    const value = Math.max(0, seconds);
+    let bucket = bounds.length;
+    for (let i = 0; i < bounds.length; i++) {
+      if (value <= bounds[i]!) {
+        bucket = i;
+        break;
+      }
+    }
+    if (h.count === 0) this.pendingCounts++;
+    h.buckets[bucket]!++;
+    h.count++;
+    h.sumSeconds += value;
   }
 }
 
-function bump(into: Map<string, Map<string, number>>, key: string, field: string, by: number) {
-  let fields = into.get(key);
-  if (!fields) {
-    fields = new Map();
-    into.set(key, fields);
-  }
-  fields.set(field, (fields.get(field) ?? 0) + by);
-}
+const setStates = ['w', 'a', 'f'] as const;

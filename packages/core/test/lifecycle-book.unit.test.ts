@@ -1,0 +1,155 @@
+// The exporter's in-memory book: writes are netted between commits, so a job that is activated and
+// finished before the next commit costs only the removal of what Redis already held.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import {
+  type CommitOp,
+  LifecycleBook,
+  type LookupResult,
+  type StreamEvent,
+} from '../src/metrics/lifecycle-book.js';
+
+const jp = 'p:q:jobbers:';
+const mp = 'p:jobbers:metrics:';
+const keys = { jobbersPrefix: jp, metricsPrefix: mp, queue: 'q', bucketBounds: [0.1, 1, 10] };
+
+let seq = 0;
+function ev(event: string, jobId: string, extra = '', ms = 1000): StreamEvent {
+  seq += 1;
+  return { id: `${ms}-${seq}`, ms, event, jobId, extra };
+}
+
+function noLookups(): LookupResult {
+  return { committed: new Map(), takenBy: new Map(), yieldMarks: new Map() };
+}
+
+function opsBy(ops: CommitOp[], command: string, key: string): string[] {
+  return ops.filter(([c, k]) => c === command && k === key).flatMap(([, , ...args]) => args);
+}
+
+function counter(ops: CommitOp[], metric: string, field: string): number {
+  const args = opsBy(ops, 'HINCRBY', mp + metric);
+  let total = 0;
+  for (let i = 0; i < args.length; i += 2) if (args[i] === field) total += Number(args[i + 1]);
+  return total;
+}
+
+test('a job submitted, run and completed between two commits leaves no index or set write', () => {
+  const book = new LifecycleBook(keys, ['default']);
+  const events = [
+    ev('added', '1', 'demo'),
+    ev('waiting', '1'),
+    ev('active', '1', 'waiting'),
+    ev('completed', '1', 'active'),
+  ];
+  const lookups = noLookups();
+  lookups.committed.set('1', { state: null, task: 'demo', sinceMs: 0 });
+  lookups.takenBy.set('1', 'default@host:1');
+  book.apply(events, lookups);
+  const ops = book.commitOps();
+  for (const [command, key] of ops)
+    assert.ok(!key.startsWith(`${jp}avail`) && key !== `${jp}idx`, `${command} ${key}`);
+  assert.equal(counter(ops, 'jobbers_job_transitions_total', 'q|demo|created'), 1);
+  assert.equal(counter(ops, 'jobbers_job_transitions_total', 'q|demo|completed'), 1);
+  assert.equal(counter(ops, 'jobbers_tasks_selected_total', 'q|demo|default'), 1);
+});
+
+test('a job available at the last commit costs one removal from each structure when it finishes', () => {
+  const book = new LifecycleBook(keys, ['default']);
+  const first = [ev('added', '7', 'demo', 1000), ev('waiting', '7', '', 1000)];
+  const lookups = noLookups();
+  lookups.committed.set('7', { state: null, task: 'demo', sinceMs: 0 });
+  book.apply(first, lookups);
+  const submitted = book.commitOps();
+  assert.deepEqual(opsBy(submitted, 'ZADD', `${jp}avail:demo`), ['1000', '7']);
+  assert.deepEqual(opsBy(submitted, 'HSET', `${jp}idx`), ['7', 'w|demo']);
+  book.committedOps();
+
+  const taken = noLookups();
+  taken.takenBy.set('7', 'default@host:1');
+  book.apply([ev('active', '7', 'waiting', 1500), ev('completed', '7', 'active', 1600)], taken);
+  const finished = book.commitOps();
+  assert.deepEqual(opsBy(finished, 'ZREM', `${jp}avail:demo`), ['7']);
+  assert.deepEqual(opsBy(finished, 'HDEL', `${jp}idx`), ['7']);
+  assert.deepEqual(opsBy(finished, 'ZADD', `${jp}running:demo`), []);
+  assert.deepEqual(opsBy(finished, 'ZREM', `${jp}running:demo`), []);
+  const timeInQueue = opsBy(finished, 'HINCRBYFLOAT', `${mp}jobbers_time_in_queue_seconds`);
+  assert.deepEqual(timeInQueue, ['q|demo|default|sum', '0.5']);
+  assert.equal(counter(finished, 'jobbers_time_in_queue_seconds', 'q|demo|default|b1'), 1);
+});
+
+test('a job still running at a commit is written as running, and its index says so', () => {
+  const book = new LifecycleBook(keys, []);
+  const lookups = noLookups();
+  lookups.committed.set('3', { state: 'w', task: 'demo', sinceMs: 900 });
+  lookups.takenBy.set('3', 'other@host:2');
+  book.apply([ev('active', '3', 'waiting', 1000)], lookups);
+  const ops = book.commitOps();
+  assert.deepEqual(opsBy(ops, 'ZADD', `${jp}running:demo`), ['1000', '3']);
+  assert.deepEqual(opsBy(ops, 'HSET', `${jp}idx`), ['3', 'a|demo']);
+  assert.deepEqual(opsBy(ops, 'ZREM', `${jp}avail:demo`), ['3']);
+  assert.equal(
+    counter(ops, 'jobbers_tasks_selected_total', 'q|demo|unknown'),
+    1,
+    'roles not configured are unknown',
+  );
+});
+
+test('a yield mark is consumed once, and only up to the marks Redis held', () => {
+  const book = new LifecycleBook(keys, []);
+  const lookups = noLookups();
+  lookups.committed.set('5', { state: 'a', task: 'demo', sinceMs: 0 });
+  lookups.yieldMarks.set('5', 1);
+  book.apply(
+    [ev('waiting', '5', 'active'), ev('active', '5', 'waiting'), ev('waiting', '5', 'active')],
+    lookups,
+  );
+  const ops = book.commitOps();
+  assert.equal(counter(ops, 'jobbers_job_transitions_total', 'q|demo|yielded'), 1);
+  assert.equal(counter(ops, 'jobbers_job_transitions_total', 'q|demo|failed-with-retries'), 1);
+  assert.deepEqual(opsBy(ops, 'JOBBERS_CONSUME_YIELDS', `${jp}yields`), ['5', '1']);
+});
+
+test('a lease expiry (waiting from active, then stalled) is timed-out, not a retry', () => {
+  const book = new LifecycleBook(keys, []);
+  const lookups = noLookups();
+  lookups.committed.set('9', { state: 'a', task: 'demo', sinceMs: 0 });
+  book.apply([ev('waiting', '9', 'active'), ev('stalled', '9')], lookups);
+  const ops = book.commitOps();
+  assert.equal(counter(ops, 'jobbers_job_transitions_total', 'q|demo|timed-out'), 1);
+  assert.equal(counter(ops, 'jobbers_tasks_timed_out_total', 'q|demo'), 1);
+  assert.equal(counter(ops, 'jobbers_job_transitions_total', 'q|demo|failed-with-retries'), 0);
+});
+
+test('lookups ask only for what the book does not already know', () => {
+  const book = new LifecycleBook(keys, []);
+  const lookups = noLookups();
+  lookups.committed.set('1', { state: null, task: 'demo', sinceMs: 0 });
+  book.apply([ev('added', '1', 'demo'), ev('waiting', '1')], lookups);
+  const request = book.lookupsFor([
+    ev('active', '1', 'waiting'),
+    ev('waiting', '2', 'active'),
+    ev('delayed', '1'),
+  ]);
+  assert.deepEqual(request.unknownJobs, ['2']);
+  assert.deepEqual(request.activatedJobs, ['1']);
+  assert.deepEqual(request.maybeYielded.sort(), ['1', '2']);
+});
+
+test('variadic writes are split so no Lua call unpacks more than a thousand members', () => {
+  const book = new LifecycleBook(keys, []);
+  const lookups = noLookups();
+  const events: StreamEvent[] = [];
+  for (let i = 0; i < 2500; i++) {
+    lookups.committed.set(String(i), { state: null, task: 'demo', sinceMs: 0 });
+    events.push(ev('added', String(i), 'demo'), ev('waiting', String(i)));
+  }
+  book.apply(events, lookups);
+  const zadds = book.commitOps().filter(([c, k]) => c === 'ZADD' && k === `${jp}avail:demo`);
+  assert.equal(zadds.length, 3);
+  assert.ok(zadds.every((op) => op.length - 2 <= 2000));
+  assert.equal(
+    zadds.reduce((n, op) => n + (op.length - 2) / 2, 0),
+    2500,
+  );
+});

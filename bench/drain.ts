@@ -1,7 +1,11 @@
 // Drain throughput: N no-op jobs pre-filled, then drained by one worker; jobs/s from the first
 // activation to the last completion, read back from the jobs' own processedOn/finishedOn.
 // Variants: a bare BullMQ Worker, the Jobbers worker, and the Jobbers worker with the lifecycle
-// exporter running in the same process (metrics on). Runs are interleaved and repeated.
+// exporter running (metrics on): in a process of its own as jobbers-manager runs it, or in the
+// worker's process. Runs are interleaved and repeated.
+
+import { type ChildProcess, fork } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import {
   createRedisConnection,
   defineTask,
@@ -18,6 +22,7 @@ import { JobbersWorker } from '@jobbers/worker';
 import { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { pino } from 'pino';
+import type { ExporterReply, ExporterRequest } from './exporter-process.js';
 import type { VariantName } from './options.js';
 
 export type DrainVariant = VariantName;
@@ -36,11 +41,12 @@ export interface DrainRun {
   jobs: number;
   windowMs: number;
   jobsPerSecond: number;
-  /** jobbers+exporter only: from the last completion until the exporter had applied every event. */
+  /** With the exporter: from the last completion until the exporter had applied every event. */
   exporterCatchUpMs?: number;
   /**
    * CPU time per job while draining (worker start to last completion, plus the exporter's catch-up):
-   * this process (worker, and exporter when on) and redis-server. Unlike jobs/s, these barely move
+   * this process (the worker, and the exporter when in process), the exporter's own process, and
+   * redis-server. Unlike jobs/s, these barely move
    * when other work competes for the CPUs, so they show where a slowdown comes from.
    */
   nodeCpuUsPerJob: number;
@@ -140,8 +146,14 @@ async function startJobbers(config: WorkerConfig): Promise<StopWorker> {
   };
 }
 
+interface RunningExporter {
+  /** Resolves once every event is applied, with the CPU time (us) the exporter's process used so far. */
+  caughtUp(): Promise<number>;
+  stop(): Promise<void>;
+}
+
 /** The exporter as jobbers-manager constructs it (production defaults), in this process. */
-async function startExporter(config: WorkerConfig) {
+async function startExporterInProcess(config: WorkerConfig): Promise<RunningExporter> {
   const connection = createRedisConnection(config.redisUrl, { connectionName: 'bench-exporter' });
   connection.on('error', () => {});
   await waitForRedis(connection, 10_000);
@@ -149,14 +161,62 @@ async function startExporter(config: WorkerConfig) {
     connection,
     prefix: config.prefix,
     queues: registry.queues,
-    roles: ['default'],
+    roles: [...parseRoles(undefined, registry).keys()],
   }).start();
   await exporter.waitUntilReady(30_000);
   return {
-    exporter,
+    // Its CPU is already in this process's figure.
+    caughtUp: () => exporter.waitUntilCaughtUp(60_000).then(() => 0),
     stop: async () => {
       await exporter.stop();
       connection.disconnect();
+    },
+  };
+}
+
+const exporterProcessEntry = fileURLToPath(new URL('./exporter-process.ts', import.meta.url));
+
+/** The exporter in a process of its own, as deployed (jobbers-manager runs it, apart from workers). */
+async function startExporterProcess(config: WorkerConfig): Promise<RunningExporter> {
+  const child: ChildProcess = fork(exporterProcessEntry, [], {
+    execArgv: ['--import', 'tsx'],
+    env: {
+      ...process.env,
+      REDIS_URL: config.redisUrl,
+      JOBBERS_PREFIX: config.prefix,
+      BENCH_QUEUE: queue,
+      BENCH_TASK: noopTask.name,
+    },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const next = (type: ExporterReply['type']) =>
+    new Promise<ExporterReply>((resolve, reject) => {
+      const onMessage = (reply: ExporterReply) => {
+        if (reply.type !== type && reply.type !== 'error') return;
+        child.off('message', onMessage);
+        child.off('exit', onExit);
+        if (reply.type === 'error') reject(new Error(`exporter process: ${reply.message}`));
+        else resolve(reply);
+      };
+      const onExit = (code: number | null) => {
+        child.off('message', onMessage);
+        reject(new Error(`exporter process exited (${code}) before '${type}'`));
+      };
+      child.on('message', onMessage);
+      child.once('exit', onExit);
+    });
+  const request = (message: ExporterRequest) => child.send(message);
+  await next('ready');
+  return {
+    caughtUp: async () => {
+      request({ type: 'caught-up' });
+      return ((await next('caught-up')) as { cpuUs: number }).cpuUs;
+    },
+    stop: async () => {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      request({ type: 'stop' });
+      await next('stopped').catch(() => child.kill('SIGKILL'));
+      await exited;
     },
   };
 }
@@ -209,18 +269,24 @@ export async function drainOnce(
   jobs = settings.jobs,
 ): Promise<DrainRun> {
   const config = workerConfig(settings, freshPrefix(variant));
-  const metrics = variant === 'jobbers+exporter' ? await startExporter(config) : undefined;
+  const metrics =
+    variant === 'jobbers+exporter'
+      ? await startExporterProcess(config)
+      : variant === 'jobbers+exporter-in-process'
+        ? await startExporterInProcess(config)
+        : undefined;
   let stopWorker: StopWorker | undefined;
   try {
     const ids = await prefill(settings, config.prefix, jobs);
-    await metrics?.exporter.waitUntilCaughtUp(60_000);
+    const exporterCpuBefore = (await metrics?.caughtUp()) ?? 0;
     const redisCpuBefore = await redisCpuSeconds(settings.admin);
     const nodeCpuBefore = process.cpuUsage();
     stopWorker = variant === 'bullmq' ? await startBareBullmq(config) : await startJobbers(config);
     await waitForDrain(settings.admin, config.prefix, jobs);
     let caughtUpAt: number | undefined;
+    let exporterCpuUs = 0;
     if (metrics) {
-      await metrics.exporter.waitUntilCaughtUp(60_000);
+      exporterCpuUs = (await metrics.caughtUp()) - exporterCpuBefore;
       caughtUpAt = Date.now();
     }
     const nodeCpu = process.cpuUsage(nodeCpuBefore);
@@ -234,7 +300,7 @@ export async function drainOnce(
       windowMs,
       jobsPerSecond: (jobs / windowMs) * 1000,
       exporterCatchUpMs: caughtUpAt === undefined ? undefined : Math.max(0, caughtUpAt - last),
-      nodeCpuUsPerJob: (nodeCpu.user + nodeCpu.system) / jobs,
+      nodeCpuUsPerJob: (nodeCpu.user + nodeCpu.system + exporterCpuUs) / jobs,
       redisCpuUsPerJob: (redisCpu * 1e6) / jobs,
     };
   } finally {

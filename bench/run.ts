@@ -38,7 +38,7 @@ async function benchDrain(options: BenchOptions, settings: DrainSettings): Promi
           ? ''
           : `  exporter caught up ${formatMs(run.exporterCatchUpMs)} after the last completion`;
       print(
-        `round ${round}  ${run.variant.padEnd(16)} ${formatRate(run.jobsPerSecond).padStart(7)} jobs/s` +
+        `round ${round}  ${run.variant.padEnd(28)} ${formatRate(run.jobsPerSecond).padStart(7)} jobs/s` +
           `  (${run.jobs} jobs in ${run.windowMs} ms; cpu/job node ${run.nodeCpuUsPerJob.toFixed(1)} us,` +
           ` redis ${run.redisCpuUsPerJob.toFixed(1)} us)${catchUp}`,
       );
@@ -74,6 +74,7 @@ async function benchDrain(options: BenchOptions, settings: DrainSettings): Promi
   };
   ratioLine('Jobbers / BullMQ (median jobs/s)', 'jobbers', 'bullmq', throughputTarget);
   ratioLine('metrics on / off (jobbers+exporter / jobbers)', 'jobbers+exporter', 'jobbers', throughputTarget);
+  ratioLine('  exporter inside the worker process / off', 'jobbers+exporter-in-process', 'jobbers');
   ratioLine('Jobbers with exporter / BullMQ', 'jobbers+exporter', 'bullmq');
   const cpuCost = (v: VariantName) =>
     median(runs.filter((r) => r.variant === v).map((r) => r.nodeCpuUsPerJob + r.redisCpuUsPerJob));
@@ -85,6 +86,7 @@ async function benchDrain(options: BenchOptions, settings: DrainSettings): Promi
   };
   cpuLine('CPU per job, Jobbers / BullMQ', 'jobbers', 'bullmq');
   cpuLine('CPU per job, metrics on / off', 'jobbers+exporter', 'jobbers');
+  cpuLine('  exporter inside the worker process / off', 'jobbers+exporter-in-process', 'jobbers');
   const noisy = variants.filter((v) => Math.max(...rates(v)) > 1.3 * Math.min(...rates(v)));
   if (noisy.length > 0)
     summary.push(

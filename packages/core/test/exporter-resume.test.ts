@@ -97,6 +97,23 @@ test('drift from an operation that writes no events is reconciled by a recount',
   await queue.close();
 });
 
+test('a commit larger than one Redis call can take is split: 5,000 jobs applied in one batch', async () => {
+  const prefix = uniquePrefix('bulk');
+  const queue = new Queue('q', { connection: redis, prefix });
+  const first = exporterFor(prefix);
+  await first.waitUntilReady();
+  await first.stop();
+  await queue.addBulk(Array.from({ length: 5000 }, () => ({ name: task, data: {} })));
+  const exporter = exporterFor(prefix, { batchSize: 20_000 });
+  await exporter.waitUntilCaughtUp();
+  const samples = await clusterSamples(redis, prefix, registry);
+  assert.equal(metricValue(samples, 'jobbers_jobs_available', { task }), 5000);
+  assert.equal(metricValue(samples, 'jobbers_job_transitions_total', { task, transition: 'created' }), 5000);
+  assert.equal(await redis.hlen(`${prefix}:q:jobbers:idx`), 5000);
+  await exporter.stop();
+  await queue.close();
+});
+
 test('a second exporter stands by while the first leads', async () => {
   const prefix = uniquePrefix('lead');
   const a = exporterFor(prefix, { leaseMs: 1000 });

@@ -3,17 +3,24 @@
 // reconciliation and recount swap. Job hashes are read by key built from the queue prefix: with a
 // hash-tagged prefix they share the queue's slot on Redis Cluster.
 
-// ARGV: queueKeyPrefix, jobbersPrefix, then three counted lists of job ids: unknown jobs, activated
-// jobs, jobs that may have yielded. Returns, in order: for each unknown job its index entry
-// ('state|task' or '') and the time it became available (state w) or its name (not indexed); for
-// each activated job its `pb` (who took it); for each maybe-yielded job its yield marks.
-export const lookupScript = `
+// Lists cross between the exporter and its scripts as one string, items separated by NUL (no job
+// id, task name or number holds one): far cheaper for the client than one argument per item.
+const splitList = `
+local function split(s)
+  local items = {}
+  for item in string.gmatch(s, '[^%z]+') do items[#items + 1] = item end
+  return items
+end
+`;
+
+// ARGV: queueKeyPrefix, jobbersPrefix, then three lists of job ids: unknown jobs, activated jobs,
+// jobs that may have yielded. Returns one list: for each unknown job its index entry ('state|task'
+// or '') and the time it became available (state w) or its name (not indexed); for each activated
+// job its `pb` (who took it); for each maybe-yielded job its yield marks.
+export const lookupScript = `${splitList}
 local qp, jp = ARGV[1], ARGV[2]
 local out = {}
-local i = 3
-local n = tonumber(ARGV[i])
-for j = i + 1, i + n do
-  local id = ARGV[j]
+for _, id in ipairs(split(ARGV[3])) do
   local v = redis.call('HGET', jp .. 'idx', id)
   if v then
     out[#out + 1] = v
@@ -27,36 +34,32 @@ for j = i + 1, i + n do
     out[#out + 1] = redis.call('HGET', qp .. id, 'name') or ''
   end
 end
-i = i + n + 1
-n = tonumber(ARGV[i])
-for j = i + 1, i + n do out[#out + 1] = redis.call('HGET', qp .. ARGV[j], 'pb') or '' end
-i = i + n + 1
-n = tonumber(ARGV[i])
-for j = i + 1, i + n do out[#out + 1] = redis.call('HGET', jp .. 'yields', ARGV[j]) or '0' end
-return out
+for _, id in ipairs(split(ARGV[4])) do out[#out + 1] = redis.call('HGET', qp .. id, 'pb') or '' end
+for _, id in ipairs(split(ARGV[5])) do out[#out + 1] = redis.call('HGET', jp .. 'yields', id) or '0' end
+return table.concat(out, '\0')
 `;
 
 // Applies the book's netted writes and the new position in one step, only while the caller leads.
 // KEYS[1] state hash, KEYS[2] leader lock
-// ARGV: token, pos, added, then ops: command, key, argument count, arguments...
+// ARGV: token, pos, added, then ops as triples: command, key, list of arguments.
 // JOBBERS_CONSUME_YIELDS takes (jobId, count) pairs and deletes marks that reach 0.
 // Returns 1, or -1 when the caller no longer leads (nothing written).
-export const commitScript = `
+export const commitScript = `${splitList}
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
-local i = 4
-while i <= #ARGV do
-  local command, key, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-  local first, last = i + 3, i + 2 + n
+local pairwise = { ZADD = true, HSET = true }
+for i = 4, #ARGV, 3 do
+  local command, key, args = ARGV[i], ARGV[i + 1], split(ARGV[i + 2])
   if command == 'JOBBERS_CONSUME_YIELDS' then
-    for j = first, last, 2 do
-      if redis.call('HINCRBY', key, ARGV[j], -tonumber(ARGV[j + 1])) <= 0 then redis.call('HDEL', key, ARGV[j]) end
+    for j = 1, #args, 2 do
+      if redis.call('HINCRBY', key, args[j], -tonumber(args[j + 1])) <= 0 then redis.call('HDEL', key, args[j]) end
     end
   elseif command == 'HINCRBY' or command == 'HINCRBYFLOAT' then
-    for j = first, last, 2 do redis.call(command, key, ARGV[j], ARGV[j + 1]) end
+    for j = 1, #args, 2 do redis.call(command, key, args[j], args[j + 1]) end
   else
-    redis.call(command, key, unpack(ARGV, first, last))
+    -- unpack is bounded by the Lua stack: at most 2000 arguments per call.
+    local step = pairwise[command] and 2000 or 1000
+    for j = 1, #args, step do redis.call(command, key, unpack(args, j, math.min(j + step - 1, #args))) end
   end
-  i = last + 1
 end
 redis.call('HSET', KEYS[1], 'pos', ARGV[2], 'added', ARGV[3])
 return 1

@@ -299,16 +299,17 @@ class QueueExporter {
 
   private async lookup(request: LookupRequest): Promise<LookupResult> {
     const { unknownJobs, activatedJobs, maybeYielded } = request;
-    const reply = (await this.scripts.jobbersExporterLookup!(
-      this.qp,
-      this.jp,
-      unknownJobs.length,
-      ...unknownJobs,
-      activatedJobs.length,
-      ...activatedJobs,
-      maybeYielded.length,
-      ...maybeYielded,
-    )) as string[];
+    if (unknownJobs.length + activatedJobs.length + maybeYielded.length === 0)
+      return { committed: new Map(), takenBy: new Map(), yieldMarks: new Map() };
+    const reply = (
+      (await this.scripts.jobbersExporterLookup!(
+        this.qp,
+        this.jp,
+        unknownJobs.join('\0'),
+        activatedJobs.join('\0'),
+        maybeYielded.join('\0'),
+      )) as string
+    ).split('\0');
     let r = 0;
     const committed: LookupResult['committed'] = new Map();
     for (const jobId of unknownJobs) {
@@ -334,8 +335,7 @@ class QueueExporter {
     const ops = this.book.commitOps();
     if (ops.length === 0 && this.position.pos === this.committedPos) return;
     const args: string[] = [this.token, this.position.pos, String(this.position.added)];
-    for (const [command, key, ...rest] of ops as CommitOp[])
-      args.push(command, key, String(rest.length), ...rest);
+    for (const op of ops as CommitOp[]) args.push(op.command, op.key, op.args.join('\0'));
     const result = await this.scripts.jobbersExporterCommit!(this.stateKey, this.leaderKey, ...args);
     if (result === -1) {
       this.isLeader = false;

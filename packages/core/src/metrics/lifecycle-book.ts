@@ -91,10 +91,12 @@ export interface LookupResult {
   yieldMarks: Map<string, number>;
 }
 
-/** One variadic write of the commit: `[command, key, ...args]`. */
-export type CommitOp = [command: string, key: string, ...args: string[]];
-
-const maxArgsPerOp = 1000;
+/** One variadic write of the commit (the commit script splits long ones). */
+export interface CommitOp {
+  command: string;
+  key: string;
+  args: string[];
+}
 
 export class LifecycleBook {
   private readonly known = new Map<string, Known>();
@@ -187,11 +189,10 @@ export class LifecycleBook {
   /** The netted writes since the last commit, as variadic commands. */
   commitOps(): CommitOp[] {
     const ops: CommitOp[] = [];
-    const push = (command: string, key: string, args: string[], per: number) => {
-      for (let i = 0; i < args.length; i += maxArgsPerOp * per)
-        ops.push([command, key, ...args.slice(i, i + maxArgsPerOp * per)]);
+    const push = (command: string, key: string, args: string[]) => {
+      if (args.length > 0) ops.push({ command, key, args });
     };
-    if (this.tasksToAdd.size > 0) push('SADD', `${this.keys.jobbersPrefix}tasks`, [...this.tasksToAdd], 1);
+    push('SADD', `${this.keys.jobbersPrefix}tasks`, [...this.tasksToAdd]);
     const pushWrites = (writes: KeyWrites, isHash: boolean) => {
       if (writes.members.size === 0) return;
       const set: string[] = [];
@@ -202,16 +203,16 @@ export class LifecycleBook {
         } else if (isHash) set.push(member, String(write.value));
         else set.push(String(write.value), member);
       }
-      push(isHash ? 'HDEL' : 'ZREM', writes.key, remove, 1);
-      push(isHash ? 'HSET' : 'ZADD', writes.key, set, 2);
+      push(isHash ? 'HDEL' : 'ZREM', writes.key, remove);
+      push(isHash ? 'HSET' : 'ZADD', writes.key, set);
     };
     for (const slots of this.slotsByTask.values())
       for (const writes of Object.values(slots.sets)) pushWrites(writes, false);
     pushWrites(this.index, true);
     const yieldsKey = `${this.keys.jobbersPrefix}yields`;
     const consumed = [...this.yieldsConsumed].flatMap(([jobId, n]) => [jobId, String(n)]);
-    push('JOBBERS_CONSUME_YIELDS', yieldsKey, consumed, 2);
-    push('HDEL', yieldsKey, [...this.yieldsDropped], 1);
+    push('JOBBERS_CONSUME_YIELDS', yieldsKey, consumed);
+    push('HDEL', yieldsKey, [...this.yieldsDropped]);
     const increments = new Map<string, string[]>();
     const sums = new Map<string, string[]>();
     const add = (into: Map<string, string[]>, key: string, field: string, by: number) => {
@@ -234,8 +235,8 @@ export class LifecycleBook {
         add(sums, h.key, `${h.labels}|sum`, h.sumSeconds);
       }
     }
-    for (const [key, args] of increments) push('HINCRBY', key, args, 2);
-    for (const [key, args] of sums) push('HINCRBYFLOAT', key, args, 2);
+    for (const [key, args] of increments) push('HINCRBY', key, args);
+    for (const [key, args] of sums) push('HINCRBYFLOAT', key, args);
     return ops;
   }
 

@@ -1,8 +1,8 @@
 // Drain throughput: N no-op jobs pre-filled, then drained by one worker; jobs/s from the first
 // activation to the last completion, read back from the jobs' own processedOn/finishedOn.
 // Variants: a bare BullMQ Worker, the Jobbers worker, and the Jobbers worker with the lifecycle
-// exporter running (metrics on): in a process of its own as jobbers-manager runs it, or in the
-// worker's process. Runs are interleaved and repeated.
+// exporter running (metrics on): in the worker's process, or in a process of its own as
+// jobbers-manager runs it. Runs are interleaved and repeated.
 
 import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -271,9 +271,9 @@ export async function drainOnce(
   const config = workerConfig(settings, freshPrefix(variant));
   const metrics =
     variant === 'jobbers+exporter'
-      ? await startExporterProcess(config)
-      : variant === 'jobbers+exporter-in-process'
-        ? await startExporterInProcess(config)
+      ? await startExporterInProcess(config)
+      : variant === 'jobbers+exporter-process'
+        ? await startExporterProcess(config)
         : undefined;
   let stopWorker: StopWorker | undefined;
   try {

@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 export const sectionNames = ['drain', 'rest', 'lag'] as const;
 export type SectionName = (typeof sectionNames)[number];
 
-export const variantNames = ['bullmq', 'jobbers', 'jobbers+exporter', 'jobbers+exporter-in-process'] as const;
+export const variantNames = ['bullmq', 'jobbers', 'jobbers+exporter', 'jobbers+exporter-process'] as const;
 export type VariantName = (typeof variantNames)[number];
 
 export interface BenchOptions {
@@ -42,7 +42,7 @@ type NumericFlag = keyof typeof numericFlags;
 
 export const usage = `npm run bench -- [flags]   (each flag also reads the env var shown)
   --only drain,rest,lag   sections to run (BENCH_ONLY; default all)
-  --variants LIST         drain variants, of bullmq,jobbers,jobbers+exporter,jobbers+exporter-in-process
+  --variants LIST         drain variants, of bullmq,jobbers,jobbers+exporter,jobbers+exporter-process
                           (BENCH_VARIANTS; default all)
   --jobs N                no-op jobs per drain run (BENCH_JOBS; default 20000)
   --concurrency N         worker concurrency, both workers (BENCH_CONCURRENCY; default 50)

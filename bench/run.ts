@@ -74,7 +74,7 @@ async function benchDrain(options: BenchOptions, settings: DrainSettings): Promi
   };
   ratioLine('Jobbers / BullMQ (median jobs/s)', 'jobbers', 'bullmq', throughputTarget);
   ratioLine('metrics on / off (jobbers+exporter / jobbers)', 'jobbers+exporter', 'jobbers', throughputTarget);
-  ratioLine('  exporter inside the worker process / off', 'jobbers+exporter-in-process', 'jobbers');
+  ratioLine('  exporter in a process of its own / off', 'jobbers+exporter-process', 'jobbers');
   ratioLine('Jobbers with exporter / BullMQ', 'jobbers+exporter', 'bullmq');
   const cpuCost = (v: VariantName) =>
     median(runs.filter((r) => r.variant === v).map((r) => r.nodeCpuUsPerJob + r.redisCpuUsPerJob));
@@ -86,7 +86,7 @@ async function benchDrain(options: BenchOptions, settings: DrainSettings): Promi
   };
   cpuLine('CPU per job, Jobbers / BullMQ', 'jobbers', 'bullmq');
   cpuLine('CPU per job, metrics on / off', 'jobbers+exporter', 'jobbers');
-  cpuLine('  exporter inside the worker process / off', 'jobbers+exporter-in-process', 'jobbers');
+  cpuLine('  exporter in a process of its own / off', 'jobbers+exporter-process', 'jobbers');
   const noisy = variants.filter((v) => Math.max(...rates(v)) > 1.3 * Math.min(...rates(v)));
   if (noisy.length > 0)
     summary.push(

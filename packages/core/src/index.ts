@@ -13,6 +13,7 @@ export * from './metrics/definitions.js';
 export * from './metrics/exporter.js';
 export * from './metrics/exposition.js';
 export * from './metrics/recount.js';
+export * from './metrics/role-activity.js';
 export * from './metrics/store.js';
 export * from './redis.js';
 export * from './routing.js';

@@ -135,3 +135,16 @@ test('lookups ask only for what the book does not already know', () => {
   assert.deepEqual(request.activatedJobs, ['1']);
   assert.deepEqual(request.maybeYielded.sort(), ['1', '2']);
 });
+
+test('with one role serving the queue, activations need no lookup of who took them', () => {
+  const book = new LifecycleBook(keys, ['default']);
+  const lookups = noLookups();
+  lookups.committed.set('4', { state: 'w', task: 'demo', sinceMs: 900 });
+  const request = book.lookupsFor([ev('active', '4', 'waiting', 1000)], true);
+  assert.deepEqual(request.activatedJobs, []);
+  lookups.soleRole = 'default';
+  book.apply([ev('active', '4', 'waiting', 1000)], lookups);
+  const ops = book.commitOps();
+  assert.equal(counter(ops, 'jobbers_tasks_selected_total', 'q|demo|default'), 1);
+  assert.equal(counter(ops, 'jobbers_time_in_queue_seconds', 'q|demo|default|count'), 1);
+});

@@ -12,6 +12,9 @@ import {
   markYield,
   queuesForRole,
   type RoleMap,
+  recordRoleActivity,
+  roleRefreshMs,
+  roleStaleMs,
   type TaskRegistry,
   unmarkYield,
   type WorkerConfig,
@@ -54,6 +57,7 @@ class GatedWorker extends Worker<JobPayload> {
     queue: string,
     options: WorkerOptions,
     private readonly mayActivate: () => boolean,
+    private readonly beforeActivate: () => Promise<void> | undefined,
   ) {
     super(queue, null, options);
   }
@@ -64,6 +68,7 @@ class GatedWorker extends Worker<JobPayload> {
     name?: string,
   ): Promise<Job<JobPayload>> {
     if (!this.mayActivate()) return undefined as unknown as Job<JobPayload>;
+    await this.beforeActivate();
     return super.moveToActive(client, token, name);
   }
 
@@ -92,6 +97,8 @@ export class JobbersWorker {
   private signals = 0;
   private graceTimer: NodeJS.Timeout | undefined;
   private leaseTimer: NodeJS.Timeout | undefined;
+  private roleTimer: NodeJS.Timeout | undefined;
+  private roleRecordedAt = 0;
   private resolveStopped!: (reason: StopReason) => void;
 
   constructor(private readonly options: JobbersWorkerOptions) {
@@ -149,6 +156,7 @@ export class JobbersWorker {
           autorun: false,
         },
         () => accepting() && this.gate.isOpen,
+        () => (Date.now() - this.roleRecordedAt > roleStaleMs ? this.recordRole() : undefined),
       );
       bull.on('error', (error) => logger.error({ err: error, queue }, 'queue worker error'));
       const slots = new QueueSlots(
@@ -169,6 +177,9 @@ export class JobbersWorker {
     }
     await Promise.all(this.consumers.map((c) => c.bull.waitUntilReady()));
     await Promise.all(this.consumers.map((c) => c.bull.startStalledCheckTimer()));
+    await this.recordRole();
+    this.roleTimer = setInterval(() => void this.recordRole().catch(() => {}), roleRefreshMs);
+    this.roleTimer.unref();
     this.outcomes.start();
     this.leaseTimer = setInterval(
       () => void this.renewLeases(),
@@ -194,6 +205,13 @@ export class JobbersWorker {
     );
   }
 
+  /** Tells the lifecycle exporter this role serves its queues (it labels activations by role). */
+  private async recordRole(): Promise<void> {
+    const { config } = this.options;
+    await recordRoleActivity(this.connection, config.prefix, this.queues, config.role);
+    this.roleRecordedAt = Date.now();
+  }
+
   private run(consumer: QueueConsumer, { job, token }: FetchedJob): void {
     const { config, registry, logger } = this.options;
     const attempt = new TaskAttempt({
@@ -205,7 +223,11 @@ export class JobbersWorker {
       connection: this.connection,
       logger,
       outcomes: this.outcomes,
-      handOver: () => this.phase === 'running' && this.gate.reserveHandOver(),
+      // Fetch-next activates without moveToActive: only while the role record is fresh.
+      handOver: () =>
+        this.phase === 'running' &&
+        Date.now() - this.roleRecordedAt <= roleStaleMs &&
+        this.gate.reserveHandOver(),
     });
     this.attempts.set(
       attempt,
@@ -374,6 +396,7 @@ export class JobbersWorker {
     while (this.attempts.size > 0) await Promise.all(this.attempts.values());
     clearTimeout(this.graceTimer);
     clearInterval(this.leaseTimer);
+    clearInterval(this.roleTimer);
     await Promise.all(this.consumers.map((c) => c.bull.close(true).catch(() => {})));
     await this.outcomes.close().catch((error) => logger.warn({ err: error }, 'metrics flush failed'));
     await this.connection.quit().catch(() => this.connection.disconnect());

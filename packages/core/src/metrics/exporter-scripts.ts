@@ -13,6 +13,7 @@ local function split(s)
 end
 `;
 
+// KEYS[1] the exporter state hash (only to route the call to the queue's slot on Redis Cluster).
 // ARGV: queueKeyPrefix, jobbersPrefix, then three lists of job ids: unknown jobs, activated jobs,
 // jobs that may have yielded. Returns one list: for each unknown job its index entry ('state|task'
 // or '') and the time it became available (state w) or its name (not indexed); for each activated

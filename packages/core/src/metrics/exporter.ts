@@ -19,6 +19,7 @@ import {
   type StreamEvent,
 } from './lifecycle-book.js';
 import { type RecountResult, recountQueue } from './recount.js';
+import { roleActivityKey, soleActiveRole } from './role-activity.js';
 
 export interface LifecycleExporterOptions {
   /** A connection the exporter may duplicate; it makes one blocking connection per queue. */
@@ -108,6 +109,7 @@ class QueueExporter {
   private readonly stateKey: string;
   private readonly leaderKey: string;
   private readonly stream: string;
+  private readonly rolesKey: string;
   private readonly batchSize: number;
   private readonly blockMs: number;
   private readonly leaseMs: number;
@@ -139,6 +141,7 @@ class QueueExporter {
     this.stateKey = exporterStateKey(prefix, queue);
     this.leaderKey = jobbersKey(prefix, queue, 'exporter:leader');
     this.stream = `${this.qp}events`;
+    this.rolesKey = roleActivityKey(prefix, queue);
     this.batchSize = options.batchSize ?? 1000;
     this.blockMs = options.blockMs ?? 500;
     this.leaseMs = options.leaseMs ?? 10_000;
@@ -146,7 +149,7 @@ class QueueExporter {
     this.minTurnMs = options.minTurnMs ?? 50;
     this.commitMs = options.commitMs ?? 250;
     this.book = this.newBook();
-    this.redis.defineCommand('jobbersExporterLookup', { numberOfKeys: 0, lua: lookupScript });
+    this.redis.defineCommand('jobbersExporterLookup', { numberOfKeys: 1, lua: lookupScript });
     this.redis.defineCommand('jobbersExporterCommit', { numberOfKeys: 2, lua: commitScript });
     this.redis.defineCommand('jobbersReconcile', { numberOfKeys: 1, lua: reconcileScript });
     this.redis.defineCommand('jobbersSwapRecount', { numberOfKeys: 2, lua: swapRecountScript });
@@ -265,11 +268,18 @@ class QueueExporter {
     // Read first, then check: if no entry after pos is missing now, none was missing when it was
     // read (trimming only removes the oldest entries). One pipeline, no MULTI: ioredis decodes
     // transaction replies far more slowly.
-    const [[rangeError, range], [infoError, info]] = (await this.redis
+    // Roles are read after the events: a role that activated a job in the batch recorded itself
+    // before that, so it is seen.
+    const [[rangeError, range], [infoError, info], [, roles]] = (await this.redis
       .pipeline()
-      .xrangeBuffer(this.stream, `(${pos}`, '+', 'COUNT', this.batchSize)
+      .xrange(this.stream, `(${pos}`, '+', 'COUNT', this.batchSize)
       .xinfo('STREAM', this.stream)
-      .exec()) as [[Error | null, [Buffer, Buffer[]][]], [Error | null, unknown[]]];
+      .zrange(this.rolesKey, 0, -1, 'WITHSCORES')
+      .exec()) as [
+      [Error | null, [string, string[]][]],
+      [Error | null, unknown[]],
+      [Error | null, string[] | null],
+    ];
     if (infoError) {
       if (!/no such key/i.test(infoError.message)) throw infoError;
       if (pos !== '0-0') {
@@ -288,7 +298,9 @@ class QueueExporter {
       await this.waitForEvents(pos);
       return;
     }
-    const lookups = await this.lookup(this.book.lookupsFor(events));
+    const soleRole = soleActiveRole(roles ?? [], events[0]!.ms);
+    const lookups = await this.lookup(this.book.lookupsFor(events, soleRole !== undefined));
+    lookups.soleRole = soleRole;
     if (this.book.apply(events, lookups)) this.recountRequested = true;
     this.position = { pos: events[events.length - 1]!.id, added: added + events.length };
     const caughtUp = events.length < this.batchSize - 1;
@@ -303,6 +315,7 @@ class QueueExporter {
       return { committed: new Map(), takenBy: new Map(), yieldMarks: new Map() };
     const reply = (
       (await this.scripts.jobbersExporterLookup!(
+        this.stateKey,
         this.qp,
         this.jp,
         unknownJobs.join('\0'),
@@ -443,27 +456,24 @@ function trimmedPast(info: unknown[], pos: string, addedAtPos: number): boolean 
 }
 
 /**
- * Parses XRANGE entries, read as buffers: only the fields the book uses are decoded. A
- * waiting-after-active cut off at the end of a full batch may be a lease expiry whose `stalled`
- * entry is in the next batch: it is left for the next turn.
+ * Parses XRANGE entries. A waiting-after-active cut off at the end of a full batch may be a lease
+ * expiry whose `stalled` entry is in the next batch: it is left for the next turn.
  */
-export function parseEntries(entries: [Buffer, Buffer[]][], batchSize: number): StreamEvent[] {
+export function parseEntries(entries: [string, string[]][], batchSize: number): StreamEvent[] {
   const events: StreamEvent[] = new Array(entries.length);
   for (let k = 0; k < entries.length; k++) {
-    const [rawId, fields] = entries[k]!;
+    const [id, fields] = entries[k]!;
     let event = '';
     let jobId = '';
     let name = '';
     let prev = '';
     for (let f = 0; f < fields.length; f += 2) {
-      const field = fields[f]!;
-      const first = field[0];
-      if (field.length === 5 && first === 0x65) event = fields[f + 1]!.toString();
-      else if (field.length === 5 && first === 0x6a) jobId = fields[f + 1]!.toString();
-      else if (field.length === 4 && first === 0x6e) name = fields[f + 1]!.toString();
-      else if (field.length === 4 && first === 0x70) prev = fields[f + 1]!.toString();
+      const field = fields[f];
+      if (field === 'event') event = fields[f + 1]!;
+      else if (field === 'jobId') jobId = fields[f + 1]!;
+      else if (field === 'name') name = fields[f + 1]!;
+      else if (field === 'prev') prev = fields[f + 1]!;
     }
-    const id = rawId.toString('latin1');
     const dash = id.indexOf('-');
     events[k] = {
       id,

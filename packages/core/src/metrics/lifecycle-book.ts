@@ -89,6 +89,8 @@ export interface LookupResult {
   committed: Map<string, CommittedJob>;
   takenBy: Map<string, string>;
   yieldMarks: Map<string, number>;
+  /** The only role that may have activated jobs in the batch: no `takenBy` needed. */
+  soleRole?: string;
 }
 
 /** One variadic write of the commit (the commit script splits long ones). */
@@ -109,6 +111,7 @@ export class LifecycleBook {
   private pendingCounts = 0;
   private committed = new Map<string, CommittedJob>();
   private takenBy = new Map<string, string>();
+  private soleRole: string | undefined;
   private yieldMarks = new Map<string, number>();
   private readonly roleByWorker = new Map<string, string>();
   private readonly knownRoles: Set<string>;
@@ -128,18 +131,24 @@ export class LifecycleBook {
     return this.pendingMembers + this.pendingCounts + this.yieldsConsumed.size + this.yieldsDropped.size;
   }
 
-  /** What must be read from Redis before `apply(events)`. */
-  lookupsFor(events: readonly StreamEvent[]): LookupRequest {
+  /**
+   * What must be read from Redis before `apply(events)`; who took activated jobs only when
+   * `roleKnown` is false (more than one role may have taken them).
+   */
+  lookupsFor(events: readonly StreamEvent[], roleKnown = false): LookupRequest {
     const unknown = new Set<string>();
     const activated = new Set<string>();
     const yielded = new Set<string>();
+    const activatedHere = new Set<string>();
     for (const e of events) {
       if (!this.known.has(e.jobId)) unknown.add(e.jobId);
-      if (e.event === 'active') activated.add(e.jobId);
-      else if (e.event === 'delayed') yielded.add(e.jobId);
+      if (e.event === 'active') activatedHere.add(e.jobId);
+      if (e.event === 'active') {
+        if (!roleKnown) activated.add(e.jobId);
+      } else if (e.event === 'delayed') yielded.add(e.jobId);
       else if (
         e.event === 'waiting' &&
-        (e.extra === 'active' || activated.has(e.jobId) || this.known.get(e.jobId)?.state === 'a')
+        (e.extra === 'active' || activatedHere.has(e.jobId) || this.known.get(e.jobId)?.state === 'a')
       )
         yielded.add(e.jobId);
     }
@@ -150,6 +159,7 @@ export class LifecycleBook {
   apply(events: readonly StreamEvent[], lookups: LookupResult): boolean {
     this.committed = lookups.committed;
     this.takenBy = lookups.takenBy;
+    this.soleRole = lookups.soleRole;
     this.yieldMarks = lookups.yieldMarks;
     let recount = false;
     for (let i = 0; i < events.length; i++) {
@@ -410,6 +420,7 @@ export class LifecycleBook {
   }
 
   private roleOf(jobId: string): string {
+    if (this.soleRole !== undefined) return this.knownRoles.has(this.soleRole) ? this.soleRole : 'unknown';
     const takenBy = this.takenBy.get(jobId) ?? '';
     let role = this.roleByWorker.get(takenBy);
     if (role === undefined) {

@@ -272,11 +272,11 @@ class QueueExporter {
     // before that, so it is seen.
     const [[rangeError, range], [infoError, info], [, roles]] = (await this.redis
       .pipeline()
-      .xrange(this.stream, `(${pos}`, '+', 'COUNT', this.batchSize)
+      .xrangeBuffer(this.stream, `(${pos}`, '+', 'COUNT', this.batchSize)
       .xinfo('STREAM', this.stream)
       .zrange(this.rolesKey, 0, -1, 'WITHSCORES')
       .exec()) as [
-      [Error | null, [string, string[]][]],
+      [Error | null, [Buffer, Buffer[]][]],
       [Error | null, unknown[]],
       [Error | null, string[] | null],
     ];
@@ -456,31 +456,35 @@ function trimmedPast(info: unknown[], pos: string, addedAtPos: number): boolean 
 }
 
 /**
- * Parses XRANGE entries. A waiting-after-active cut off at the end of a full batch may be a lease
- * expiry whose `stalled` entry is in the next batch: it is left for the next turn.
+ * Parses XRANGE entries, read as buffers: only the fields the book uses become strings. A
+ * waiting-after-active cut off at the end of a full batch may be a lease expiry whose `stalled`
+ * entry is in the next batch: it is left for the next turn.
  */
-export function parseEntries(entries: [string, string[]][], batchSize: number): StreamEvent[] {
+export function parseEntries(entries: [Buffer, Buffer[]][], batchSize: number): StreamEvent[] {
   const events: StreamEvent[] = new Array(entries.length);
   for (let k = 0; k < entries.length; k++) {
-    const [id, fields] = entries[k]!;
+    const [rawId, fields] = entries[k]!;
     let event = '';
     let jobId = '';
-    let name = '';
-    let prev = '';
+    let extra: Buffer | undefined;
+    let name: Buffer | undefined;
     for (let f = 0; f < fields.length; f += 2) {
-      const field = fields[f];
-      if (field === 'event') event = fields[f + 1]!;
-      else if (field === 'jobId') jobId = fields[f + 1]!;
-      else if (field === 'name') name = fields[f + 1]!;
-      else if (field === 'prev') prev = fields[f + 1]!;
+      const field = fields[f]!;
+      // event, jobId, name and prev, told apart by length and first byte.
+      if (field.length === 5 && field[0] === 0x65) event = fields[f + 1]!.toString();
+      else if (field.length === 5 && field[0] === 0x6a) jobId = fields[f + 1]!.toString();
+      else if (field.length === 4 && field[0] === 0x6e) name = fields[f + 1];
+      else if (field.length === 4 && field[0] === 0x70) extra = fields[f + 1];
     }
+    const id = rawId.toString('latin1');
     const dash = id.indexOf('-');
+    const chosen = event === 'added' ? name : extra;
     events[k] = {
       id,
       ms: Number(dash === -1 ? id : id.slice(0, dash)),
       event,
       jobId,
-      extra: event === 'added' ? name : prev,
+      extra: chosen ? chosen.toString() : '',
     };
   }
   const last = events[events.length - 1];

@@ -30,17 +30,16 @@ interface Known {
   sinceMs: number;
 }
 
-interface MemberWrite {
-  /** Score or hash value to write, or null to remove the member. */
-  value: number | string | null;
-  /** Whether Redis held the member when the first write since the last commit was recorded. */
-  existed: boolean;
-}
-
-/** Pending writes to one sorted set (or the index hash). */
+/**
+ * Pending writes to one sorted set (or the index hash): per member the score or hash value to
+ * write, or null to remove it. Plain values rather than an object per write: these live until the
+ * commit, long enough to be promoted out of V8's young generation.
+ */
 interface KeyWrites {
   key: string;
-  members: Map<string, MemberWrite>;
+  members: Map<string, number | string | null>;
+  /** Members Redis did not hold when their first write since the last commit was recorded. */
+  fresh: Set<string>;
 }
 
 /** A counter increment waiting for the commit. */
@@ -102,6 +101,8 @@ export interface CommitOp {
 
 export class LifecycleBook {
   private readonly known = new Map<string, Known>();
+  /** Jobs that left the index since the last commit: forgotten once the commit is in. */
+  private readonly forgotten: string[] = [];
   private readonly slotsByTask = new Map<string, TaskSlots>();
   private readonly index: KeyWrites;
   private readonly yieldsConsumed = new Map<string, number>();
@@ -122,7 +123,7 @@ export class LifecycleBook {
     /** Beyond this many remembered jobs the memory is dropped after a commit (Redis still has it). */
     private readonly maxRememberedJobs = 500_000,
   ) {
-    this.index = { key: `${keys.jobbersPrefix}idx`, members: new Map() };
+    this.index = { key: `${keys.jobbersPrefix}idx`, members: new Map(), fresh: new Set() };
     this.knownRoles = new Set(roles);
   }
 
@@ -139,16 +140,17 @@ export class LifecycleBook {
     const unknown = new Set<string>();
     const activated = new Set<string>();
     const yielded = new Set<string>();
-    const activatedHere = new Set<string>();
-    for (const e of events) {
+    for (let i = 0; i < events.length; i++) {
+      const e = events[i]!;
       if (!this.known.has(e.jobId)) unknown.add(e.jobId);
-      if (e.event === 'active') activatedHere.add(e.jobId);
       if (e.event === 'active') {
         if (!roleKnown) activated.add(e.jobId);
       } else if (e.event === 'delayed') yielded.add(e.jobId);
       else if (
         e.event === 'waiting' &&
-        (e.extra === 'active' || activatedHere.has(e.jobId) || this.known.get(e.jobId)?.state === 'a')
+        (e.extra === 'active' ||
+          this.known.get(e.jobId)?.state === 'a' ||
+          activatedBefore(events, i, e.jobId))
       )
         yielded.add(e.jobId);
     }
@@ -207,11 +209,11 @@ export class LifecycleBook {
       if (writes.members.size === 0) return;
       const set: string[] = [];
       const remove: string[] = [];
-      for (const [member, write] of writes.members) {
-        if (write.value === null) {
-          if (write.existed) remove.push(member);
-        } else if (isHash) set.push(member, String(write.value));
-        else set.push(String(write.value), member);
+      for (const [member, value] of writes.members) {
+        if (value === null) {
+          if (!writes.fresh.has(member)) remove.push(member);
+        } else if (isHash) set.push(member, String(value));
+        else set.push(String(value), member);
       }
       push(isHash ? 'HDEL' : 'ZREM', writes.key, remove);
       push(isHash ? 'HSET' : 'ZADD', writes.key, set);
@@ -252,9 +254,13 @@ export class LifecycleBook {
 
   /** Called once the commit's ops are in Redis. */
   committedOps() {
-    for (const [jobId, known] of this.known) if (known.state === null) this.known.delete(jobId);
+    for (const jobId of this.forgotten) if (this.known.get(jobId)?.state === null) this.known.delete(jobId);
+    this.forgotten.length = 0;
     for (const slots of this.slotsByTask.values()) {
-      for (const writes of Object.values(slots.sets)) writes.members.clear();
+      for (const writes of Object.values(slots.sets)) {
+        writes.members.clear();
+        writes.fresh.clear();
+      }
       for (const cell of slots.cells.values()) cell.by = 0;
       for (const h of slots.timeInQueue.values()) {
         h.buckets.fill(0);
@@ -263,6 +269,7 @@ export class LifecycleBook {
       }
     }
     this.index.members.clear();
+    this.index.fresh.clear();
     this.yieldsConsumed.clear();
     this.yieldsDropped.clear();
     this.tasksToAdd.clear();
@@ -278,6 +285,7 @@ export class LifecycleBook {
     if (!stored?.task) return undefined;
     const entry: Known = { state: stored.state, slots: this.slotsOf(stored.task), sinceMs: stored.sinceMs };
     this.known.set(jobId, entry);
+    if (stored.state === null) this.forgotten.push(jobId);
     return entry;
   }
 
@@ -289,9 +297,9 @@ export class LifecycleBook {
       task,
       indexValue: { n: `n|${task}`, w: `w|${task}`, a: `a|${task}`, d: `d|${task}`, f: `f|${task}` },
       sets: {
-        w: { key: `${jp}avail:${task}`, members: new Map() },
-        a: { key: `${jp}running:${task}`, members: new Map() },
-        f: { key: `${jp}incidents:${task}`, members: new Map() },
+        w: { key: `${jp}avail:${task}`, members: new Map(), fresh: new Set() },
+        a: { key: `${jp}running:${task}`, members: new Map(), fresh: new Set() },
+        f: { key: `${jp}incidents:${task}`, members: new Map(), fresh: new Set() },
       },
       cells: new Map(),
       timeInQueue: new Map(),
@@ -396,6 +404,7 @@ export class LifecycleBook {
       else if (mayBeIn) this.write(slots.sets[state], jobId, null, true);
     }
     this.write(this.index, jobId, next === null ? null : slots.indexValue[next], prev !== null);
+    if (next === null) this.forgotten.push(jobId);
     if (known) {
       known.state = next;
       known.slots = slots;
@@ -404,12 +413,11 @@ export class LifecycleBook {
   }
 
   private write(writes: KeyWrites, member: string, value: number | string | null, existed: boolean) {
-    const write = writes.members.get(member);
-    if (write) write.value = value;
-    else {
-      writes.members.set(member, { value, existed });
+    if (!writes.members.has(member)) {
       this.pendingMembers++;
+      if (!existed) writes.fresh.add(member);
     }
+    writes.members.set(member, value);
   }
 
   private consumeYield(jobId: string): boolean {
@@ -479,3 +487,9 @@ export class LifecycleBook {
 }
 
 const setStates = ['w', 'a', 'f'] as const;
+
+function activatedBefore(events: readonly StreamEvent[], index: number, jobId: string): boolean {
+  for (let i = index - 1; i >= 0; i--)
+    if (events[i]!.jobId === jobId && events[i]!.event === 'active') return true;
+  return false;
+}

@@ -9,6 +9,7 @@ import {
   exporterStateKey,
   LifecycleExporter,
   type LifecycleExporterOptions,
+  recountQueue,
   TaskRegistry,
 } from '@jobbers/core';
 import { Queue } from 'bullmq';
@@ -111,6 +112,20 @@ test('a commit larger than one Redis call can take is split: 5,000 jobs applied 
   assert.equal(metricValue(samples, 'jobbers_job_transitions_total', { task, transition: 'created' }), 5000);
   assert.equal(await redis.hlen(`${prefix}:q:jobbers:idx`), 5000);
   await exporter.stop();
+  await queue.close();
+});
+
+test('a job the recount sees in two lists (it moved while they were read) is kept in the later one only', async () => {
+  const prefix = uniquePrefix('twice');
+  const queue = new Queue('q', { connection: redis, prefix });
+  const job = await queue.add(task, {});
+  // As if it was activated between the read of wait and the read of active.
+  await redis.lpush(`${prefix}:q:active`, job.id!);
+  const result = await recountQueue(redis, prefix, 'q');
+  assert.equal(result.available, 0);
+  assert.equal(await redis.zscore(`${result.recountPrefix}avail:${task}`, job.id!), null);
+  assert.notEqual(await redis.zscore(`${result.recountPrefix}running:${task}`, job.id!), null);
+  assert.equal(await redis.hget(`${result.recountPrefix}idx`, job.id!), `a|${task}`);
   await queue.close();
 });
 

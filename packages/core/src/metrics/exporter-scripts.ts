@@ -13,6 +13,33 @@ local function split(s)
 end
 `;
 
+// Reads the next batch of the event stream, keeping of each entry only what the book uses: id,
+// event, jobId and the name (added) or prev (any other event), all joined by NUL. Far less for the
+// client to decode than XRANGE's reply, and a large return value never crosses the network.
+// KEYS[1] event stream; ARGV: exclusive start id ("(<pos>"), count
+export const readEventsScript = `
+local entries = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])
+local out = {}
+for k = 1, #entries do
+  local fields = entries[k][2]
+  local event, jobId, name, prev = '', '', '', ''
+  for j = 1, #fields, 2 do
+    local field = fields[j]
+    if field == 'event' then event = fields[j + 1]
+    elseif field == 'jobId' then jobId = fields[j + 1]
+    elseif field == 'prev' then prev = fields[j + 1]
+    elseif field == 'name' then name = fields[j + 1] end
+  end
+  if event == 'added' then prev = name end
+  local n = #out
+  out[n + 1] = entries[k][1]
+  out[n + 2] = event
+  out[n + 3] = jobId
+  out[n + 4] = prev
+end
+return table.concat(out, '\0')
+`;
+
 // KEYS[1] the exporter state hash (only to route the call to the queue's slot on Redis Cluster).
 // ARGV: queueKeyPrefix, jobbersPrefix, then three lists of job ids: unknown jobs, activated jobs,
 // jobs that may have yielded. Returns one list: for each unknown job its index entry ('state|task'

@@ -10,7 +10,13 @@ import { type Logger, pino } from 'pino';
 import { jobbersKey, queueKey } from '../keys.js';
 import { duplicateBlockingConnection } from '../redis.js';
 import { latencyBuckets } from './definitions.js';
-import { commitScript, lookupScript, reconcileScript, swapRecountScript } from './exporter-scripts.js';
+import {
+  commitScript,
+  lookupScript,
+  readEventsScript,
+  reconcileScript,
+  swapRecountScript,
+} from './exporter-scripts.js';
 import {
   type CommitOp,
   LifecycleBook,
@@ -149,6 +155,7 @@ class QueueExporter {
     this.minTurnMs = options.minTurnMs ?? 50;
     this.commitMs = options.commitMs ?? 250;
     this.book = this.newBook();
+    this.redis.defineCommand('jobbersReadEvents', { numberOfKeys: 1, lua: readEventsScript });
     this.redis.defineCommand('jobbersExporterLookup', { numberOfKeys: 1, lua: lookupScript });
     this.redis.defineCommand('jobbersExporterCommit', { numberOfKeys: 2, lua: commitScript });
     this.redis.defineCommand('jobbersReconcile', { numberOfKeys: 1, lua: reconcileScript });
@@ -270,16 +277,14 @@ class QueueExporter {
     // transaction replies far more slowly.
     // Roles are read after the events: a role that activated a job in the batch recorded itself
     // before that, so it is seen.
-    const [[rangeError, range], [infoError, info], [, roles]] = (await this.redis
-      .pipeline()
-      .xrangeBuffer(this.stream, `(${pos}`, '+', 'COUNT', this.batchSize)
+    const read = this.redis.pipeline() as ReturnType<Redis['pipeline']> & {
+      jobbersReadEvents(stream: string, after: string, count: number): ReturnType<Redis['pipeline']>;
+    };
+    const [[rangeError, range], [infoError, info], [, roles]] = (await read
+      .jobbersReadEvents(this.stream, `(${pos}`, this.batchSize)
       .xinfo('STREAM', this.stream)
       .zrange(this.rolesKey, 0, -1, 'WITHSCORES')
-      .exec()) as [
-      [Error | null, [Buffer, Buffer[]][]],
-      [Error | null, unknown[]],
-      [Error | null, string[] | null],
-    ];
+      .exec()) as [[Error | null, string], [Error | null, unknown[]], [Error | null, string[] | null]];
     if (infoError) {
       if (!/no such key/i.test(infoError.message)) throw infoError;
       if (pos !== '0-0') {
@@ -291,7 +296,7 @@ class QueueExporter {
       await this.recount('event stream trimmed past the position: events were never applied');
       return;
     }
-    const events = parseEntries(range ?? [], this.batchSize);
+    const events = parseEvents(range ?? '', this.batchSize);
     if (events.length === 0) {
       await this.commit();
       await this.reconcileIfDue();
@@ -456,35 +461,22 @@ function trimmedPast(info: unknown[], pos: string, addedAtPos: number): boolean 
 }
 
 /**
- * Parses XRANGE entries, read as buffers: only the fields the book uses become strings. A
- * waiting-after-active cut off at the end of a full batch may be a lease expiry whose `stalled`
- * entry is in the next batch: it is left for the next turn.
+ * Parses what the read script returned. A waiting-after-active cut off at the end of a full batch
+ * may be a lease expiry whose `stalled` entry is in the next batch: it is left for the next turn.
  */
-export function parseEntries(entries: [Buffer, Buffer[]][], batchSize: number): StreamEvent[] {
-  const events: StreamEvent[] = new Array(entries.length);
-  for (let k = 0; k < entries.length; k++) {
-    const [rawId, fields] = entries[k]!;
-    let event = '';
-    let jobId = '';
-    let extra: Buffer | undefined;
-    let name: Buffer | undefined;
-    for (let f = 0; f < fields.length; f += 2) {
-      const field = fields[f]!;
-      // event, jobId, name and prev, told apart by length and first byte.
-      if (field.length === 5 && field[0] === 0x65) event = fields[f + 1]!.toString();
-      else if (field.length === 5 && field[0] === 0x6a) jobId = fields[f + 1]!.toString();
-      else if (field.length === 4 && field[0] === 0x6e) name = fields[f + 1];
-      else if (field.length === 4 && field[0] === 0x70) extra = fields[f + 1];
-    }
-    const id = rawId.toString('latin1');
+export function parseEvents(packed: string, batchSize: number): StreamEvent[] {
+  if (packed === '') return [];
+  const parts = packed.split('\0');
+  const events: StreamEvent[] = new Array(parts.length / 4);
+  for (let k = 0, p = 0; p < parts.length; k++, p += 4) {
+    const id = parts[p]!;
     const dash = id.indexOf('-');
-    const chosen = event === 'added' ? name : extra;
     events[k] = {
       id,
       ms: Number(dash === -1 ? id : id.slice(0, dash)),
-      event,
-      jobId,
-      extra: chosen ? chosen.toString() : '',
+      event: parts[p + 1]!,
+      jobId: parts[p + 2]!,
+      extra: parts[p + 3]!,
     };
   }
   const last = events[events.length - 1];

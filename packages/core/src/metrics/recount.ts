@@ -62,6 +62,9 @@ export async function recountQueue(redis: Redis, prefix: string, queue: string):
   ];
   const tasks = new Set<string>();
   let available = 0;
+  // The lists are read one after another while jobs keep moving, so a job may be seen twice (in
+  // wait, then in active). The later sighting is the newer: the job is kept in that set only.
+  const setOf = new Map<string, string>();
   for (const source of sources) {
     for await (const page of ids(redis, source)) {
       const read = redis.pipeline();
@@ -76,6 +79,12 @@ export async function recountQueue(redis: Redis, prefix: string, queue: string):
         ).map((v) => v ?? '');
         if (!name) return;
         tasks.add(name);
+        const earlier = setOf.get(id);
+        if (earlier) {
+          write.zrem(earlier, id);
+          if (earlier.startsWith(`${rp}avail:`)) available--;
+        }
+        setOf.set(id, '');
         write.hset(`${rp}idx`, id, `${source.state}|${name}`);
         written.add(`${rp}idx`);
         if (source.state === 'w') {
@@ -83,12 +92,15 @@ export async function recountQueue(redis: Redis, prefix: string, queue: string):
           const since = Math.max(Number(timestamp) + Number(delay || 0), Number(finishedOn || 0));
           write.zadd(`${rp}avail:${name}`, since, id);
           written.add(`${rp}avail:${name}`);
+          setOf.set(id, `${rp}avail:${name}`);
         } else if (source.state === 'a') {
           write.zadd(`${rp}running:${name}`, Number(processedOn || timestamp), id);
           written.add(`${rp}running:${name}`);
+          setOf.set(id, `${rp}running:${name}`);
         } else if (source.state === 'f') {
           write.zadd(`${rp}incidents:${name}`, Number(finishedOn || timestamp), id);
           written.add(`${rp}incidents:${name}`);
+          setOf.set(id, `${rp}incidents:${name}`);
         }
       });
       if (written.size > 0) write.sadd(`${rp}keys`, ...written);

@@ -35,8 +35,6 @@ export interface LagResult {
   samples: number;
   /** Age of the oldest event the exporter had not applied yet (0 when caught up). */
   pendingAgeMs: { p50: number; p99: number; max: number };
-  /** What jobbers_exporter_lag_seconds shows: newest event time minus applied position time. */
-  gaugeLagMs: { p50: number; p99: number; max: number };
   recounts: number;
   /** After the load stopped: from the last completion until the exporter had applied everything. */
   catchUpAfterLoadMs: number;
@@ -148,13 +146,11 @@ export async function runExporterLagBench(settings: LagSettings): Promise<LagRes
     const addedBefore = await entriesAdded(settings.admin, stream);
 
     const pendingAge: number[] = [];
-    const gaugeLag: number[] = [];
     let sampling = true;
     const samplingDone = (async () => {
       while (sampling) {
-        const [now, pos, newest, next] = (await sampler.eval(sampleScript, 2, stateKey, stream)) as string[];
+        const [now, , , next] = (await sampler.eval(sampleScript, 2, stateKey, stream)) as string[];
         pendingAge.push(next ? Math.max(0, Number(now) - msOf(next)) : 0);
-        gaugeLag.push(pos && newest ? Math.max(0, msOf(newest) - msOf(pos)) : 0);
         await sleep(settings.sampleMs);
       }
     })();
@@ -194,7 +190,6 @@ export async function runExporterLagBench(settings: LagSettings): Promise<LagRes
       eventsPerSecond: (addedAfterLoad - addedBefore) / loadSeconds,
       samples: pendingAge.length,
       pendingAgeMs: summarize(pendingAge),
-      gaugeLagMs: summarize(gaugeLag),
       recounts: recountsAfter - recountsBefore,
       catchUpAfterLoadMs,
       availableAfter: Object.fromEntries(available),

@@ -129,6 +129,30 @@ test('a job the recount sees in two lists (it moved while they were read) is kep
   await queue.close();
 });
 
+test('exporter lag is how long the oldest unapplied event has waited, also before the first event is applied', async () => {
+  const prefix = uniquePrefix('lag');
+  const queue = new Queue('q', { connection: redis, prefix });
+  const exporter = exporterFor(prefix);
+  await exporter.waitUntilReady();
+  await exporter.stop();
+  await queue.add(task, {});
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const lagging = metricValue(await clusterSamples(redis, prefix, registry), 'jobbers_exporter_lag_seconds', {
+    queue: 'q',
+  });
+  assert.ok(lagging >= 0.25 && lagging < 60, `an event waiting about 0.3 s shows as such (${lagging} s)`);
+  const again = exporterFor(prefix);
+  await again.waitUntilCaughtUp();
+  assert.equal(
+    metricValue(await clusterSamples(redis, prefix, registry), 'jobbers_exporter_lag_seconds', {
+      queue: 'q',
+    }),
+    0,
+  );
+  await again.stop();
+  await queue.close();
+});
+
 test('a second exporter stands by while the first leads', async () => {
   const prefix = uniquePrefix('lead');
   const a = exporterFor(prefix, { leaseMs: 1000 });

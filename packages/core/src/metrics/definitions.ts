@@ -120,7 +120,7 @@ export const clusterMetrics = {
   exporterLag: define({
     name: 'jobbers_exporter_lag_seconds',
     type: 'gauge',
-    help: 'How far the lifecycle exporter is behind the newest event of the queue',
+    help: 'How long the oldest event of the queue the lifecycle exporter has not applied yet has been waiting',
     labelNames: ['queue'],
   }),
 } as const;

@@ -56,6 +56,19 @@ function tasksOf(registry: TaskRegistry, queue: string): string[] {
     .map((d) => d.name);
 }
 
+// The exporter's lag: how long the oldest event it has not yet applied has been waiting, on Redis's
+// clock ({now ms, id of that event or ''}). Nothing applied yet and nothing waiting is no lag.
+// KEYS[1] exporter state hash, KEYS[2] event stream
+const oldestUnappliedScript = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local pos = redis.call('HGET', KEYS[1], 'pos')
+if not pos then return {now, ''} end
+local waiting = redis.call('XRANGE', KEYS[2], '(' .. pos, '+', 'COUNT', 1)
+if waiting[1] then return {now, waiting[1][1]} end
+return {now, ''}
+`;
+
 export async function renderClusterMetrics(options: ExpositionOptions): Promise<string> {
   const { redis, prefix, registry } = options;
   const now = options.now ?? Date.now();
@@ -89,8 +102,7 @@ export async function renderClusterMetrics(options: ExpositionOptions): Promise<
       if (kind === 'list') read.llen(`${qp}:${suffix}`);
       else read.zcard(`${qp}:${suffix}`);
     }
-    read.hget(exporterStateKey(prefix, queue), 'pos');
-    read.xrevrange(`${qp}:events`, '+', '-', 'COUNT', 1);
+    read.eval(oldestUnappliedScript, 2, exporterStateKey(prefix, queue), `${qp}:events`);
   }
   const hashMetrics = [
     clusterMetrics.transitions,
@@ -144,11 +156,9 @@ export async function renderClusterMetrics(options: ExpositionOptions): Promise<
   const lag = new Map<string, number>();
   for (const queue of queues) {
     for (const [state] of stateLists) jobs.set(`${queue}${labelSeparator}${state}`, Number(next()));
-    const pos = next() as string | null;
-    const last = next() as [string, string[]][];
-    const lastMs = last[0] ? Number(last[0][0].split('-')[0]) : 0;
-    const posMs = pos ? Number(pos.split('-')[0]) : 0;
-    lag.set(queue, lastMs > posMs ? (lastMs - posMs) / 1000 : 0);
+    const [redisNowMs, oldest] = next() as [number, string];
+    const oldestMs = oldest ? Number(oldest.split('-')[0]) : redisNowMs;
+    lag.set(queue, Math.max(0, redisNowMs - oldestMs) / 1000);
   }
   gauge(clusterMetrics.jobs, jobs);
   gauge(clusterMetrics.exporterLag, lag);

@@ -148,3 +148,17 @@ test('with one role serving the queue, activations need no lookup of who took th
   assert.equal(counter(ops, 'jobbers_tasks_selected_total', 'q|demo|default'), 1);
   assert.equal(counter(ops, 'jobbers_time_in_queue_seconds', 'q|demo|default|count'), 1);
 });
+
+test('a job added after the last recount is new: no lookup; one added before it may be counted already', () => {
+  const book = new LifecycleBook(keys, []);
+  const counted = { id: '1000-5', ms: 1000, event: 'added', jobId: 'old', extra: 'demo' };
+  const fresh = { id: '2000-0', ms: 2000, event: 'added', jobId: 'new', extra: 'demo' };
+  const request = book.lookupsFor([counted, fresh, ev('waiting', 'new', '', 2000)], false, '1500-0');
+  assert.deepEqual(request.unknownJobs, ['old']);
+  const lookups = noLookups();
+  lookups.committed.set('old', { state: 'w', task: 'demo', sinceMs: 900 });
+  book.apply([counted, fresh, ev('waiting', 'new', '', 2000)], lookups);
+  const ops = book.commitOps();
+  assert.deepEqual(opsBy(ops, 'ZADD', `${jp}avail:demo`), ['2000', 'new']);
+  assert.deepEqual(opsBy(ops, 'HSET', `${jp}idx`), ['new', 'w|demo']);
+});

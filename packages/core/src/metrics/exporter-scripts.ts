@@ -116,13 +116,14 @@ return {lastId, pos, trueAvail, ourAvail, trueActive, ourActive, trueFailed, our
 
 // Swaps freshly counted bookkeeping (written under the recount prefix) into place and sets the
 // position to the stream id read before the count began.
-// KEYS[1] state hash, KEYS[2] leader lock; ARGV: token, jobbersPrefix, recountPrefix, pos, added, tasks...
+// KEYS[1] state hash, KEYS[2] leader lock; ARGV: token, jobbersPrefix, recountPrefix, pos, added,
+// countedUntil, tasks...
 export const swapRecountScript = `
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
 local jp, rp, pos, added = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local tasks = {}
 for _, task in ipairs(redis.call('SMEMBERS', jp .. 'tasks')) do tasks[task] = true end
-for i = 6, #ARGV do tasks[ARGV[i]] = true end
+for i = 7, #ARGV do tasks[ARGV[i]] = true end
 local function swap(name)
   redis.call('UNLINK', jp .. name)
   if redis.call('EXISTS', rp .. name) == 1 then redis.call('RENAME', rp .. name, jp .. name) end
@@ -135,7 +136,7 @@ for task, _ in pairs(tasks) do
 end
 swap('idx')
 redis.call('UNLINK', rp .. 'keys')
-redis.call('HSET', KEYS[1], 'pos', pos, 'added', added)
+redis.call('HSET', KEYS[1], 'pos', pos, 'added', added, 'countedUntil', ARGV[6])
 redis.call('HINCRBY', KEYS[1], 'recounts', 1)
 return 1
 `;

@@ -25,6 +25,10 @@ import {
   type StreamEvent,
 } from './lifecycle-book.js';
 import { type RecountResult, recountQueue } from './recount.js';
+import { compareStreamIds } from './stream-ids.js';
+
+export { compareStreamIds };
+
 import { roleActivityKey, soleActiveRole } from './role-activity.js';
 
 export interface LifecycleExporterOptions {
@@ -49,15 +53,6 @@ export interface LifecycleExporterOptions {
 }
 
 const silentLogger = pino({ level: 'silent' });
-
-export function compareStreamIds(a: string, b: string): number {
-  const [am, as = '0'] = a.split('-');
-  const [bm, bs = '0'] = b.split('-');
-  const ms = BigInt(am!) - BigInt(bm!);
-  if (ms !== 0n) return ms > 0n ? 1 : -1;
-  const seq = BigInt(as) - BigInt(bs);
-  return seq === 0n ? 0 : seq > 0n ? 1 : -1;
-}
 
 export class LifecycleExporter {
   private readonly consumers: QueueExporter[];
@@ -130,6 +125,8 @@ class QueueExporter {
   /** Applied (maybe not yet committed) position; undefined until read after taking the lead. */
   private position: Position | undefined;
   private committedPos: string | undefined;
+  /** The stream's head when the last recount finished: jobs added up to it may be counted already. */
+  private countedUntil = '0-0';
   private book: LifecycleBook;
 
   constructor(
@@ -258,12 +255,18 @@ class QueueExporter {
 
   private async turn() {
     if (!this.position) {
-      const [pos, added] = await this.redis.hmget(this.stateKey, 'pos', 'added');
+      const [pos, added, countedUntil] = await this.redis.hmget(
+        this.stateKey,
+        'pos',
+        'added',
+        'countedUntil',
+      );
       if (pos === null) {
         await this.recount('no position yet');
         return;
       }
       this.position = { pos, added: Number(added ?? 0) };
+      this.countedUntil = countedUntil ?? '0-0';
       this.committedPos = pos;
     }
     if (this.recountRequested) {
@@ -304,7 +307,9 @@ class QueueExporter {
       return;
     }
     const soleRole = soleActiveRole(roles ?? [], events[0]!.ms);
-    const lookups = await this.lookup(this.book.lookupsFor(events, soleRole !== undefined));
+    const lookups = await this.lookup(
+      this.book.lookupsFor(events, soleRole !== undefined, this.countedUntil),
+    );
     lookups.soleRole = soleRole;
     if (this.book.apply(events, lookups)) this.recountRequested = true;
     this.position = { pos: events[events.length - 1]!.id, added: added + events.length };
@@ -406,6 +411,7 @@ class QueueExporter {
       result.recountPrefix,
       result.streamPos,
       result.streamAdded,
+      result.countedUntil,
       ...result.tasks,
     );
     this.forget();

@@ -3,6 +3,8 @@
 // until the exporter commits them to Redis together with the stream position. A job activated and
 // finished between two commits costs the commit almost nothing.
 
+import { compareStreamIds } from './stream-ids.js';
+
 /** n: added (not yet waiting), w: available, a: running, d: delayed or waiting for children, f: incident. */
 export type JobState = 'n' | 'w' | 'a' | 'd' | 'f';
 
@@ -134,15 +136,25 @@ export class LifecycleBook {
 
   /**
    * What must be read from Redis before `apply(events)`; who took activated jobs only when
-   * `roleKnown` is false (more than one role may have taken them).
+   * `roleKnown` is false (more than one role may have taken them). A job added after
+   * `countedUntil` is new: nothing in Redis can know it yet (the committed bookkeeping reflects only
+   * events up to the position, and the last recount only the stream up to `countedUntil`).
    */
-  lookupsFor(events: readonly StreamEvent[], roleKnown = false): LookupRequest {
+  lookupsFor(events: readonly StreamEvent[], roleKnown = false, countedUntil = '0-0'): LookupRequest {
     const unknown = new Set<string>();
+    const addedHere = new Set<string>();
     const activated = new Set<string>();
     const yielded = new Set<string>();
     for (let i = 0; i < events.length; i++) {
       const e = events[i]!;
-      if (!this.known.has(e.jobId)) unknown.add(e.jobId);
+      if (
+        e.event === 'added' &&
+        e.extra &&
+        !this.known.has(e.jobId) &&
+        compareStreamIds(e.id, countedUntil) > 0
+      )
+        addedHere.add(e.jobId);
+      else if (!this.known.has(e.jobId) && !addedHere.has(e.jobId)) unknown.add(e.jobId);
       if (e.event === 'active') {
         if (!roleKnown) activated.add(e.jobId);
       } else if (e.event === 'delayed') yielded.add(e.jobId);

@@ -8,6 +8,8 @@ export interface RecountResult {
   streamPos: string;
   /** How many entries the stream had ever had at streamPos. */
   streamAdded: number;
+  /** The stream's newest id once the count was done: a job added later cannot be in the count. */
+  countedUntil: string;
   recountPrefix: string;
   tasks: string[];
   available: number;
@@ -107,5 +109,6 @@ export async function recountQueue(redis: Redis, prefix: string, queue: string):
       await write.exec();
     }
   }
-  return { streamPos, streamAdded, recountPrefix: rp, tasks: [...tasks], available };
+  const { streamPos: countedUntil } = await streamHead(redis, `${qp}events`);
+  return { streamPos, streamAdded, countedUntil, recountPrefix: rp, tasks: [...tasks], available };
 }

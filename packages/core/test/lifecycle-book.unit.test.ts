@@ -162,3 +162,14 @@ test('a job added after the last recount is new: no lookup; one added before it 
   assert.deepEqual(opsBy(ops, 'ZADD', `${jp}avail:demo`), ['2000', 'new']);
   assert.deepEqual(opsBy(ops, 'HSET', `${jp}idx`), ['new', 'w|demo']);
 });
+
+test('past its memory bound the book forgets after a commit and asks Redis again', () => {
+  const book = new LifecycleBook(keys, [], 2);
+  const lookups = noLookups();
+  const events = ['1', '2', '3'].flatMap((id) => [ev('added', id, 'demo'), ev('waiting', id)]);
+  book.apply(events, lookups);
+  assert.deepEqual(book.lookupsFor([ev('active', '1', 'waiting')]).unknownJobs, []);
+  book.commitOps();
+  book.committedOps();
+  assert.deepEqual(book.lookupsFor([ev('active', '1', 'waiting')]).unknownJobs, ['1']);
+});

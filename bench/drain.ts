@@ -10,7 +10,6 @@ import {
   createRedisConnection,
   defineTask,
   jobKey,
-  LifecycleExporter,
   loadWorkerConfig,
   parseRoles,
   TaskClient,
@@ -23,6 +22,7 @@ import { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { pino } from 'pino';
 import type { ExporterReply, ExporterRequest } from './exporter-process.js';
+import { startManagerExporter } from './manager-exporter.js';
 import type { VariantName } from './options.js';
 
 export type DrainVariant = VariantName;
@@ -152,26 +152,16 @@ interface RunningExporter {
   stop(): Promise<void>;
 }
 
-/** The exporter as jobbers-manager constructs it (production defaults), in this process. */
+/** The exporter as jobbers-manager constructs it, in this process. */
 async function startExporterInProcess(config: WorkerConfig): Promise<RunningExporter> {
-  const connection = createRedisConnection(config.redisUrl, { connectionName: 'bench-exporter' });
-  connection.on('error', () => {});
-  await waitForRedis(connection, 10_000);
-  const exporter = new LifecycleExporter({
-    connection,
-    prefix: config.prefix,
-    queues: registry.queues,
-    roles: [...parseRoles(undefined, registry).keys()],
-  }).start();
-  await exporter.waitUntilReady(30_000);
-  return {
-    // Its CPU is already in this process's figure.
-    caughtUp: () => exporter.waitUntilCaughtUp(60_000).then(() => 0),
-    stop: async () => {
-      await exporter.stop();
-      connection.disconnect();
-    },
-  };
+  const { exporter, stop } = await startManagerExporter(
+    config.redisUrl,
+    config.prefix,
+    registry,
+    'bench-exporter',
+  );
+  // Its CPU is already in this process's figure.
+  return { caughtUp: () => exporter.waitUntilCaughtUp(60_000).then(() => 0), stop };
 }
 
 const exporterProcessEntry = fileURLToPath(new URL('./exporter-process.ts', import.meta.url));

@@ -5,16 +5,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import {
-  createRedisConnection,
-  exporterStateKey,
-  LifecycleExporter,
-  loadTasks,
-  readAvailableByTask,
-  TaskClient,
-  waitForRedis,
-} from '@jobbers/core';
+import { exporterStateKey, loadTasks, readAvailableByTask, TaskClient } from '@jobbers/core';
 import type { Redis } from 'ioredis';
+import { startManagerExporter } from './manager-exporter.js';
 import { percentile } from './stats.js';
 
 export interface LagSettings {
@@ -125,22 +118,14 @@ async function waitUntil(what: string, timeoutMs: number, check: () => Promise<b
 export async function runExporterLagBench(settings: LagSettings): Promise<LagResult> {
   const prefix = `bench-lag-${process.pid}`;
   const registry = await loadTasks('@jobbers/examples');
-  const connection = createRedisConnection(settings.redisUrl, { connectionName: 'bench-lag-manager' });
-  connection.on('error', () => {});
-  await waitForRedis(connection, 10_000);
+  const manager = await startManagerExporter(settings.redisUrl, prefix, registry, 'bench-lag-manager');
+  const { connection, exporter } = manager;
   const sampler = settings.admin.duplicate();
   const stateKey = exporterStateKey(prefix, queue);
   const stream = `${prefix}:${queue}:events`;
-  const exporter = new LifecycleExporter({
-    connection,
-    prefix,
-    queues: registry.queues,
-    roles: ['default'],
-  }).start();
   const client = new TaskClient({ connection, prefix, registry });
   let worker: ChildProcess | undefined;
   try {
-    await exporter.waitUntilReady(30_000);
     worker = await startWorkerProcess(settings, prefix);
     const recountsBefore = Number((await settings.admin.hget(stateKey, 'recounts')) ?? 0);
     const addedBefore = await entriesAdded(settings.admin, stream);
@@ -197,8 +182,7 @@ export async function runExporterLagBench(settings: LagSettings): Promise<LagRes
   } finally {
     if (worker) await stopWorkerProcess(worker);
     await client.close();
-    await exporter.stop();
-    connection.disconnect();
+    await manager.stop();
     sampler.disconnect();
     await settings.admin.flushall();
   }

@@ -1,14 +1,8 @@
 // The lifecycle exporter in a process of its own, as jobbers-manager runs it in production (the
 // manager and the workers are separate processes). The drain bench forks it and talks over IPC:
 // it answers `caught-up` once every event is applied, with its CPU time, and exits on `stop`.
-import {
-  createRedisConnection,
-  defineTask,
-  LifecycleExporter,
-  parseRoles,
-  TaskRegistry,
-  waitForRedis,
-} from '@jobbers/core';
+import { defineTask, TaskRegistry } from '@jobbers/core';
+import { startManagerExporter } from './manager-exporter.js';
 
 export type ExporterRequest = { type: 'caught-up' } | { type: 'stop' };
 export type ExporterReply =
@@ -30,24 +24,14 @@ const cpuUs = () => {
 const registry = new TaskRegistry([
   defineTask({ name: task, queue, params: { type: 'object' }, run: async () => {} }),
 ]);
-const connection = createRedisConnection(redisUrl, { connectionName: 'bench-exporter' });
-connection.on('error', () => {});
-await waitForRedis(connection, 10_000);
-const exporter = new LifecycleExporter({
-  connection,
-  prefix,
-  queues: registry.queues,
-  roles: [...parseRoles(undefined, registry).keys()],
-}).start();
-await exporter.waitUntilReady(30_000);
+const { exporter, stop } = await startManagerExporter(redisUrl, prefix, registry, 'bench-exporter');
 process.on('message', async (request: ExporterRequest) => {
   try {
     if (request.type === 'caught-up') {
       await exporter.waitUntilCaughtUp(60_000);
       send({ type: 'caught-up', cpuUs: cpuUs() });
     } else if (request.type === 'stop') {
-      await exporter.stop();
-      connection.disconnect();
+      await stop();
       send({ type: 'stopped', cpuUs: cpuUs() });
       process.disconnect();
     }

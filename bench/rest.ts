@@ -2,18 +2,16 @@
 // builds it (exporter on), loaded by autocannon running in a worker thread so the load generator
 // does not share the manager's event loop.
 import {
-  createRedisConnection,
   exporterStateKey,
-  LifecycleExporter,
   loadTasks,
   readAvailableByTask,
   renderClusterMetrics,
   type TaskRegistry,
-  waitForRedis,
 } from '@jobbers/core';
 import { buildManagerApp } from '@jobbers/manager';
 import autocannon from 'autocannon';
 import type { Redis } from 'ioredis';
+import { startManagerExporter } from './manager-exporter.js';
 
 export interface RestSettings {
   redisUrl: string;
@@ -42,15 +40,7 @@ export interface RestRun {
 }
 
 async function startManager(redisUrl: string, prefix: string, registry: TaskRegistry) {
-  const connection = createRedisConnection(redisUrl, { connectionName: 'bench-manager' });
-  connection.on('error', () => {});
-  await waitForRedis(connection, 10_000);
-  const exporter = new LifecycleExporter({
-    connection,
-    prefix,
-    queues: registry.queues,
-    roles: ['default'],
-  }).start();
+  const { connection, stop } = await startManagerExporter(redisUrl, prefix, registry, 'bench-manager');
   const { app } = await buildManagerApp({
     config: { prefix, apiKeys: [], bodyLimitBytes: 1024 * 1024 },
     registry,
@@ -64,8 +54,7 @@ async function startManager(redisUrl: string, prefix: string, registry: TaskRegi
     baseUrl: `http://127.0.0.1:${port}`,
     close: async () => {
       await app.close();
-      await exporter.stop();
-      connection.disconnect();
+      await stop();
     },
   };
 }

@@ -20,22 +20,25 @@ end
 export const readEventsScript = `
 local entries = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])
 local out = {}
+local n = 0
 for k = 1, #entries do
-  local fields = entries[k][2]
-  local event, jobId, name, prev = '', '', '', ''
-  for j = 1, #fields, 2 do
-    local field = fields[j]
-    if field == 'event' then event = fields[j + 1]
-    elseif field == 'jobId' then jobId = fields[j + 1]
-    elseif field == 'prev' then prev = fields[j + 1]
-    elseif field == 'name' then name = fields[j + 1] end
+  local entry = entries[k]
+  local fields = entry[2]
+  local event, jobId, extra = fields[2], '', ''
+  -- BullMQ writes event first and jobId second; name or prev follow, prev last.
+  if fields[3] == 'jobId' then jobId = fields[4] end
+  local last = #fields
+  if event == 'added' then
+    if fields[5] == 'name' then extra = fields[6] end
+  elseif fields[last - 1] == 'prev' then
+    extra = fields[last]
   end
-  if event == 'added' then prev = name end
-  local n = #out
-  out[n + 1] = entries[k][1]
+  if fields[1] ~= 'event' then event = '' end
+  out[n + 1] = entry[1]
   out[n + 2] = event
   out[n + 3] = jobId
-  out[n + 4] = prev
+  out[n + 4] = extra
+  n = n + 4
 end
 return table.concat(out, '\0')
 `;

@@ -173,3 +173,10 @@ test('past its memory bound the book forgets after a commit and asks Redis again
   book.committedOps();
   assert.deepEqual(book.lookupsFor([ev('active', '1', 'waiting')]).unknownJobs, ['1']);
 });
+
+test('queue-wide events that name no job ask Redis nothing (the lookup reply stays aligned)', () => {
+  const book = new LifecycleBook(keys, []);
+  const request = book.lookupsFor([ev('drained', ''), ev('waiting', '8', 'active'), ev('paused', '')]);
+  assert.deepEqual(request.unknownJobs, ['8']);
+  assert.deepEqual(request.maybeYielded, ['8']);
+});

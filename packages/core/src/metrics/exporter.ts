@@ -333,6 +333,9 @@ class QueueExporter {
         maybeYielded.join('\0'),
       )) as string
     ).split('\0');
+    const expected = 2 * unknownJobs.length + activatedJobs.length + maybeYielded.length;
+    if (reply.length !== expected)
+      throw new Error(`lookup answered ${reply.length} values for ${expected}: not applying the batch`);
     let r = 0;
     const committed: LookupResult['committed'] = new Map();
     for (const jobId of unknownJobs) {

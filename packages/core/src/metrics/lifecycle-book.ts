@@ -147,6 +147,8 @@ export class LifecycleBook {
     const yielded = new Set<string>();
     for (let i = 0; i < events.length; i++) {
       const e = events[i]!;
+      // Queue-wide events (drained, paused, cleaned...) name no job.
+      if (!e.jobId) continue;
       if (
         e.event === 'added' &&
         e.extra &&

@@ -68,7 +68,9 @@ class GatedWorker extends Worker<JobPayload> {
     name?: string,
   ): Promise<Job<JobPayload>> {
     if (!this.mayActivate()) return undefined as unknown as Job<JobPayload>;
-    await this.beforeActivate();
+    // Only a stale role record costs a wait; the usual activation takes no extra tick.
+    const recording = this.beforeActivate();
+    if (recording) await recording;
     return super.moveToActive(client, token, name);
   }
 

@@ -18,7 +18,7 @@ import {
   swapRecountScript,
 } from './exporter-scripts.js';
 import {
-  type CommitOp,
+  type JobState,
   LifecycleBook,
   type LookupRequest,
   type LookupResult,
@@ -344,7 +344,7 @@ class QueueExporter {
       if (indexed) {
         const separator = indexed.indexOf('|');
         committed.set(jobId, {
-          state: indexed.slice(0, separator) as CommittedStateLetter,
+          state: indexed.slice(0, separator) as JobState,
           task: indexed.slice(separator + 1),
           sinceMs: second ? Number(second) : 0,
         });
@@ -361,7 +361,7 @@ class QueueExporter {
     const ops = this.book.commitOps();
     if (ops.length === 0 && this.position.pos === this.committedPos) return;
     const args: string[] = [this.token, this.position.pos, String(this.position.added)];
-    for (const op of ops as CommitOp[]) args.push(op.command, op.key, op.args.join('\0'));
+    for (const op of ops) args.push(op.command, op.key, op.args.join('\0'));
     const result = await this.scripts.jobbersExporterCommit!(this.stateKey, this.leaderKey, ...args);
     if (result === -1) {
       this.isLeader = false;
@@ -452,8 +452,6 @@ class QueueExporter {
   }
 }
 
-type CommittedStateLetter = 'n' | 'w' | 'a' | 'd' | 'f';
-
 /** True when entries after `pos` were trimmed before they were applied. */
 function trimmedPast(info: unknown[], pos: string, addedAtPos: number): boolean {
   let length = 0;
@@ -473,7 +471,7 @@ function trimmedPast(info: unknown[], pos: string, addedAtPos: number): boolean 
  * Parses what the read script returned. A waiting-after-active cut off at the end of a full batch
  * may be a lease expiry whose `stalled` entry is in the next batch: it is left for the next turn.
  */
-export function parseEvents(packed: string, batchSize: number): StreamEvent[] {
+function parseEvents(packed: string, batchSize: number): StreamEvent[] {
   if (packed === '') return [];
   const parts = packed.split('\0');
   const events: StreamEvent[] = new Array(parts.length / 4);

@@ -149,14 +149,11 @@ export class LifecycleBook {
       const e = events[i]!;
       // Queue-wide events (drained, paused, cleaned...) name no job.
       if (!e.jobId) continue;
-      if (
-        e.event === 'added' &&
-        e.extra &&
-        !this.known.has(e.jobId) &&
-        compareStreamIds(e.id, countedUntil) > 0
-      )
-        addedHere.add(e.jobId);
-      else if (!this.known.has(e.jobId) && !addedHere.has(e.jobId)) unknown.add(e.jobId);
+      if (!this.known.has(e.jobId) && !addedHere.has(e.jobId)) {
+        if (e.event === 'added' && e.extra && compareStreamIds(e.id, countedUntil) > 0)
+          addedHere.add(e.jobId);
+        else unknown.add(e.jobId);
+      }
       if (e.event === 'active') {
         if (!roleKnown) activated.add(e.jobId);
       } else if (e.event === 'delayed') yielded.add(e.jobId);

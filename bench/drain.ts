@@ -51,6 +51,8 @@ export interface DrainRun {
    */
   nodeCpuUsPerJob: number;
   redisCpuUsPerJob: number;
+  /** The exporter's own process, when it runs in one (already part of nodeCpuUsPerJob). */
+  exporterCpuUsPerJob?: number;
 }
 
 const queue = 'bench';
@@ -292,6 +294,7 @@ export async function drainOnce(
       exporterCatchUpMs: caughtUpAt === undefined ? undefined : Math.max(0, caughtUpAt - last),
       nodeCpuUsPerJob: (nodeCpu.user + nodeCpu.system + exporterCpuUs) / jobs,
       redisCpuUsPerJob: (redisCpu * 1e6) / jobs,
+      exporterCpuUsPerJob: variant === 'jobbers+exporter-process' ? exporterCpuUs / jobs : undefined,
     };
   } finally {
     await stopWorker?.();

@@ -7,7 +7,7 @@ import { describeEnvironment, describeLoad, machineIsBusy } from './environment.
 import { runExporterLagBench } from './exporter-lag.js';
 import { type BenchOptions, parseBenchOptions, usage, type VariantName } from './options.js';
 import { runRestBench } from './rest.js';
-import { formatMs, formatRate, formatRatio, median, table, verdict } from './stats.js';
+import { formatMs, formatRate, formatRatio, median, percentile, table, verdict } from './stats.js';
 
 const throughputTarget = 0.9;
 const lagP99TargetMs = 1000;
@@ -37,10 +37,14 @@ async function benchDrain(options: BenchOptions, settings: DrainSettings): Promi
         run.exporterCatchUpMs === undefined
           ? ''
           : `  exporter caught up ${formatMs(run.exporterCatchUpMs)} after the last completion`;
+      const exporterCpu =
+        run.exporterCpuUsPerJob === undefined
+          ? ''
+          : `, of which exporter ${run.exporterCpuUsPerJob.toFixed(1)} us`;
       print(
         `round ${round}  ${run.variant.padEnd(28)} ${formatRate(run.jobsPerSecond).padStart(7)} jobs/s` +
           `  (${run.jobs} jobs in ${run.windowMs} ms; cpu/job node ${run.nodeCpuUsPerJob.toFixed(1)} us,` +
-          ` redis ${run.redisCpuUsPerJob.toFixed(1)} us)${catchUp}`,
+          ` redis ${run.redisCpuUsPerJob.toFixed(1)} us${exporterCpu})${catchUp}`,
       );
     }
   }
@@ -71,6 +75,12 @@ async function benchDrain(options: BenchOptions, settings: DrainSettings): Promi
     const ratio = a / b;
     const goal = target === undefined ? '' : `  target >= ${target}: ${verdict(ratio >= target)}`;
     summary.push(`${label.padEnd(48)} ${formatRatio(ratio)}${goal}`);
+    const pairs = pairedRatios(runs, over, under);
+    if (pairs.length >= 4)
+      summary.push(
+        `${'    same-round ratios'.padEnd(48)} median ${formatRatio(median(pairs))}, middle half ` +
+          `${formatRatio(percentile(pairs, 25))}-${formatRatio(percentile(pairs, 75))} (${pairs.length} rounds)`,
+      );
   };
   ratioLine('Jobbers / BullMQ (median jobs/s)', 'jobbers', 'bullmq', throughputTarget);
   ratioLine('metrics on / off (jobbers+exporter / jobbers)', 'jobbers+exporter', 'jobbers', throughputTarget);
@@ -101,6 +111,21 @@ async function benchDrain(options: BenchOptions, settings: DrainSettings): Promi
   print();
   for (const line of summary) print(line);
   return summary;
+}
+
+/**
+ * The ratio within each round (its runs follow one another closely): the machine's slow drifts in speed
+ * cancel, so it scatters less than a ratio of medians when the machine is noisy.
+ */
+function pairedRatios(runs: readonly DrainRun[], over: VariantName, under: VariantName): number[] {
+  const ratios: number[] = [];
+  const rounds = new Set(runs.map((r) => r.round));
+  for (const round of rounds) {
+    const a = runs.find((r) => r.round === round && r.variant === over);
+    const b = runs.find((r) => r.round === round && r.variant === under);
+    if (a && b) ratios.push(a.jobsPerSecond / b.jobsPerSecond);
+  }
+  return ratios;
 }
 
 async function benchRest(options: BenchOptions, redisUrl: string, admin: Redis): Promise<string[]> {

@@ -1,9 +1,13 @@
 // Test harness: a private redis-server on a free port, never the shared 6379 instance.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { after, before } from 'node:test';
-import { Redis } from 'ioredis';
+import { createRedisConnection } from '@jobbers/core';
+import { Redis, type RedisOptions } from 'ioredis';
 import { waitFor } from './wait.js';
 
 export interface RedisServer {
@@ -36,28 +40,60 @@ function redisServerBinary(): string {
 
 export async function startRedisServer(extraArgs: string[] = [], port?: number): Promise<RedisServer> {
   const chosen = port ?? (await freePort());
+  const url = `redis://127.0.0.1:${chosen}`;
+  const child = await launch(['--port', String(chosen), ...extraArgs], url, {});
+  return { port: chosen, url, process: child, stop: () => stopChild(child) };
+}
+
+export interface TlsRedisServer extends RedisServer {
+  /** The self-signed certificate the server presents: trust it with `tls: { ca }`. */
+  ca: Buffer;
+}
+
+/** A redis-server that only speaks TLS, with a throwaway self-signed certificate for 127.0.0.1. */
+export async function startTlsRedisServer(): Promise<TlsRedisServer> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'jobbers-tls-'));
+  const cert = path.join(dir, 'cert.pem');
+  const key = path.join(dir, 'key.pem');
+  execFileSync(
+    'openssl',
+    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost'].concat([
+      '-addext',
+      'subjectAltName=DNS:localhost,IP:127.0.0.1',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+    ]),
+    { stdio: 'ignore' },
+  );
+  const ca = readFileSync(cert);
+  const port = await freePort();
+  const url = `rediss://127.0.0.1:${port}`;
+  const args = ['--port', '0', '--tls-port', String(port), '--tls-cert-file', cert, '--tls-key-file', key];
+  args.push('--tls-ca-cert-file', cert, '--tls-auth-clients', 'no');
+  const child = await launch(args, url, { tls: { ca } }).finally(() =>
+    rmSync(dir, { recursive: true, force: true }),
+  );
+  return { port, url, ca, process: child, stop: () => stopChild(child) };
+}
+
+/** Starts redis-server with the harness's settings plus `args` and waits until `url` answers PING. */
+async function launch(args: string[], url: string, probeOptions: RedisOptions): Promise<ChildProcess> {
   const child = spawn(
     redisServerBinary(),
-    [
-      '--port',
-      String(chosen),
-      '--bind',
-      '127.0.0.1',
-      '--save',
-      '',
-      '--appendonly',
-      'no',
-      '--daemonize',
-      'no',
-      ...extraArgs,
-    ],
+    ['--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', ...args],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let output = '';
   child.stdout?.on('data', (d) => (output += d));
   child.stderr?.on('data', (d) => (output += d));
-  const url = `redis://127.0.0.1:${chosen}`;
-  const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  const probe = new Redis(url, {
+    ...probeOptions,
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+  });
   probe.on('error', () => {});
   try {
     await waitFor(
@@ -72,22 +108,19 @@ export async function startRedisServer(extraArgs: string[] = [], port?: number):
           return false;
         }
       },
-      { timeoutMs: 10_000, what: `redis-server on port ${chosen}` },
+      { timeoutMs: 10_000, what: `redis-server at ${url}` },
     );
   } finally {
     probe.disconnect();
   }
-  return {
-    port: chosen,
-    url,
-    process: child,
-    stop: async () => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGKILL');
-      await exited;
-    },
-  };
+  return child;
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGKILL');
+  await exited;
 }
 
 /** A key prefix of its own for each test, so tests never see each other's keys. */
@@ -97,19 +130,22 @@ export function uniquePrefix(label = 't'): string {
 
 export interface RedisFixture {
   server: RedisServer;
-  /** A plain connection to the server, for setting up and checking state. */
+  /** A connection to the server, for setting up and checking state. */
   redis: Redis;
 }
 
 /**
  * A private redis-server and one connection to it for the whole test file: started in `before`,
- * stopped in `after`. Read its fields inside tests.
+ * stopped in `after`. Read its fields inside tests. With `blocking`, the connection is core's
+ * blocking one (commands wait while Redis is away), as BullMQ and the exporter need.
  */
-export function useRedisServer(): RedisFixture {
+export function useRedisServer(options: { blocking?: boolean } = {}): RedisFixture {
   const fixture = {} as RedisFixture;
   before(async () => {
     fixture.server = await startRedisServer();
-    fixture.redis = new Redis(fixture.server.url);
+    fixture.redis = options.blocking
+      ? createRedisConnection(fixture.server.url, { blocking: true })
+      : new Redis(fixture.server.url);
     fixture.redis.on('error', () => {});
   });
   after(async () => {

@@ -180,3 +180,31 @@ test('queue-wide events that name no job ask Redis nothing (the lookup reply sta
   assert.deepEqual(request.unknownJobs, ['8']);
   assert.deepEqual(request.maybeYielded, ['8']);
 });
+
+test('the recount boundary orders ids within one millisecond by sequence number, not by text', () => {
+  const book = new LifecycleBook(keys, []);
+  const added = (id: string, jobId: string) => ({
+    id,
+    ms: Number(id.split('-')[0]),
+    event: 'added',
+    jobId,
+    extra: 'demo',
+  });
+  const request = book.lookupsFor(
+    [
+      added('1500-9', 'before'),
+      added('1500-10', 'after'),
+      added('1500-2', 'equal-ms-lower'),
+      added('1499-99', 'earlier'),
+    ],
+    false,
+    '1500-9',
+  );
+  assert.deepEqual(request.unknownJobs.sort(), ['before', 'earlier', 'equal-ms-lower']);
+});
+
+test('a job activated and then waiting again in one batch may have yielded, whatever prev says', () => {
+  const book = new LifecycleBook(keys, []);
+  const request = book.lookupsFor([ev('active', '9', 'waiting'), ev('waiting', '9'), ev('waiting', '10')]);
+  assert.deepEqual(request.maybeYielded, ['9']);
+});

@@ -2,9 +2,8 @@
 // activating), activations take it without a read per job; when several may, each job's `pb` tells.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { after, afterEach, before, beforeEach, test } from 'node:test';
+import { afterEach, beforeEach, test } from 'node:test';
 import {
-  createRedisConnection,
   defineTask,
   LifecycleExporter,
   recordRoleActivity,
@@ -12,32 +11,22 @@ import {
   TaskRegistry,
 } from '@jobbers/core';
 import { Queue, Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { clusterSamples, metricValue } from '../../../test/support/metrics.js';
-import { type RedisServer, startRedisServer, uniquePrefix } from '../../../test/support/redis-server.js';
+import { uniquePrefix, useRedisServer } from '../../../test/support/redis-server.js';
 
 const task = 'demo.job';
 const registry = new TaskRegistry([defineTask({ name: task, queue: 'q', params: {}, run: () => null })]);
-let server: RedisServer;
-let redis: Redis;
+const fixture = useRedisServer({ blocking: true });
 let prefix: string;
 let queue: Queue;
 let exporter: LifecycleExporter;
 const workers: Worker[] = [];
 
-before(async () => {
-  server = await startRedisServer();
-  redis = createRedisConnection(server.url, { blocking: true });
-});
-after(async () => {
-  redis.disconnect();
-  await server.stop();
-});
 beforeEach(async () => {
   prefix = uniquePrefix('role');
-  queue = new Queue('q', { connection: redis, prefix });
+  queue = new Queue('q', { connection: fixture.redis, prefix });
   exporter = new LifecycleExporter({
-    connection: redis,
+    connection: fixture.redis,
     prefix,
     queues: ['q'],
     roles: ['default', 'other'],
@@ -53,7 +42,7 @@ afterEach(async () => {
 
 /** Activates one job the way a worker named `name` (BullMQ's processedBy) would. */
 async function activateAs(name: string) {
-  const worker = new Worker('q', null, { connection: redis, prefix, name });
+  const worker = new Worker('q', null, { connection: fixture.redis, prefix, name });
   workers.push(worker);
   await queue.add(task, {});
   assert.ok(await worker.getNextJob(randomUUID()), 'a job was activated');
@@ -61,22 +50,22 @@ async function activateAs(name: string) {
 
 async function selected(role: string) {
   await exporter.waitUntilCaughtUp();
-  return metricValue(await clusterSamples(redis, prefix, registry), 'jobbers_tasks_selected_total', {
+  return metricValue(await clusterSamples(fixture.redis, prefix, registry), 'jobbers_tasks_selected_total', {
     task,
     role,
   });
 }
 
 test('while one role serves the queue, activations carry its label without reading who took the job', async () => {
-  await recordRoleActivity(redis, prefix, ['q'], 'other');
+  await recordRoleActivity(fixture.redis, prefix, ['q'], 'other');
   await activateAs('a-process-that-names-no-role');
   assert.equal(await selected('other'), 1);
   assert.equal(await selected('unknown'), 0);
 });
 
 test('when two roles serve the queue, each activation is labelled by the worker that took it', async () => {
-  await recordRoleActivity(redis, prefix, ['q'], 'default');
-  await recordRoleActivity(redis, prefix, ['q'], 'other');
+  await recordRoleActivity(fixture.redis, prefix, ['q'], 'default');
+  await recordRoleActivity(fixture.redis, prefix, ['q'], 'other');
   await activateAs('default@host:1');
   await activateAs('other@host:2');
   await activateAs('other@host:3');
@@ -85,8 +74,8 @@ test('when two roles serve the queue, each activation is labelled by the worker 
 });
 
 test('a role last seen before the activity window labels nothing: the job tells who took it', async () => {
-  const [seconds] = (await redis.time()) as [string | number, string | number];
-  await redis.zadd(roleActivityKey(prefix, 'q'), Number(seconds) * 1000 - 10 * 60_000, 'other');
+  const [seconds] = (await fixture.redis.time()) as [string | number, string | number];
+  await fixture.redis.zadd(roleActivityKey(prefix, 'q'), Number(seconds) * 1000 - 10 * 60_000, 'other');
   await activateAs('default@host:1');
   assert.equal(await selected('default'), 1);
   assert.equal(await selected('other'), 0);

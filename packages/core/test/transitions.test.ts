@@ -2,48 +2,32 @@
 // exporter counted the transition and moved the gauges.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { after, afterEach, before, beforeEach, test } from 'node:test';
-import { createRedisConnection, defineTask, LifecycleExporter, markYield, TaskRegistry } from '@jobbers/core';
+import { afterEach, beforeEach, test } from 'node:test';
+import { defineTask, LifecycleExporter, markYield, TaskRegistry } from '@jobbers/core';
 import { Job, Queue, Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { clusterSamples, metricValue } from '../../../test/support/metrics.js';
-import { type RedisServer, startRedisServer, uniquePrefix } from '../../../test/support/redis-server.js';
+import { uniquePrefix, useRedisServer } from '../../../test/support/redis-server.js';
 import { waitFor } from '../../../test/support/wait.js';
 
 const task = 'demo.job';
 const registry = new TaskRegistry([defineTask({ name: task, queue: 'q', params: {}, run: () => null })]);
-let server: RedisServer;
-let redis: Redis;
+const fixture = useRedisServer({ blocking: true });
 let prefix: string;
 let queue: Queue;
 let exporter: LifecycleExporter;
 let manual: Worker;
 
-before(async () => {
-  server = await startRedisServer();
-  redis = createRedisConnection(server.url, { blocking: true });
-});
-after(async () => {
-  redis.disconnect();
-  await server.stop();
-});
 beforeEach(async () => {
   prefix = uniquePrefix('tr');
-  queue = new Queue('q', { connection: redis, prefix });
+  queue = new Queue('q', { connection: fixture.redis, prefix });
   manual = new Worker('q', null, {
-    connection: redis,
+    connection: fixture.redis,
     prefix,
     lockDuration: 400,
     stalledInterval: 100,
     name: 'default@test:1',
   });
-  exporter = new LifecycleExporter({
-    connection: redis,
-    prefix,
-    queues: ['q'],
-    roles: ['default'],
-    blockMs: 50,
-  }).start();
+  exporter = startExporter();
   await exporter.waitUntilReady();
 });
 afterEach(async () => {
@@ -52,9 +36,19 @@ afterEach(async () => {
   await queue.close();
 });
 
+function startExporter() {
+  return new LifecycleExporter({
+    connection: fixture.redis,
+    prefix,
+    queues: ['q'],
+    roles: ['default'],
+    blockMs: 50,
+  }).start();
+}
+
 async function metrics() {
   await exporter.waitUntilCaughtUp();
-  return clusterSamples(redis, prefix, registry);
+  return clusterSamples(fixture.redis, prefix, registry);
 }
 
 async function count(transition: string) {
@@ -136,7 +130,7 @@ test('a submit delay that expires is backoff-recurred', async () => {
 test('timed-out: a job whose lease expired is available again without using a retry', async () => {
   await queue.add(task, {}, { attempts: 1 });
   const { job } = await activate();
-  await redis.del(`${prefix}:q:${job.id}:lock`);
+  await fixture.redis.del(`${prefix}:q:${job.id}:lock`);
   await waitFor(
     async () => {
       await manual.moveStalledJobsToWait();
@@ -152,7 +146,7 @@ test('timed-out: a job whose lease expired is available again without using a re
 test('yielded: a job given back by its worker is available again and counted as a yield', async () => {
   await queue.add(task, {});
   const { job, token } = await activate();
-  await markYield(redis, prefix, 'q', job.id!);
+  await markYield(fixture.redis, prefix, 'q', job.id!);
   await job.moveToDelayed(Date.now(), token);
   assert.equal(await count('yielded'), 1);
   assert.equal(await count('failed-with-backoff'), 0);
@@ -198,16 +192,10 @@ test('yielded twice before the exporter applies either: both count as yields', a
   await queue.add(task, {});
   for (let give = 0; give < 2; give++) {
     const { job, token } = await activate();
-    await markYield(redis, prefix, 'q', job.id!);
+    await markYield(fixture.redis, prefix, 'q', job.id!);
     await job.moveToDelayed(Date.now(), token);
   }
-  exporter = new LifecycleExporter({
-    connection: redis,
-    prefix,
-    queues: ['q'],
-    roles: ['default'],
-    blockMs: 50,
-  }).start();
+  exporter = startExporter();
   assert.equal(await count('yielded'), 2);
   assert.equal(await count('failed-with-backoff'), 0);
 });

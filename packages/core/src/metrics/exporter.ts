@@ -10,13 +10,8 @@ import { type Logger, pino } from 'pino';
 import { jobbersKey, queueKey } from '../keys.js';
 import { duplicateBlockingConnection } from '../redis.js';
 import { latencyBuckets } from './definitions.js';
-import {
-  commitScript,
-  lookupScript,
-  readEventsScript,
-  reconcileScript,
-  swapRecountScript,
-} from './exporter-scripts.js';
+import { createEventStreamReader, type EventStreamReader } from './event-stream-reader.js';
+import { commitScript, lookupScript, reconcileScript, swapRecountScript } from './exporter-scripts.js';
 import {
   type JobState,
   LifecycleBook,
@@ -104,6 +99,7 @@ class QueueExporter {
   private readonly token = randomBytes(8).toString('hex');
   private readonly redis: Redis;
   private readonly blocking: Redis;
+  private readonly reader: EventStreamReader;
   private readonly logger: Logger;
   private readonly qp: string;
   private readonly jp: string;
@@ -138,6 +134,7 @@ class QueueExporter {
     this.blocking = duplicateBlockingConnection(options.connection);
     this.redis.on('error', () => {});
     this.blocking.on('error', () => {});
+    this.reader = createEventStreamReader(options.connection, this.redis);
     this.logger = (options.logger ?? silentLogger).child({ queue, component: 'lifecycle-exporter' });
     this.qp = `${queueKey(prefix, queue)}:`;
     this.jp = jobbersKey(prefix, queue, '');
@@ -152,7 +149,6 @@ class QueueExporter {
     this.minTurnMs = options.minTurnMs ?? 50;
     this.commitMs = options.commitMs ?? 250;
     this.book = this.newBook();
-    this.redis.defineCommand('jobbersReadEvents', { numberOfKeys: 1, lua: readEventsScript });
     this.redis.defineCommand('jobbersExporterLookup', { numberOfKeys: 1, lua: lookupScript });
     this.redis.defineCommand('jobbersExporterCommit', { numberOfKeys: 2, lua: commitScript });
     this.redis.defineCommand('jobbersReconcile', { numberOfKeys: 1, lua: reconcileScript });
@@ -184,6 +180,7 @@ class QueueExporter {
   async stop() {
     this.running = false;
     this.blocking.disconnect();
+    this.reader.close();
     await this.loop;
     if (this.isLeader) {
       await this.commit().catch((error) =>
@@ -276,30 +273,24 @@ class QueueExporter {
     }
     const { pos, added } = this.position;
     // Read first, then check: if no entry after pos is missing now, none was missing when it was
-    // read (trimming only removes the oldest entries). One pipeline, no MULTI: ioredis decodes
-    // transaction replies far more slowly.
-    // Roles are read after the events: a role that activated a job in the batch recorded itself
-    // before that, so it is seen.
-    const read = this.redis.pipeline() as ReturnType<Redis['pipeline']> & {
-      jobbersReadEvents(stream: string, after: string, count: number): ReturnType<Redis['pipeline']>;
-    };
-    const [[rangeError, range], [infoError, info], [, roles]] = (await read
-      .jobbersReadEvents(this.stream, `(${pos}`, this.batchSize)
+    // read (trimming only removes the oldest entries). Roles are read after the events too: a
+    // role that activated a job in the batch recorded itself before that, so it is seen.
+    const events = holdBackCutStall(await this.reader.read(this.stream, pos, this.batchSize), this.batchSize);
+    const [[infoError, info], [, roles]] = (await this.redis
+      .pipeline()
       .xinfo('STREAM', this.stream)
       .zrange(this.rolesKey, 0, -1, 'WITHSCORES')
-      .exec()) as [[Error | null, string], [Error | null, unknown[]], [Error | null, string[] | null]];
+      .exec()) as [[Error | null, unknown[]], [Error | null, string[] | null]];
     if (infoError) {
       if (!/no such key/i.test(infoError.message)) throw infoError;
       if (pos !== '0-0') {
         await this.recount('event stream is gone');
         return;
       }
-    } else if (rangeError) throw rangeError;
-    else if (trimmedPast(info, pos, added)) {
+    } else if (trimmedPast(info, pos, added)) {
       await this.recount('event stream trimmed past the position: events were never applied');
       return;
     }
-    const events = parseEvents(range ?? '', this.batchSize);
     if (events.length === 0) {
       await this.commit();
       await this.reconcileIfDue();
@@ -468,24 +459,10 @@ function trimmedPast(info: unknown[], pos: string, addedAtPos: number): boolean 
 }
 
 /**
- * Parses what the read script returned. A waiting-after-active cut off at the end of a full batch
- * may be a lease expiry whose `stalled` entry is in the next batch: it is left for the next turn.
+ * A waiting-after-active cut off at the end of a full batch may be a lease expiry whose `stalled`
+ * entry is in the next batch: it is left for the next turn.
  */
-function parseEvents(packed: string, batchSize: number): StreamEvent[] {
-  if (packed === '') return [];
-  const parts = packed.split('\0');
-  const events: StreamEvent[] = new Array(parts.length / 4);
-  for (let k = 0, p = 0; p < parts.length; k++, p += 4) {
-    const id = parts[p]!;
-    const dash = id.indexOf('-');
-    events[k] = {
-      id,
-      ms: Number(dash === -1 ? id : id.slice(0, dash)),
-      event: parts[p + 1]!,
-      jobId: parts[p + 2]!,
-      extra: parts[p + 3]!,
-    };
-  }
+function holdBackCutStall(events: StreamEvent[], batchSize: number): StreamEvent[] {
   const last = events[events.length - 1];
   if (
     events.length === batchSize &&

@@ -64,7 +64,8 @@ interface TaskSlots {
   task: string;
   indexValue: Record<JobState, string>;
   sets: { w: KeyWrites; a: KeyWrites; f: KeyWrites };
-  cells: Map<string, Cell>;
+  /** Counter cells by metric, then by the label after queue and task ('' for none). */
+  cells: Map<string, Map<string, Cell>>;
   timeInQueue: Map<string, Histogram>;
 }
 
@@ -145,6 +146,7 @@ export class LifecycleBook {
     const addedHere = new Set<string>();
     const activated = new Set<string>();
     const yielded = new Set<string>();
+    const activatedHere = new Set<string>();
     for (let i = 0; i < events.length; i++) {
       const e = events[i]!;
       // Queue-wide events (drained, paused, cleaned...) name no job.
@@ -155,13 +157,12 @@ export class LifecycleBook {
         else unknown.add(e.jobId);
       }
       if (e.event === 'active') {
+        activatedHere.add(e.jobId);
         if (!roleKnown) activated.add(e.jobId);
       } else if (e.event === 'delayed') yielded.add(e.jobId);
       else if (
         e.event === 'waiting' &&
-        (e.extra === 'active' ||
-          this.known.get(e.jobId)?.state === 'a' ||
-          activatedBefore(events, i, e.jobId))
+        (e.extra === 'active' || activatedHere.has(e.jobId) || this.known.get(e.jobId)?.state === 'a')
       )
         yielded.add(e.jobId);
     }
@@ -247,8 +248,8 @@ export class LifecycleBook {
       args.push(field, String(by));
     };
     for (const slots of this.slotsByTask.values()) {
-      for (const cell of slots.cells.values())
-        if (cell.by !== 0) add(increments, cell.key, cell.field, cell.by);
+      for (const cells of slots.cells.values())
+        for (const cell of cells.values()) if (cell.by !== 0) add(increments, cell.key, cell.field, cell.by);
       for (const h of slots.timeInQueue.values()) {
         if (h.count === 0) continue;
         h.buckets.forEach((n, bucket) => {
@@ -272,7 +273,7 @@ export class LifecycleBook {
         writes.members.clear();
         writes.fresh.clear();
       }
-      for (const cell of slots.cells.values()) cell.by = 0;
+      for (const cells of slots.cells.values()) for (const cell of cells.values()) cell.by = 0;
       for (const h of slots.timeInQueue.values()) {
         h.buckets.fill(0);
         h.count = 0;
@@ -337,7 +338,7 @@ export class LifecycleBook {
     if (e.extra === 'active' || state === 'a') {
       if (next?.event === 'stalled' && next.jobId === e.jobId) {
         this.transition(slots, 'timed-out');
-        this.count(slots, 'timed-out-total', 'jobbers_tasks_timed_out_total', '');
+        this.count(slots, 'jobbers_tasks_timed_out_total', '');
         consumedNext = true;
       } else if (this.consumeYield(e.jobId)) this.transition(slots, 'yielded');
       else this.transition(slots, 'failed-with-retries');
@@ -354,7 +355,7 @@ export class LifecycleBook {
     this.moveTo(e.jobId, known, slots, 'a', e.ms);
     const role = this.roleOf(e.jobId);
     this.transition(slots, 'activated');
-    this.count(slots, `selected:${role}`, 'jobbers_tasks_selected_total', `|${role}`);
+    this.count(slots, 'jobbers_tasks_selected_total', role);
     if (state === 'w' && sinceMs > 0) this.observeTimeInQueue(slots, role, (e.ms - sinceMs) / 1000);
   }
 
@@ -451,19 +452,27 @@ export class LifecycleBook {
   }
 
   private transition(slots: TaskSlots, name: string) {
-    this.count(slots, name, 'jobbers_job_transitions_total', `|${name}`);
+    this.count(slots, 'jobbers_job_transitions_total', name);
   }
 
-  /** Adds one to `metric` with labels queue, task and `labelSuffix` (pre-joined, e.g. `|activated`). */
-  private count(slots: TaskSlots, cellName: string, metric: string, labelSuffix: string) {
-    let cell = slots.cells.get(cellName);
+  /**
+   * Adds one to `metric` with labels queue, task and, unless empty, `label`. Cells are found by
+   * metric then label, so counting builds no string.
+   */
+  private count(slots: TaskSlots, metric: string, label: string) {
+    let cells = slots.cells.get(metric);
+    if (!cells) {
+      cells = new Map();
+      slots.cells.set(metric, cells);
+    }
+    let cell = cells.get(label);
     if (!cell) {
       cell = {
         key: this.keys.metricsPrefix + metric,
-        field: `${this.keys.queue}|${slots.task}${labelSuffix}`,
+        field: label ? `${this.keys.queue}|${slots.task}|${label}` : `${this.keys.queue}|${slots.task}`,
         by: 0,
       };
-      slots.cells.set(cellName, cell);
+      cells.set(label, cell);
     }
     if (cell.by === 0) this.pendingCounts++;
     cell.by++;
@@ -498,9 +507,3 @@ export class LifecycleBook {
 }
 
 const setStates = ['w', 'a', 'f'] as const;
-
-function activatedBefore(events: readonly StreamEvent[], index: number, jobId: string): boolean {
-  for (let i = index - 1; i >= 0; i--)
-    if (events[i]!.jobId === jobId && events[i]!.event === 'active') return true;
-  return false;
-}

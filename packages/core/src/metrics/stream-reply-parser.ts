@@ -1,0 +1,220 @@
+// Decodes Redis replies (RESP2) arriving in chunks, for the exporter's own read connection: an
+// XRANGE reply becomes the book's StreamEvents directly, keeping of each entry only id, event,
+// jobId and name or prev. No array or string is made for a field it skips, such as a large return
+// value: a general client decodes every field of every entry, which costs the exporter several
+// times what applying the event does.
+import type { StreamEvent } from './lifecycle-book.js';
+
+const CR = 13;
+const STAR = 42;
+const DOLLAR = 36;
+const PLUS = 43;
+const MINUS = 45;
+const COLON = 58;
+
+// Event names and `prev` values BullMQ writes, handed out as the same string every time (no new
+// string per entry; comparing them is cheap).
+const knownWordsByLength: { bytes: Buffer; text: string }[][] = [];
+for (const text of [
+  'added',
+  'waiting',
+  'active',
+  'completed',
+  'failed',
+  'delayed',
+  'prioritized',
+  'stalled',
+  'removed',
+  'progress',
+  'drained',
+  'retries-exhausted',
+  'waiting-children',
+  'paused',
+  'resumed',
+  'cleaned',
+  'duplicated',
+  'deduplicated',
+  'debounced',
+]) {
+  const bytes = Buffer.from(text);
+  if (!knownWordsByLength[bytes.length]) knownWordsByLength[bytes.length] = [];
+  knownWordsByLength[bytes.length]!.push({ bytes, text });
+}
+
+function word(buf: Buffer, start: number, end: number): string {
+  const candidates = knownWordsByLength[end - start];
+  if (candidates)
+    for (const candidate of candidates) if (matches(buf, start, candidate.bytes)) return candidate.text;
+  return buf.toString('latin1', start, end);
+}
+
+const EVENT = Buffer.from('event');
+const JOB_ID = Buffer.from('jobId');
+const NAME = Buffer.from('name');
+const PREV = Buffer.from('prev');
+
+/** An error reply from Redis (`-ERR ...`), or a reply the parser cannot take. */
+export class RedisReplyError extends Error {
+  override name = 'RedisReplyError';
+}
+
+/** What one reply turned into: events of an XRANGE, or the text of a status or integer reply. */
+export type ParsedReply = { kind: 'entries'; events: StreamEvent[] } | { kind: 'status'; text: string };
+
+const incomplete = -1;
+
+/**
+ * One reply at a time: `push` every chunk received until it returns the reply. Progress is kept at
+ * entry boundaries, so a large reply split over many chunks is scanned once.
+ */
+export class StreamReplyParser {
+  private buffer: Buffer = Buffer.alloc(0);
+  private offset = 0;
+  /** Entries still to read of the current XRANGE reply; -1 before its header. */
+  private remaining = -1;
+  private events: StreamEvent[] = [];
+  /** Set by readInteger: the value read. */
+  private integer = 0;
+
+  /** True when no partly received reply is held. */
+  get idle(): boolean {
+    return this.remaining === -1 && this.offset >= this.buffer.length;
+  }
+
+  push(chunk: Buffer): ParsedReply | undefined {
+    this.buffer =
+      this.offset >= this.buffer.length ? chunk : Buffer.concat([this.buffer.subarray(this.offset), chunk]);
+    this.offset = 0;
+    const reply = this.remaining === -1 ? this.readHeader() : this.readEntries();
+    if (reply && this.offset < this.buffer.length)
+      throw new RedisReplyError('Redis sent more than one reply to one command');
+    return reply;
+  }
+
+  private readHeader(): ParsedReply | undefined {
+    const buf = this.buffer;
+    if (buf.length === 0) return undefined;
+    const type = buf[0];
+    if (type === PLUS || type === MINUS || type === COLON) {
+      const end = buf.indexOf(CR);
+      if (end === -1 || end + 1 >= buf.length) return undefined;
+      const text = buf.toString('utf8', 1, end);
+      this.offset = end + 2;
+      if (type === MINUS) throw new RedisReplyError(text);
+      return { kind: 'status', text };
+    }
+    if (type !== STAR) throw new RedisReplyError(`unexpected reply type ${String.fromCharCode(type!)}`);
+    const next = this.readInteger(1);
+    if (next === incomplete) return undefined;
+    this.offset = next;
+    this.remaining = Math.max(this.integer, 0);
+    this.events = [];
+    return this.readEntries();
+  }
+
+  private readEntries(): ParsedReply | undefined {
+    while (this.remaining > 0) {
+      const next = this.readEntry(this.offset);
+      if (next === incomplete) return undefined;
+      this.offset = next;
+      this.remaining--;
+    }
+    const events = this.events;
+    this.events = [];
+    this.remaining = -1;
+    return { kind: 'entries', events };
+  }
+
+  /** Reads one `[id, [field, value, ...]]` entry at i; returns the offset after it, or incomplete. */
+  private readEntry(start: number): number {
+    const buf = this.buffer;
+    let i = this.expect(start, STAR);
+    if (i === incomplete) return incomplete;
+    const parts = this.integer;
+    if (parts !== 2) throw new RedisReplyError(`a stream entry of ${parts} parts`);
+    i = this.expect(i, DOLLAR);
+    if (i === incomplete) return incomplete;
+    const idEnd = i + this.integer;
+    if (idEnd + 2 > buf.length) return incomplete;
+    const id = buf.toString('latin1', i, idEnd);
+    let ms = 0;
+    for (let k = i; k < idEnd; k++) {
+      const c = buf[k]!;
+      if (c < 48 || c > 57) break;
+      ms = ms * 10 + (c - 48);
+    }
+    i = this.expect(idEnd + 2, STAR);
+    if (i === incomplete) return incomplete;
+    const fields = this.integer;
+    let event = '';
+    let jobId = '';
+    let name = '';
+    let prev = '';
+    for (let f = 0; f < fields; f += 2) {
+      i = this.expect(i, DOLLAR);
+      if (i === incomplete) return incomplete;
+      const keyStart = i;
+      const keyLength = this.integer;
+      i = this.expect(keyStart + keyLength + 2, DOLLAR);
+      if (i === incomplete) return incomplete;
+      const valueStart = i;
+      if (this.integer < 0) throw new RedisReplyError('a nil field in a stream entry');
+      const valueEnd = i + this.integer;
+      if (valueEnd + 2 > buf.length) return incomplete;
+      i = valueEnd + 2;
+      if (keyLength === 5) {
+        if (matches(buf, keyStart, EVENT)) event = word(buf, valueStart, valueEnd);
+        else if (matches(buf, keyStart, JOB_ID)) jobId = buf.toString('utf8', valueStart, valueEnd);
+      } else if (keyLength === 4) {
+        if (matches(buf, keyStart, NAME)) name = buf.toString('utf8', valueStart, valueEnd);
+        else if (matches(buf, keyStart, PREV)) prev = word(buf, valueStart, valueEnd);
+      }
+    }
+    this.events.push({
+      id,
+      ms,
+      event,
+      jobId,
+      extra: event === 'added' ? name : prev,
+    });
+    return i;
+  }
+
+  /** Reads `<type><integer>\r\n` at i; returns the offset after it (integer in this.integer). */
+  private expect(i: number, type: number): number {
+    const buf = this.buffer;
+    if (i >= buf.length) return incomplete;
+    if (buf[i] !== type)
+      throw new RedisReplyError(
+        `expected ${String.fromCharCode(type)} in a stream reply, got ${String.fromCharCode(buf[i]!)}`,
+      );
+    return this.readInteger(i + 1);
+  }
+
+  private readInteger(start: number): number {
+    const buf = this.buffer;
+    let i = start;
+    let negative = false;
+    if (buf[i] === MINUS) {
+      negative = true;
+      i++;
+    }
+    let value = 0;
+    for (; i < buf.length; i++) {
+      const c = buf[i]!;
+      if (c === CR) {
+        if (i + 1 >= buf.length) return incomplete;
+        this.integer = negative ? -value : value;
+        return i + 2;
+      }
+      if (c < 48 || c > 57) throw new RedisReplyError('a malformed length in a reply');
+      value = value * 10 + (c - 48);
+    }
+    return incomplete;
+  }
+}
+
+function matches(buf: Buffer, start: number, word: Buffer): boolean {
+  for (let k = 0; k < word.length; k++) if (buf[start + k] !== word[k]) return false;
+  return true;
+}

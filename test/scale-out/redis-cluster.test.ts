@@ -49,7 +49,7 @@ test('tasks run end to end on Redis Cluster and the metrics stay exact', { timeo
       ...Array.from({ length: 10 }, () => ({ task: 'example.flaky', params: { failTimes: 1 } })),
     ],
   });
-  assert.equal(batch.status, 201, JSON.stringify(batch.body));
+  assert.equal(batch.status, 201, `${JSON.stringify(batch.body)}\n${manager.logged.join('')}`);
   const ids: string[] = batch.body.tasks.map((t: { id: string }) => t.id);
   await waitFor(
     async () => {

@@ -8,6 +8,7 @@ import {
 } from '@jobbers/core';
 import { buildManagerApp, type ManagerAppOptions } from '@jobbers/manager';
 import type { Redis } from 'ioredis';
+import { pino } from 'pino';
 import { requestJson } from './http.js';
 
 export interface TestManager {
@@ -15,6 +16,8 @@ export interface TestManager {
   connection: Redis;
   /** Present when started with `exporter: true`, as jobbers-manager runs it. */
   exporter?: LifecycleExporter;
+  /** What the app logged at warn or above (unhandled errors with their stack), for failure messages. */
+  logged: string[];
   request(
     method: string,
     path: string,
@@ -52,6 +55,17 @@ export async function startTestManager(options: {
         availableByTask: (queue: string) => readAvailableByTask(connection, options.prefix, queue),
       }
     : {};
+  const logged: string[] = [];
+  const logger = pino(
+    { level: 'warn' },
+    {
+      write: (line: string) => {
+        logged.push(line);
+        // Unhandled errors also go to the test output, where a CI log keeps them.
+        if (/"level":(5|6)0/.test(line)) process.stderr.write(line);
+      },
+    },
+  );
   const { app } = await buildManagerApp({
     config: {
       prefix: options.prefix,
@@ -60,6 +74,7 @@ export async function startTestManager(options: {
     },
     registry,
     connection,
+    logger,
     ...cluster,
     ...options.extra,
   });
@@ -70,6 +85,7 @@ export async function startTestManager(options: {
     baseUrl,
     connection,
     exporter,
+    logged,
     request: (method, path, body, headers) => requestJson(baseUrl, method, path, body, headers),
     close: async () => {
       await app.close();

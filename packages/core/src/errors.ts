@@ -48,9 +48,15 @@ const redisDownMessages = [
   'Reached the max retries per request limit',
 ];
 
+/** Error replies of a Redis (or Cluster) that is up but cannot serve yet: failover, resharding, loading. */
+const notServingReplies = ['CLUSTERDOWN ', 'TRYAGAIN ', 'LOADING ', 'MASTERDOWN '];
+
 /** True when an error from ioredis means Redis cannot be reached (as opposed to a bad command). */
 export function isRedisUnavailableError(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
   const code = (error as NodeJS.ErrnoException).code ?? '';
-  return redisDownMessages.some((m) => error.message.includes(m) || code === m);
+  return (
+    redisDownMessages.some((m) => error.message.includes(m) || code === m) ||
+    notServingReplies.some((r) => error.message.startsWith(r))
+  );
 }

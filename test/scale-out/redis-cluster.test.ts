@@ -43,12 +43,21 @@ test('a cluster URL needs a hash-tagged prefix', () => {
 });
 
 test('tasks run end to end on Redis Cluster and the metrics stay exact', { timeout: 60_000 }, async () => {
-  const batch = await manager.request('POST', '/v1/tasks/batch', {
-    tasks: [
-      ...Array.from({ length: 100 }, (_, i) => ({ task: 'example.echo', params: { i } })),
-      ...Array.from({ length: 10 }, () => ({ task: 'example.flaky', params: { failTimes: 1 } })),
-    ],
-  });
+  // Explicit ids make the submission idempotent, so a 503 (Redis Cluster not serving yet) is retried
+  // the way a client would, without enqueueing anything twice.
+  const tasks = [
+    ...Array.from({ length: 100 }, (_, i) => ({ id: `echo-${i}`, task: 'example.echo', params: { i } })),
+    ...Array.from({ length: 10 }, (_, i) => ({
+      id: `flaky-${i}`,
+      task: 'example.flaky',
+      params: { failTimes: 1 },
+    })),
+  ];
+  let batch = await manager.request('POST', '/v1/tasks/batch', { tasks });
+  for (let attempt = 1; batch.status === 503 && attempt < 10; attempt++) {
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    batch = await manager.request('POST', '/v1/tasks/batch', { tasks });
+  }
   assert.equal(batch.status, 201, `${JSON.stringify(batch.body)}\n${manager.logged.join('')}`);
   const ids: string[] = batch.body.tasks.map((t: { id: string }) => t.id);
   await waitFor(

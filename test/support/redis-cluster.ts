@@ -37,23 +37,28 @@ export async function startRedisCluster(size = 3): Promise<RedisCluster> {
   }
   const addresses = nodes.map((n) => `127.0.0.1:${n.port}`);
   await run('redis-cli', ['--cluster', 'create', ...addresses, '--cluster-replicas', '0', '--cluster-yes']);
+  // Ready when every node is ok and all nodes give the same slot map (gossip has converged).
   await waitFor(
     async () => {
-      const states = await Promise.all(
+      const views = await Promise.all(
         nodes.map(async (n) => {
           const client = new Redis(n.url, { lazyConnect: true, maxRetriesPerRequest: 0 });
           client.on('error', () => {});
           try {
             await client.connect();
-            return /cluster_state:ok/.test(await client.cluster('INFO'));
+            if (!/cluster_state:ok/.test(await client.cluster('INFO'))) return undefined;
+            const slots = (await client.cluster('SLOTS')) as [number, number, [string, number]][];
+            return JSON.stringify(
+              slots.map(([from, to, [, port]]) => [from, to, port]).sort((a, b) => a[0]! - b[0]!),
+            );
           } finally {
             client.disconnect();
           }
         }),
       );
-      return states.every(Boolean);
+      return views.every((v) => v !== undefined && v === views[0]);
     },
-    { timeoutMs: 20_000, what: 'the cluster to be ok' },
+    { timeoutMs: 20_000, what: 'the cluster to be ok and agree on its slots' },
   );
   return {
     url: `redis+cluster://${addresses.join(',')}`,

@@ -33,7 +33,17 @@ test('3 slots shared by two queues, alpha capped at 2: never more running, or ac
   let sampling = true;
   const sampler = (async () => {
     while (sampling) {
-      const [a, b] = await Promise.all([alpha.getActiveCount(), beta.getActiveCount()]);
+      // One transaction: both active lists at the same instant (two separate reads could see a job
+      // finish in one queue and the next start in the other, and add up to one too many).
+      const replies = (await h.redis
+        .multi()
+        .llen(`${h.prefix}:alpha:active`)
+        .llen(`${h.prefix}:beta:active`)
+        .exec()) as [Error | null, number][];
+      const [a, b] = replies.map(([error, n]) => {
+        if (error) throw error;
+        return n;
+      }) as [number, number];
       maxActive = Math.max(maxActive, a + b);
       maxAlphaActive = Math.max(maxAlphaActive, a);
       await new Promise((resolve) => setTimeout(resolve, 10));

@@ -140,9 +140,10 @@ describe('with a worker running', () => {
     const sleep = 'example.sleep';
     const removedBefore = await transitions(manager, prefix, sleep, 'removed');
     const completedBefore = await transitions(manager, prefix, sleep, 'completed');
-    // 300 tasks of 25 ms on 10 slots take at least 750 ms: cancels meet tasks still waiting and tasks already taken.
+    // 300 tasks of 100 ms on 10 slots take at least 3 s, long enough for the cancels to reach tasks still
+    // waiting on a loaded machine: cancels meet tasks still waiting and tasks already taken.
     const batch = await manager.request('POST', '/v1/tasks/batch', {
-      tasks: Array.from({ length: 300 }, () => ({ task: sleep, params: { ms: 25 } })),
+      tasks: Array.from({ length: 300 }, () => ({ task: sleep, params: { ms: 100 } })),
     });
     const ids: string[] = batch.body.tasks.map((task: { id: string }) => task.id);
     // Newest first: the worker takes the oldest first, so early cancels find tasks still waiting and late
@@ -158,7 +159,7 @@ describe('with a worker running', () => {
 
     for (const id of refused) {
       const done = await taskInState(manager, id, ['completed']);
-      assert.deepEqual(done.result, { sleptMs: 25 });
+      assert.deepEqual(done.result, { sleptMs: 100 });
     }
     for (const id of cancelled) assert.equal((await manager.request('GET', `/v1/tasks/${id}`)).status, 404);
     await waitFor(

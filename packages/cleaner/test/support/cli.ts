@@ -17,14 +17,19 @@ export interface CleanerTarget {
 }
 
 /** Runs the bin to its exit; several may run at once. */
-export function runCleanerBin(target: CleanerTarget, args: string[]): Promise<CleanerRun> {
-  return startCleanerBin(target, args).finished;
+export function runCleanerBin(
+  target: CleanerTarget,
+  args: string[],
+  options: { killAfterMs?: number } = {},
+): Promise<CleanerRun> {
+  return startCleanerBin(target, args, options).finished;
 }
 
 /** Starts the bin; `finished` resolves at its exit, `process` is there to signal it. */
 export function startCleanerBin(
   target: CleanerTarget,
   args: string[],
+  { killAfterMs = 90_000 }: { killAfterMs?: number } = {},
 ): { process: RunningProcess; finished: Promise<CleanerRun> } {
   const proc = startProcess(bins.cleaner, args, {
     REDIS_URL: target.redisUrl,
@@ -36,7 +41,10 @@ export function startCleanerBin(
   let stderr = '';
   proc.child.stdout?.on('data', (d) => (stdout += d));
   proc.child.stderr?.on('data', (d) => (stderr += d));
-  const timer = setTimeout(() => proc.kill('SIGKILL'), 90_000);
+  const timer = setTimeout(() => {
+    stderr += `\n[test harness] cleaner killed: still running after ${killAfterMs} ms\n`;
+    proc.kill('SIGKILL');
+  }, killAfterMs);
   const finished = proc.exited.then(({ code }) => {
     clearTimeout(timer);
     let report: CleanerReport | undefined;

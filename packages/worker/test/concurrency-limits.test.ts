@@ -4,6 +4,7 @@
 // and no job is taken and given back; both queues get slots while both have work.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { queueKey } from '@jobbers/core';
 import { type Harness, startHarness, waitFor } from './support/worker-harness.js';
 
 let h: Harness;
@@ -37,8 +38,8 @@ test('3 slots shared by two queues, alpha capped at 2: never more running, or ac
       // finish in one queue and the next start in the other, and add up to one too many).
       const replies = (await h.redis
         .multi()
-        .llen(`${h.prefix}:alpha:active`)
-        .llen(`${h.prefix}:beta:active`)
+        .llen(`${queueKey(h.prefix, 'alpha')}:active`)
+        .llen(`${queueKey(h.prefix, 'beta')}:active`)
         .exec()) as [Error | null, number][];
       const [a, b] = replies.map(([error, n]) => {
         if (error) throw error;

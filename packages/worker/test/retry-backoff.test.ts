@@ -16,26 +16,13 @@ after(async () => {
 });
 
 /**
- * Bounds (ms) on the backoff before each retry of the task, in order. The worker fails an attempt
- * at some time t (its clock, not recorded) and asks for the job to be due at t + backoff, which the
- * `delayed` event carries. t lies between the attempt's `active` event and its `delayed` event (one
- * clock: Redis and the worker share the machine), so the backoff lies between due minus the one and
- * due minus the other, however late a loaded machine runs either step.
+ * Bounds (ms) on the backoff before each retry of the task, in order. The worker asked for the job
+ * to be due at (failure time + backoff), and failed the attempt between its `active` and `delayed`
+ * events, so the backoff lies between due minus the one and due minus the other, however late a
+ * loaded machine runs either step.
  */
 async function backoffs(id: string): Promise<[number, number][]> {
-  const events = await h.redis.xrange(`${h.prefix}:default:events`, '-', '+');
-  const bounds: [number, number][] = [];
-  let activeMs: number | undefined;
-  for (const [eventId, f] of events) {
-    if (f[3] !== id) continue;
-    const ms = Number(eventId.split('-')[0]);
-    if (f[1] === 'active') activeMs = ms;
-    else if (f[1] === 'delayed' && activeMs !== undefined) {
-      const due = Number(f[f.indexOf('delay') + 1]);
-      bounds.push([due - ms, due - activeMs]);
-    }
-  }
-  return bounds;
+  return (await h.delays(id)).map(({ dueMs, activeMs, delayedMs }) => [dueMs - delayedMs, dueMs - activeMs]);
 }
 
 /** Each backoff's bounds must meet its expected range (1 ms either side for clock rounding). */

@@ -36,16 +36,10 @@ test('ctx.yield(delayMs) puts the job back as delayed; it becomes available afte
   assert.deepEqual(done.result, { attempt: 2 });
   // The worker yielded at some time after the first run's activation and asked for the job to be
   // due 600 ms later (the `delayed` event carries that due time); the second run started after it.
-  const events = await h.redis.xrange(`${h.prefix}:default:events`, '-', '+');
-  const ofJob = events.filter(([, f]) => f[3] === id);
-  const firstActive = ofJob.find(([, f]) => f[1] === 'active');
-  const delayedEvent = ofJob.find(([, f]) => f[1] === 'delayed');
-  assert.ok(firstActive && delayedEvent, 'the stream shows the activation and the delay');
-  const dueMs = Number(delayedEvent[1][delayedEvent[1].indexOf('delay') + 1]);
-  assert.ok(
-    dueMs - Number(firstActive[0].split('-')[0]) >= 599,
-    'due at least the delay after the first run began',
-  );
+  const [yielded] = await h.delays(id);
+  assert.ok(yielded, 'the stream shows the activation and the delay');
+  const { dueMs, activeMs } = yielded;
+  assert.ok(dueMs - activeMs >= 599, 'due at least the delay after the first run began');
   assert.ok(Date.parse(done.startedAt!) >= dueMs - 1, 'the second run waited out the delay');
   assert.equal(await h.transitions('test.yield', 'yielded'), yieldedBefore + 1);
   assert.equal(await h.transitions('test.yield', 'backoff-recurred'), recurredBefore + 1);

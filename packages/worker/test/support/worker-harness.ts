@@ -6,6 +6,7 @@ import {
   createRedisConnection,
   LifecycleExporter,
   loadTasks,
+  queueKey,
   type SubmitRequest,
   TaskClient,
   type TaskRegistry,
@@ -22,6 +23,14 @@ export const fixtureTasks = fileURLToPath(new URL('../fixtures/tasks.mjs', impor
 /** Short enough for fast tests, long enough to tell a renewed lease from a lost one. */
 export const testLeaseMs = 1500;
 
+export interface DelayedAttempt {
+  dueMs: number;
+  /** The attempt's activation: the worker asked no earlier. */
+  activeMs: number;
+  /** The `delayed` event: the worker asked no later. */
+  delayedMs: number;
+}
+
 export interface Harness {
   server: RedisServer;
   redis: Redis;
@@ -37,6 +46,12 @@ export interface Harness {
   /** The pid of the worker process that last took the task (from BullMQ's processedBy, `role@host:pid`). */
   takenBy(id: string): Promise<number | undefined>;
   waitForState(id: string, states: string[], timeoutMs?: number): Promise<TaskView>;
+  /**
+   * Each time the task was put back as delayed (a backoff or a yield with a delay), read from the
+   * queue's event stream: the due time the worker asked for, and the window in which it asked,
+   * from the attempt's `active` event to the `delayed` event (Redis and the worker share one clock).
+   */
+  delays(id: string, queue?: string): Promise<DelayedAttempt[]>;
   /** Removes a task that is not active (test cleanup, so later tests start from an empty queue). */
   discard(id: string): Promise<void>;
   /** Cluster-wide metrics once the exporter has applied every event so far. */
@@ -99,6 +114,20 @@ export async function startHarness(label: string): Promise<Harness> {
       const job = await client.findJob(id);
       const match = /:(\d+)$/.exec(job?.processedBy ?? '');
       return match ? Number(match[1]) : undefined;
+    },
+    async delays(id, queue = 'default') {
+      const attempts: DelayedAttempt[] = [];
+      let activeMs: number | undefined;
+      for (const [eventId, fields] of await redis.xrange(`${queueKey(prefix, queue)}:events`, '-', '+')) {
+        if (fields[3] !== id) continue;
+        const ms = Number(eventId.split('-')[0]);
+        if (fields[1] === 'active') activeMs = ms;
+        else if (fields[1] === 'delayed' && activeMs !== undefined) {
+          const dueMs = Number(fields[fields.indexOf('delay') + 1]);
+          attempts.push({ dueMs, activeMs, delayedMs: ms });
+        }
+      }
+      return attempts;
     },
     async discard(id) {
       await (await client.findJob(id))?.remove();

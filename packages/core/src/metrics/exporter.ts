@@ -352,7 +352,10 @@ class QueueExporter {
     const ops = this.book.commitOps();
     if (ops.length === 0 && this.position.pos === this.committedPos) return;
     const args: string[] = [this.token, this.position.pos, String(this.position.added)];
-    for (const op of ops) args.push(op.command, op.key, op.args.join('\0'));
+    for (const op of ops) {
+      args.push(op.command, op.key, String(op.args.length));
+      for (let i = 0; i < op.args.length; i++) args.push(op.args[i]!);
+    }
     const result = await this.scripts.jobbersExporterCommit!(this.stateKey, this.leaderKey, ...args);
     if (result === -1) {
       this.isLeader = false;

@@ -1,7 +1,9 @@
 // The lifecycle exporter's in-memory view of one queue: it applies BullMQ stream events to the
-// per-job index and the available/running/incident sets, and gathers the resulting writes, netted,
-// until the exporter commits them to Redis together with the stream position. A job activated and
-// finished between two commits costs the commit almost nothing.
+// per-job index and the available/running/incident sets, and remembers which jobs changed since the
+// exporter last committed. A commit writes, for each of them, the difference between what Redis held
+// then and where the job is now, together with the stream position. A job activated and finished
+// between two commits costs the commit almost nothing, and applying an event writes nothing but the
+// job's own entry.
 
 import { compareStreamIds } from './stream-ids.js';
 
@@ -26,22 +28,30 @@ export interface CommittedJob {
 }
 
 interface Known {
+  id: string;
   /** null: not indexed (finished, removed, or never seen). */
   state: JobState | null;
   slots: TaskSlots;
   sinceMs: number;
+  /** The commit window in which the job last changed (-1: not since the book learned it). */
+  window: number;
+  /** Where Redis held the job when this window began: what the commit must undo. */
+  baseState: JobState | null;
+  baseSlots: TaskSlots;
+  /**
+   * Tasks whose sets may hold the job although the book had it in none: an event came for a job
+   * the book thought finished or never saw in a set (a replay, or a change made outside BullMQ).
+   */
+  strays: TaskSlots[] | undefined;
+  /** The lookupsFor call that last saw the job activated. */
+  activatedIn: number;
 }
 
-/**
- * Pending writes to one sorted set (or the index hash): per member the score or hash value to
- * write, or null to remove it. Plain values rather than an object per write: these live until the
- * commit, long enough to be promoted out of V8's young generation.
- */
-interface KeyWrites {
+/** One sorted set's writes while a commit is being built: (score, member) pairs and members. */
+interface SetWrites {
   key: string;
-  members: Map<string, number | string | null>;
-  /** Members Redis did not hold when their first write since the last commit was recorded. */
-  fresh: Set<string>;
+  add: string[];
+  remove: string[];
 }
 
 /** A counter increment waiting for the commit. */
@@ -63,7 +73,7 @@ interface Histogram {
 interface TaskSlots {
   task: string;
   indexValue: Record<JobState, string>;
-  sets: { w: KeyWrites; a: KeyWrites; f: KeyWrites };
+  sets: { w: SetWrites; a: SetWrites; f: SetWrites };
   /** Counter cells by metric, then by the label after queue and task ('' for none). */
   cells: Map<string, Map<string, Cell>>;
   timeInQueue: Map<string, Histogram>;
@@ -104,14 +114,17 @@ export interface CommitOp {
 
 export class LifecycleBook {
   private readonly known = new Map<string, Known>();
-  /** Jobs that left the index since the last commit: forgotten once the commit is in. */
+  /** Jobs learned from Redis as not indexed: forgotten once the next commit is in. */
   private readonly forgotten: string[] = [];
+  /** Jobs that changed in this commit window, each once. */
+  private touched: Known[] = [];
+  private window = 0;
+  private lookupCalls = 0;
   private readonly slotsByTask = new Map<string, TaskSlots>();
-  private readonly index: KeyWrites;
+  private readonly indexKey: string;
   private readonly yieldsConsumed = new Map<string, number>();
   private readonly yieldsDropped = new Set<string>();
   private readonly tasksToAdd = new Set<string>();
-  private pendingMembers = 0;
   private pendingCounts = 0;
   private committed = new Map<string, CommittedJob>();
   private takenBy = new Map<string, string>();
@@ -126,13 +139,13 @@ export class LifecycleBook {
     /** Beyond this many remembered jobs the memory is dropped after a commit (Redis still has it). */
     private readonly maxRememberedJobs = 500_000,
   ) {
-    this.index = { key: `${keys.jobbersPrefix}idx`, members: new Map(), fresh: new Set() };
+    this.indexKey = `${keys.jobbersPrefix}idx`;
     this.knownRoles = new Set(roles);
   }
 
-  /** Writes waiting for a commit (members, counters and yield marks). */
+  /** Writes waiting for a commit (changed jobs, counters and yield marks). */
   get pendingWrites(): number {
-    return this.pendingMembers + this.pendingCounts + this.yieldsConsumed.size + this.yieldsDropped.size;
+    return this.touched.length + this.pendingCounts + this.yieldsConsumed.size + this.yieldsDropped.size;
   }
 
   /**
@@ -142,33 +155,42 @@ export class LifecycleBook {
    * events up to the position, and the last recount only the stream up to `countedUntil`).
    */
   lookupsFor(events: readonly StreamEvent[], roleKnown = false, countedUntil = '0-0'): LookupRequest {
-    const unknown = new Set<string>();
-    const addedHere = new Set<string>();
-    const activated = new Set<string>();
-    const yielded = new Set<string>();
-    const activatedHere = new Set<string>();
+    const call = ++this.lookupCalls;
+    // Sets are made only when needed: in a steady stream every job is known and none yields.
+    let unknown: Set<string> | undefined;
+    let addedHere: Set<string> | undefined;
+    let activated: Set<string> | undefined;
+    let yielded: Set<string> | undefined;
+    let activatedUnknown: Set<string> | undefined;
     for (let i = 0; i < events.length; i++) {
       const e = events[i]!;
+      const jobId = e.jobId;
       // Queue-wide events (drained, paused, cleaned...) name no job.
-      if (!e.jobId) continue;
-      if (!this.known.has(e.jobId) && !addedHere.has(e.jobId)) {
+      if (!jobId) continue;
+      const known = this.known.get(jobId);
+      if (!known && !addedHere?.has(jobId)) {
         if (e.event === 'added' && e.extra && compareStreamIds(e.id, countedUntil) > 0)
-          addedHere.add(e.jobId);
-        else unknown.add(e.jobId);
+          addedHere = withMember(addedHere, jobId);
+        else unknown = withMember(unknown, jobId);
       }
       if (e.event === 'active') {
-        activatedHere.add(e.jobId);
-        if (!roleKnown) activated.add(e.jobId);
-      } else if (e.event === 'delayed') yielded.add(e.jobId);
+        if (known) known.activatedIn = call;
+        else activatedUnknown = withMember(activatedUnknown, jobId);
+        if (!roleKnown) activated = withMember(activated, jobId);
+      } else if (e.event === 'delayed') yielded = withMember(yielded, jobId);
       else if (
         e.event === 'waiting' &&
-        (e.extra === 'active' || activatedHere.has(e.jobId) || this.known.get(e.jobId)?.state === 'a')
+        (e.extra === 'active' ||
+          (known ? known.activatedIn === call || known.state === 'a' : activatedUnknown?.has(jobId)))
       )
-        yielded.add(e.jobId);
+        yielded = withMember(yielded, jobId);
     }
-    return { unknownJobs: [...unknown], activatedJobs: [...activated], maybeYielded: [...yielded] };
+    return {
+      unknownJobs: unknown ? [...unknown] : [],
+      activatedJobs: activated ? [...activated] : [],
+      maybeYielded: yielded ? [...yielded] : [],
+    };
   }
-
   /** Applies a batch in stream order; `lookups` answers `lookupsFor(events)`. Returns true if a recount is due. */
   apply(events: readonly StreamEvent[], lookups: LookupResult): boolean {
     this.committed = lookups.committed;
@@ -210,29 +232,47 @@ export class LifecycleBook {
     return recount;
   }
 
-  /** The netted writes since the last commit, as variadic commands. */
+  /**
+   * The writes since the last commit, as variadic commands: for each changed job, the removal from
+   * wherever Redis held it and the write of where it is now, unless the two are the same.
+   */
   commitOps(): CommitOp[] {
     const ops: CommitOp[] = [];
     const push = (command: string, key: string, args: string[]) => {
       if (args.length > 0) ops.push({ command, key, args });
     };
     push('SADD', `${this.keys.jobbersPrefix}tasks`, [...this.tasksToAdd]);
-    const pushWrites = (writes: KeyWrites, isHash: boolean) => {
-      if (writes.members.size === 0) return;
-      const set: string[] = [];
-      const remove: string[] = [];
-      for (const [member, value] of writes.members) {
-        if (value === null) {
-          if (!writes.fresh.has(member)) remove.push(member);
-        } else if (isHash) set.push(member, String(value));
-        else set.push(String(value), member);
+    const indexSet: string[] = [];
+    const indexRemove: string[] = [];
+    for (let i = 0; i < this.touched.length; i++) {
+      const job = this.touched[i]!;
+      const { id, state, slots, baseState, baseSlots } = job;
+      if (
+        (baseState === 'w' || baseState === 'a' || baseState === 'f') &&
+        !(state === baseState && slots === baseSlots)
+      )
+        baseSlots.sets[baseState].remove.push(id);
+      if (job.strays)
+        for (const stray of job.strays)
+          for (const s of setStates)
+            if (!(state === s && slots === stray) && !(baseState === s && baseSlots === stray))
+              stray.sets[s].remove.push(id);
+      if (state === 'w' || state === 'a' || state === 'f')
+        slots.sets[state].add.push(String(job.sinceMs), id);
+      if (state !== null) indexSet.push(id, slots.indexValue[state]);
+      else if (baseState !== null) indexRemove.push(id);
+    }
+    for (const slots of this.slotsByTask.values()) {
+      for (const s of setStates) {
+        const writes = slots.sets[s];
+        push('ZREM', writes.key, writes.remove);
+        push('ZADD', writes.key, writes.add);
+        writes.remove = [];
+        writes.add = [];
       }
-      push(isHash ? 'HDEL' : 'ZREM', writes.key, remove);
-      push(isHash ? 'HSET' : 'ZADD', writes.key, set);
-    };
-    for (const slots of this.slotsByTask.values())
-      for (const writes of Object.values(slots.sets)) pushWrites(writes, false);
-    pushWrites(this.index, true);
+    }
+    push('HDEL', this.indexKey, indexRemove);
+    push('HSET', this.indexKey, indexSet);
     const yieldsKey = `${this.keys.jobbersPrefix}yields`;
     const consumed = [...this.yieldsConsumed].flatMap(([jobId, n]) => [jobId, String(n)]);
     push('JOBBERS_CONSUME_YIELDS', yieldsKey, consumed);
@@ -268,11 +308,13 @@ export class LifecycleBook {
   committedOps() {
     for (const jobId of this.forgotten) if (this.known.get(jobId)?.state === null) this.known.delete(jobId);
     this.forgotten.length = 0;
+    for (let i = 0; i < this.touched.length; i++) {
+      const job = this.touched[i]!;
+      if (job.state === null) this.known.delete(job.id);
+    }
+    this.touched = [];
+    this.window++;
     for (const slots of this.slotsByTask.values()) {
-      for (const writes of Object.values(slots.sets)) {
-        writes.members.clear();
-        writes.fresh.clear();
-      }
       for (const cells of slots.cells.values()) for (const cell of cells.values()) cell.by = 0;
       for (const h of slots.timeInQueue.values()) {
         h.buckets.fill(0);
@@ -280,12 +322,9 @@ export class LifecycleBook {
         h.sumSeconds = 0;
       }
     }
-    this.index.members.clear();
-    this.index.fresh.clear();
     this.yieldsConsumed.clear();
     this.yieldsDropped.clear();
     this.tasksToAdd.clear();
-    this.pendingMembers = 0;
     this.pendingCounts = 0;
     if (this.known.size > this.maxRememberedJobs) this.known.clear();
   }
@@ -295,7 +334,8 @@ export class LifecycleBook {
     if (known) return known;
     const stored = this.committed.get(jobId);
     if (!stored?.task) return undefined;
-    const entry: Known = { state: stored.state, slots: this.slotsOf(stored.task), sinceMs: stored.sinceMs };
+    const slots = this.slotsOf(stored.task);
+    const entry = newKnown(jobId, stored.state, slots, stored.sinceMs, -1);
     this.known.set(jobId, entry);
     if (stored.state === null) this.forgotten.push(jobId);
     return entry;
@@ -309,9 +349,9 @@ export class LifecycleBook {
       task,
       indexValue: { n: `n|${task}`, w: `w|${task}`, a: `a|${task}`, d: `d|${task}`, f: `f|${task}` },
       sets: {
-        w: { key: `${jp}avail:${task}`, members: new Map(), fresh: new Set() },
-        a: { key: `${jp}running:${task}`, members: new Map(), fresh: new Set() },
-        f: { key: `${jp}incidents:${task}`, members: new Map(), fresh: new Set() },
+        w: { key: `${jp}avail:${task}`, add: [], remove: [] },
+        a: { key: `${jp}running:${task}`, add: [], remove: [] },
+        f: { key: `${jp}incidents:${task}`, add: [], remove: [] },
       },
       cells: new Map(),
       timeInQueue: new Map(),
@@ -397,9 +437,9 @@ export class LifecycleBook {
   }
 
   /**
-   * Leaves the job's previous set and enters the next one. A job that is not indexed is in no set,
-   * but a replayed or out-of-band event may find it anywhere, so it leaves every set unless it was
-   * just added.
+   * Moves the job to `next` (its set follows at the commit). A job that is not indexed is in no set,
+   * but a replayed or out-of-band event may find it anywhere, so the commit removes it from every
+   * set of its task unless it was just added.
    */
   private moveTo(
     jobId: string,
@@ -409,27 +449,25 @@ export class LifecycleBook {
     atMs: number,
     leaveUnknown = true,
   ) {
-    const prev = known ? known.state : null;
-    for (const state of setStates) {
-      const mayBeIn = prev === state || (prev === null && leaveUnknown);
-      if (next === state) this.write(slots.sets[state], jobId, atMs, mayBeIn);
-      else if (mayBeIn) this.write(slots.sets[state], jobId, null, true);
+    let job = known;
+    if (!job) {
+      job = newKnown(jobId, null, slots, 0, this.window);
+      this.known.set(jobId, job);
+      this.touched.push(job);
+    } else if (job.window !== this.window) {
+      job.window = this.window;
+      job.baseState = job.state;
+      job.baseSlots = job.slots;
+      job.strays = undefined;
+      this.touched.push(job);
     }
-    this.write(this.index, jobId, next === null ? null : slots.indexValue[next], prev !== null);
-    if (next === null) this.forgotten.push(jobId);
-    if (known) {
-      known.state = next;
-      known.slots = slots;
-      known.sinceMs = atMs;
-    } else this.known.set(jobId, { state: next, slots, sinceMs: atMs });
-  }
-
-  private write(writes: KeyWrites, member: string, value: number | string | null, existed: boolean) {
-    if (!writes.members.has(member)) {
-      this.pendingMembers++;
-      if (!existed) writes.fresh.add(member);
+    if (job.state === null && leaveUnknown) {
+      if (!job.strays) job.strays = [slots];
+      else if (!job.strays.includes(slots)) job.strays.push(slots);
     }
-    writes.members.set(member, value);
+    job.state = next;
+    job.slots = slots;
+    job.sinceMs = atMs;
   }
 
   private consumeYield(jobId: string): boolean {
@@ -507,3 +545,30 @@ export class LifecycleBook {
 }
 
 const setStates = ['w', 'a', 'f'] as const;
+
+/** `set` with `member` added; a new set when there was none. */
+function withMember(set: Set<string> | undefined, member: string): Set<string> {
+  const into = set ?? new Set<string>();
+  into.add(member);
+  return into;
+}
+
+function newKnown(
+  id: string,
+  state: JobState | null,
+  slots: TaskSlots,
+  sinceMs: number,
+  window: number,
+): Known {
+  return {
+    id,
+    state,
+    slots,
+    sinceMs,
+    window,
+    baseState: state,
+    baseSlots: slots,
+    strays: undefined,
+    activatedIn: 0,
+  };
+}

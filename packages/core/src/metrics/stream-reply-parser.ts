@@ -41,11 +41,20 @@ for (const text of [
   knownWordsByLength[bytes.length]!.push({ bytes, text });
 }
 
-function word(buf: Buffer, start: number, end: number): string {
+/**
+ * Buffer's own slicing methods, which `toString(encoding, start, end)` dispatches to after checking
+ * its arguments: the parser calls them directly with offsets it has already checked.
+ */
+interface SliceableBuffer extends Buffer {
+  latin1Slice(start: number, end: number): string;
+  utf8Slice(start: number, end: number): string;
+}
+
+function word(buf: SliceableBuffer, start: number, end: number): string {
   const candidates = knownWordsByLength[end - start];
   if (candidates)
     for (const candidate of candidates) if (matches(buf, start, candidate.bytes)) return candidate.text;
-  return buf.toString('latin1', start, end);
+  return buf.latin1Slice(start, end);
 }
 
 const EVENT = Buffer.from('event');
@@ -68,13 +77,11 @@ const incomplete = -1;
  * entry boundaries, so a large reply split over many chunks is scanned once.
  */
 export class StreamReplyParser {
-  private buffer: Buffer = Buffer.alloc(0);
+  private buffer = Buffer.alloc(0) as SliceableBuffer;
   private offset = 0;
   /** Entries still to read of the current XRANGE reply; -1 before its header. */
   private remaining = -1;
   private events: StreamEvent[] = [];
-  /** Set by readInteger: the value read. */
-  private integer = 0;
 
   /** True when no partly received reply is held. */
   get idle(): boolean {
@@ -82,8 +89,9 @@ export class StreamReplyParser {
   }
 
   push(chunk: Buffer): ParsedReply | undefined {
-    this.buffer =
-      this.offset >= this.buffer.length ? chunk : Buffer.concat([this.buffer.subarray(this.offset), chunk]);
+    this.buffer = (
+      this.offset >= this.buffer.length ? chunk : Buffer.concat([this.buffer.subarray(this.offset), chunk])
+    ) as SliceableBuffer;
     this.offset = 0;
     const reply = this.remaining === -1 ? this.readHeader() : this.readEntries();
     if (reply && this.offset < this.buffer.length)
@@ -104,10 +112,10 @@ export class StreamReplyParser {
       return { kind: 'status', text };
     }
     if (type !== STAR) throw new RedisReplyError(`unexpected reply type ${String.fromCharCode(type!)}`);
-    const next = this.readInteger(1);
-    if (next === incomplete) return undefined;
-    this.offset = next;
-    this.remaining = Math.max(this.integer, 0);
+    const entries = readLength(buf, 1);
+    if (cursor === incomplete) return undefined;
+    this.offset = cursor;
+    this.remaining = Math.max(entries, 0);
     this.events = [];
     return this.readEntries();
   }
@@ -128,50 +136,63 @@ export class StreamReplyParser {
   /** Reads one `[id, [field, value, ...]]` entry at i; returns the offset after it, or incomplete. */
   private readEntry(start: number): number {
     const buf = this.buffer;
-    let i = this.expect(start, STAR);
-    if (i === incomplete) return incomplete;
-    const parts = this.integer;
+    const length = buf.length;
+    if (start >= length) return incomplete;
+    if (buf[start] !== STAR) throw unexpected(STAR, buf[start]!);
+    const parts = readLength(buf, start + 1);
+    if (cursor === incomplete) return incomplete;
     if (parts !== 2) throw new RedisReplyError(`a stream entry of ${parts} parts`);
-    i = this.expect(i, DOLLAR);
-    if (i === incomplete) return incomplete;
-    const idEnd = i + this.integer;
-    if (idEnd + 2 > buf.length) return incomplete;
-    const id = buf.toString('latin1', i, idEnd);
+    let i = cursor;
+    if (i >= length) return incomplete;
+    if (buf[i] !== DOLLAR) throw unexpected(DOLLAR, buf[i]!);
+    const idLength = readLength(buf, i + 1);
+    if (cursor === incomplete) return incomplete;
+    i = cursor;
+    const idEnd = i + idLength;
+    if (idEnd + 2 > length) return incomplete;
     let ms = 0;
     for (let k = i; k < idEnd; k++) {
       const c = buf[k]!;
       if (c < 48 || c > 57) break;
       ms = ms * 10 + (c - 48);
     }
-    i = this.expect(idEnd + 2, STAR);
-    if (i === incomplete) return incomplete;
-    const fields = this.integer;
+    const idStart = i;
+    i = idEnd + 2;
+    if (i >= length) return incomplete;
+    if (buf[i] !== STAR) throw unexpected(STAR, buf[i]!);
+    const fields = readLength(buf, i + 1);
+    if (cursor === incomplete) return incomplete;
+    i = cursor;
     let event = '';
     let jobId = '';
     let name = '';
     let prev = '';
     for (let f = 0; f < fields; f += 2) {
-      i = this.expect(i, DOLLAR);
-      if (i === incomplete) return incomplete;
-      const keyStart = i;
-      const keyLength = this.integer;
-      i = this.expect(keyStart + keyLength + 2, DOLLAR);
-      if (i === incomplete) return incomplete;
-      const valueStart = i;
-      if (this.integer < 0) throw new RedisReplyError('a nil field in a stream entry');
-      const valueEnd = i + this.integer;
-      if (valueEnd + 2 > buf.length) return incomplete;
+      if (i >= length) return incomplete;
+      if (buf[i] !== DOLLAR) throw unexpected(DOLLAR, buf[i]!);
+      const keyLength = readLength(buf, i + 1);
+      if (cursor === incomplete) return incomplete;
+      const keyStart = cursor;
+      i = keyStart + keyLength + 2;
+      if (i >= length) return incomplete;
+      if (buf[i] !== DOLLAR) throw unexpected(DOLLAR, buf[i]!);
+      const valueLength = readLength(buf, i + 1);
+      if (cursor === incomplete) return incomplete;
+      if (valueLength < 0) throw new RedisReplyError('a nil field in a stream entry');
+      const valueStart = cursor;
+      const valueEnd = valueStart + valueLength;
+      if (valueEnd + 2 > length) return incomplete;
       i = valueEnd + 2;
       if (keyLength === 5) {
         if (matches(buf, keyStart, EVENT)) event = word(buf, valueStart, valueEnd);
-        else if (matches(buf, keyStart, JOB_ID)) jobId = buf.toString('utf8', valueStart, valueEnd);
+        else if (matches(buf, keyStart, JOB_ID)) jobId = buf.utf8Slice(valueStart, valueEnd);
       } else if (keyLength === 4) {
-        if (matches(buf, keyStart, NAME)) name = buf.toString('utf8', valueStart, valueEnd);
+        if (matches(buf, keyStart, NAME)) name = buf.utf8Slice(valueStart, valueEnd);
         else if (matches(buf, keyStart, PREV)) prev = word(buf, valueStart, valueEnd);
       }
     }
     this.events.push({
-      id,
+      id: buf.latin1Slice(idStart, idEnd),
       ms,
       event,
       jobId,
@@ -179,39 +200,42 @@ export class StreamReplyParser {
     });
     return i;
   }
+}
 
-  /** Reads `<type><integer>\r\n` at i; returns the offset after it (integer in this.integer). */
-  private expect(i: number, type: number): number {
-    const buf = this.buffer;
-    if (i >= buf.length) return incomplete;
-    if (buf[i] !== type)
-      throw new RedisReplyError(
-        `expected ${String.fromCharCode(type)} in a stream reply, got ${String.fromCharCode(buf[i]!)}`,
-      );
-    return this.readInteger(i + 1);
-  }
+/** Where the last `readLength` ended: the offset after its CRLF, or incomplete. */
+let cursor = 0;
 
-  private readInteger(start: number): number {
-    const buf = this.buffer;
-    let i = start;
-    let negative = false;
-    if (buf[i] === MINUS) {
-      negative = true;
-      i++;
-    }
-    let value = 0;
-    for (; i < buf.length; i++) {
-      const c = buf[i]!;
-      if (c === CR) {
-        if (i + 1 >= buf.length) return incomplete;
-        this.integer = negative ? -value : value;
-        return i + 2;
-      }
-      if (c < 48 || c > 57) throw new RedisReplyError('a malformed length in a reply');
-      value = value * 10 + (c - 48);
-    }
-    return incomplete;
+/**
+ * Reads the decimal integer at i up to its CRLF and sets `cursor` after it (incomplete when the
+ * buffer ends first). A plain function over locals: the parser's hot loop calls it for every length.
+ */
+function readLength(buf: Buffer, start: number): number {
+  const length = buf.length;
+  let i = start;
+  let negative = false;
+  if (i < length && buf[i] === MINUS) {
+    negative = true;
+    i++;
   }
+  let value = 0;
+  for (; i < length; i++) {
+    const c = buf[i]!;
+    if (c === CR) {
+      if (i + 1 >= length) break;
+      cursor = i + 2;
+      return negative ? -value : value;
+    }
+    if (c < 48 || c > 57) throw new RedisReplyError('a malformed length in a reply');
+    value = value * 10 + (c - 48);
+  }
+  cursor = incomplete;
+  return 0;
+}
+
+function unexpected(type: number, got: number): RedisReplyError {
+  return new RedisReplyError(
+    `expected ${String.fromCharCode(type)} in a stream reply, got ${String.fromCharCode(got)}`,
+  );
 }
 
 function matches(buf: Buffer, start: number, word: Buffer): boolean {

@@ -21,6 +21,7 @@ import {
   DirectStreamReader,
   type EventStreamReader,
   LuaStreamReader,
+  luaScript,
 } from '../src/metrics/event-stream-reader.js';
 import type { StreamEvent } from '../src/metrics/lifecycle-book.js';
 
@@ -197,6 +198,42 @@ test('an error reply fails only that read; a refused connection name is ignored;
   closedWhileConnecting.close();
   await assert.rejects(reading, /closed/);
   assert.doesNotMatch((await redis.call('CLIENT', 'LIST')) as string, /name=closing:events /);
+});
+
+test('both readers run a script with thousands of arguments, load it again after SCRIPT FLUSH, and pass errors on', async () => {
+  const { redis, server } = fixture;
+  // Adds every argument after the first to the set named by the key, and answers the set's size.
+  const script = luaScript(`
+    for i = 2, #ARGV, 1000 do redis.call('SADD', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV))) end
+    if ARGV[1] == 'fail' then return redis.error_reply('ERR asked to fail') end
+    return redis.call('SCARD', KEYS[1])`);
+  const members = Array.from({ length: 20_000 }, (_, i) => `m${i} é`);
+  const readers: [string, EventStreamReader][] = [
+    ['direct', track(new DirectStreamReader(new Redis(server.url, { lazyConnect: true }).options))],
+    ['lua', new LuaStreamReader(redis)],
+  ];
+  for (const [name, reader] of readers) {
+    const key = uniquePrefix(name);
+    await redis.script('FLUSH');
+    assert.equal(await reader.evalScript(script, [key], ['ok', ...members]), '20000', `${name}: loaded`);
+    assert.equal(await reader.evalScript(script, [key], ['ok', 'one more']), '20001', `${name}: by SHA1`);
+    assert.equal(await redis.sismember(key, 'm19999 é'), 1, `${name}: arguments arrive whole`);
+    await assert.rejects(reader.evalScript(script, [key], ['fail']), /asked to fail/, name);
+    await redis.script('FLUSH');
+    assert.equal(await reader.evalScript(script, [key], ['ok']), '20001', `${name}: loaded again`);
+    reader.cancelRead();
+  }
+  const direct = readers[0]![1];
+  const key = uniquePrefix('not-cancelled');
+  const running = direct.evalScript(script, [key], ['ok', 'a']);
+  direct.cancelRead();
+  assert.equal(await running, '1', 'cancelRead leaves a script in progress alone');
+  const stream = uniquePrefix('cancelled');
+  await redis.xadd(stream, '*', 'event', 'waiting', 'jobId', 'a');
+  const reading = direct.read(stream, '0-0', 10);
+  direct.cancelRead();
+  await assert.rejects(reading, /cancelled/);
+  assert.equal((await direct.read(stream, '0-0', 10)).length, 1, 'the next read connects again');
 });
 
 test('Redis Cluster, Sentinel and key-prefixed connections get the Lua reader', () => {

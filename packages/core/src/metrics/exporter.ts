@@ -10,7 +10,7 @@ import { type Logger, pino } from 'pino';
 import { jobbersKey, queueKey } from '../keys.js';
 import { duplicateBlockingConnection } from '../redis.js';
 import { latencyBuckets } from './definitions.js';
-import { createEventStreamReader, type EventStreamReader } from './event-stream-reader.js';
+import { createEventStreamReader, type EventStreamReader, luaScript } from './event-stream-reader.js';
 import { commitScript, lookupScript, reconcileScript, swapRecountScript } from './exporter-scripts.js';
 import {
   type JobState,
@@ -48,6 +48,7 @@ export interface LifecycleExporterOptions {
 }
 
 const silentLogger = pino({ level: 'silent' });
+const commit = luaScript(commitScript);
 
 export class LifecycleExporter {
   private readonly consumers: QueueExporter[];
@@ -150,7 +151,6 @@ class QueueExporter {
     this.commitMs = options.commitMs ?? 250;
     this.book = this.newBook();
     this.redis.defineCommand('jobbersExporterLookup', { numberOfKeys: 1, lua: lookupScript });
-    this.redis.defineCommand('jobbersExporterCommit', { numberOfKeys: 2, lua: commitScript });
     this.redis.defineCommand('jobbersReconcile', { numberOfKeys: 1, lua: reconcileScript });
     this.redis.defineCommand('jobbersSwapRecount', { numberOfKeys: 2, lua: swapRecountScript });
   }
@@ -180,7 +180,9 @@ class QueueExporter {
   async stop() {
     this.running = false;
     this.blocking.disconnect();
-    this.reader.close();
+    // A read in progress is failed rather than awaited (Redis may be gone). A commit in progress is
+    // awaited: failing it would leave unknown whether Redis applied it.
+    this.reader.cancelRead();
     await this.loop;
     if (this.isLeader) {
       await this.commit().catch((error) =>
@@ -196,6 +198,7 @@ class QueueExporter {
         .catch(() => {});
     }
     this.isLeader = false;
+    this.reader.close();
     this.redis.disconnect();
   }
 
@@ -208,9 +211,11 @@ class QueueExporter {
         }
         await this.turn();
       } catch (error) {
+        // What the turn applied may or may not be committed: it is read again from the committed
+        // position (by this process, or by the next leader when stopping).
+        this.forget();
         if (!this.running) break;
         this.logger.warn({ err: (error as Error).message }, 'lifecycle exporter turn failed; retrying');
-        this.forget();
         await this.pause(500);
       }
     }
@@ -356,8 +361,8 @@ class QueueExporter {
       args.push(op.command, op.key, String(op.args.length));
       for (let i = 0; i < op.args.length; i++) args.push(op.args[i]!);
     }
-    const result = await this.scripts.jobbersExporterCommit!(this.stateKey, this.leaderKey, ...args);
-    if (result === -1) {
+    const result = await this.reader.evalScript(commit, [this.stateKey, this.leaderKey], args);
+    if (result === '-1') {
       this.isLeader = false;
       this.forget();
       return;

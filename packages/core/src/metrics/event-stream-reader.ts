@@ -61,13 +61,12 @@ export class LuaStreamReader implements EventStreamReader {
   }
 
   async evalScript(script: LuaScript, keys: readonly string[], args: readonly string[]): Promise<string> {
-    // Arrays, not spread arguments: a large commit has more arguments than a call can take.
-    const reply = await this.redis
-      .evalsha(script.sha, keys.length, [...keys, ...args])
-      .catch((error: unknown) => {
-        if (!isNoScript(error)) throw error;
-        return this.redis.eval(script.lua, keys.length, [...keys, ...args]);
-      });
+    // An array, not spread arguments: a large commit has more arguments than a call can take.
+    const keysAndArgs = [...keys, ...args];
+    const reply = await this.redis.evalsha(script.sha, keys.length, keysAndArgs).catch((error: unknown) => {
+      if (!isNoScript(error)) throw error;
+      return this.redis.eval(script.lua, keys.length, keysAndArgs);
+    });
     return String(reply);
   }
 
@@ -148,14 +147,15 @@ export class DirectStreamReader implements EventStreamReader {
     this.drop(new Error('the event stream reader was closed'));
   }
 
-  private async command(...args: (readonly string[])[]): Promise<ParsedReply> {
+  /** Sends one command made of the `parts` in order, connecting first if need be. */
+  private async command(...parts: (readonly string[])[]): Promise<ParsedReply> {
     // Redis may have closed the connection since the last read (a timeout, CLIENT KILL): connect
     // again rather than fail this read.
     if (this.socket && !this.socket.writable)
       this.drop(new Error('the Redis connection for the event stream closed'));
     if (!this.socket && !this.connecting) this.connecting = this.open();
     const socket = this.socket ?? (await this.connecting!);
-    return this.send(socket, ...args);
+    return this.send(socket, ...parts);
   }
 
   /** Sends one command made of the `parts` in order. */

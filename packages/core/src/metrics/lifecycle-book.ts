@@ -191,6 +191,7 @@ export class LifecycleBook {
       maybeYielded: yielded ? [...yielded] : [],
     };
   }
+
   /** Applies a batch in stream order; `lookups` answers `lookupsFor(events)`. Returns true if a recount is due. */
   apply(events: readonly StreamEvent[], lookups: LookupResult): boolean {
     this.committed = lookups.committed;

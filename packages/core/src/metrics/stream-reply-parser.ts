@@ -137,46 +137,32 @@ export class StreamReplyParser {
   private readEntry(start: number): number {
     const buf = this.buffer;
     const length = buf.length;
-    if (start >= length) return incomplete;
-    if (buf[start] !== STAR) throw unexpected(STAR, buf[start]!);
-    const parts = readLength(buf, start + 1);
+    const parts = readTyped(buf, start, STAR);
     if (cursor === incomplete) return incomplete;
     if (parts !== 2) throw new RedisReplyError(`a stream entry of ${parts} parts`);
-    let i = cursor;
-    if (i >= length) return incomplete;
-    if (buf[i] !== DOLLAR) throw unexpected(DOLLAR, buf[i]!);
-    const idLength = readLength(buf, i + 1);
+    const idLength = readTyped(buf, cursor, DOLLAR);
     if (cursor === incomplete) return incomplete;
-    i = cursor;
-    const idEnd = i + idLength;
+    const idStart = cursor;
+    const idEnd = idStart + idLength;
     if (idEnd + 2 > length) return incomplete;
     let ms = 0;
-    for (let k = i; k < idEnd; k++) {
+    for (let k = idStart; k < idEnd; k++) {
       const c = buf[k]!;
       if (c < 48 || c > 57) break;
       ms = ms * 10 + (c - 48);
     }
-    const idStart = i;
-    i = idEnd + 2;
-    if (i >= length) return incomplete;
-    if (buf[i] !== STAR) throw unexpected(STAR, buf[i]!);
-    const fields = readLength(buf, i + 1);
+    const fields = readTyped(buf, idEnd + 2, STAR);
     if (cursor === incomplete) return incomplete;
-    i = cursor;
+    let i = cursor;
     let event = '';
     let jobId = '';
     let name = '';
     let prev = '';
     for (let f = 0; f < fields; f += 2) {
-      if (i >= length) return incomplete;
-      if (buf[i] !== DOLLAR) throw unexpected(DOLLAR, buf[i]!);
-      const keyLength = readLength(buf, i + 1);
+      const keyLength = readTyped(buf, i, DOLLAR);
       if (cursor === incomplete) return incomplete;
       const keyStart = cursor;
-      i = keyStart + keyLength + 2;
-      if (i >= length) return incomplete;
-      if (buf[i] !== DOLLAR) throw unexpected(DOLLAR, buf[i]!);
-      const valueLength = readLength(buf, i + 1);
+      const valueLength = readTyped(buf, keyStart + keyLength + 2, DOLLAR);
       if (cursor === incomplete) return incomplete;
       if (valueLength < 0) throw new RedisReplyError('a nil field in a stream entry');
       const valueStart = cursor;
@@ -232,10 +218,17 @@ function readLength(buf: Buffer, start: number): number {
   return 0;
 }
 
-function unexpected(type: number, got: number): RedisReplyError {
-  return new RedisReplyError(
-    `expected ${String.fromCharCode(type)} in a stream reply, got ${String.fromCharCode(got)}`,
-  );
+/** Reads `<type><integer>\r\n` at i, like `readLength`; incomplete when the buffer ends at i. */
+function readTyped(buf: Buffer, i: number, type: number): number {
+  if (i >= buf.length) {
+    cursor = incomplete;
+    return 0;
+  }
+  if (buf[i] !== type)
+    throw new RedisReplyError(
+      `expected ${String.fromCharCode(type)} in a stream reply, got ${String.fromCharCode(buf[i]!)}`,
+    );
+  return readLength(buf, i + 1);
 }
 
 function matches(buf: Buffer, start: number, word: Buffer): boolean {

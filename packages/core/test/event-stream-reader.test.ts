@@ -236,6 +236,53 @@ test('both readers run a script with thousands of arguments, load it again after
   assert.equal((await direct.read(stream, '0-0', 10)).length, 1, 'the next read connects again');
 });
 
+test("a turn's reads: both readers answer the same events, stream info and roles, and a missing stream as an error", async () => {
+  const { redis, server } = fixture;
+  const stream = uniquePrefix('batch');
+  const rolesKey = uniquePrefix('roles');
+  const ids: string[] = [];
+  for (const jobId of ['a', 'b', 'ü'])
+    ids.push((await redis.xadd(stream, '*', 'event', 'waiting', 'jobId', jobId, 'prev', 'added'))!);
+  await redis.zadd(rolesKey, 1700000000000, 'default', 1700000000005, 'rôle');
+  const readers: [string, EventStreamReader][] = [
+    ['direct', track(new DirectStreamReader(new Redis(server.url, { lazyConnect: true }).options))],
+    ['lua', new LuaStreamReader(redis)],
+  ];
+  const answers = [];
+  for (const [name, reader] of readers) {
+    const batch = await reader.readBatch(stream, ids[0]!, 1, rolesKey);
+    assert.deepEqual(batch.events, await reader.read(stream, ids[0]!, 1), `${name}: the same events as read`);
+    assert.deepEqual(
+      batch.events.map((e) => e.jobId),
+      ['b'],
+      name,
+    );
+    assert.ok(Array.isArray(batch.streamInfo), `${name}: stream info`);
+    const info = batch.streamInfo;
+    const field = (n: string) => info[info.indexOf(n) + 1];
+    assert.equal(field('length'), 3, name);
+    assert.equal(field('entries-added'), 3, name);
+    assert.equal((field('first-entry') as unknown[])[0], ids[0], name);
+    assert.deepEqual(batch.roles, ['default', '1700000000000', 'rôle', '1700000000005'], name);
+    const gone = await reader.readBatch(uniquePrefix('missing'), '0-0', 10, uniquePrefix('no-roles'));
+    assert.deepEqual(gone.events, [], name);
+    assert.ok(gone.streamInfo instanceof Error && /no such key/i.test(gone.streamInfo.message), name);
+    assert.deepEqual(gone.roles, [], name);
+    const notAStream = uniquePrefix('string');
+    await redis.set(notAStream, 'x');
+    await assert.rejects(reader.readBatch(notAStream, '0-0', 10, rolesKey), /WRONGTYPE/, name);
+    await redis.set(rolesKey.concat(':string'), 'x');
+    await assert.rejects(reader.readBatch(stream, '0-0', 10, rolesKey.concat(':string')), /WRONGTYPE/, name);
+    assert.equal(
+      (await reader.readBatch(stream, '0-0', 10, rolesKey)).events.length,
+      3,
+      `${name}: in step after errors`,
+    );
+    answers.push({ ...batch, streamInfo: info });
+  }
+  assert.deepEqual(answers[0], answers[1], 'both readers answer alike');
+});
+
 test('Redis Cluster, Sentinel and key-prefixed connections get the Lua reader', () => {
   const { server, redis } = fixture;
   const standalone = new Redis(server.url, { lazyConnect: true });

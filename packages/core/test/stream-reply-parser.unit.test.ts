@@ -1,9 +1,15 @@
-// The exporter's XRANGE decoder: whatever way the reply is cut into chunks it yields the same
-// events, keeps only id, event, jobId and name (added) or prev (any other event), and refuses
-// what is not a well-formed reply instead of guessing.
+// The exporter's reply decoder: whatever way the replies are cut into chunks it yields the same
+// events, keeps only id, event, jobId and name (added) or prev (any other event), decodes the
+// replies after an XRANGE in the same write (XINFO, ZRANGE) as plain values, and refuses what is
+// not a well-formed reply instead of guessing.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { RedisReplyError, StreamReplyParser } from '../src/metrics/stream-reply-parser.js';
+import {
+  type ParsedReply,
+  RedisReplyError,
+  type ReplyShape,
+  StreamReplyParser,
+} from '../src/metrics/stream-reply-parser.js';
 
 function bulk(value: string): string {
   return `$${Buffer.byteLength(value)}\r\n${value}\r\n`;
@@ -57,16 +63,30 @@ const expected = [
   { id: '1700000000006-0', ms: 1700000000006, event: 'activf', jobId: 'j2', extra: 'a-state-of-its-own' },
 ];
 
-function parseInChunks(bytes: Buffer, cuts: number[]) {
+/** Feeds `bytes` cut at `cuts`, taking replies of the given shapes as they complete. */
+function parseInChunks(bytes: Buffer, cuts: number[], shapes: ReplyShape[] = ['entries']) {
   const parser = new StreamReplyParser();
+  const replies: ParsedReply[] = [];
   let from = 0;
   for (const cut of [...cuts, bytes.length]) {
-    const result = parser.push(bytes.subarray(from, cut));
+    parser.append(bytes.subarray(from, cut));
     from = cut;
-    if (cut < bytes.length) assert.equal(result, undefined, `complete after only ${cut} bytes`);
-    else return { result, idle: parser.idle };
+    for (let reply = parser.next(shapes[replies.length]!); reply; ) {
+      replies.push(reply);
+      if (replies.length === shapes.length) break;
+      reply = parser.next(shapes[replies.length]!);
+    }
+    if (cut < bytes.length)
+      assert.ok(replies.length < shapes.length, `all ${shapes.length} replies after only ${cut} bytes`);
   }
-  throw new Error('unreachable');
+  return { result: replies.length === 1 ? replies[0] : replies, idle: parser.idle };
+}
+
+/** One reply of `shape` from `bytes`, all in one chunk. */
+function parseOne(bytes: string, shape: ReplyShape = 'entries') {
+  const parser = new StreamReplyParser();
+  parser.append(Buffer.from(bytes));
+  return parser.next(shape);
 }
 
 test('a reply in one chunk gives every entry with only the fields the book uses', () => {
@@ -85,37 +105,90 @@ test('a reply cut at any byte, or into single bytes, gives the same events', () 
 });
 
 test('an empty range, a status and an integer reply', () => {
-  assert.deepEqual(new StreamReplyParser().push(Buffer.from('*0\r\n')), { kind: 'entries', events: [] });
-  assert.deepEqual(new StreamReplyParser().push(Buffer.from('+OK\r\n')), { kind: 'status', text: 'OK' });
-  assert.deepEqual(new StreamReplyParser().push(Buffer.from(':12\r\n')), { kind: 'status', text: '12' });
+  assert.deepEqual(parseOne('*0\r\n'), { kind: 'entries', events: [] });
+  assert.deepEqual(parseOne('+OK\r\n'), { kind: 'status', text: 'OK' });
+  assert.deepEqual(parseOne(':12\r\n'), { kind: 'status', text: '12' });
 });
 
-test('an error reply is thrown as RedisReplyError and leaves the parser ready for the next reply', () => {
+test('an error reply is returned, not thrown, and leaves the parser ready for the next reply', () => {
   const parser = new StreamReplyParser();
-  assert.equal(parser.push(Buffer.from('-WRONGTYPE Operation against a key')), undefined);
-  assert.throws(() => parser.push(Buffer.from(' holding the wrong kind of value\r\n')), {
-    name: 'RedisReplyError',
-    message: 'WRONGTYPE Operation against a key holding the wrong kind of value',
-  });
+  parser.append(Buffer.from('-WRONGTYPE Operation against a key'));
+  assert.equal(parser.next('entries'), undefined);
+  parser.append(Buffer.from(' holding the wrong kind of value\r\n'));
+  const answer = parser.next('entries');
+  assert.ok(answer?.kind === 'error' && answer.error instanceof RedisReplyError);
+  assert.equal(answer.error.message, 'WRONGTYPE Operation against a key holding the wrong kind of value');
   assert.equal(parser.idle, true);
-  assert.deepEqual(parser.push(reply([entry('5-0', ['event', 'waiting', 'jobId', 'x'])])), {
+  parser.append(reply([entry('5-0', ['event', 'waiting', 'jobId', 'x'])]));
+  assert.deepEqual(parser.next('entries'), {
     kind: 'entries',
     events: [{ id: '5-0', ms: 5, event: 'waiting', jobId: 'x', extra: '' }],
   });
 });
 
-test('malformed replies are refused, not guessed at', () => {
-  const cases: [string, string][] = [
-    ['a reply type it does not read', '%1\r\n'],
-    ['an entry that is not [id, fields]', '*1\r\n*3\r\n'],
-    ['a bad length', '*1\r\n*2\r\n$x\r\n'],
-    ['a nil field value', `*1\r\n*2\r\n${bulk('1-0')}*2\r\n${bulk('event')}$-1\r\n`],
-    ['a field that is not a bulk string', `*1\r\n*2\r\n${bulk('1-0')}*2\r\n:1\r\n`],
-  ];
-  for (const [what, bytes] of cases)
-    assert.throws(() => new StreamReplyParser().push(Buffer.from(bytes)), RedisReplyError, what);
+// A turn's write: XRANGE, then XINFO STREAM (nested entries, integers, a nil), then ZRANGE.
+const xinfo = `*8\r\n${bulk('length')}:3\r\n${bulk('entries-added')}:40\r\n${bulk('first-entry')}${entry('1700000000000-0', ['event', 'added', 'jobId', 'j1', 'name', 'démo'])}${bulk('max-deleted-entry-id')}$-1\r\n`;
+const roles = `*4\r\n${bulk('default')}${bulk('1700000000009')}${bulk('rôle')}${bulk('5')}`;
+const turn = Buffer.concat([sample, Buffer.from(xinfo), Buffer.from(roles)]);
+const turnShapes: ReplyShape[] = ['entries', 'value', 'value'];
+const turnReplies = [
+  { kind: 'entries', events: expected },
+  {
+    kind: 'value',
+    value: [
+      'length',
+      3,
+      'entries-added',
+      40,
+      'first-entry',
+      ['1700000000000-0', ['event', 'added', 'jobId', 'j1', 'name', 'démo']],
+      'max-deleted-entry-id',
+      null,
+    ],
+  },
+  { kind: 'value', value: ['default', '1700000000009', 'rôle', '5'] },
+];
+
+test('replies of one write, cut at any byte, come out in order, each read as asked', () => {
+  assert.deepEqual(parseInChunks(turn, [], turnShapes), { result: turnReplies, idle: true });
+  for (let cut = 1; cut < turn.length; cut++)
+    assert.deepEqual(parseInChunks(turn, [cut], turnShapes).result, turnReplies, `cut at byte ${cut}`);
+  const everyByte = Array.from({ length: turn.length - 1 }, (_, k) => k + 1);
+  assert.deepEqual(parseInChunks(turn, everyByte, turnShapes).result, turnReplies);
 });
 
-test('bytes after a complete reply mean the connection is out of step', () => {
-  assert.throws(() => new StreamReplyParser().push(Buffer.from('+OK\r\n+OK\r\n')), /more than one reply/);
+test('read as plain values: an error reply, and an error inside an array, are values', () => {
+  const parser = new StreamReplyParser();
+  parser.append(Buffer.from(`-ERR no such key\r\n*2\r\n:1\r\n-ERR inner\r\n${bulk('after')}`));
+  const first = parser.next('value');
+  assert.ok(first?.kind === 'error' && first.error.message === 'ERR no such key');
+  const second = parser.next('value');
+  assert.ok(second?.kind === 'value' && Array.isArray(second.value));
+  assert.equal(second.value[0], 1);
+  assert.ok(second.value[1] instanceof RedisReplyError && second.value[1].message === 'ERR inner');
+  assert.deepEqual(parser.next('value'), { kind: 'value', value: 'after' });
+  assert.equal(parser.idle, true);
+});
+
+test('malformed replies are refused, not guessed at', () => {
+  const cases: [string, string, ReplyShape][] = [
+    ['a reply type it does not read', '%1\r\n', 'entries'],
+    ['a reply type it does not read, as a value', '*1\r\n%1\r\n', 'value'],
+    ['an entry that is not [id, fields]', '*1\r\n*3\r\n', 'entries'],
+    ['a bad length', '*1\r\n*2\r\n$x\r\n', 'entries'],
+    ['a bad length, as a value', '*1\r\n$x\r\n', 'value'],
+    ['a nil field value', `*1\r\n*2\r\n${bulk('1-0')}*2\r\n${bulk('event')}$-1\r\n`, 'entries'],
+    ['a field that is not a bulk string', `*1\r\n*2\r\n${bulk('1-0')}*2\r\n:1\r\n`, 'entries'],
+  ];
+  for (const [what, bytes, shape] of cases)
+    assert.throws(() => parseOne(bytes, shape), RedisReplyError, what);
+});
+
+test('bytes after the replies taken are held, not dropped: the reader checks the parser is idle', () => {
+  const parser = new StreamReplyParser();
+  parser.append(Buffer.from('+OK\r\n+OK\r\n'));
+  assert.deepEqual(parser.next('entries'), { kind: 'status', text: 'OK' });
+  assert.equal(parser.idle, false);
+  assert.deepEqual(parser.next('entries'), { kind: 'status', text: 'OK' });
+  assert.equal(parser.idle, true);
 });

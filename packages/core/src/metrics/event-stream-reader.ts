@@ -11,11 +11,31 @@ import { connect as tlsConnect } from 'node:tls';
 import { Cluster, type Redis, type RedisOptions } from 'ioredis';
 import { readEventsScript } from './exporter-scripts.js';
 import type { StreamEvent } from './lifecycle-book.js';
-import { type ParsedReply, RedisReplyError, StreamReplyParser } from './stream-reply-parser.js';
+import {
+  type ParsedReply,
+  RedisReplyError,
+  type ReplyShape,
+  type RespValue,
+  StreamReplyParser,
+} from './stream-reply-parser.js';
+
+/** One turn's reads: the events, then the stream's XINFO and the roles seen, read after them. */
+export interface EventBatch {
+  events: StreamEvent[];
+  /** XINFO STREAM as a flat name/value list, or its error (no such key once the stream is gone). */
+  streamInfo: unknown[] | Error;
+  /** The role-activity sorted set, members and scores. */
+  roles: string[];
+}
 
 export interface EventStreamReader {
   /** Up to `count` entries of `stream` after `afterId` (exclusive), oldest first. */
   read(stream: string, afterId: string, count: number): Promise<StreamEvent[]>;
+  /**
+   * `read`, then XINFO STREAM and the roles in `rolesKey`, in that order: an entry missing from the
+   * stream info was trimmed after the read, and a role that took a job read was recorded before.
+   */
+  readBatch(stream: string, afterId: string, count: number, rolesKey: string): Promise<EventBatch>;
   /**
    * Runs a script by its SHA1, sending its text when Redis does not have it (NOSCRIPT), and
    * answers its integer or status reply as text.
@@ -60,6 +80,17 @@ export class LuaStreamReader implements EventStreamReader {
     return unpackEvents(await command.call(this.redis, stream, `(${afterId}`, count));
   }
 
+  async readBatch(stream: string, afterId: string, count: number, rolesKey: string): Promise<EventBatch> {
+    const events = await this.read(stream, afterId, count);
+    const [[infoError, info], [rolesError, roles]] = (await this.redis
+      .pipeline()
+      .xinfo('STREAM', stream)
+      .zrange(rolesKey, 0, -1, 'WITHSCORES')
+      .exec()) as [[Error | null, unknown[]], [Error | null, string[] | null]];
+    if (rolesError) throw rolesError;
+    return { events, streamInfo: infoError ?? info, roles: roles ?? [] };
+  }
+
   async evalScript(script: LuaScript, keys: readonly string[], args: readonly string[]): Promise<string> {
     // An array, not spread arguments: a large commit has more arguments than a call can take.
     const keysAndArgs = [...keys, ...args];
@@ -93,15 +124,30 @@ function unpackEvents(packed: string): StreamEvent[] {
   return events;
 }
 
+/** One command of a write: its parts in order, and how to read its reply. */
+interface Command {
+  shape: ReplyShape;
+  parts: readonly (readonly string[])[];
+}
+
 interface Pending {
-  resolve(reply: ParsedReply): void;
+  commands: readonly Command[];
+  replies: ParsedReply[];
+  resolve(replies: ParsedReply[]): void;
   reject(error: Error): void;
+}
+
+/** The reply, or its error reply thrown. */
+function settled(reply: ParsedReply): Exclude<ParsedReply, { kind: 'error' }> {
+  if (reply.kind === 'error') throw reply.error;
+  return reply;
 }
 
 /**
  * XRANGE over a socket of its own, opened with the connection's host or path, TLS, user, password
- * and database. One command at a time. A broken or closed socket fails the read in progress (the
- * exporter retries its turn); the next read connects again.
+ * and database. One write at a time, of one or more commands (a turn's reads go in one write). A
+ * broken or closed socket fails the read in progress (the exporter retries its turn); the next read
+ * connects again.
  */
 export class DirectStreamReader implements EventStreamReader {
   /** The socket in use, once its handshake is done. */
@@ -118,24 +164,43 @@ export class DirectStreamReader implements EventStreamReader {
   constructor(private readonly options: RedisOptions) {}
 
   async read(stream: string, afterId: string, count: number): Promise<StreamEvent[]> {
-    this.reading = true;
-    const reply = await this.command(['XRANGE', stream, `(${afterId}`, '+', 'COUNT', String(count)]).finally(
-      () => {
-        this.reading = false;
-      },
-    );
-    if (reply.kind !== 'entries') throw new RedisReplyError(`XRANGE answered ${reply.text}`);
-    return reply.events;
+    const [reply] = await this.reads([xrange(stream, afterId, count)]);
+    return entriesOf(reply!);
+  }
+
+  async readBatch(stream: string, afterId: string, count: number, rolesKey: string): Promise<EventBatch> {
+    const [range, info, roles] = await this.reads([
+      xrange(stream, afterId, count),
+      { shape: 'value', parts: [['XINFO', 'STREAM', stream]] },
+      { shape: 'value', parts: [['ZRANGE', rolesKey, '0', '-1', 'WITHSCORES']] },
+    ]);
+    return {
+      events: entriesOf(range!),
+      streamInfo: info!.kind === 'error' ? info!.error : listOf(info!, 'XINFO STREAM'),
+      roles: listOf(settled(roles!), 'ZRANGE') as string[],
+    };
   }
 
   async evalScript(script: LuaScript, keys: readonly string[], args: readonly string[]): Promise<string> {
     const numberOfKeys = String(keys.length);
-    const reply = await this.command(['EVALSHA', script.sha, numberOfKeys], keys, args).catch((error) => {
+    const run = async (parts: string[]) =>
+      settled((await this.command([{ shape: 'entries', parts: [parts, keys, args] }]))[0]!);
+    const reply = await run(['EVALSHA', script.sha, numberOfKeys]).catch((error) => {
       if (!isNoScript(error)) throw error;
-      return this.command(['EVAL', script.lua, numberOfKeys], keys, args);
+      return run(['EVAL', script.lua, numberOfKeys]);
     });
     if (reply.kind !== 'status') throw new RedisReplyError('the script answered an array');
     return reply.text;
+  }
+
+  /** Sends reads (cancelRead fails them). */
+  private async reads(commands: Command[]): Promise<ParsedReply[]> {
+    this.reading = true;
+    try {
+      return await this.command(commands);
+    } finally {
+      this.reading = false;
+    }
   }
 
   cancelRead() {
@@ -147,24 +212,31 @@ export class DirectStreamReader implements EventStreamReader {
     this.drop(new Error('the event stream reader was closed'));
   }
 
-  /** Sends one command made of the `parts` in order, connecting first if need be. */
-  private async command(...parts: (readonly string[])[]): Promise<ParsedReply> {
+  /** Sends the commands in one write, connecting first if need be, and answers their replies. */
+  private async command(commands: readonly Command[]): Promise<ParsedReply[]> {
     // Redis may have closed the connection since the last read (a timeout, CLIENT KILL): connect
     // again rather than fail this read.
     if (this.socket && !this.socket.writable)
       this.drop(new Error('the Redis connection for the event stream closed'));
     if (!this.socket && !this.connecting) this.connecting = this.open();
     const socket = this.socket ?? (await this.connecting!);
-    return this.send(socket, ...parts);
+    return this.send(socket, commands);
   }
 
-  /** Sends one command made of the `parts` in order. */
-  private send(socket: Socket, ...parts: (readonly string[])[]): Promise<ParsedReply> {
-    if (this.pending) return Promise.reject(new Error('the event stream reader runs one command at a time'));
-    return new Promise<ParsedReply>((resolve, reject) => {
-      this.pending = { resolve, reject };
-      socket.write(encodeCommand(parts));
+  /** Sends the commands in one write and answers their replies, error replies included. */
+  private send(socket: Socket, commands: readonly Command[]): Promise<ParsedReply[]> {
+    if (this.pending) return Promise.reject(new Error('the event stream reader runs one write at a time'));
+    return new Promise<ParsedReply[]>((resolve, reject) => {
+      this.pending = { commands, replies: [], resolve, reject };
+      let out = '';
+      for (const command of commands) out += encodeCommand(command.parts);
+      socket.write(out);
     });
+  }
+
+  /** Sends one command during the handshake and answers its reply (an error reply is thrown). */
+  private async handshake(socket: Socket, parts: string[]): Promise<void> {
+    settled((await this.send(socket, [{ shape: 'entries', parts: [parts] }]))[0]!);
   }
 
   private async open(): Promise<Socket> {
@@ -177,11 +249,12 @@ export class DirectStreamReader implements EventStreamReader {
       }
       this.listen(socket);
       const { username, password, db, connectionName } = this.options;
-      if (password) await this.send(socket, username ? ['AUTH', username, password] : ['AUTH', password]);
-      if (db) await this.send(socket, ['SELECT', String(db)]);
+      if (password)
+        await this.handshake(socket, username ? ['AUTH', username, password] : ['AUTH', password]);
+      if (db) await this.handshake(socket, ['SELECT', String(db)]);
       // The name only helps an operator reading CLIENT LIST: a name Redis refuses is not fatal.
       if (connectionName)
-        await this.send(socket, ['CLIENT', 'SETNAME', `${connectionName}:events`]).catch((error) => {
+        await this.handshake(socket, ['CLIENT', 'SETNAME', `${connectionName}:events`]).catch((error) => {
           if (!(error instanceof RedisReplyError)) throw error;
         });
       this.socket = socket;
@@ -229,17 +302,17 @@ export class DirectStreamReader implements EventStreamReader {
       const pending = this.pending;
       try {
         if (!pending) throw new RedisReplyError('Redis sent a reply nobody asked for');
-        const reply = this.parser.push(chunk);
-        if (!reply) return;
-        this.pending = undefined;
-        pending.resolve(reply);
-      } catch (error) {
-        if (pending && error instanceof RedisReplyError && this.parser.idle) {
-          // An error reply: the connection is still in step.
-          this.pending = undefined;
-          pending.reject(error);
-          return;
+        this.parser.append(chunk);
+        const { commands, replies } = pending;
+        while (replies.length < commands.length) {
+          const reply = this.parser.next(commands[replies.length]!.shape);
+          if (!reply) return;
+          replies.push(reply);
         }
+        if (!this.parser.idle) throw new RedisReplyError('Redis sent more replies than commands');
+        this.pending = undefined;
+        pending.resolve(replies);
+      } catch (error) {
         this.drop(error as Error);
       }
     });
@@ -263,6 +336,28 @@ export class DirectStreamReader implements EventStreamReader {
     current?.destroy();
     pending?.reject(error);
   }
+}
+
+function xrange(stream: string, afterId: string, count: number): Command {
+  return { shape: 'entries', parts: [['XRANGE', stream, `(${afterId}`, '+', 'COUNT', String(count)]] };
+}
+
+function entriesOf(reply: ParsedReply): StreamEvent[] {
+  const settledReply = settled(reply);
+  if (settledReply.kind !== 'entries') throw new RedisReplyError(`XRANGE answered ${describe(settledReply)}`);
+  return settledReply.events;
+}
+
+function listOf(reply: ParsedReply, command: string): RespValue[] {
+  if (reply.kind === 'value' && Array.isArray(reply.value)) return reply.value;
+  throw new RedisReplyError(`${command} answered ${describe(reply)}`);
+}
+
+function describe(reply: ParsedReply): string {
+  if (reply.kind === 'status') return reply.text;
+  if (reply.kind === 'error') return reply.error.message;
+  if (reply.kind === 'entries') return 'entries';
+  return Array.isArray(reply.value) ? 'an array' : String(reply.value);
 }
 
 function encodeCommand(parts: readonly (readonly string[])[]): string {

@@ -280,14 +280,11 @@ class QueueExporter {
     // Read first, then check: if no entry after pos is missing now, none was missing when it was
     // read (trimming only removes the oldest entries). Roles are read after the events too: a
     // role that activated a job in the batch recorded itself before that, so it is seen.
-    const events = holdBackCutStall(await this.reader.read(this.stream, pos, this.batchSize), this.batchSize);
-    const [[infoError, info], [, roles]] = (await this.redis
-      .pipeline()
-      .xinfo('STREAM', this.stream)
-      .zrange(this.rolesKey, 0, -1, 'WITHSCORES')
-      .exec()) as [[Error | null, unknown[]], [Error | null, string[] | null]];
-    if (infoError) {
-      if (!/no such key/i.test(infoError.message)) throw infoError;
+    const batch = await this.reader.readBatch(this.stream, pos, this.batchSize, this.rolesKey);
+    const events = holdBackCutStall(batch.events, this.batchSize);
+    const { streamInfo: info, roles } = batch;
+    if (info instanceof Error) {
+      if (!/no such key/i.test(info.message)) throw info;
       if (pos !== '0-0') {
         await this.recount('event stream is gone');
         return;
@@ -302,7 +299,7 @@ class QueueExporter {
       await this.waitForEvents(pos);
       return;
     }
-    const soleRole = soleActiveRole(roles ?? [], events[0]!.ms);
+    const soleRole = soleActiveRole(roles, events[0]!.ms);
     const lookups = await this.lookup(
       this.book.lookupsFor(events, soleRole !== undefined, this.countedUntil),
     );

@@ -1,8 +1,8 @@
-// Decodes Redis replies (RESP2) arriving in chunks, for the exporter's own read connection: an
-// XRANGE reply becomes the book's StreamEvents directly, keeping of each entry only id, event,
-// jobId and name or prev. No array or string is made for a field it skips, such as a large return
-// value: a general client decodes every field of every entry, which costs the exporter several
-// times what applying the event does.
+// Decodes Redis replies (RESP2) arriving in chunks, for the exporter's own read connection. An
+// XRANGE reply becomes the book's StreamEvents directly, keeping of each entry only id, event, jobId
+// and name or prev. No array or string is made for a field it skips, such as a large return value:
+// a general client decodes every field of every entry, which costs the exporter several times what
+// applying the event does. Any other reply (XINFO, ZRANGE, a script's) is decoded as plain values.
 import type { StreamEvent } from './lifecycle-book.js';
 
 const CR = 13;
@@ -67,14 +67,29 @@ export class RedisReplyError extends Error {
   override name = 'RedisReplyError';
 }
 
-/** What one reply turned into: events of an XRANGE, or the text of a status or integer reply. */
-export type ParsedReply = { kind: 'entries'; events: StreamEvent[] } | { kind: 'status'; text: string };
+/** A reply decoded as plain values: bulk and status strings, integers, nil, arrays, error replies. */
+export type RespValue = string | number | null | RedisReplyError | RespValue[];
+
+/**
+ * What one reply turned into: the events of an XRANGE, the text of a status or integer reply, an
+ * error reply, or (read as a plain value) anything else.
+ */
+export type ParsedReply =
+  | { kind: 'entries'; events: StreamEvent[] }
+  | { kind: 'status'; text: string }
+  | { kind: 'error'; error: RedisReplyError }
+  | { kind: 'value'; value: RespValue };
+
+/** How to read the next reply: an XRANGE's entries as events, or any reply as a plain value. */
+export type ReplyShape = 'entries' | 'value';
 
 const incomplete = -1;
 
 /**
- * One reply at a time: `push` every chunk received until it returns the reply. Progress is kept at
- * entry boundaries, so a large reply split over many chunks is scanned once.
+ * Replies in the order they come: `append` every chunk received, then take each reply with `next`
+ * once it has fully arrived. Progress through an XRANGE reply is kept at entry boundaries, so a
+ * large reply split over many chunks is scanned once. Input that is not a well-formed reply throws
+ * RedisReplyError: the connection is then out of step.
  */
 export class StreamReplyParser {
   private buffer = Buffer.alloc(0) as SliceableBuffer;
@@ -83,36 +98,41 @@ export class StreamReplyParser {
   private remaining = -1;
   private events: StreamEvent[] = [];
 
-  /** True when no partly received reply is held. */
+  /** True when no partly received reply, and nothing after the last reply taken, is held. */
   get idle(): boolean {
     return this.remaining === -1 && this.offset >= this.buffer.length;
   }
 
-  push(chunk: Buffer): ParsedReply | undefined {
+  append(chunk: Buffer) {
     this.buffer = (
       this.offset >= this.buffer.length ? chunk : Buffer.concat([this.buffer.subarray(this.offset), chunk])
     ) as SliceableBuffer;
     this.offset = 0;
-    const reply = this.remaining === -1 ? this.readHeader() : this.readEntries();
-    if (reply && this.offset < this.buffer.length)
-      throw new RedisReplyError('Redis sent more than one reply to one command');
-    return reply;
   }
 
-  private readHeader(): ParsedReply | undefined {
+  /** The next reply read as `shape`, or undefined until all of it has arrived. */
+  next(shape: ReplyShape): ParsedReply | undefined {
+    if (this.remaining !== -1) return this.readEntries();
     const buf = this.buffer;
-    if (buf.length === 0) return undefined;
-    const type = buf[0];
+    const start = this.offset;
+    if (start >= buf.length) return undefined;
+    const type = buf[start];
     if (type === PLUS || type === MINUS || type === COLON) {
-      const end = buf.indexOf(CR);
+      const end = buf.indexOf(CR, start);
       if (end === -1 || end + 1 >= buf.length) return undefined;
-      const text = buf.toString('utf8', 1, end);
+      const text = buf.toString('utf8', start + 1, end);
       this.offset = end + 2;
-      if (type === MINUS) throw new RedisReplyError(text);
+      if (type === MINUS) return { kind: 'error', error: new RedisReplyError(text) };
       return { kind: 'status', text };
     }
+    if (shape === 'value') {
+      const value = readValue(buf, start);
+      if (cursor === incomplete) return undefined;
+      this.offset = cursor;
+      return { kind: 'value', value };
+    }
     if (type !== STAR) throw new RedisReplyError(`unexpected reply type ${String.fromCharCode(type!)}`);
-    const entries = readLength(buf, 1);
+    const entries = readLength(buf, start + 1);
     if (cursor === incomplete) return undefined;
     this.offset = cursor;
     this.remaining = Math.max(entries, 0);
@@ -188,8 +208,50 @@ export class StreamReplyParser {
   }
 }
 
-/** Where the last `readLength` ended: the offset after its CRLF, or incomplete. */
+/** Where the last `readLength` or `readValue` ended: the offset after its CRLF, or incomplete. */
 let cursor = 0;
+
+/** Reads any reply at i as a plain value and sets `cursor` after it (incomplete when cut short). */
+function readValue(buf: SliceableBuffer, i: number): RespValue {
+  if (i >= buf.length) {
+    cursor = incomplete;
+    return null;
+  }
+  const type = buf[i];
+  if (type === PLUS || type === MINUS || type === COLON) {
+    const end = buf.indexOf(CR, i);
+    if (end === -1 || end + 1 >= buf.length) {
+      cursor = incomplete;
+      return null;
+    }
+    cursor = end + 2;
+    if (type === COLON) return Number(buf.latin1Slice(i + 1, end));
+    const text = buf.utf8Slice(i + 1, end);
+    return type === MINUS ? new RedisReplyError(text) : text;
+  }
+  if (type === DOLLAR) {
+    const length = readLength(buf, i + 1);
+    if (cursor === incomplete || length < 0) return null;
+    const start = cursor;
+    if (start + length + 2 > buf.length) {
+      cursor = incomplete;
+      return null;
+    }
+    cursor = start + length + 2;
+    return buf.utf8Slice(start, start + length);
+  }
+  if (type === STAR) {
+    const count = readLength(buf, i + 1);
+    if (cursor === incomplete || count < 0) return null;
+    const items: RespValue[] = new Array(count);
+    for (let k = 0; k < count; k++) {
+      items[k] = readValue(buf, cursor);
+      if (cursor === incomplete) return null;
+    }
+    return items;
+  }
+  throw new RedisReplyError(`unexpected reply type ${String.fromCharCode(type!)}`);
+}
 
 /**
  * Reads the decimal integer at i up to its CRLF and sets `cursor` after it (incomplete when the

@@ -228,9 +228,7 @@ export class DirectStreamReader implements EventStreamReader {
     if (this.pending) return Promise.reject(new Error('the event stream reader runs one write at a time'));
     return new Promise<ParsedReply[]>((resolve, reject) => {
       this.pending = { commands, replies: [], resolve, reject };
-      let out = '';
-      for (const command of commands) out += encodeCommand(command.parts);
-      socket.write(out);
+      socket.write(encodeCommands(commands));
     });
   }
 
@@ -360,14 +358,65 @@ function describe(reply: ParsedReply): string {
   return Array.isArray(reply.value) ? 'an array' : String(reply.value);
 }
 
-function encodeCommand(parts: readonly (readonly string[])[]): string {
-  let count = 0;
-  for (const part of parts) count += part.length;
-  let out = `*${count}\r\n`;
-  for (const part of parts)
-    for (let i = 0; i < part.length; i++) {
-      const arg = part[i]!;
-      out += `$${Buffer.byteLength(arg)}\r\n${arg}\r\n`;
-    }
+interface WritableBuffer extends Buffer {
+  utf8Write(text: string, offset: number): number;
+}
+
+/**
+ * The commands in RESP, in one buffer written in place: a commit of thousands of arguments makes no
+ * string per argument, and the socket sends the buffer as it is.
+ */
+function encodeCommands(commands: readonly Command[]): Buffer {
+  let size = 0;
+  for (const { parts } of commands) {
+    let count = 0;
+    for (const part of parts)
+      for (let i = 0; i < part.length; i++) {
+        const length = Buffer.byteLength(part[i]!);
+        size += digits(length) + length + 5;
+        count++;
+      }
+    size += digits(count) + 3;
+  }
+  const out = Buffer.allocUnsafe(size) as WritableBuffer;
+  let at = 0;
+  for (const { parts } of commands) {
+    let count = 0;
+    for (const part of parts) count += part.length;
+    at = writeHeader(out, at, STAR, count);
+    for (const part of parts)
+      for (let i = 0; i < part.length; i++) {
+        const arg = part[i]!;
+        at = writeHeader(out, at, DOLLAR, Buffer.byteLength(arg));
+        at += out.utf8Write(arg, at);
+        out[at++] = CR;
+        out[at++] = LF;
+      }
+  }
   return out;
+}
+
+const STAR = 42;
+const DOLLAR = 36;
+const CR = 13;
+const LF = 10;
+
+function digits(n: number): number {
+  let count = 1;
+  for (let rest = n; rest >= 10; rest = Math.floor(rest / 10)) count++;
+  return count;
+}
+
+/** Writes `<type><n>\r\n` at `at` and answers the offset after it. */
+function writeHeader(out: Buffer, at: number, type: number, n: number): number {
+  out[at] = type;
+  let end = at + 1 + digits(n);
+  let rest = n;
+  for (let k = end - 1; k > at; k--) {
+    out[k] = 48 + (rest % 10);
+    rest = Math.floor(rest / 10);
+  }
+  out[end++] = CR;
+  out[end++] = LF;
+  return end;
 }

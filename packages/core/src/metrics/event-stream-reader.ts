@@ -38,9 +38,10 @@ export interface EventStreamReader {
   readBatch(stream: string, afterId: string, count: number, rolesKey: string): Promise<EventBatch>;
   /**
    * Runs a script by its SHA1, sending its text when Redis does not have it (NOSCRIPT), and
-   * answers its integer or status reply as text.
+   * answers its integer or status reply as text. Its arguments are the `args` lists, one after
+   * another (a commit passes each write's arguments as they are, never copied into one list).
    */
-  evalScript(script: LuaScript, keys: readonly string[], args: readonly string[]): Promise<string>;
+  evalScript(script: LuaScript, keys: readonly string[], ...args: (readonly string[])[]): Promise<string>;
   /** Fails the read in progress, if any (not a script); the next command connects again. */
   cancelRead(): void;
   close(): void;
@@ -91,9 +92,14 @@ export class LuaStreamReader implements EventStreamReader {
     return { events, streamInfo: infoError ?? info, roles: roles ?? [] };
   }
 
-  async evalScript(script: LuaScript, keys: readonly string[], args: readonly string[]): Promise<string> {
+  async evalScript(
+    script: LuaScript,
+    keys: readonly string[],
+    ...args: (readonly string[])[]
+  ): Promise<string> {
     // An array, not spread arguments: a large commit has more arguments than a call can take.
-    const keysAndArgs = [...keys, ...args];
+    const keysAndArgs = [...keys];
+    for (const list of args) for (let i = 0; i < list.length; i++) keysAndArgs.push(list[i]!);
     const reply = await this.redis.evalsha(script.sha, keys.length, keysAndArgs).catch((error: unknown) => {
       if (!isNoScript(error)) throw error;
       return this.redis.eval(script.lua, keys.length, keysAndArgs);
@@ -181,10 +187,14 @@ export class DirectStreamReader implements EventStreamReader {
     };
   }
 
-  async evalScript(script: LuaScript, keys: readonly string[], args: readonly string[]): Promise<string> {
+  async evalScript(
+    script: LuaScript,
+    keys: readonly string[],
+    ...args: (readonly string[])[]
+  ): Promise<string> {
     const numberOfKeys = String(keys.length);
     const run = async (parts: string[]) =>
-      settled((await this.command([{ shape: 'entries', parts: [parts, keys, args] }]))[0]!);
+      settled((await this.command([{ shape: 'entries', parts: [parts, keys, ...args] }]))[0]!);
     const reply = await run(['EVALSHA', script.sha, numberOfKeys]).catch((error) => {
       if (!isNoScript(error)) throw error;
       return run(['EVAL', script.lua, numberOfKeys]);

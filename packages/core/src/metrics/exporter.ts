@@ -353,12 +353,9 @@ class QueueExporter {
     if (!this.position || !this.isLeader) return;
     const ops = this.book.commitOps();
     if (ops.length === 0 && this.position.pos === this.committedPos) return;
-    const args: string[] = [this.token, this.position.pos, String(this.position.added)];
-    for (const op of ops) {
-      args.push(op.command, op.key, String(op.args.length));
-      for (let i = 0; i < op.args.length; i++) args.push(op.args[i]!);
-    }
-    const result = await this.reader.evalScript(commit, [this.stateKey, this.leaderKey], args);
+    const args: string[][] = [[this.token, this.position.pos, String(this.position.added)]];
+    for (const op of ops) args.push([op.command, op.key, String(op.args.length)], op.args);
+    const result = await this.reader.evalScript(commit, [this.stateKey, this.leaderKey], ...args);
     if (result === '-1') {
       this.isLeader = false;
       this.forget();

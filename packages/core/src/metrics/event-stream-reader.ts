@@ -377,12 +377,14 @@ interface WritableBuffer extends Buffer {
  * string per argument, and the socket sends the buffer as it is.
  */
 function encodeCommands(commands: readonly Command[]): Buffer {
+  const lengths: number[] = [];
   let size = 0;
   for (const { parts } of commands) {
     let count = 0;
     for (const part of parts)
       for (let i = 0; i < part.length; i++) {
         const length = Buffer.byteLength(part[i]!);
+        lengths.push(length);
         size += digits(length) + length + 5;
         count++;
       }
@@ -390,15 +392,15 @@ function encodeCommands(commands: readonly Command[]): Buffer {
   }
   const out = Buffer.allocUnsafe(size) as WritableBuffer;
   let at = 0;
+  let n = 0;
   for (const { parts } of commands) {
     let count = 0;
     for (const part of parts) count += part.length;
     at = writeHeader(out, at, STAR, count);
     for (const part of parts)
       for (let i = 0; i < part.length; i++) {
-        const arg = part[i]!;
-        at = writeHeader(out, at, DOLLAR, Buffer.byteLength(arg));
-        at += out.utf8Write(arg, at);
+        at = writeHeader(out, at, DOLLAR, lengths[n++]!);
+        at += out.utf8Write(part[i]!, at);
         out[at++] = CR;
         out[at++] = LF;
       }

@@ -1,7 +1,7 @@
 // Bench options: flags win over env vars, env vars over defaults; parsed once, validated here.
 import { parseArgs } from 'node:util';
 
-export const sectionNames = ['drain', 'rest', 'lag'] as const;
+export const sectionNames = ['drain', 'cost', 'rest', 'lag'] as const;
 export type SectionName = (typeof sectionNames)[number];
 
 export const variantNames = ['bullmq', 'jobbers', 'jobbers+exporter', 'jobbers+exporter-process'] as const;
@@ -24,6 +24,8 @@ export interface BenchOptions {
   /** Echo jobs submitted per second during the lag run (~4 stream events each). */
   lagRate: number;
   lagSampleMs: number;
+  /** Replays of the recorded prefill and drain in the exporter-cost section. */
+  costRepeats: number;
 }
 
 const numericFlags = {
@@ -36,12 +38,13 @@ const numericFlags = {
   'lag-seconds': { env: 'BENCH_LAG_SECONDS', fallback: 20, min: 1 },
   'lag-rate': { env: 'BENCH_LAG_RATE', fallback: 1250, min: 1 },
   'lag-sample-ms': { env: 'BENCH_LAG_SAMPLE_MS', fallback: 50, min: 5 },
+  'cost-repeats': { env: 'BENCH_COST_REPEATS', fallback: 5, min: 1 },
 } as const;
 
 type NumericFlag = keyof typeof numericFlags;
 
 export const usage = `npm run bench -- [flags]   (each flag also reads the env var shown)
-  --only drain,rest,lag   sections to run (BENCH_ONLY; default all)
+  --only drain,cost,rest,lag  sections to run (BENCH_ONLY; default all)
   --variants LIST         drain variants, of bullmq,jobbers,jobbers+exporter,jobbers+exporter-process
                           (BENCH_VARIANTS; default all)
   --jobs N                no-op jobs per drain run (BENCH_JOBS; default 20000)
@@ -53,6 +56,8 @@ export const usage = `npm run bench -- [flags]   (each flag also reads the env v
   --lag-seconds N         duration of the exporter-lag load (BENCH_LAG_SECONDS; default 20)
   --lag-rate N            echo jobs submitted per second in the lag load (BENCH_LAG_RATE; default 1250)
   --lag-sample-ms N       lag sampling interval (BENCH_LAG_SAMPLE_MS; default 50)
+  --cost-repeats N        replays of the recorded jobs in the exporter-cost section
+                          (BENCH_COST_REPEATS; default 5; the jobs are --jobs)
   --help`;
 
 function readNumber(flag: NumericFlag, raw: string | undefined, problems: string[]): number {
@@ -120,6 +125,7 @@ export function parseBenchOptions(argv: string[]): BenchOptions | 'help' {
     lagSeconds: flag('lag-seconds'),
     lagRate: flag('lag-rate'),
     lagSampleMs: flag('lag-sample-ms'),
+    costRepeats: flag('cost-repeats'),
   };
   if (options.batchSize > 1000) problems.push('--batch-size must be <= 1000 (the API batch limit)');
   if (problems.length > 0) throw new Error(`invalid bench options:\n  - ${problems.join('\n  - ')}`);

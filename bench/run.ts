@@ -1,9 +1,11 @@
-// npm run bench: drain throughput (Jobbers vs bare BullMQ, metrics on vs off), REST submit
-// throughput and exporter lag, against a private redis-server. Never part of `npm test`.
+// npm run bench: drain throughput (Jobbers vs bare BullMQ, metrics on vs off), the exporter's own
+// cost, REST submit throughput and exporter lag, against a private redis-server. Never part of
+// `npm test`.
 import { Redis } from 'ioredis';
 import { startRedisServer } from '../test/support/redis-server.js';
 import { type DrainRun, type DrainSettings, drainOnce, roundOrder } from './drain.js';
 import { describeEnvironment, describeLoad, machineIsBusy } from './environment.js';
+import { type PhaseCost, runExporterCostBench } from './exporter-cost.js';
 import { runExporterLagBench } from './exporter-lag.js';
 import { type BenchOptions, parseBenchOptions, usage, type VariantName } from './options.js';
 import { runRestBench } from './rest.js';
@@ -175,6 +177,46 @@ async function benchRest(options: BenchOptions, redisUrl: string, admin: Redis):
   );
 }
 
+async function benchCost(options: BenchOptions, settings: DrainSettings): Promise<string[]> {
+  heading(
+    `Exporter cost: ${options.jobs} no-op jobs submitted and drained once (recorded), then applied by a ` +
+      `fresh exporter ${options.costRepeats} times with nothing else running`,
+  );
+  const result = await runExporterCostBench({ ...settings, repeats: options.costRepeats });
+  const describe = (name: string, costs: PhaseCost[]) => {
+    const node = costs.map((c) => c.nodeUs);
+    const redis = costs.map((c) => c.redisUs);
+    return [
+      name,
+      median(node).toFixed(2),
+      Math.min(...node).toFixed(2),
+      median(redis).toFixed(2),
+      Math.min(...redis).toFixed(2),
+      median(costs.map((c) => c.nodeUs + c.redisUs)).toFixed(2),
+    ];
+  };
+  const rows = [
+    describe('submissions (added, waiting)', result.submit),
+    describe('drain (active, completed)', result.drain),
+  ];
+  for (const [k, c] of result.drain.entries())
+    print(
+      `replay ${k + 1}  submissions node ${result.submit[k]!.nodeUs.toFixed(2)} us, redis ${result.submit[k]!.redisUs.toFixed(2)} us;` +
+        `  drain node ${c.nodeUs.toFixed(2)} us, redis ${c.redisUs.toFixed(2)} us  (per job)`,
+    );
+  print();
+  print(
+    table(
+      ['phase (2 stream entries per job)', 'node us/job', 'min', 'redis us/job', 'min', 'total (medians)'],
+      rows,
+    ),
+  );
+  return rows.map(
+    (r) =>
+      `exporter cost, ${r[0]}: node ${r[1]} us + redis ${r[3]} us per job (medians of ${options.costRepeats})`,
+  );
+}
+
 async function benchLag(options: BenchOptions, redisUrl: string, admin: Redis): Promise<string[]> {
   heading(
     `Exporter lag: ${options.lagRate} echo jobs/s for ${options.lagSeconds} s, one jobbers-worker process ` +
@@ -221,6 +263,7 @@ async function main() {
       concurrency: options.concurrency,
     };
     if (options.sections.includes('drain')) summary.push(...(await benchDrain(options, drainSettings)));
+    if (options.sections.includes('cost')) summary.push(...(await benchCost(options, drainSettings)));
     if (options.sections.includes('rest')) summary.push(...(await benchRest(options, redis.url, admin)));
     if (options.sections.includes('lag')) summary.push(...(await benchLag(options, redis.url, admin)));
   } finally {

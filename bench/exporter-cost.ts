@@ -1,0 +1,228 @@
+// The lifecycle exporter's own cost, apart from any worker: a prefill and a drain are recorded once,
+// then replayed to a fresh exporter again and again. Each replay measures the CPU the exporter's
+// process and redis-server spend applying the events, per job. Unlike drain throughput, nothing
+// else runs while it is measured, so the figure moves little from run to run: it is the one to
+// compare when changing the exporter.
+import {
+  createRedisConnection,
+  defineTask,
+  LifecycleExporter,
+  loadWorkerConfig,
+  parseRoles,
+  queueKey,
+  roleActivityKey,
+  TaskClient,
+  TaskRegistry,
+  waitForRedis,
+} from '@jobbers/core';
+import { JobbersWorker } from '@jobbers/worker';
+import type { Redis } from 'ioredis';
+import { pino } from 'pino';
+
+const queue = 'bench';
+const noopTask = defineTask({ name: 'bench.noop', queue, params: { type: 'object' }, run: async () => {} });
+const registry = new TaskRegistry([noopTask]);
+const silentLogger = pino({ level: 'silent' });
+
+export interface ExporterCostSettings {
+  redisUrl: string;
+  admin: Redis;
+  jobs: number;
+  concurrency: number;
+  repeats: number;
+}
+
+/** CPU per job of one replayed phase: the exporter's process and redis-server, in microseconds. */
+export interface PhaseCost {
+  nodeUs: number;
+  redisUs: number;
+}
+
+export interface ExporterCostResult {
+  jobs: number;
+  /** Applying the submissions: `added` and `waiting`, two entries per job. */
+  submit: PhaseCost[];
+  /** Applying the drain: `active` and `completed`, two entries per job. */
+  drain: PhaseCost[];
+}
+
+// Copies the entries of KEYS[1] from ARGV[1] to ARGV[2] (XRANGE bounds) onto KEYS[2], ids kept.
+const copyEntries = `
+local rows = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[2])
+for _, row in ipairs(rows) do redis.call('XADD', KEYS[2], row[1], unpack(row[2])) end
+return #rows`;
+
+// Copies every key under prefix ARGV[1] to the same name under prefix ARGV[2].
+const copyPrefix = `
+local n = 0
+for _, key in ipairs(redis.call('KEYS', ARGV[1] .. '*')) do
+  redis.call('COPY', key, ARGV[2] .. string.sub(key, #ARGV[1] + 1), 'REPLACE')
+  n = n + 1
+end
+return n`;
+
+const deletePrefix = `
+for _, key in ipairs(redis.call('KEYS', ARGV[1] .. '*')) do redis.call('DEL', key) end
+return 1`;
+
+/** redis-server's main-thread CPU time, in seconds. */
+async function redisCpuSeconds(admin: Redis): Promise<number> {
+  const info = await admin.info('cpu');
+  const field = (name: string) => Number(new RegExp(`${name}:([\\d.]+)`).exec(info)?.[1] ?? Number.NaN);
+  return field('used_cpu_user_main_thread') + field('used_cpu_sys_main_thread');
+}
+
+/** Microseconds redis-server spent in EVAL so far (the bench's own copying, to leave out). */
+async function evalUsec(admin: Redis): Promise<number> {
+  const stats = await admin.info('commandstats');
+  return Number(/cmdstat_eval:calls=\d+,usec=(\d+)/.exec(stats)?.[1] ?? 0);
+}
+
+function startExporter(connection: Redis, prefix: string): LifecycleExporter {
+  // Production defaults, but no reconciliation: BullMQ's lists in the copy are a snapshot taken
+  // before the drain, so after the drain they disagree with the events on purpose.
+  return new LifecycleExporter({
+    connection,
+    prefix,
+    queues: [queue],
+    roles: [...parseRoles(undefined, registry).keys()],
+    reconcileMs: 3_600_000,
+  }).start();
+}
+
+interface Recording {
+  /** Prefix of the snapshot: BullMQ's keys after the prefill, the exporter's state before it. */
+  snapshot: string;
+  /** The whole event stream, prefill and drain. */
+  events: string;
+  /** The last entry of the prefill. */
+  prefillEnd: string;
+}
+
+/** Records a prefill and a drain of `jobs` no-op jobs, keeping every stream entry. */
+async function record(settings: ExporterCostSettings, connection: Redis): Promise<Recording> {
+  const { admin, jobs } = settings;
+  const prefix = `bench-cost-${process.pid}`;
+  const snapshot = `bench-cost-snapshot-${process.pid}`;
+  const events = `bench-cost-events-${process.pid}`;
+  const stream = `${queueKey(prefix, queue)}:events`;
+  // The exporter takes its position (and the empty bookkeeping) before the first submission.
+  const exporter = startExporter(connection, prefix);
+  await exporter.waitUntilReady(30_000);
+  await exporter.stop();
+  const client = new TaskClient({ connection, prefix, registry });
+  try {
+    for (let done = 0; done < jobs; ) {
+      const size = Math.min(1000, jobs - done);
+      await client.submitBatch(Array.from({ length: size }, () => ({ task: noopTask.name, params: {} })));
+      // BullMQ's Queue writes its stream limit once, when it is created: raise it so that nothing
+      // recorded is trimmed (checked below).
+      if (done === 0) await admin.hset(`${queueKey(prefix, queue)}:meta`, 'opts.maxLenEvents', 100_000_000);
+      done += size;
+    }
+  } finally {
+    await client.close();
+  }
+  const prefillEnd = (await admin.xrevrange(stream, '+', '-', 'COUNT', 1))[0]?.[0];
+  if (!prefillEnd) throw new Error('exporter cost: the prefill wrote no events');
+  await admin.eval(copyPrefix, 0, `${prefix}:`, `${snapshot}:`);
+  await admin.del(`${queueKey(snapshot, queue)}:events`);
+  const config = loadWorkerConfig({
+    REDIS_URL: settings.redisUrl,
+    JOBBERS_PREFIX: prefix,
+    JOBBERS_TASKS: 'bench (registry built in bench/exporter-cost.ts)',
+    WORKER_ROLE: 'default',
+    WORKER_CONCURRENT_TASKS: String(settings.concurrency),
+    WORKER_METRICS_PORT: '0',
+  });
+  const worker = new JobbersWorker({
+    config,
+    registry,
+    roles: parseRoles(undefined, registry),
+    logger: silentLogger,
+  });
+  await worker.start();
+  try {
+    const deadline = Date.now() + 300_000;
+    while ((await admin.zcard(`${queueKey(prefix, queue)}:completed`)) < jobs) {
+      if (Date.now() > deadline) throw new Error('exporter cost: the recorded drain did not finish');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  } finally {
+    await worker.stop();
+  }
+  // Activations carry the worker's role: the replays see it recorded, as a live exporter would.
+  await admin.copy(roleActivityKey(prefix, queue), roleActivityKey(snapshot, queue), 'REPLACE');
+  await admin.rename(stream, events);
+  const info = (await admin.xinfo('STREAM', events)) as unknown[];
+  const added = Number(info[info.indexOf('entries-added') + 1]);
+  const length = await admin.xlen(events);
+  if (length !== added) throw new Error(`exporter cost: ${added - length} recorded events were trimmed`);
+  await admin.eval(deletePrefix, 0, `${prefix}:`);
+  return { snapshot, events, prefillEnd };
+}
+
+/** One replay: a fresh copy of the snapshot, applied by a new exporter phase by phase. */
+async function replay(
+  settings: ExporterCostSettings,
+  recording: Recording,
+  round: number,
+): Promise<{ submit: PhaseCost; drain: PhaseCost }> {
+  const { admin, jobs } = settings;
+  const prefix = `bench-cost-replay-${process.pid}-${round}`;
+  const stream = `${queueKey(prefix, queue)}:events`;
+  await admin.eval(copyPrefix, 0, `${recording.snapshot}:`, `${prefix}:`);
+  const connection = createRedisConnection(settings.redisUrl, { connectionName: 'bench-exporter-cost' });
+  connection.on('error', () => {});
+  await waitForRedis(connection, 10_000);
+  // Started and caught up (with nothing: the stream does not exist yet) before anything is measured.
+  const exporter = startExporter(connection, prefix);
+  try {
+    await exporter.waitUntilCaughtUp(30_000);
+    const phase = async (from: string, to: string): Promise<PhaseCost> => {
+      const redisBefore = await redisCpuSeconds(admin);
+      const evalBefore = await evalUsec(admin);
+      const nodeBefore = process.cpuUsage();
+      await admin.eval(copyEntries, 2, recording.events, stream, from, to);
+      await exporter.waitUntilCaughtUp(120_000);
+      const node = process.cpuUsage(nodeBefore);
+      const copying = (await evalUsec(admin)) - evalBefore;
+      const redisUs = ((await redisCpuSeconds(admin)) - redisBefore) * 1e6 - copying;
+      return { nodeUs: (node.user + node.system) / jobs, redisUs: Math.max(0, redisUs) / jobs };
+    };
+    const submit = await phase('-', recording.prefillEnd);
+    const drain = await phase(`(${recording.prefillEnd}`, '+');
+    return { submit, drain };
+  } finally {
+    await exporter.stop();
+    connection.disconnect();
+    await admin.eval(deletePrefix, 0, `${prefix}:`);
+  }
+}
+
+export async function runExporterCostBench(settings: ExporterCostSettings): Promise<ExporterCostResult> {
+  const connection = createRedisConnection(settings.redisUrl, {
+    connectionName: 'bench-exporter-cost-record',
+  });
+  connection.on('error', () => {});
+  await waitForRedis(connection, 10_000);
+  let recording: Recording | undefined;
+  try {
+    recording = await record(settings, connection);
+    // One replay to warm up (JIT, Redis's allocator), not counted.
+    await replay(settings, recording, 0);
+    const result: ExporterCostResult = { jobs: settings.jobs, submit: [], drain: [] };
+    for (let round = 1; round <= settings.repeats; round++) {
+      const { submit, drain } = await replay(settings, recording, round);
+      result.submit.push(submit);
+      result.drain.push(drain);
+    }
+    return result;
+  } finally {
+    if (recording) {
+      await settings.admin.eval(deletePrefix, 0, `${recording.snapshot}:`);
+      await settings.admin.del(recording.events);
+    }
+    connection.disconnect();
+  }
+}

@@ -9,7 +9,17 @@ import { type PhaseCost, runExporterCostBench } from './exporter-cost.js';
 import { runExporterLagBench } from './exporter-lag.js';
 import { type BenchOptions, parseBenchOptions, usage, type VariantName } from './options.js';
 import { runRestBench } from './rest.js';
-import { formatMs, formatRate, formatRatio, median, percentile, table, verdict } from './stats.js';
+import {
+  formatMs,
+  formatRate,
+  formatRatio,
+  median,
+  medianInterval,
+  percentile,
+  settledVerdict,
+  table,
+  verdict,
+} from './stats.js';
 
 const throughputTarget = 0.9;
 const lagP99TargetMs = 1000;
@@ -75,12 +85,16 @@ async function benchDrain(options: BenchOptions, settings: DrainSettings): Promi
     const b = medians.get(under);
     if (a === undefined || b === undefined) return;
     const ratio = a / b;
-    const goal = target === undefined ? '' : `  target >= ${target}: ${verdict(ratio >= target)}`;
-    summary.push(`${label.padEnd(48)} ${formatRatio(ratio)}${goal}`);
     const pairs = pairedRatios(runs, over, under);
-    if (pairs.length >= 4)
+    const interval = pairs.length >= 4 ? medianInterval(pairs) : undefined;
+    let goal = '';
+    if (target !== undefined)
+      goal = `  target >= ${target}: ${interval ? settledVerdict(ratio, interval, target) : verdict(ratio >= target)}`;
+    summary.push(`${label.padEnd(48)} ${formatRatio(ratio)}${goal}`);
+    if (interval)
       summary.push(
-        `${'    same-round ratios'.padEnd(48)} median ${formatRatio(median(pairs))}, middle half ` +
+        `${'    same-round ratios'.padEnd(48)} median ${formatRatio(median(pairs))} (95% interval ` +
+          `${formatRatio(interval.low)}-${formatRatio(interval.high)}), middle half ` +
           `${formatRatio(percentile(pairs, 25))}-${formatRatio(percentile(pairs, 75))} (${pairs.length} rounds)`,
       );
   };

@@ -55,16 +55,16 @@ export interface DrainRun {
   exporterCpuUsPerJob?: number;
 }
 
-const queue = 'bench';
+export const queue = 'bench';
 const silentLogger = pino({ level: 'silent' });
 
-const noopTask = defineTask({
+export const noopTask = defineTask({
   name: 'bench.noop',
   queue,
   params: { type: 'object' },
   run: async () => {},
 });
-const registry = new TaskRegistry([noopTask]);
+export const registry = new TaskRegistry([noopTask]);
 
 let prefixCounter = 0;
 function freshPrefix(variant: DrainVariant): string {
@@ -72,7 +72,7 @@ function freshPrefix(variant: DrainVariant): string {
   return `bench-drain-${variant.replace('+', '-')}-${process.pid}-${prefixCounter}`;
 }
 
-function workerConfig(settings: DrainSettings, prefix: string): WorkerConfig {
+export function workerConfig(settings: DrainSettings, prefix: string): WorkerConfig {
   return loadWorkerConfig({
     REDIS_URL: settings.redisUrl,
     JOBBERS_PREFIX: prefix,
@@ -104,7 +104,7 @@ async function prefill(settings: DrainSettings, prefix: string, count: number): 
   return ids;
 }
 
-type StopWorker = () => Promise<void>;
+export type StopWorker = () => Promise<void>;
 
 /**
  * The bare BullMQ worker gets everything the Jobbers worker gives its BullMQ Worker: the same
@@ -135,7 +135,7 @@ async function startBareBullmq(config: WorkerConfig): Promise<StopWorker> {
   };
 }
 
-async function startJobbers(config: WorkerConfig): Promise<StopWorker> {
+export async function startJobbers(config: WorkerConfig): Promise<StopWorker> {
   const worker = new JobbersWorker({
     config,
     registry,
@@ -219,7 +219,7 @@ async function redisCpuSeconds(admin: Redis): Promise<number> {
   return read('used_cpu_user') + read('used_cpu_sys');
 }
 
-async function waitForDrain(admin: Redis, prefix: string, count: number): Promise<void> {
+export async function waitForDrain(admin: Redis, prefix: string, count: number): Promise<void> {
   const deadline = Date.now() + Math.max(60_000, (count / 200) * 1000);
   const completedKey = `${prefix}:${queue}:completed`;
   const failedKey = `${prefix}:${queue}:failed`;

@@ -5,24 +5,15 @@
 // compare when changing the exporter.
 import {
   createRedisConnection,
-  defineTask,
   LifecycleExporter,
-  loadWorkerConfig,
   parseRoles,
   queueKey,
   roleActivityKey,
   TaskClient,
-  TaskRegistry,
   waitForRedis,
 } from '@jobbers/core';
-import { JobbersWorker } from '@jobbers/worker';
 import type { Redis } from 'ioredis';
-import { pino } from 'pino';
-
-const queue = 'bench';
-const noopTask = defineTask({ name: 'bench.noop', queue, params: { type: 'object' }, run: async () => {} });
-const registry = new TaskRegistry([noopTask]);
-const silentLogger = pino({ level: 'silent' });
+import { noopTask, queue, registry, startJobbers, waitForDrain, workerConfig } from './drain.js';
 
 export interface ExporterCostSettings {
   redisUrl: string;
@@ -127,29 +118,11 @@ async function record(settings: ExporterCostSettings, connection: Redis): Promis
   if (!prefillEnd) throw new Error('exporter cost: the prefill wrote no events');
   await admin.eval(copyPrefix, 0, `${prefix}:`, `${snapshot}:`);
   await admin.del(`${queueKey(snapshot, queue)}:events`);
-  const config = loadWorkerConfig({
-    REDIS_URL: settings.redisUrl,
-    JOBBERS_PREFIX: prefix,
-    JOBBERS_TASKS: 'bench (registry built in bench/exporter-cost.ts)',
-    WORKER_ROLE: 'default',
-    WORKER_CONCURRENT_TASKS: String(settings.concurrency),
-    WORKER_METRICS_PORT: '0',
-  });
-  const worker = new JobbersWorker({
-    config,
-    registry,
-    roles: parseRoles(undefined, registry),
-    logger: silentLogger,
-  });
-  await worker.start();
+  const stopWorker = await startJobbers(workerConfig(settings, prefix));
   try {
-    const deadline = Date.now() + 300_000;
-    while ((await admin.zcard(`${queueKey(prefix, queue)}:completed`)) < jobs) {
-      if (Date.now() > deadline) throw new Error('exporter cost: the recorded drain did not finish');
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
+    await waitForDrain(admin, prefix, jobs);
   } finally {
-    await worker.stop();
+    await stopWorker();
   }
   // Activations carry the worker's role: the replays see it recorded, as a live exporter would.
   await admin.copy(roleActivityKey(prefix, queue), roleActivityKey(snapshot, queue), 'REPLACE');

@@ -213,7 +213,7 @@ async function startExporterProcess(config: WorkerConfig): Promise<RunningExport
   };
 }
 
-async function redisCpuSeconds(admin: Redis): Promise<number> {
+export async function redisCpuSeconds(admin: Redis): Promise<number> {
   const info = await admin.info('cpu');
   const read = (name: string) => Number(new RegExp(`${name}:([0-9.]+)`).exec(info)?.[1] ?? 0);
   return read('used_cpu_user') + read('used_cpu_sys');

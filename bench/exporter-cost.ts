@@ -3,17 +3,18 @@
 // process and redis-server spend applying the events, per job. Unlike drain throughput, nothing
 // else runs while it is measured, so the figure moves little from run to run: it is the one to
 // compare when changing the exporter.
-import {
-  createRedisConnection,
-  LifecycleExporter,
-  parseRoles,
-  queueKey,
-  roleActivityKey,
-  TaskClient,
-  waitForRedis,
-} from '@jobbers/core';
+import { createRedisConnection, queueKey, roleActivityKey, TaskClient, waitForRedis } from '@jobbers/core';
 import type { Redis } from 'ioredis';
-import { noopTask, queue, registry, startJobbers, waitForDrain, workerConfig } from './drain.js';
+import {
+  noopTask,
+  queue,
+  redisCpuSeconds,
+  registry,
+  startJobbers,
+  waitForDrain,
+  workerConfig,
+} from './drain.js';
+import { startManagerExporter } from './manager-exporter.js';
 
 export interface ExporterCostSettings {
   redisUrl: string;
@@ -45,23 +46,14 @@ return #rows`;
 
 // Copies every key under prefix ARGV[1] to the same name under prefix ARGV[2].
 const copyPrefix = `
-local n = 0
 for _, key in ipairs(redis.call('KEYS', ARGV[1] .. '*')) do
   redis.call('COPY', key, ARGV[2] .. string.sub(key, #ARGV[1] + 1), 'REPLACE')
-  n = n + 1
 end
-return n`;
+return 1`;
 
 const deletePrefix = `
 for _, key in ipairs(redis.call('KEYS', ARGV[1] .. '*')) do redis.call('DEL', key) end
 return 1`;
-
-/** redis-server's main-thread CPU time, in seconds. */
-async function redisCpuSeconds(admin: Redis): Promise<number> {
-  const info = await admin.info('cpu');
-  const field = (name: string) => Number(new RegExp(`${name}:([\\d.]+)`).exec(info)?.[1] ?? Number.NaN);
-  return field('used_cpu_user_main_thread') + field('used_cpu_sys_main_thread');
-}
 
 /** Microseconds redis-server spent in EVAL so far (the bench's own copying, to leave out). */
 async function evalUsec(admin: Redis): Promise<number> {
@@ -69,16 +61,15 @@ async function evalUsec(admin: Redis): Promise<number> {
   return Number(/cmdstat_eval:calls=\d+,usec=(\d+)/.exec(stats)?.[1] ?? 0);
 }
 
-function startExporter(connection: Redis, prefix: string): LifecycleExporter {
-  // Production defaults, but no reconciliation: BullMQ's lists in the copy are a snapshot taken
-  // before the drain, so after the drain they disagree with the events on purpose.
-  return new LifecycleExporter({
-    connection,
-    prefix,
-    queues: [queue],
-    roles: [...parseRoles(undefined, registry).keys()],
+/**
+ * The exporter as jobbers-manager constructs it, but with no reconciliation: BullMQ's lists in a
+ * replayed copy are a snapshot taken before the drain, so after the drain they disagree with the
+ * events on purpose.
+ */
+function startExporter(redisUrl: string, prefix: string) {
+  return startManagerExporter(redisUrl, prefix, registry, 'bench-exporter-cost', {
     reconcileMs: 3_600_000,
-  }).start();
+  });
 }
 
 interface Recording {
@@ -98,9 +89,7 @@ async function record(settings: ExporterCostSettings, connection: Redis): Promis
   const events = `bench-cost-events-${process.pid}`;
   const stream = `${queueKey(prefix, queue)}:events`;
   // The exporter takes its position (and the empty bookkeeping) before the first submission.
-  const exporter = startExporter(connection, prefix);
-  await exporter.waitUntilReady(30_000);
-  await exporter.stop();
+  await (await startExporter(settings.redisUrl, prefix)).stop();
   const client = new TaskClient({ connection, prefix, registry });
   try {
     for (let done = 0; done < jobs; ) {
@@ -145,11 +134,8 @@ async function replay(
   const prefix = `bench-cost-replay-${process.pid}-${round}`;
   const stream = `${queueKey(prefix, queue)}:events`;
   await admin.eval(copyPrefix, 0, `${recording.snapshot}:`, `${prefix}:`);
-  const connection = createRedisConnection(settings.redisUrl, { connectionName: 'bench-exporter-cost' });
-  connection.on('error', () => {});
-  await waitForRedis(connection, 10_000);
   // Started and caught up (with nothing: the stream does not exist yet) before anything is measured.
-  const exporter = startExporter(connection, prefix);
+  const { exporter, stop } = await startExporter(settings.redisUrl, prefix);
   try {
     await exporter.waitUntilCaughtUp(30_000);
     const phase = async (from: string, to: string): Promise<PhaseCost> => {
@@ -167,8 +153,7 @@ async function replay(
     const drain = await phase(`(${recording.prefillEnd}`, '+');
     return { submit, drain };
   } finally {
-    await exporter.stop();
-    connection.disconnect();
+    await stop();
     await admin.eval(deletePrefix, 0, `${prefix}:`);
   }
 }

@@ -3,6 +3,7 @@
 import {
   createRedisConnection,
   LifecycleExporter,
+  type LifecycleExporterOptions,
   parseRoles,
   type TaskRegistry,
   waitForRedis,
@@ -21,6 +22,8 @@ export async function startManagerExporter(
   prefix: string,
   registry: TaskRegistry,
   connectionName: string,
+  /** Options that differ from production defaults (only where a bench needs them to). */
+  overrides: Partial<LifecycleExporterOptions> = {},
 ): Promise<ManagerExporter> {
   const connection = createRedisConnection(redisUrl, { connectionName });
   connection.on('error', () => {});
@@ -30,6 +33,7 @@ export async function startManagerExporter(
     prefix,
     queues: registry.queues,
     roles: [...parseRoles(undefined, registry).keys()],
+    ...overrides,
   }).start();
   await exporter.waitUntilReady(30_000);
   return {

@@ -118,10 +118,9 @@ export class StreamReplyParser {
     if (start >= buf.length) return undefined;
     const type = buf[start];
     if (type === PLUS || type === MINUS || type === COLON) {
-      const end = buf.indexOf(CR, start);
-      if (end === -1 || end + 1 >= buf.length) return undefined;
-      const text = buf.toString('utf8', start + 1, end);
-      this.offset = end + 2;
+      const text = readLine(buf, start);
+      if (cursor === incomplete) return undefined;
+      this.offset = cursor;
       if (type === MINUS) return { kind: 'error', error: new RedisReplyError(text) };
       return { kind: 'status', text };
     }
@@ -211,6 +210,17 @@ export class StreamReplyParser {
 /** Where the last `readLength` or `readValue` ended: the offset after its CRLF, or incomplete. */
 let cursor = 0;
 
+/** The text of the `+`, `-` or `:` line at i, after its type byte; sets `cursor` after its CRLF. */
+function readLine(buf: SliceableBuffer, i: number): string {
+  const end = buf.indexOf(CR, i);
+  if (end === -1 || end + 1 >= buf.length) {
+    cursor = incomplete;
+    return '';
+  }
+  cursor = end + 2;
+  return buf.utf8Slice(i + 1, end);
+}
+
 /** Reads any reply at i as a plain value and sets `cursor` after it (incomplete when cut short). */
 function readValue(buf: SliceableBuffer, i: number): RespValue {
   if (i >= buf.length) {
@@ -219,14 +229,9 @@ function readValue(buf: SliceableBuffer, i: number): RespValue {
   }
   const type = buf[i];
   if (type === PLUS || type === MINUS || type === COLON) {
-    const end = buf.indexOf(CR, i);
-    if (end === -1 || end + 1 >= buf.length) {
-      cursor = incomplete;
-      return null;
-    }
-    cursor = end + 2;
-    if (type === COLON) return Number(buf.latin1Slice(i + 1, end));
-    const text = buf.utf8Slice(i + 1, end);
+    const text = readLine(buf, i);
+    if (cursor === incomplete) return null;
+    if (type === COLON) return Number(text);
     return type === MINUS ? new RedisReplyError(text) : text;
   }
   if (type === DOLLAR) {

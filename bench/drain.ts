@@ -1,8 +1,8 @@
 // Drain throughput: N no-op jobs pre-filled, then drained by one worker; jobs/s from the first
 // activation to the last completion, read back from the jobs' own processedOn/finishedOn.
 // Variants: a bare BullMQ Worker, the Jobbers worker, and the Jobbers worker with the lifecycle
-// exporter running (metrics on): in the worker's process, or in a process of its own as
-// jobbers-manager runs it. Runs are interleaved and repeated.
+// exporter running (metrics on): in a process of its own as jobbers-manager runs it (as deployed),
+// or in the worker's own process (the worst case). Runs are interleaved and repeated.
 
 import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +22,7 @@ import { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { pino } from 'pino';
 import type { ExporterReply, ExporterRequest } from './exporter-process.js';
+import { pinProcess, runWhenIdle } from './layout.js';
 import { startManagerExporter } from './manager-exporter.js';
 import type { VariantName } from './options.js';
 
@@ -33,6 +34,8 @@ export interface DrainSettings {
   admin: Redis;
   jobs: number;
   concurrency: number;
+  /** Where the exporter's own process runs: at idle priority, on these CPUs (else anywhere). */
+  exporterPlacement?: { cpus?: string };
 }
 
 export interface DrainRun {
@@ -168,8 +171,15 @@ async function startExporterInProcess(config: WorkerConfig): Promise<RunningExpo
 
 const exporterProcessEntry = fileURLToPath(new URL('./exporter-process.ts', import.meta.url));
 
-/** The exporter in a process of its own, as deployed (jobbers-manager runs it, apart from workers). */
-async function startExporterProcess(config: WorkerConfig): Promise<RunningExporter> {
+/**
+ * The exporter in a process of its own, as deployed (jobbers-manager runs it, apart from workers,
+ * with CPU of its own). Here it gets only CPU time the worker and redis-server leave idle (see
+ * layout.ts), and, with the pinned layout, only redis-server's core.
+ */
+async function startExporterProcess(
+  config: WorkerConfig,
+  placement: DrainSettings['exporterPlacement'],
+): Promise<RunningExporter> {
   const child: ChildProcess = fork(exporterProcessEntry, [], {
     execArgv: ['--import', 'tsx'],
     env: {
@@ -199,6 +209,13 @@ async function startExporterProcess(config: WorkerConfig): Promise<RunningExport
     });
   const request = (message: ExporterRequest) => child.send(message);
   await next('ready');
+  try {
+    if (placement) runWhenIdle(child.pid!);
+    if (placement?.cpus) pinProcess(child.pid!, placement.cpus);
+  } catch (error) {
+    child.kill('SIGKILL');
+    throw new Error(`could not place the exporter's process: ${(error as Error).message}`);
+  }
   return {
     caughtUp: async () => {
       request({ type: 'caught-up' });
@@ -265,7 +282,7 @@ export async function drainOnce(
     variant === 'jobbers+exporter'
       ? await startExporterInProcess(config)
       : variant === 'jobbers+exporter-process'
-        ? await startExporterProcess(config)
+        ? await startExporterProcess(config, settings.exporterPlacement)
         : undefined;
   let stopWorker: StopWorker | undefined;
   try {

@@ -1,5 +1,6 @@
 // Bench options: flags win over env vars, env vars over defaults; parsed once, validated here.
 import { parseArgs } from 'node:util';
+import { type LayoutName, layoutNames } from './layout.js';
 
 export const sectionNames = ['drain', 'cost', 'rest', 'lag'] as const;
 export type SectionName = (typeof sectionNames)[number];
@@ -17,6 +18,8 @@ export interface BenchOptions {
   concurrency: number;
   /** Interleaved rounds; each round runs every drain variant once. */
   rounds: number;
+  /** pinned: the worker on core 0, redis-server and the exporter's process on the last core. */
+  layout: LayoutName;
   restSeconds: number;
   restConnections: number;
   batchSize: number;
@@ -50,6 +53,9 @@ export const usage = `npm run bench -- [flags]   (each flag also reads the env v
   --jobs N                no-op jobs per drain run (BENCH_JOBS; default 20000)
   --concurrency N         worker concurrency, both workers (BENCH_CONCURRENCY; default 50)
   --rounds N              interleaved drain rounds (BENCH_ROUNDS; default 6)
+  --layout pinned|shared  drain CPUs: pinned puts the worker on core 0 and redis-server with the
+                          exporter's process on the last core; shared lets the OS place them
+                          (BENCH_LAYOUT; default pinned, shared where taskset/chrt are missing)
   --rest-seconds N        duration of each REST load (BENCH_REST_SECONDS; default 10)
   --rest-connections N    autocannon connections (BENCH_REST_CONNECTIONS; default 50)
   --batch-size N          tasks per POST /v1/tasks/batch (BENCH_BATCH_SIZE; default 100)
@@ -92,6 +98,14 @@ function readList<T extends string>(
   return known.filter((s) => wanted.includes(s));
 }
 
+function readLayout(raw: string | undefined, problems: string[]): LayoutName {
+  const value = (raw ?? process.env.BENCH_LAYOUT ?? '').trim();
+  if (value === '') return 'pinned';
+  if (layoutNames.includes(value as LayoutName)) return value as LayoutName;
+  problems.push(`--layout / BENCH_LAYOUT = "${value}" must be one of ${layoutNames.join(', ')}`);
+  return 'pinned';
+}
+
 export function parseBenchOptions(argv: string[]): BenchOptions | 'help' {
   const { values: parsed } = parseArgs({
     args: argv,
@@ -99,6 +113,7 @@ export function parseBenchOptions(argv: string[]): BenchOptions | 'help' {
       help: { type: 'boolean' },
       only: { type: 'string' },
       variants: { type: 'string' },
+      layout: { type: 'string' },
       ...Object.fromEntries(Object.keys(numericFlags).map((k) => [k, { type: 'string' as const }])),
     },
     strict: true,
@@ -119,6 +134,7 @@ export function parseBenchOptions(argv: string[]): BenchOptions | 'help' {
     jobs: flag('jobs'),
     concurrency: flag('concurrency'),
     rounds: flag('rounds'),
+    layout: readLayout(values.layout as string | undefined, problems),
     restSeconds: flag('rest-seconds'),
     restConnections: flag('rest-connections'),
     batchSize: flag('batch-size'),

@@ -6,6 +6,7 @@
 // the pinned layout the worker keeps core 0 to itself while redis-server and the exporter share the
 // last core. Redis still does all the work the exporter asks of it: that cost is measured in full.
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 
 export const layoutNames = ['pinned', 'shared'] as const;
@@ -29,7 +30,19 @@ export function idlePriorityUnavailable(): string | undefined {
 /** Why the pinned layout cannot be used here, or undefined when it can. */
 export function pinningUnavailable(): string | undefined {
   if (os.cpus().length < 2) return 'fewer than 2 CPUs';
-  return missing('taskset') ?? missing('chrt');
+  const tool = missing('taskset') ?? missing('chrt');
+  if (tool) return tool;
+  const allowed = cpusOf(process.pid);
+  if (allowed !== allCpus()) return `this process may use only CPUs ${allowed}`;
+  return undefined;
+}
+
+/** The CPUs `pid` may run on, as /proc lists them ("0-1", "0,2"...). */
+export function cpusOf(pid: number): string {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const list = /^Cpus_allowed_list:\s*(\S+)$/m.exec(status)?.[1];
+  if (!list) throw new Error(`no Cpus_allowed_list for process ${pid}`);
+  return list;
 }
 
 /** The CPUs of a layout: the worker's process, and redis-server with the exporter's process. */
@@ -46,9 +59,14 @@ export function allCpus(): string {
   return `0-${os.cpus().length - 1}`;
 }
 
-/** Binds every thread of `pid` to `cpus` (a taskset list such as "0" or "0-1"). */
+/**
+ * Binds every thread of `pid` to `cpus`, written as /proc lists them ("0", "0-1"). Checked after:
+ * taskset answers success for a process that is gone.
+ */
 export function pinProcess(pid: number, cpus: string): void {
   execFileSync('taskset', ['--all-tasks', '--cpu-list', '--pid', cpus, String(pid)], { stdio: 'ignore' });
+  const now = cpusOf(pid);
+  if (now !== cpus) throw new Error(`process ${pid} runs on CPUs ${now} after pinning it to ${cpus}`);
 }
 
 /** Gives every thread of `pid` the SCHED_IDLE policy: it runs only when a CPU would idle. */

@@ -7,7 +7,7 @@ import { type DrainRun, type DrainSettings, drainOnce, roundOrder } from './drai
 import { describeEnvironment, describeLoad, machineIsBusy } from './environment.js';
 import { type PhaseCost, runExporterCostBench } from './exporter-cost.js';
 import { runExporterLagBench } from './exporter-lag.js';
-import { allCpus, idlePriorityUnavailable, pinnedPlan, pinningUnavailable, pinProcess } from './layout.js';
+import { cpusOf, idlePriorityUnavailable, pinnedPlan, pinningUnavailable, pinProcess } from './layout.js';
 import { type BenchOptions, parseBenchOptions, usage, type VariantName } from './options.js';
 import { runRestBench } from './rest.js';
 import {
@@ -41,6 +41,7 @@ function placeDrain(options: BenchOptions, settings: DrainSettings, redisPid: nu
   const pinProblem = options.layout === 'pinned' ? pinningUnavailable() : undefined;
   if (options.layout === 'pinned' && !pinProblem) {
     const plan = pinnedPlan();
+    const before = { self: cpusOf(process.pid), redis: cpusOf(redisPid) };
     pinProcess(process.pid, plan.worker);
     pinProcess(redisPid, plan.redis);
     return {
@@ -49,8 +50,8 @@ function placeDrain(options: BenchOptions, settings: DrainSettings, redisPid: nu
         `layout: pinned. The worker (this process, and the exporter when in it) on CPU ${plan.worker}; ` +
         `redis-server, and the exporter's own process at idle priority, on CPU ${plan.redis}`,
       undo: () => {
-        pinProcess(process.pid, allCpus());
-        pinProcess(redisPid, allCpus());
+        pinProcess(process.pid, before.self);
+        pinProcess(redisPid, before.redis);
       },
     };
   }

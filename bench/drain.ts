@@ -34,8 +34,8 @@ export interface DrainSettings {
   admin: Redis;
   jobs: number;
   concurrency: number;
-  /** Where the exporter's own process runs: at idle priority, on these CPUs (else anywhere). */
-  exporterPlacement?: { cpus?: string };
+  /** Where the exporter's own process runs: at idle priority or not, on these CPUs (else anywhere). */
+  exporterPlacement?: { idlePriority: boolean; cpus?: string };
 }
 
 export interface DrainRun {
@@ -210,7 +210,7 @@ async function startExporterProcess(
   const request = (message: ExporterRequest) => child.send(message);
   await next('ready');
   try {
-    if (placement) runWhenIdle(child.pid!);
+    if (placement?.idlePriority) runWhenIdle(child.pid!);
     if (placement?.cpus) pinProcess(child.pid!, placement.cpus);
   } catch (error) {
     child.kill('SIGKILL');

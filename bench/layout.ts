@@ -45,13 +45,8 @@ export function cpusOf(pid: number): string {
   return list;
 }
 
-/** The CPUs of a layout: the worker's process, and redis-server with the exporter's process. */
-export interface CpuPlan {
-  worker: string;
-  redis: string;
-}
-
-export function pinnedPlan(): CpuPlan {
+/** The pinned layout's CPUs: the worker's process, and redis-server with the exporter's process. */
+export function pinnedPlan(): { worker: string; redis: string } {
   return { worker: '0', redis: String(os.cpus().length - 1) };
 }
 

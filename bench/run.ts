@@ -42,22 +42,28 @@ function placeDrain(options: BenchOptions, settings: DrainSettings, redisPid: nu
   if (options.layout === 'pinned' && !pinProblem) {
     const plan = pinnedPlan();
     const before = { self: cpusOf(process.pid), redis: cpusOf(redisPid) };
-    pinProcess(process.pid, plan.worker);
-    pinProcess(redisPid, plan.redis);
+    const undo = () => {
+      pinProcess(process.pid, before.self);
+      pinProcess(redisPid, before.redis);
+    };
+    try {
+      pinProcess(process.pid, plan.worker);
+      pinProcess(redisPid, plan.redis);
+    } catch (error) {
+      undo();
+      throw error;
+    }
     return {
-      settings: { ...settings, exporterPlacement: { cpus: plan.redis } },
+      settings: { ...settings, exporterPlacement: { idlePriority: true, cpus: plan.redis } },
       describe:
         `layout: pinned. The worker (this process, and the exporter when in it) on CPU ${plan.worker}; ` +
         `redis-server, and the exporter's own process at idle priority, on CPU ${plan.redis}`,
-      undo: () => {
-        pinProcess(process.pid, before.self);
-        pinProcess(redisPid, before.redis);
-      },
+      undo,
     };
   }
   const why = pinProblem ? ` (pinned asked for, but ${pinProblem})` : '';
   return {
-    settings: { ...settings, exporterPlacement: idleProblem ? undefined : {} },
+    settings: { ...settings, exporterPlacement: { idlePriority: !idleProblem } },
     describe:
       `layout: shared${why}. The OS places every process; the exporter's own process runs ` +
       (idleProblem ? `at normal priority (${idleProblem})` : 'at idle priority'),
@@ -65,17 +71,17 @@ function placeDrain(options: BenchOptions, settings: DrainSettings, redisPid: nu
   };
 }
 
+/** The drain section in the layout asked for, undone afterwards whatever happens. */
 async function benchDrain(
   options: BenchOptions,
-  baseSettings: DrainSettings,
+  settings: DrainSettings,
   redisPid: number,
 ): Promise<string[]> {
-  const variants = options.variants;
   heading(
     `Drain throughput: ${options.jobs} no-op jobs per run, concurrency ${options.concurrency}, ` +
-      `${options.rounds} interleaved rounds of ${variants.join(' / ')}`,
+      `${options.rounds} interleaved rounds of ${options.variants.join(' / ')}`,
   );
-  const placement = placeDrain(options, baseSettings, redisPid);
+  const placement = placeDrain(options, settings, redisPid);
   print(placement.describe);
   try {
     return await drainRounds(options, placement.settings, placement.describe);

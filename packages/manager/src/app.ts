@@ -58,14 +58,21 @@ export async function buildManagerApp(options: ManagerAppOptions): Promise<Manag
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
   await app.register(httpMetricsPlugin, { registry: processRegistry });
-  await app.register(authPlugin, { apiKeys: options.config.apiKeys });
   await app.register(healthRoutes, { connection: options.connection });
-  await app.register(taskRoutes, { client });
-  await app.register(queueRoutes, {
-    client,
-    connection: options.connection,
-    availableByTask: options.availableByTask,
-  });
+  // Every /v1 route lives in this one context, so its auth hook guards the route that was matched,
+  // not a spelling of the URL.
+  await app.register(
+    async (v1) => {
+      await v1.register(authPlugin, { apiKeys: options.config.apiKeys });
+      await v1.register(taskRoutes, { client });
+      await v1.register(queueRoutes, {
+        client,
+        connection: options.connection,
+        availableByTask: options.availableByTask,
+      });
+    },
+    { prefix: '/v1' },
+  );
 
   app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
     const own = await processRegistry.metrics();

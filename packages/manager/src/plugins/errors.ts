@@ -30,6 +30,13 @@ const fastifyCodes: Record<string, { status: number; code: string }> = {
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: { status: 400, code: 'VALIDATION_FAILED' },
   FST_ERR_CTP_EMPTY_JSON_BODY: { status: 400, code: 'VALIDATION_FAILED' },
   FST_ERR_CTP_INVALID_JSON_BODY: { status: 400, code: 'INVALID_JSON' },
+  FST_BEARER_AUTH_MISSING_AUTHORIZATION_HEADER: { status: 401, code: 'UNAUTHORIZED' },
+  FST_BEARER_AUTH_INVALID_AUTHORIZATION_HEADER: { status: 401, code: 'UNAUTHORIZED' },
+};
+
+const fastifyMessages: Record<string, string> = {
+  FST_BEARER_AUTH_MISSING_AUTHORIZATION_HEADER: 'missing Authorization: Bearer <key>',
+  FST_BEARER_AUTH_INVALID_AUTHORIZATION_HEADER: 'malformed Authorization header; expected Bearer <key>',
 };
 
 export function errorBody(code: string, message: string, details?: unknown) {
@@ -51,7 +58,11 @@ export default fp(async function errorsPlugin(app: FastifyInstance) {
       return reply.code(400).send(errorBody('VALIDATION_FAILED', error.message, error.validation));
     }
     const known = error.code ? fastifyCodes[error.code] : undefined;
-    if (known) return reply.code(known.status).send(errorBody(known.code, error.message));
+    if (known) {
+      if (known.status === 401) reply.header('www-authenticate', 'Bearer');
+      const message = fastifyMessages[error.code] ?? error.message;
+      return reply.code(known.status).send(errorBody(known.code, message));
+    }
     if (error instanceof SyntaxError) return reply.code(400).send(errorBody('INVALID_JSON', error.message));
     if (isRedisUnavailableError(error)) {
       request.log.warn({ err: error }, 'Redis unavailable');

@@ -1,8 +1,10 @@
 // Submitting and reading tasks: what the manager's routes call; usable from any code.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Job, type JobsOptions, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { type CancelOutcome, TaskCanceller } from './cancellation.js';
 import { JobbersError } from './errors.js';
+import { claimTtlMs, IdReservations, newClaimToken } from './id-reservation.js';
 import { newTaskId, normalizeTaskId } from './ids.js';
 import {
   checkIncidentRetryLimit,
@@ -103,6 +105,9 @@ export interface JobPayload {
 export const maxDelayMs = 365 * 24 * 3600 * 1000;
 export const maxPriority = 2_097_152;
 export const maxBatchSize = 1000;
+/** How long a submission waits for a concurrent one of the same id to add its task. */
+const claimWaitMs = claimTtlMs + 1000;
+const claimPollMs = 5;
 
 interface PreparedSubmission {
   id: string;
@@ -124,12 +129,14 @@ export class TaskClient {
   private readonly connection: Redis;
   private readonly queues = new Map<string, Queue>();
   private readonly canceller: TaskCanceller;
+  private readonly reservations: IdReservations;
 
   constructor(options: TaskClientOptions) {
     this.connection = options.connection;
     this.prefix = options.prefix;
     this.registry = options.registry;
     this.canceller = new TaskCanceller(options.connection, options.prefix);
+    this.reservations = new IdReservations(options.connection, options.prefix, options.registry.queues);
   }
 
   queue(name: string): Queue {
@@ -243,35 +250,65 @@ export class TaskClient {
     return traceSubmissions(prepared, () => this.enqueue(prepared));
   }
 
+  /**
+   * Exactly one submission of an id adds its task, across racers and managers: each claims its ids
+   * first (id-reservation.ts). Conflicts are found before anything is added, so a batch with one
+   * stays all-or-nothing; ids claimed by a concurrent submission of the same type are awaited.
+   */
   private async enqueue(prepared: PreparedSubmission[]): Promise<SubmitResult[]> {
-    const existing = await this.findQueues(prepared.map((p) => p.id));
+    const token = newClaimToken();
+    const claims = await this.reservations.claim(prepared, token);
     const results: SubmitResult[] = new Array(prepared.length);
-    const byQueue = new Map<string, { index: number; p: PreparedSubmission }[]>();
-    for (const [index, p] of prepared.entries()) {
-      const found = existing[index];
-      if (found) {
-        results[index] = await this.existingResult(p, found);
-        continue;
+    const mine = prepared.filter((_, index) => claims[index]!.outcome === 'reserved');
+    try {
+      for (const [index, p] of prepared.entries()) {
+        const claim = claims[index]!;
+        if (claim.outcome === 'existing') results[index] = await this.existingResult(p, claim.queue);
+        if (claim.outcome === 'pending' && claim.task !== p.task) throw idConflict(p.id, claim.task);
       }
-      const list = byQueue.get(p.queue) ?? [];
-      list.push({ index, p });
-      byQueue.set(p.queue, list);
+      await this.add(mine);
+    } finally {
+      await this.reservations.release(mine, token);
     }
-    for (const [queueName, entries] of byQueue) {
-      await this.queue(queueName).addBulk(
-        entries.map(({ p }) => ({ name: p.task, data: p.payload, opts: p.options })),
-      );
-      for (const { index, p } of entries) {
-        results[index] = {
-          id: p.id,
-          task: p.task,
-          queue: p.queue,
-          state: initialState(p.options),
-          created: true,
-        };
-      }
+    for (const [index, p] of prepared.entries()) {
+      results[index] ??= claims[index]!.outcome === 'reserved' ? createdResult(p) : await this.awaitOther(p);
     }
     return results;
+  }
+
+  private async add(prepared: PreparedSubmission[]): Promise<void> {
+    const byQueue = new Map<string, PreparedSubmission[]>();
+    for (const p of prepared) byQueue.set(p.queue, [...(byQueue.get(p.queue) ?? []), p]);
+    for (const [queueName, entries] of byQueue) {
+      await this.queue(queueName).addBulk(
+        entries.map((p) => ({ name: p.task, data: p.payload, opts: p.options })),
+      );
+    }
+  }
+
+  /** The id is claimed by a concurrent submission of the same type: its task, once added. */
+  private async awaitOther(p: PreparedSubmission): Promise<SubmitResult> {
+    const deadline = Date.now() + claimWaitMs;
+    while (Date.now() < deadline) {
+      const token = newClaimToken();
+      const [claim] = await this.reservations.claim([p], token);
+      if (claim!.outcome === 'existing') return this.existingResult(p, claim!.queue);
+      if (claim!.outcome === 'pending' && claim!.task !== p.task) throw idConflict(p.id, claim!.task);
+      if (claim!.outcome === 'reserved') {
+        // The other submission gave up without adding: this one adds the task.
+        try {
+          await this.add([p]);
+        } finally {
+          await this.reservations.release([p], token);
+        }
+        return createdResult(p);
+      }
+      await sleep(claimPollMs);
+    }
+    throw new JobbersError(
+      'TASK_STATE_CONFLICT',
+      `task id "${p.id}" is being submitted by another request that has not finished; try again`,
+    );
   }
 
   private async existingResult(p: PreparedSubmission, queueName: string): Promise<SubmitResult> {
@@ -281,12 +318,7 @@ export class TaskClient {
         'TASK_STATE_CONFLICT',
         `task "${p.id}" vanished while being resubmitted; try again`,
       );
-    if (job.name !== p.task) {
-      throw new JobbersError(
-        'TASK_ID_CONFLICT',
-        `task id "${p.id}" is already used by a task of type "${job.name}"`,
-      );
-    }
+    if (job.name !== p.task) throw idConflict(p.id, job.name);
     return {
       id: p.id,
       task: job.name,
@@ -453,6 +485,14 @@ export class TaskClient {
     this.queues.clear();
     await this.canceller.close();
   }
+}
+
+function idConflict(id: string, task: string): JobbersError {
+  return new JobbersError('TASK_ID_CONFLICT', `task id "${id}" is already used by a task of type "${task}"`);
+}
+
+function createdResult(p: PreparedSubmission): SubmitResult {
+  return { id: p.id, task: p.task, queue: p.queue, state: initialState(p.options), created: true };
 }
 
 function initialState(options: JobsOptions): TaskState {

@@ -14,7 +14,7 @@ import {
 } from './incidents.js';
 import { jobKey } from './keys.js';
 import { resolveQueue } from './routing.js';
-import { type BackoffPolicy, backoffProblems, maxRetries, type TaskRegistry } from './task.js';
+import { type BackoffPolicy, backoffProblems, maxRetries, maxTimerMs, type TaskRegistry } from './task.js';
 import {
   decodeCursor,
   defaultPageSize,
@@ -67,8 +67,11 @@ export interface TaskView {
   task: string;
   queue: string;
   state: TaskState;
-  params: unknown;
+  /** Absent only in a listing that left it out for its size (see `omitted`). */
+  params?: unknown;
   result?: unknown;
+  /** In a listing: fields left out for their size; GET /v1/tasks/:id or `full` gives them. */
+  omitted?: ('params' | 'result')[];
   error?: { message: string; reason?: string; stack?: string[] };
   attempts: number;
   retries: number;
@@ -103,8 +106,11 @@ export interface JobPayload {
 }
 
 export const maxDelayMs = 365 * 24 * 3600 * 1000;
-export const maxPriority = 2_097_152;
+/** BullMQ's highest priority number (2^21 - 1); 1 runs first. */
+export const maxPriority = 2_097_151;
 export const maxBatchSize = 1000;
+/** A listed task's params or result stored larger than this is left out unless asked for. */
+export const listedFieldMaxBytes = 16 * 1024;
 /** How long a submission waits for a concurrent one of the same id to add its task. */
 const claimWaitMs = claimTtlMs + 1000;
 const claimPollMs = 5;
@@ -179,8 +185,8 @@ export class TaskClient {
     ) {
       problems.push(`priority must be 0..${maxPriority} (0 = none, 1 = highest)`);
     }
-    if (timeoutMs !== undefined && (!Number.isInteger(timeoutMs) || timeoutMs < 0))
-      problems.push('timeout must be whole milliseconds >= 0');
+    if (timeoutMs !== undefined && (!Number.isInteger(timeoutMs) || timeoutMs < 0 || timeoutMs > maxTimerMs))
+      problems.push(`timeout must be whole milliseconds 0..${maxTimerMs}`);
     if (backoff) problems.push(...backoffProblems(backoff));
     if (problems.length > 0) {
       throw new JobbersError(
@@ -392,20 +398,23 @@ export class TaskClient {
     return view;
   }
 
-  /** A page of tasks matching the query (see tasks-query.ts for order and bounds). */
-  async listTasks(query: TaskQuery): Promise<TaskPage> {
+  /**
+   * A page of tasks matching the query (see tasks-query.ts for order and bounds). Params and results
+   * stored larger than listedFieldMaxBytes are left out (named in `omitted`) unless `full` is set.
+   */
+  async listTasks(query: TaskQuery, options: { full?: boolean } = {}): Promise<TaskPage> {
     const filter = resolveFilter(this.registry, query, query.state ? [query.state] : listableStates);
     const limit = query.limit ?? defaultPageSize;
     if (!Number.isInteger(limit) || limit < 1 || limit > maxPageSize)
       throw new JobbersError('INVALID_FILTER', `limit must be 1..${maxPageSize}, got ${query.limit}`);
     const from = query.cursor === undefined ? undefined : decodeCursor(filter, query.cursor);
     const { found, next } = await scanTasks(this.connection, this.prefix, filter, from, limit);
-    const tasks = await this.viewsOf(found);
+    const tasks = await this.viewsOf(found, options.full ? Number.POSITIVE_INFINITY : listedFieldMaxBytes);
     return next ? { tasks, nextCursor: encodeCursor(filter, next) } : { tasks };
   }
 
   /** Views of the tasks found, in order, read in one pipeline; tasks removed since are left out. */
-  private async viewsOf(found: FoundTask[]): Promise<TaskView[]> {
+  private async viewsOf(found: FoundTask[], fieldMaxBytes: number): Promise<TaskView[]> {
     if (found.length === 0) return [];
     const pipeline = this.connection.pipeline();
     for (const { queue, id } of found) pipeline.hgetall(jobKey(this.prefix, queue, id));
@@ -416,8 +425,20 @@ export class TaskClient {
       if (error) throw error;
       const fields = raw as Record<string, string>;
       if (!fields?.name) continue;
-      const job = Job.fromJSON(this.queue(queue), fields as never, id);
-      views.push(await this.view(job, state, fields.jbhb ?? null));
+      const omitted: ('params' | 'result')[] = [];
+      if ((fields.data?.length ?? 0) > fieldMaxBytes) omitted.push('params');
+      if ((fields.returnvalue?.length ?? 0) > fieldMaxBytes) omitted.push('result');
+      const kept = omitted.length === 0 ? fields : { ...fields };
+      if (omitted.includes('params')) kept.data = '{}';
+      if (omitted.includes('result')) kept.returnvalue = 'null';
+      const job = Job.fromJSON(this.queue(queue), kept as never, id);
+      const view = await this.view(job, state, fields.jbhb ?? null);
+      if (omitted.length > 0) {
+        if (omitted.includes('params')) delete view.params;
+        if (omitted.includes('result')) delete view.result;
+        view.omitted = omitted;
+      }
+      views.push(view);
     }
     return views;
   }
@@ -441,7 +462,16 @@ export class TaskClient {
   }
 
   /** Resolves up to `limit` incidents matching the filter, in bounded rounds. Bad filters throw before anything is retried. */
-  async retryIncidents(filter: TaskFilter & { limit?: number }): Promise<IncidentRetrySummary> {
+  async retryIncidents(
+    filter: TaskFilter & { limit?: number; all?: boolean },
+  ): Promise<IncidentRetrySummary> {
+    const filtered = [filter.queue, filter.task, filter.before, filter.after].some((f) => f !== undefined);
+    if (!filtered && filter.all !== true) {
+      throw new JobbersError(
+        'VALIDATION_FAILED',
+        'name a filter (queue, task, before, after) or send "all": true to retry every incident',
+      );
+    }
     const resolved = resolveFilter(this.registry, filter, ['failed']);
     const limit = checkIncidentRetryLimit(filter.limit);
     return retryIncidents(this.connection, this.prefix, (name) => this.queue(name), resolved, limit);

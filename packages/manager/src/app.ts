@@ -7,11 +7,13 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import type { Redis } from 'ioredis';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import authPlugin from './plugins/auth.js';
-import errorsPlugin from './plugins/errors.js';
+import errorsPlugin, { clientError, frameworkError } from './plugins/errors.js';
 import httpMetricsPlugin from './plugins/http-metrics.js';
+import requestBoundsPlugin from './plugins/request-bounds.js';
 import { healthRoutes } from './routes/health.js';
 import { type AvailableReader, queueRoutes } from './routes/queues.js';
 import { taskRoutes } from './routes/tasks.js';
+import { createValidatorCompiler, formatSchemaErrors } from './validation.js';
 
 export interface ManagerAppOptions {
   config: Pick<ManagerConfig, 'prefix' | 'apiKeys' | 'bodyLimitBytes'>;
@@ -21,7 +23,12 @@ export interface ManagerAppOptions {
   /** Cluster-wide metrics text appended to /metrics (the lifecycle metrics read from Redis). */
   clusterMetrics?: () => Promise<string>;
   availableByTask?: AvailableReader;
+  /** A request not fully received in this time is answered 408 and its connection closed. @default 30000 */
+  requestTimeoutMs?: number;
 }
+
+/** Above the longest id (128) and queue name (64); longer path segments answer 414. */
+const maxParamLength = 256;
 
 export interface ManagerApp {
   app: FastifyInstance;
@@ -30,11 +37,22 @@ export interface ManagerApp {
 }
 
 export async function buildManagerApp(options: ManagerAppOptions): Promise<ManagerApp> {
+  const requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
   const app = Fastify({
     ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
     bodyLimit: options.config.bodyLimitBytes,
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
+    // Slow (trickling) requests are cut off; Node checks the deadline every connectionsCheckingInterval.
+    requestTimeout: requestTimeoutMs,
+    http: {
+      headersTimeout: Math.min(60_000, requestTimeoutMs),
+      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(requestTimeoutMs / 4))),
+    },
+    routerOptions: { maxParamLength },
+    frameworkErrors: frameworkError,
+    clientErrorHandler: clientError,
+    schemaErrorFormatter: formatSchemaErrors,
   }).withTypeProvider<TypeBoxTypeProvider>();
+  app.setValidatorCompiler(createValidatorCompiler());
   const client = new TaskClient({
     connection: options.connection,
     prefix: options.config.prefix,
@@ -44,7 +62,8 @@ export async function buildManagerApp(options: ManagerAppOptions): Promise<Manag
   collectDefaultMetrics({ register: processRegistry, prefix: 'jobbers_manager_process_' });
 
   app.removeContentTypeParser('text/plain');
-  await app.register(errorsPlugin);
+  await app.register(errorsPlugin, { maxParamLength });
+  await app.register(requestBoundsPlugin);
   await app.register(swagger, {
     openapi: {
       info: {

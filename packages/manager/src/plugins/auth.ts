@@ -5,15 +5,7 @@ import bearerAuth from '@fastify/bearer-auth';
 import { JobbersError } from '@jobbers/core';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
-
-/** A well-formed key that is not one of JOBBERS_API_KEYS. */
-export class ApiKeyRejectedError extends Error {
-  readonly code = 'FORBIDDEN';
-  readonly statusCode = 403;
-  constructor() {
-    super('API key not accepted');
-  }
-}
+import { HttpError } from './errors.js';
 
 // Keys are compared as SHA-256 digests: equal lengths, so the comparison time says nothing of the key.
 const digest = (key: string) => createHash('sha256').update(key).digest();
@@ -40,7 +32,7 @@ export default fp(async function authPlugin(app: FastifyInstance, options: { api
       const given = digest(key);
       let accepted = false;
       for (const known of digests) accepted = timingSafeEqual(known, given) || accepted;
-      if (!accepted) throw new ApiKeyRejectedError();
+      if (!accepted) throw new HttpError(403, 'FORBIDDEN', 'API key not accepted');
       return true;
     },
   });

@@ -88,7 +88,10 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ client: TaskClient }> = asy
         response: { 200: TaskPage, ...errors },
       },
     },
-    async (request) => client.listTasks(request.query),
+    async (request) => {
+      const { full, ...query } = request.query;
+      return client.listTasks(query, { full });
+    },
   );
 
   app.post(

@@ -10,7 +10,7 @@ import authPlugin from './plugins/auth.js';
 import errorsPlugin, { clientError, frameworkError } from './plugins/errors.js';
 import httpMetricsPlugin from './plugins/http-metrics.js';
 import requestBoundsPlugin from './plugins/request-bounds.js';
-import requestLogPlugin from './plugins/request-log.js';
+import { RequestLogController } from './plugins/request-log.js';
 import { healthRoutes } from './routes/health.js';
 import { type AvailableReader, queueRoutes } from './routes/queues.js';
 import { taskRoutes } from './routes/tasks.js';
@@ -42,8 +42,7 @@ export async function buildManagerApp(options: ManagerAppOptions): Promise<Manag
   const app = Fastify({
     ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
     bodyLimit: options.config.bodyLimitBytes,
-    // Fastify's own two lines per request give way to request-log.ts's one.
-    disableRequestLogging: true,
+    logController: new RequestLogController(),
     // Slow (trickling) requests are cut off; Node checks the deadline every connectionsCheckingInterval.
     requestTimeout: requestTimeoutMs,
     http: {
@@ -67,7 +66,6 @@ export async function buildManagerApp(options: ManagerAppOptions): Promise<Manag
   app.removeContentTypeParser('text/plain');
   await app.register(errorsPlugin, { maxParamLength });
   await app.register(requestBoundsPlugin);
-  await app.register(requestLogPlugin);
   await app.register(swagger, {
     openapi: {
       info: {

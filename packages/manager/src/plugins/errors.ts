@@ -101,11 +101,9 @@ export function clientError(error: Error & { code?: string }, socket: Duplex) {
   socket.destroy();
 }
 
+/** The path of a request target, also of an absolute-form one (`http://host/path?query`). */
 function pathOf(url: string): string {
-  const path = /^[a-z][a-z0-9+.-]*:\/\//i.test(url)
-    ? url.replace(/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i, '')
-    : url;
-  return path.split('?')[0] || '/';
+  return url.replace(/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i, '').split('?')[0] || '/';
 }
 
 export default fp(async function errorsPlugin(app: FastifyInstance, options: { maxParamLength: number }) {

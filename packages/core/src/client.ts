@@ -272,24 +272,28 @@ export class TaskClient {
         if (claim.outcome === 'existing') results[index] = await this.existingResult(p, claim.queue);
         if (claim.outcome === 'pending' && claim.task !== p.task) throw idConflict(p.id, claim.task);
       }
-      await this.add(mine);
-    } finally {
+    } catch (error) {
       await this.reservations.release(mine, token);
+      throw error;
     }
+    await this.addClaimed(mine, token);
     for (const [index, p] of prepared.entries()) {
       results[index] ??= claims[index]!.outcome === 'reserved' ? createdResult(p) : await this.awaitOther(p);
     }
     return results;
   }
 
-  private async add(prepared: PreparedSubmission[]): Promise<void> {
-    const byQueue = new Map<string, PreparedSubmission[]>();
-    for (const p of prepared) byQueue.set(p.queue, [...(byQueue.get(p.queue) ?? []), p]);
-    for (const [queueName, entries] of byQueue) {
-      await this.queue(queueName).addBulk(
-        entries.map((p) => ({ name: p.task, data: p.payload, opts: p.options })),
-      );
-    }
+  private addClaimed(prepared: PreparedSubmission[], token: string): Promise<void> {
+    return this.reservations.addAndRelease(
+      prepared.map((p) => ({
+        queue: this.queue(p.queue),
+        id: p.id,
+        task: p.task,
+        data: p.payload,
+        opts: p.options,
+      })),
+      token,
+    );
   }
 
   /** The id is claimed by a concurrent submission of the same type: its task, once added. */
@@ -302,11 +306,7 @@ export class TaskClient {
       if (claim!.outcome === 'pending' && claim!.task !== p.task) throw idConflict(p.id, claim!.task);
       if (claim!.outcome === 'reserved') {
         // The other submission gave up without adding: this one adds the task.
-        try {
-          await this.add([p]);
-        } finally {
-          await this.reservations.release([p], token);
-        }
+        await this.addClaimed([p], token);
         return createdResult(p);
       }
       await sleep(claimPollMs);

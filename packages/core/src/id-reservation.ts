@@ -2,7 +2,8 @@
 // any queue and no claim by another submission) before it adds the job, and drops the claim once
 // the job exists. A claim left by a submitter that died before adding expires after claimTtlMs.
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import { Job, type JobsOptions, type Queue } from 'bullmq';
+import type { ChainableCommander, Redis } from 'ioredis';
 import { idReservationKey, jobKey } from './keys.js';
 
 /** Longer than any add takes; how long an id stays blocked when its submitter died mid-way. */
@@ -33,6 +34,15 @@ export type IdClaim =
   | { outcome: 'existing'; queue: string }
   /** Another submission holds the id and is adding the task named here. */
   | { outcome: 'pending'; task: string };
+
+/** A job to add for a claimed id. */
+export interface ClaimedJob {
+  queue: Queue;
+  id: string;
+  task: string;
+  data: unknown;
+  opts: JobsOptions;
+}
 
 interface ClaimCommands {
   jobbersClaimId(...args: (string | number)[]): Promise<[string, string]>;
@@ -73,15 +83,41 @@ export class IdReservations {
     });
   }
 
-  /** Drops this submission's claims on the ids (the jobs, once added, are the record). */
+  /**
+   * Adds the jobs of the ids this submission claimed and drops the claims, in one round trip: the
+   * jobs, once added, are the record. Builds the jobs as BullMQ's Queue.addBulk does (Job.addJob on a
+   * pipeline), with the releases in the same pipeline; a claim whose add failed is dropped too.
+   */
+  async addAndRelease(entries: ClaimedJob[], token: string): Promise<void> {
+    if (entries.length === 0) return;
+    // Every queue shares this connection; BullMQ's client view of it runs BullMQ's scripts.
+    const client = await entries[0]!.queue.client;
+    const pipeline = client.pipeline() as unknown as ChainableCommander;
+    for (const { queue, id, task, data, opts } of entries) {
+      // addJob queues its command synchronously; its own promise settles with exec, whose replies
+      // are checked below, so it is only kept from being an unhandled rejection here.
+      new Job(queue, task, data, opts, id).addJob(pipeline as never).catch(() => undefined);
+    }
+    this.queueReleases(pipeline, entries, token);
+    for (const [error] of (await pipeline.exec()) ?? []) if (error) throw error;
+  }
+
+  /** Drops this submission's claims on the ids without adding anything (it found a conflict). */
   async release(entries: { id: string; task: string }[], token: string): Promise<void> {
     if (entries.length === 0) return;
-    const pipeline = this.connection.pipeline() as unknown as ClaimCommands & {
-      exec(): Promise<[Error | null, unknown][] | null>;
-    };
-    for (const { id, task } of entries) {
-      pipeline.jobbersReleaseId(idReservationKey(this.prefix, id), JSON.stringify([token, task]));
-    }
+    const pipeline = this.connection.pipeline();
+    this.queueReleases(pipeline, entries, token);
     for (const [error] of (await pipeline.exec()) ?? []) if (error) throw error;
+  }
+
+  private queueReleases(
+    pipeline: ChainableCommander,
+    entries: { id: string; task: string }[],
+    token: string,
+  ) {
+    const commands = pipeline as unknown as ClaimCommands;
+    for (const { id, task } of entries) {
+      commands.jobbersReleaseId(idReservationKey(this.prefix, id), JSON.stringify([token, task]));
+    }
   }
 }

@@ -3,7 +3,7 @@
 // one job for the id in one queue, never one per queue.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { defineTask, jobKey, TaskRegistry } from '@jobbers/core';
+import { defineTask, idReservationKey, jobKey, TaskRegistry } from '@jobbers/core';
 import { startTestManager, type TestManager } from '../../../test/support/manager.js';
 import { type RedisServer, startRedisServer, uniquePrefix } from '../../../test/support/redis-server.js';
 
@@ -113,4 +113,17 @@ test('racing submissions of one new id create exactly one task across two manage
       what,
     );
   }
+});
+
+test('a claim left by a submitter that died before adding frees the id once it expires', async () => {
+  const id = 'orphaned-claim';
+  // What a manager killed between claim and add leaves behind (id-reservation.ts), near its expiry.
+  const claim = idReservationKey(prefix, id);
+  await managers[0]!.connection.set(claim, JSON.stringify(['dead-manager', 'race.a']), 'PX', 300);
+  const other = await managers[1]!.request('POST', '/v1/tasks', { task: 'race.b', id, params: {} });
+  assert.equal(other.status, 409, 'another type is refused while the claim stands');
+  const res = await managers[1]!.request('POST', '/v1/tasks', { task: 'race.a', id, params: {} });
+  assert.equal(res.status, 201, JSON.stringify(res.body));
+  assert.deepEqual(await jobsWithId(id), ['alpha:race.a']);
+  assert.equal(await managers[0]!.connection.exists(claim), 0, 'the claim is dropped once the job exists');
 });

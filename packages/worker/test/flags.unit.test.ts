@@ -29,6 +29,18 @@ test('flags override the environment, in the variables loadWorkerConfig reads', 
   assert.equal(env.WORKER_QUEUE_CAPACITY, 'default=2');
 });
 
+test('the Redis, prefix, roles, flush and log-level flags set their variables', () => {
+  const env = workerEnv(
+    { redisUrl: 'redis://r:6380', prefix: 'p', roles: 'a=default', metricsFlush: '2s', logLevel: 'warn' },
+    { REDIS_URL: 'redis://old:6379' },
+  );
+  assert.equal(env.REDIS_URL, 'redis://r:6380');
+  assert.equal(env.JOBBERS_PREFIX, 'p');
+  assert.equal(env.JOBBERS_ROLES, 'a=default');
+  assert.equal(env.JOBBERS_METRICS_FLUSH_MS, '2000');
+  assert.equal(env.LOG_LEVEL, 'warn');
+});
+
 test('--processes is a whole number 1..256', () => {
   assert.equal(parseProcesses(undefined), undefined);
   assert.equal(parseProcesses('4'), 4);

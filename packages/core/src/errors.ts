@@ -46,6 +46,7 @@ const redisDownMessages = [
   'EHOSTUNREACH',
   'ENOTFOUND',
   'Reached the max retries per request limit',
+  'Command timed out',
 ];
 
 /** Error replies of a Redis (or Cluster) that is up but cannot serve yet: failover, resharding, loading. */

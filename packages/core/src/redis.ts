@@ -5,7 +5,16 @@ export interface RedisConnectionOptions {
   /** Blocking users (BullMQ workers, the exporter) must wait for Redis instead of failing commands. */
   blocking?: boolean;
   connectionName?: string;
+  /**
+   * A command without a reply for this long fails (so a hung Redis answers callers with an error
+   * instead of holding them). Blocking connections never time out: their BZPOPMIN and XREAD BLOCK
+   * wait on purpose, and their job moves must reach Redis once it answers again.
+   * @default 1500 (JOBBERS_REDIS_COMMAND_TIMEOUT_MS)
+   */
+  commandTimeoutMs?: number;
 }
+
+export const defaultRedisCommandTimeoutMs = 1500;
 
 const clusterScheme = 'redis+cluster://';
 
@@ -38,7 +47,13 @@ export function createRedisConnection(url: string, options: RedisConnectionOptio
   };
   const tuned: RedisOptions = options.blocking
     ? { ...base, maxRetriesPerRequest: null, enableReadyCheck: true }
-    : { ...base, maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2000 };
+    : {
+        ...base,
+        maxRetriesPerRequest: 1,
+        enableOfflineQueue: false,
+        connectTimeout: 2000,
+        commandTimeout: options.commandTimeoutMs ?? defaultRedisCommandTimeoutMs,
+      };
   if (isClusterUrl(url)) {
     const { connectionName, ...redisOptions } = tuned;
     const cluster = new Cluster(clusterSeedNodes(url), {
@@ -57,11 +72,19 @@ export function duplicateBlockingConnection(connection: Redis): Redis {
   if (connection instanceof Cluster) {
     const cluster = connection as Cluster;
     return cluster.duplicate([], {
-      redisOptions: { ...cluster.options.redisOptions, maxRetriesPerRequest: null },
+      redisOptions: {
+        ...cluster.options.redisOptions,
+        maxRetriesPerRequest: null,
+        commandTimeout: undefined,
+      },
       enableOfflineQueue: true,
     }) as unknown as Redis;
   }
-  return connection.duplicate({ maxRetriesPerRequest: null, enableOfflineQueue: true });
+  return connection.duplicate({
+    maxRetriesPerRequest: null,
+    enableOfflineQueue: true,
+    commandTimeout: undefined,
+  });
 }
 
 /** Resolves once the connection answers PING, or rejects after timeoutMs. */

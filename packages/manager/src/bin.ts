@@ -33,7 +33,10 @@ async function main() {
   const config = loadManagerConfig(env);
   const tracing = await startTracing('jobbers-manager');
   const registry = await loadTasks(config.tasksModule);
-  const connection = createRedisConnection(config.redisUrl, { connectionName: 'jobbers-manager' });
+  const connection = createRedisConnection(config.redisUrl, {
+    connectionName: 'jobbers-manager',
+    commandTimeoutMs: config.redisCommandTimeoutMs,
+  });
   connection.on('error', (error) => logger.warn({ err: error.message }, 'redis connection error'));
   const roles = [...parseRoles(config.roles, registry).keys()];
   const exporter = config.runExporter

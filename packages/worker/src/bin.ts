@@ -59,7 +59,7 @@ async function runWorker(env: NodeJS.ProcessEnv, log: Logger): Promise<void> {
   const started = new JobbersWorker({ config, registry, roles, logger: log });
   worker = started;
   if (signalled) void started.stop();
-  const health = await startHealthServer(started.metrics, config.metricsPort, () => started.isRunning);
+  const health = await startHealthServer(started.metrics, config.metricsPort, () => started.isReady());
   await started.start();
   log.info({ metricsPort: health.port }, 'health and metrics listening');
   const reason = await started.stopped;

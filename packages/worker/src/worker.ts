@@ -45,6 +45,9 @@ interface QueueConsumer {
   fetcher: QueueFetcher;
 }
 
+/** How long a stopping worker keeps retrying its last metrics flush while Redis refuses it. */
+const finalFlushRetryMs = 10_000;
+
 /** BZPOPMIN timeout (seconds) of an idle queue: bounds how long an idle fetch may block. */
 const idleBlockSeconds = 1;
 
@@ -90,6 +93,9 @@ export class JobbersWorker {
   /** Resolves when the worker has stopped (every task settled, metrics flushed, Redis closed). */
   readonly stopped: Promise<StopReason>;
   private readonly connection: Redis;
+  private readonly control: Redis;
+  /** Connection errors are logged once per outage of each connection, not per reconnect attempt. */
+  private readonly connectionDown = new Set<string>();
   private readonly gate: CapacityGate;
   private readonly consumers: QueueConsumer[] = [];
   /** Attempts in this process, each with the promise of its slot being freed or handed over. */
@@ -121,8 +127,18 @@ export class JobbersWorker {
       blocking: true,
       connectionName: `jobbers-worker:${this.name}`,
     });
-    this.connection.on('error', () => {});
-    this.outcomes = new MetricsBuffer(this.connection, config.prefix, config.metricsFlushMs);
+    this.connection.on('error', (error) => this.noteConnectionError('jobs', error));
+    // Metrics and readiness use a connection whose commands time out: a hung Redis shows as a failed
+    // flush (counted, retried) and a not-ready worker instead of a silent wait.
+    this.control = createRedisConnection(config.redisUrl, {
+      connectionName: `jobbers-worker:${this.name}:control`,
+      commandTimeoutMs: config.redisCommandTimeoutMs,
+    });
+    this.control.on('error', (error) => this.noteConnectionError('control', error));
+    this.outcomes = new MetricsBuffer(this.control, config.prefix, {
+      flushMs: config.metricsFlushMs,
+      logger: options.logger,
+    });
     this.gate = new CapacityGate(config.concurrentTasks, config.ttlTasks);
     this.stopped = new Promise((resolve) => {
       this.resolveStopped = resolve;
@@ -131,6 +147,28 @@ export class JobbersWorker {
 
   get isRunning(): boolean {
     return this.phase === 'running';
+  }
+
+  /** Ready: running, and Redis answers a PING within the command timeout. */
+  async isReady(): Promise<boolean> {
+    if (!this.isRunning) return false;
+    try {
+      await this.control.ping();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private noteConnectionError(which: string, error: Error): void {
+    if (this.connectionDown.has(which)) return;
+    this.connectionDown.add(which);
+    this.options.logger.warn({ err: error.message, connection: which }, 'redis connection error');
+    const connection = which === 'jobs' ? this.connection : this.control;
+    connection.once('ready', () => {
+      this.connectionDown.delete(which);
+      this.options.logger.info({ connection: which }, 'redis connection restored');
+    });
   }
 
   /** Tasks running in this process now. */
@@ -400,8 +438,13 @@ export class JobbersWorker {
     clearInterval(this.leaseTimer);
     clearInterval(this.roleTimer);
     await Promise.all(this.consumers.map((c) => c.bull.close(true).catch(() => {})));
-    await this.outcomes.close().catch((error) => logger.warn({ err: error }, 'metrics flush failed'));
+    if (!(await this.outcomes.close(finalFlushRetryMs)))
+      logger.error(
+        { retriedForMs: finalFlushRetryMs },
+        'could not write the last metrics to Redis: this process loses its unflushed counts',
+      );
     await this.connection.quit().catch(() => this.connection.disconnect());
+    await this.control.quit().catch(() => this.control.disconnect());
     this.phase = 'stopped';
     logger.info({ reason: this.stopReason, tasksTaken: this.gate.takenTasks }, 'worker stopped');
     this.resolveStopped(this.stopReason);

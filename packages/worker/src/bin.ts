@@ -33,6 +33,10 @@ const program = new Command('jobbers-worker')
     '--lease <duration>',
     'task lease; a task not renewed for this long runs elsewhere (WORKER_LEASE_MS)',
   )
+  .option(
+    '--redis-command-timeout <duration>',
+    'a Redis command unanswered this long fails, e.g. 1500ms (JOBBERS_REDIS_COMMAND_TIMEOUT_MS)',
+  )
   .option('--processes <n>', 'run and supervise N worker processes, replacing any that recycle or die')
   .parse();
 

@@ -18,7 +18,8 @@ export type ErrorCode =
   | 'QUEUE_NOT_FOUND'
   | 'TASK_ID_CONFLICT'
   | 'TASK_STATE_CONFLICT'
-  | 'REDIS_UNAVAILABLE';
+  | 'REDIS_UNAVAILABLE'
+  | 'REDIS_VERSION_UNSUPPORTED';
 
 export class JobbersError extends Error {
   readonly code: ErrorCode;

@@ -1,5 +1,6 @@
 // The one place Redis connections are made.
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { JobbersError } from './errors.js';
 
 export interface RedisConnectionOptions {
   /** Blocking users (BullMQ workers, the exporter) must wait for Redis instead of failing commands. */
@@ -105,4 +106,42 @@ export async function waitForRedis(redis: Redis, timeoutMs: number): Promise<voi
   throw new Error(
     `Redis did not answer within ${timeoutMs} ms${lastError ? `: ${(lastError as Error).message}` : ''}`,
   );
+}
+
+/**
+ * The oldest Redis Jobbers runs on: the lifecycle exporter detects a trimmed event stream through
+ * XINFO STREAM's max-deleted-entry-id and entries-added, which Redis 7.0 introduced.
+ */
+export const minimumRedisVersion = '7.0.0';
+
+/** True when `version` (e.g. "7.2.4") is minimumRedisVersion or newer. */
+export function isSupportedRedisVersion(version: string): boolean {
+  const have = version.split('.').map(Number);
+  const need = minimumRedisVersion.split('.').map(Number);
+  for (let i = 0; i < need.length; i++) {
+    const part = have[i] ?? 0;
+    if (Number.isNaN(part)) return false;
+    if (part !== need[i]) return part > need[i]!;
+  }
+  return true;
+}
+
+/** The server's version from INFO server. */
+export async function readRedisVersion(redis: Redis): Promise<string> {
+  const info = await redis.info('server');
+  const match = /^redis_version:(\S+)/m.exec(info);
+  if (!match) throw new Error('INFO server has no redis_version');
+  return match[1]!;
+}
+
+/** Throws REDIS_VERSION_UNSUPPORTED, naming both versions, when the server is older than 7.0. */
+export async function requireSupportedRedis(redis: Redis): Promise<void> {
+  const version = await readRedisVersion(redis);
+  if (!isSupportedRedisVersion(version)) {
+    throw new JobbersError(
+      'REDIS_VERSION_UNSUPPORTED',
+      `Redis ${version} is too old: Jobbers needs Redis >= ${minimumRedisVersion} (its lifecycle exporter detects a trimmed event stream with XINFO STREAM fields added in 7.0)`,
+      { version, minimum: minimumRedisVersion },
+    );
+  }
 }

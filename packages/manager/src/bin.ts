@@ -10,6 +10,7 @@ import {
   parseRoles,
   readAvailableByTask,
   renderClusterMetrics,
+  requireSupportedRedis,
   startTracing,
 } from '@jobbers/core';
 import { Command } from 'commander';
@@ -38,6 +39,16 @@ async function main() {
     commandTimeoutMs: config.redisCommandTimeoutMs,
   });
   connection.on('error', (error) => logger.warn({ err: error.message }, 'redis connection error'));
+  // Checked on every (re)connection, so a Redis replaced by an older one is refused too.
+  connection.on('ready', () => {
+    requireSupportedRedis(connection).catch((error) => {
+      if (isJobbersError(error) && error.code === 'REDIS_VERSION_UNSUPPORTED') {
+        logger.fatal(error.message);
+        process.exit(1);
+      }
+      logger.warn({ err: error }, 'could not read the Redis version; checking again on reconnection');
+    });
+  });
   const roles = [...parseRoles(config.roles, registry).keys()];
   const exporter = config.runExporter
     ? new LifecycleExporter({

@@ -13,6 +13,7 @@ import {
   queuesForRole,
   type RoleMap,
   recordRoleActivity,
+  requireSupportedRedis,
   roleRefreshMs,
   roleStaleMs,
   type TaskRegistry,
@@ -216,6 +217,7 @@ export class JobbersWorker {
       this.consumers.push(consumer);
     }
     await Promise.all(this.consumers.map((c) => c.bull.waitUntilReady()));
+    await requireSupportedRedis(this.connection);
     await Promise.all(this.consumers.map((c) => c.bull.startStalledCheckTimer()));
     await this.recordRole();
     this.roleTimer = setInterval(() => void this.recordRole().catch(() => {}), roleRefreshMs);

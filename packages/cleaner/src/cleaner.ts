@@ -2,6 +2,7 @@
 // remove them through BullMQ, count them in Redis-aggregated metrics.
 import {
   clusterMetrics,
+  countProcessError,
   jobbersKey,
   jobKey,
   MetricsBuffer,
@@ -145,7 +146,8 @@ class CleanerRun {
       prefix: this.options.prefix,
       skipVersionCheck: true,
     });
-    queue.on('error', () => {});
+    // BullMQ repeats here the errors of the run's connection, which the CLI reports: count only.
+    queue.on('error', () => countProcessError('queue-connection'));
     try {
       for (const state of this.options.states) {
         for (const source of sourcesFor(this.options.prefix, queueName, state, this.startedAtMs)) {

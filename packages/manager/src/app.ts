@@ -2,7 +2,12 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { type ManagerConfig, registerMetricsFlushHealth, TaskClient, type TaskRegistry } from '@jobbers/core';
+import {
+  type ManagerConfig,
+  registerProcessHealthMetrics,
+  TaskClient,
+  type TaskRegistry,
+} from '@jobbers/core';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { Redis } from 'ioredis';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
@@ -42,7 +47,7 @@ export async function buildManagerApp(options: ManagerAppOptions): Promise<Manag
   });
   const processRegistry = new Registry();
   collectDefaultMetrics({ register: processRegistry, prefix: 'jobbers_manager_process_' });
-  registerMetricsFlushHealth(processRegistry);
+  registerProcessHealthMetrics(processRegistry);
 
   app.removeContentTypeParser('text/plain');
   await app.register(errorsPlugin);

@@ -72,7 +72,7 @@ async function main() {
     logger.info({ signal }, 'manager stopping');
     await app.close();
     await exporter?.stop();
-    await connection.quit().catch(() => {});
+    await connection.quit().catch(() => connection.disconnect());
     await tracing?.shutdown().catch((error) => logger.warn({ err: error }, 'trace flush failed'));
     process.exit(0);
   };

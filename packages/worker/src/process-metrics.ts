@@ -1,7 +1,7 @@
 // Per-process worker metrics and the health endpoint on WORKER_METRICS_PORT.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { registerMetricsFlushHealth } from '@jobbers/core';
+import { registerProcessHealthMetrics } from '@jobbers/core';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 
 export class WorkerProcessMetrics {
@@ -15,7 +15,7 @@ export class WorkerProcessMetrics {
     running: () => number = () => 0,
   ) {
     collectDefaultMetrics({ register: this.registry, prefix: 'jobbers_worker_process_' });
-    registerMetricsFlushHealth(this.registry);
+    registerProcessHealthMetrics(this.registry);
     this.runningTasks = new Gauge({
       name: 'jobbers_worker_running_tasks',
       help: 'Tasks this worker process is running now',

@@ -2,7 +2,6 @@
 // Processes add to it in batches (MetricsBuffer); the manager reads it for /metrics.
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { Counter, type Registry } from 'prom-client';
 import { metricsKey } from '../keys.js';
 import { bucketIndex, labelField, type MetricDefinition } from './definitions.js';
 
@@ -220,29 +219,4 @@ export class MetricsBuffer {
       await new Promise((resolve) => setTimeout(resolve, this.flushMs));
     }
   }
-}
-
-/**
- * Exposes this process's metricsFlushHealth in a prom-client registry, read at each scrape:
- * jobbers_metrics_flush_failures_total and jobbers_metrics_dropped_increments_total.
- */
-export function registerMetricsFlushHealth(registry: Registry): void {
-  new Counter({
-    name: 'jobbers_metrics_flush_failures_total',
-    help: 'Writes of buffered cluster metrics to Redis that failed in this process (each is retried)',
-    registers: [registry],
-    collect() {
-      this.reset();
-      this.inc(metricsFlushHealth.failures);
-    },
-  });
-  new Counter({
-    name: 'jobbers_metrics_dropped_increments_total',
-    help: 'Metric increments this process dropped because its buffer was full while Redis refused writes',
-    registers: [registry],
-    collect() {
-      this.reset();
-      this.inc(metricsFlushHealth.droppedIncrements);
-    },
-  });
 }

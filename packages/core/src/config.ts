@@ -7,6 +7,8 @@ export interface CommonConfig {
   tasksModule: string;
   roles?: string;
   metricsFlushMs: number;
+  /** JOBBERS_REDIS_COMMAND_TIMEOUT_MS: a Redis command without a reply for this long fails. */
+  redisCommandTimeoutMs: number;
 }
 
 export interface ManagerConfig extends CommonConfig {
@@ -110,6 +112,7 @@ function readCommon(env: Env, problems: Problems): CommonConfig {
     tasksModule,
     roles: env.JOBBERS_ROLES,
     metricsFlushMs: readInt(env, 'JOBBERS_METRICS_FLUSH_MS', 1000, problems, 10, 60_000),
+    redisCommandTimeoutMs: readInt(env, 'JOBBERS_REDIS_COMMAND_TIMEOUT_MS', 1500, problems, 100, 600_000),
   };
 }
 

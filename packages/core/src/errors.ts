@@ -18,7 +18,8 @@ export type ErrorCode =
   | 'QUEUE_NOT_FOUND'
   | 'TASK_ID_CONFLICT'
   | 'TASK_STATE_CONFLICT'
-  | 'REDIS_UNAVAILABLE';
+  | 'REDIS_UNAVAILABLE'
+  | 'REDIS_VERSION_UNSUPPORTED';
 
 export class JobbersError extends Error {
   readonly code: ErrorCode;
@@ -46,6 +47,7 @@ const redisDownMessages = [
   'EHOSTUNREACH',
   'ENOTFOUND',
   'Reached the max retries per request limit',
+  'Command timed out',
 ];
 
 /** Error replies of a Redis (or Cluster) that is up but cannot serve yet: failover, resharding, loading. */

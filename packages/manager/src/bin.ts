@@ -10,6 +10,7 @@ import {
   parseRoles,
   readAvailableByTask,
   renderClusterMetrics,
+  requireSupportedRedis,
   startTracing,
 } from '@jobbers/core';
 import { Command } from 'commander';
@@ -33,8 +34,21 @@ async function main() {
   const config = loadManagerConfig(env);
   const tracing = await startTracing('jobbers-manager');
   const registry = await loadTasks(config.tasksModule);
-  const connection = createRedisConnection(config.redisUrl, { connectionName: 'jobbers-manager' });
+  const connection = createRedisConnection(config.redisUrl, {
+    connectionName: 'jobbers-manager',
+    commandTimeoutMs: config.redisCommandTimeoutMs,
+  });
   connection.on('error', (error) => logger.warn({ err: error.message }, 'redis connection error'));
+  // Checked on every (re)connection, so a Redis replaced by an older one is refused too.
+  connection.on('ready', () => {
+    requireSupportedRedis(connection).catch((error) => {
+      if (isJobbersError(error) && error.code === 'REDIS_VERSION_UNSUPPORTED') {
+        logger.fatal(error.message);
+        process.exit(1);
+      }
+      logger.warn({ err: error }, 'could not read the Redis version; checking again on reconnection');
+    });
+  });
   const roles = [...parseRoles(config.roles, registry).keys()];
   const exporter = config.runExporter
     ? new LifecycleExporter({
@@ -58,7 +72,7 @@ async function main() {
     logger.info({ signal }, 'manager stopping');
     await app.close();
     await exporter?.stop();
-    await connection.quit().catch(() => {});
+    await connection.quit().catch(() => connection.disconnect());
     await tracing?.shutdown().catch((error) => logger.warn({ err: error }, 'trace flush failed'));
     process.exit(0);
   };

@@ -33,6 +33,10 @@ const program = new Command('jobbers-worker')
     '--lease <duration>',
     'task lease; a task not renewed for this long runs elsewhere (WORKER_LEASE_MS)',
   )
+  .option(
+    '--redis-command-timeout <duration>',
+    'a Redis command unanswered this long fails, e.g. 1500ms (JOBBERS_REDIS_COMMAND_TIMEOUT_MS)',
+  )
   .option('--processes <n>', 'run and supervise N worker processes, replacing any that recycle or die')
   .parse();
 
@@ -59,7 +63,7 @@ async function runWorker(env: NodeJS.ProcessEnv, log: Logger): Promise<void> {
   const started = new JobbersWorker({ config, registry, roles, logger: log });
   worker = started;
   if (signalled) void started.stop();
-  const health = await startHealthServer(started.metrics, config.metricsPort, () => started.isRunning);
+  const health = await startHealthServer(started.metrics, config.metricsPort, () => started.isReady());
   await started.start();
   log.info({ metricsPort: health.port }, 'health and metrics listening');
   const reason = await started.stopped;

@@ -1,6 +1,7 @@
 // One attempt of one task in this worker: runs it under its timeout and lease, then settles the
 // job exactly once — completed, failed, or given back unfinished (ctx.yield, shutdown, capacity).
 import {
+  countProcessError,
   isRedisUnavailableError,
   type JobPayload,
   jobKey,
@@ -202,7 +203,10 @@ export class TaskAttempt {
       return await Promise.race([run, timedOut]);
     } finally {
       clearTimeout(timer);
-      run.catch(() => {});
+      // The attempt has its outcome (the timeout); the task's own late failure is only worth a line.
+      run.catch((error: unknown) =>
+        this.log.debug({ err: error }, 'task code failed after its attempt had ended'),
+      );
     }
   }
 
@@ -341,7 +345,13 @@ export class TaskAttempt {
         else await job.moveToWait(this.token);
       }, this.options.leaseMs);
     } catch (error) {
-      await unmarkYield(connection, prefix, job.queueName, job.id!).catch(() => {});
+      await unmarkYield(connection, prefix, job.queueName, job.id!).catch((unmarkError) => {
+        countProcessError('unmark-yield');
+        this.log.warn(
+          { err: unmarkError },
+          'could not take back the yield mark of a give-back that failed: its next return to wait may count as yielded',
+        );
+      });
       if (!isLostJobError(error)) throw error;
       this.log.warn(
         { reason: (error as Error).message },

@@ -43,6 +43,7 @@ async function main() {
         queues: registry.queues,
         roles,
         logger,
+        leaseMs: config.exporterLeaseMs,
       }).start()
     : undefined;
   const { app } = await buildManagerApp({

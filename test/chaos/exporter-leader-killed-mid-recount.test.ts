@@ -10,7 +10,6 @@ import {
   createRedisConnection,
   exporterStateKey,
   loadTasks,
-  recountProgressKey,
   type SubmitRequest,
   TaskClient,
   type TaskRegistry,
@@ -70,7 +69,7 @@ test('the exporter leader SIGKILLed mid-recount: the other manager resumes it an
       }),
     );
   const first = await startManager();
-  const progressKey = recountProgressKey(prefix, 'default');
+  const progressKey = `${prefix}:default:jobbers:recount:progress`;
   await waitFor(async () => (await redis.exists(progressKey)) === 1, {
     intervalMs: 1,
     timeoutMs: 20_000,

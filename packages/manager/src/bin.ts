@@ -57,6 +57,7 @@ async function main() {
         queues: registry.queues,
         roles,
         logger,
+        leaseMs: config.exporterLeaseMs,
       }).start()
     : undefined;
   const { app } = await buildManagerApp({

@@ -15,6 +15,7 @@ import authPlugin from './plugins/auth.js';
 import errorsPlugin, { clientError, frameworkError } from './plugins/errors.js';
 import httpMetricsPlugin from './plugins/http-metrics.js';
 import requestBoundsPlugin from './plugins/request-bounds.js';
+import { RequestLogController } from './plugins/request-log.js';
 import { healthRoutes } from './routes/health.js';
 import { type AvailableReader, queueRoutes } from './routes/queues.js';
 import { taskRoutes } from './routes/tasks.js';
@@ -46,6 +47,7 @@ export async function buildManagerApp(options: ManagerAppOptions): Promise<Manag
   const app = Fastify({
     ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
     bodyLimit: options.config.bodyLimitBytes,
+    logController: new RequestLogController(),
     // Slow (trickling) requests are cut off; Node checks the deadline every connectionsCheckingInterval.
     requestTimeout: requestTimeoutMs,
     http: {

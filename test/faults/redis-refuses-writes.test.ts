@@ -1,0 +1,35 @@
+// Fault: Redis refuses writes (OOM: maxmemory reached under noeviction) mid-drain, held until every
+// worker has seen its metrics flush refused, then lifted. Tasks whose finish was refused run again
+// once their lease ends; the flushes held meanwhile land once, so the counts stay exact.
+import { after, before, test } from 'node:test';
+import { waitFor } from '../support/wait.js';
+import { FaultStack } from './support/fault-stack.js';
+
+const stack = new FaultStack({ label: 'oom' });
+before(() => stack.start());
+after(() => stack.close());
+
+test('Redis refusing writes mid-drain: nothing lost, counts exact, flushes recover', {
+  timeout: 90_000,
+}, async (t) => {
+  await stack.submitMixed(3000);
+  await waitFor(async () => (await stack.finishedCount()) >= 600, {
+    timeoutMs: 20_000,
+    what: '600 tasks finished before the fault',
+  });
+  await stack.redis.config('SET', 'maxmemory-policy', 'noeviction');
+  await stack.redis.config('SET', 'maxmemory', '1');
+  const refusedAt = Date.now();
+  try {
+    for (const worker of stack.workers) {
+      await waitFor(async () => (await stack.flushFailures(worker)) >= 3, {
+        timeoutMs: 10_000,
+        what: 'each worker to have had three metrics flushes refused (about 3 s)',
+      });
+    }
+  } finally {
+    await stack.redis.config('SET', 'maxmemory', '0');
+  }
+  t.diagnostic(`writes refused for ${Date.now() - refusedAt} ms`);
+  await stack.verify(t);
+});

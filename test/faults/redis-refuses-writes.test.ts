@@ -1,6 +1,7 @@
 // Fault: Redis refuses writes (OOM: maxmemory reached under noeviction) mid-drain, held until every
 // worker has seen its metrics flush refused, then lifted. Tasks whose finish was refused run again
 // once their lease ends; the flushes held meanwhile land once, so the counts stay exact.
+import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { waitFor } from '../support/wait.js';
 import { FaultStack } from './support/fault-stack.js';
@@ -21,6 +22,15 @@ test('Redis refusing writes mid-drain: nothing lost, counts exact, flushes recov
   await stack.redis.config('SET', 'maxmemory', '1');
   const refusedAt = Date.now();
   try {
+    const response = await fetch(`${stack.managerUrl}/v1/tasks`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ task: 'example.echo', params: {} }),
+      signal: AbortSignal.timeout(5000),
+    });
+    const body = await response.json();
+    assert.equal(response.status, 503, JSON.stringify(body));
+    assert.equal(body.error.code, 'REDIS_UNAVAILABLE');
     for (const worker of stack.workers) {
       await waitFor(async () => (await stack.flushFailures(worker)) >= 3, {
         timeoutMs: 10_000,

@@ -50,8 +50,11 @@ const redisDownMessages = [
   'Command timed out',
 ];
 
-/** Error replies of a Redis (or Cluster) that is up but cannot serve yet: failover, resharding, loading. */
-const notServingReplies = ['CLUSTERDOWN ', 'TRYAGAIN ', 'LOADING ', 'MASTERDOWN '];
+/**
+ * Error replies of a Redis (or Cluster) that is up but cannot serve now: failover, resharding,
+ * loading, out of memory (maxmemory under noeviction), a replica promoted away under us.
+ */
+const notServingReplies = ['CLUSTERDOWN ', 'TRYAGAIN ', 'LOADING ', 'MASTERDOWN ', 'OOM ', 'READONLY '];
 
 /** True when an error from ioredis means Redis cannot be reached (as opposed to a bad command). */
 export function isRedisUnavailableError(error: unknown): boolean {

@@ -1,6 +1,7 @@
 // The one place Redis connections are made.
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { JobbersError } from './errors.js';
+import type { Logger } from './logger.js';
 
 export interface RedisConnectionOptions {
   /** Blocking users (BullMQ workers, the exporter) must wait for Redis instead of failing commands. */
@@ -144,4 +145,22 @@ export async function requireSupportedRedis(redis: Redis): Promise<void> {
       { version, minimum: minimumRedisVersion },
     );
   }
+}
+
+/**
+ * Logs a connection's outage once when it starts (its first error) and once when it ends, instead
+ * of at every reconnection attempt.
+ */
+export function logConnectionOutages(connection: Redis, logger: Logger, name: string): void {
+  let downSince: number | undefined;
+  connection.on('error', (error: Error) => {
+    if (downSince !== undefined) return;
+    downSince = Date.now();
+    logger.warn({ err: error.message, connection: name }, 'redis connection lost: reconnecting');
+  });
+  connection.on('ready', () => {
+    if (downSince === undefined) return;
+    logger.info({ connection: name, downForMs: Date.now() - downSince }, 'redis connection restored');
+    downSince = undefined;
+  });
 }

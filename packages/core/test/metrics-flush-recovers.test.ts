@@ -139,3 +139,23 @@ test('the buffer holds at most maxPendingFields fields and counts what it drops'
   const stored = await admin.hgetall(metricHashKey(prefix, metric));
   assert.deepEqual(stored, { 'q|a|completed': '5', 'q|b|completed': '1' });
 });
+
+test('a batch Redis cannot apply in full applies nothing, and lands whole once it can', async () => {
+  const prefix = uniquePrefix('flush-partial');
+  const buffer = new MetricsBuffer(connection, prefix, { flushMs: 50 });
+  const histogram = clusterMetrics.executionTime;
+  buffer.observe(histogram, labels, 1.5);
+  assert.equal(await flush(buffer), true);
+  // A whole-number sum added to a fractional one must not fail as "not an integer".
+  buffer.observe(histogram, labels, 2);
+  buffer.increment(metric, labels, 3);
+  const processedKey = metricHashKey(prefix, metric);
+  await admin.set(processedKey, 'not a hash');
+  assert.equal(await flush(buffer), false, 'a metric key of the wrong type fails the batch');
+  const sumField = `${labelField(labels)}|sum`;
+  assert.equal(await admin.hget(metricHashKey(prefix, histogram), sumField), '1.5', 'nothing applied');
+  await admin.del(processedKey);
+  assert.equal(await flush(buffer), true);
+  assert.equal(await admin.hget(metricHashKey(prefix, histogram), sumField), '3.5');
+  assert.equal(await processed(prefix), 3);
+});

@@ -7,6 +7,7 @@ import {
   LifecycleExporter,
   loadManagerConfig,
   loadTasks,
+  logConnectionOutages,
   parseRoles,
   readAvailableByTask,
   renderClusterMetrics,
@@ -71,7 +72,7 @@ async function main() {
     connectionName: 'jobbers-manager',
     commandTimeoutMs: config.redisCommandTimeoutMs,
   });
-  connection.on('error', (error) => logger.warn({ err: error.message }, 'redis connection error'));
+  logConnectionOutages(connection, logger, 'manager');
   // Checked on every (re)connection, so a Redis replaced by an older one is refused too.
   connection.on('ready', () => {
     requireSupportedRedis(connection).catch((error) => {

@@ -9,6 +9,7 @@ import {
   type JobPayload,
   jobKey,
   type Logger,
+  logConnectionOutages,
   MetricsBuffer,
   markYield,
   queuesForRole,
@@ -123,8 +124,6 @@ export class JobbersWorker {
   readonly stopped: Promise<StopReason>;
   private readonly connection: Redis;
   private readonly control: Redis;
-  /** Connection errors are logged once per outage of each connection, not per reconnect attempt. */
-  private readonly connectionDown = new Set<string>();
   private readonly gate: CapacityGate;
   private readonly consumers: QueueConsumer[] = [];
   /** Attempts in this process, each with the promise of its slot being freed or handed over. */
@@ -156,14 +155,14 @@ export class JobbersWorker {
       blocking: true,
       connectionName: `jobbers-worker:${this.name}`,
     });
-    this.connection.on('error', (error) => this.noteConnectionError('jobs', error));
+    logConnectionOutages(this.connection, options.logger, 'jobs');
     // Metrics and readiness use a connection whose commands time out: a hung Redis shows as a failed
     // flush (counted, retried) and a not-ready worker instead of a silent wait.
     this.control = createRedisConnection(config.redisUrl, {
       connectionName: `jobbers-worker:${this.name}:control`,
       commandTimeoutMs: config.redisCommandTimeoutMs,
     });
-    this.control.on('error', (error) => this.noteConnectionError('control', error));
+    logConnectionOutages(this.control, options.logger, 'control');
     this.outcomes = new MetricsBuffer(this.control, config.prefix, {
       flushMs: config.metricsFlushMs,
       logger: options.logger,
@@ -187,17 +186,6 @@ export class JobbersWorker {
     } catch {
       return false;
     }
-  }
-
-  private noteConnectionError(which: string, error: Error): void {
-    if (this.connectionDown.has(which)) return;
-    this.connectionDown.add(which);
-    this.options.logger.warn({ err: error.message, connection: which }, 'redis connection error');
-    const connection = which === 'jobs' ? this.connection : this.control;
-    connection.once('ready', () => {
-      this.connectionDown.delete(which);
-      this.options.logger.info({ connection: which }, 'redis connection restored');
-    });
   }
 
   /** Tasks running in this process now. */

@@ -19,12 +19,20 @@ export const metricsFlushHealth = { failures: 0, droppedIncrements: 0 };
  * Applies one batch once: KEYS[1] records the last batch sequence this process applied, so a batch
  * retried after an ambiguous failure (a timeout after Redis did apply it) is not counted twice.
  * KEYS[2..] are metric hashes. ARGV: seq, ttlSeconds, then (key index, kind i|f, field, value) quads.
- * Returns 1 when applied, 0 when the batch had been applied already.
+ * Returns 1 when applied, 0 when the batch had been applied already. Everything that could fail is
+ * checked before the first write (a script is not rolled back): the keys' types here, the number
+ * kinds by the caller (a field that ever takes a fraction is always written as a float).
  */
 const applyBatchScript = `
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
 local seq = tonumber(ARGV[1])
 if seq <= last then return 0 end
+for i = 2, #KEYS do
+  local kind = redis.call('TYPE', KEYS[i])['ok']
+  if kind ~= 'hash' and kind ~= 'none' then
+    return redis.error_reply('WRONGTYPE metric key ' .. KEYS[i] .. ' holds a ' .. kind .. ', not a hash')
+  end
+end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 for i = 3, #ARGV, 4 do
   local key = KEYS[tonumber(ARGV[i])]
@@ -56,6 +64,11 @@ export interface MetricsBufferOptions {
 export interface MetricsFlushLogger {
   warn(fields: { err: unknown; heldFields: number }, message: string): void;
   info(fields: { failedForMs: number; failedFlushes: number }, message: string): void;
+}
+
+/** Histogram sums take fractions; a sum that happens to be whole is still written as a float. */
+function isFloatField(field: string, value: number): boolean {
+  return field.endsWith('|sum') || !Number.isInteger(value);
 }
 
 type Batch = Map<string, Map<string, number>>;
@@ -175,7 +188,7 @@ export class MetricsBuffer {
     let keyIndex = 2;
     for (const fields of batch.values()) {
       for (const [field, value] of fields) {
-        args.push(keyIndex, Number.isInteger(value) ? 'i' : 'f', field, value);
+        args.push(keyIndex, isFloatField(field, value) ? 'f' : 'i', field, value);
       }
       keyIndex++;
     }

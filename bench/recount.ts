@@ -29,6 +29,10 @@ export interface RecountBenchResult {
   truth: Record<string, number>;
   /** How often the manager logged the start of a recount. */
   recountsStarted: number;
+  /** How often a recount started over (the stream was trimmed past it). */
+  recountRestarts: number;
+  /** The recount's own duration as the manager logged it (absent when it logs none). */
+  recountSeconds: number | undefined;
   peakRssMb: number;
   /** Loaded variant: tasks the worker finished and the producer added while counting. */
   drained?: number;
@@ -127,6 +131,11 @@ export async function runRecountBench(settings: RecountBenchSettings): Promise<R
     const manager = startProcess(bins.manager, [], { ...env, MANAGER_PORT: String(port) });
     processes.push(manager);
     const recountsStarted = () => manager.output().match(/recounting queue state/g)?.length ?? 0;
+    const recountRestarts = () => manager.output().match(/recount invalidated/g)?.length ?? 0;
+    const recountSeconds = () => {
+      const ms = /"ms":(\d+),"msg":"recount done"/.exec(manager.output())?.[1];
+      return ms === undefined ? undefined : Number(ms) / 1000;
+    };
     const deadline = startedAt + settings.timeoutSeconds * 1000;
     let lastGauge: Record<string, number> = {};
     if (!settings.underLoad) {
@@ -140,6 +149,8 @@ export async function runRecountBench(settings: RecountBenchSettings): Promise<R
             lastGauge,
             truth: quietTruth,
             recountsStarted: recountsStarted(),
+            recountRestarts: recountRestarts(),
+            recountSeconds: recountSeconds(),
             peakRssMb: peakRssMb(manager.child.pid!),
           };
         }
@@ -149,6 +160,8 @@ export async function runRecountBench(settings: RecountBenchSettings): Promise<R
             lastGauge,
             truth: quietTruth,
             recountsStarted: recountsStarted(),
+            recountRestarts: recountRestarts(),
+            recountSeconds: recountSeconds(),
             peakRssMb: peakRssMb(manager.child.pid!),
           };
         await pause(100);
@@ -205,6 +218,8 @@ export async function runRecountBench(settings: RecountBenchSettings): Promise<R
       lastGauge,
       truth,
       recountsStarted: recountsStarted(),
+      recountRestarts: recountRestarts(),
+      recountSeconds: recountSeconds(),
       peakRssMb: peakRssMb(manager.child.pid!),
       drained,
       added,

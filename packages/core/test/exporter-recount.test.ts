@@ -10,7 +10,7 @@ import {
   type LifecycleExporterOptions,
   TaskRegistry,
 } from '@jobbers/core';
-import { Queue } from 'bullmq';
+import { Queue, Worker } from 'bullmq';
 import { pino } from 'pino';
 import { clusterSamples, type Sample } from '../../../test/support/metrics.js';
 import { uniquePrefix, useRedisServer } from '../../../test/support/redis-server.js';
@@ -94,22 +94,22 @@ test('a takeover mid-recount refuses the deposed leader’s writes and resumes t
   const prefix = uniquePrefix('takeover');
   await enqueueBacklog(prefix);
   const leaderKey = `${prefix}:q:jobbers:exporter:leader`;
-  const recountIndex = `${prefix}:q:jobbers:recount:idx`;
+  const recounted = `${prefix}:q:jobbers:recount:avail:${tasks[0]}`;
   const logs: string[] = [];
   const first = exporterFor(prefix, logs);
   const others: LifecycleExporter[] = [];
   try {
-    await waitFor(async () => (await fixture.redis.hlen(recountIndex)) > 0, {
+    await waitFor(async () => (await fixture.redis.zcard(recounted)) > 0, {
       intervalMs: 1,
       what: 'the recount to have counted a first slice',
     });
     // The takeover: the lock passes to another holder while the first leader is still counting.
     await fixture.redis.set(leaderKey, 'usurper', 'PX', 10_000);
-    const countedAtTakeover = await fixture.redis.hlen(recountIndex);
-    assert.ok(countedAtTakeover < backlog, 'taken over mid-recount');
+    const countedAtTakeover = await fixture.redis.zcard(recounted);
+    assert.ok(countedAtTakeover < backlog / tasks.length, 'taken over mid-recount');
     await waitFor(() => first.leading.length === 0, { what: 'the first leader to notice it was deposed' });
     assert.equal(
-      await fixture.redis.hlen(recountIndex),
+      await fixture.redis.zcard(recounted),
       countedAtTakeover,
       'nothing written after the takeover',
     );
@@ -125,5 +125,35 @@ test('a takeover mid-recount refuses the deposed leader’s writes and resumes t
     );
   } finally {
     await Promise.all([first.stop(), ...others.map((e) => e.stop())]);
+  }
+});
+
+test('available jobs a recount counted without indexing them are found when they are taken or removed', async () => {
+  const prefix = uniquePrefix('unindexed');
+  const queue = new Queue('q', { connection: fixture.redis, prefix });
+  await queue.addBulk(Array.from({ length: 30 }, () => ({ name: tasks[0]!, data: {} })));
+  const exporter = exporterFor(prefix, []);
+  const worker = new Worker('q', null, { connection: fixture.redis, prefix });
+  try {
+    await exporter.waitUntilReady();
+    assert.equal(
+      await fixture.redis.hlen(`${prefix}:q:jobbers:idx`),
+      0,
+      'available jobs are only in their set',
+    );
+    for (const job of await queue.getWaiting(0, 4)) await job.remove();
+    for (let i = 0; i < 3; i++) {
+      const job = await worker.getNextJob('test-token');
+      await job!.moveToCompleted('done', 'test-token', false);
+    }
+    await exporter.waitUntilCaughtUp();
+    const samples = await clusterSamples(fixture.redis, prefix, registry);
+    const value = (name: string) => samples.find((s) => s.name === name && s.labels.task === tasks[0])?.value;
+    assert.equal(value('jobbers_jobs_available'), 22);
+    assert.equal(value('jobbers_jobs_running'), 0);
+  } finally {
+    await worker.close();
+    await exporter.stop();
+    await queue.close();
   }
 });

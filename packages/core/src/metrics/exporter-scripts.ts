@@ -49,10 +49,14 @@ return table.concat(out, '\0')
 // jobbers prefix, or a recount's prefix while it replays). Returns one list: for each unknown job
 // its index entry ('state|task' or '') and the time it became available (state w) or its name (not
 // indexed); for each activated job its `pb` (who took it); for each maybe-yielded job its yield marks.
+// A recount indexes no available job (it is only in its task's available set, which says as much):
+// a job not indexed is looked for in the available set of its task, or of every task when its hash
+// is gone (removed).
 export const lookupScript = `${splitList}
 local qp, jp = ARGV[1], ARGV[2]
 local bp = ARGV[6] or jp
 local out = {}
+local tasks
 for _, id in ipairs(split(ARGV[3])) do
   local v = redis.call('HGET', bp .. 'idx', id)
   if v then
@@ -63,8 +67,29 @@ for _, id in ipairs(split(ARGV[3])) do
       out[#out + 1] = ''
     end
   else
-    out[#out + 1] = ''
-    out[#out + 1] = redis.call('HGET', qp .. id, 'name') or ''
+    local name = redis.call('HGET', qp .. id, 'name')
+    local candidates
+    if name then
+      candidates = { name }
+    else
+      tasks = tasks or redis.call('SMEMBERS', bp .. 'tasks')
+      candidates = tasks
+    end
+    local since
+    for _, task in ipairs(candidates) do
+      since = redis.call('ZSCORE', bp .. 'avail:' .. task, id)
+      if since then
+        name = task
+        break
+      end
+    end
+    if since then
+      out[#out + 1] = 'w|' .. name
+      out[#out + 1] = since
+    else
+      out[#out + 1] = ''
+      out[#out + 1] = name or ''
+    end
   end
 end
 for _, id in ipairs(split(ARGV[4])) do out[#out + 1] = redis.call('HGET', qp .. id, 'pb') or '' end
@@ -160,9 +185,11 @@ return 1
 
 // Counts the next slice of BullMQ's lists into the recount keys, inside Redis: no job id travels to
 // the exporter. Lists are read by index from the head (a job pushed meanwhile shifts the rest: it
-// is read twice, harmless), sorted sets by score from a (score, ties) cursor. A job seen before
-// (it moved while the lists were read, or the replay placed it) is moved: the later sighting is the
-// newer. When every source is read, stores the stream's head as countedUntil.
+// is read twice, harmless), sorted sets by score from a (score, ties) cursor. An available job is
+// only added to its task's available set, not indexed (the lookup script finds it there): that
+// halves the writes of the bulk of a backlog. A job seen before (it moved while the lists were
+// read, or the replay placed it) is moved: the later sighting is the newer. When every source is
+// read, stores the stream's head as countedUntil.
 // KEYS[1] recount progress hash, KEYS[2] leader lock, KEYS[3] event stream
 // ARGV: token, queueKeyPrefix, recountPrefix, chunk size (at most 5000), lease ms (renewed)
 // Returns {jobs read, 1 when every source is read else 0}, or -1 when the caller does not lead.
@@ -175,6 +202,11 @@ local sources = {
   {'zset', 'delayed', 'd'}, {'zset', 'waiting-children', 'd'}, {'zset', 'failed', 'f'},
 }
 local setOf = { w = 'avail:', a = 'running:', f = 'incidents:' }
+-- The job's fields each state needs: its name, then what its score in the set is made of.
+local fieldsOf = {
+  w = {'name', 'timestamp', 'delay', 'finishedOn'}, a = {'name', 'timestamp', 'processedOn'},
+  f = {'name', 'timestamp', 'finishedOn'}, d = {'name'},
+}
 local p = redis.call('HMGET', KEYS[1], 'source', 'offset', 'score', 'ties')
 local s = tonumber(p[1] or '1')
 if s > #sources then return {0, 1} end
@@ -197,12 +229,13 @@ else
   cursor = {'score', last, 'ties', run}
 end
 local idxKey = rp .. 'idx'
-local tasks, adds, index = {}, {}, {}
+local fields = fieldsOf[state]
+local tasks, adds, index, unindex = {}, {}, {}, {}
 if #ids > 0 then
   local prior = redis.call('HMGET', idxKey, unpack(ids))
   for i = 1, #ids do
     local id = ids[i]
-    local h = redis.call('HMGET', qp .. id, 'name', 'timestamp', 'delay', 'processedOn', 'finishedOn')
+    local h = redis.call('HMGET', qp .. id, unpack(fields))
     local name = h[1]
     if name then
       local value = state .. '|' .. name
@@ -211,16 +244,21 @@ if #ids > 0 then
         local earlier = setOf[string.sub(before, 1, 1)]
         if earlier then redis.call('ZREM', rp .. earlier .. string.sub(before, 3), id) end
       end
-      index[#index + 1] = id
-      index[#index + 1] = value
+      if state == 'w' then
+        if before and before ~= value then unindex[#unindex + 1] = id end
+      else
+        -- Counted available earlier (not indexed), now seen elsewhere.
+        if not before then redis.call('ZREM', rp .. 'avail:' .. name, id) end
+        index[#index + 1] = id
+        index[#index + 1] = value
+      end
       tasks[name] = true
       local set = setOf[state]
       if set then
         local created = tonumber(h[2]) or 0
         local since
-        if state == 'w' then since = math.max(created + (tonumber(h[3]) or 0), tonumber(h[5]) or 0)
-        elseif state == 'a' then since = tonumber(h[4]) or created
-        else since = tonumber(h[5]) or created end
+        if state == 'w' then since = math.max(created + (tonumber(h[3]) or 0), tonumber(h[4]) or 0)
+        else since = tonumber(h[3]) or created end
         local k = rp .. set .. name
         local into = adds[k]
         if not into then into = {}; adds[k] = into end
@@ -236,6 +274,7 @@ local function variadic(command, k, args)
 end
 for k, args in pairs(adds) do variadic('ZADD', k, args) end
 if #index > 0 then variadic('HSET', idxKey, index) end
+if #unindex > 0 then redis.call('HDEL', idxKey, unpack(unindex)) end
 local names = {}
 for name, _ in pairs(tasks) do names[#names + 1] = name end
 if #names > 0 then redis.call('SADD', rp .. 'tasks', unpack(names)) end

@@ -48,6 +48,8 @@ export interface LifecycleExporterOptions {
 }
 
 const silentLogger = pino({ level: 'silent' });
+/** How often a recount applies the events written since it began, between its slices. */
+const recountReplayMs = 50;
 const commit = luaScript(commitScript);
 
 export class LifecycleExporter {
@@ -445,14 +447,21 @@ class QueueExporter {
     const startedAt = Date.now();
     let position = await this.recounter.position();
     let counted = false;
+    let replayedAt = 0;
+    let behind = false;
     while (this.running && position) {
       if (!(await this.renewLeaseDuringWork())) return;
-      if (!counted) {
+      // Counting waits while the events are behind: the stream must not be trimmed past them.
+      if (!counted && !behind) {
         const chunk = await this.recounter.countChunk();
         if (chunk === 'not-leader') return this.deposed();
         this.leaseRenewedAt = Date.now();
         counted = chunk === 'done';
       }
+      // The events are applied every few slices (each slice is a few ms), and at every step while
+      // they are behind or once everything is counted.
+      if (!counted && !behind && Date.now() - replayedAt < recountReplayMs) continue;
+      replayedAt = Date.now();
       const replay = await this.replayIntoRecount(position);
       if (replay === 'not-leader') return this.deposed();
       if (replay === 'restart' || replay === 'cleaned') {
@@ -466,7 +475,8 @@ class QueueExporter {
         continue;
       }
       position = replay.position;
-      if (!replay.caughtUp || !counted) continue;
+      behind = !replay.caughtUp;
+      if (behind || !counted) continue;
       if (!(await this.recounter.swap())) return this.deposed();
       this.forget();
       this.lastReconcileAt = Date.now();

@@ -5,6 +5,7 @@ import {
   isJobbersError,
   isRedisUnavailableError,
   loadTasks,
+  type MetricsFlushLogger,
   type TaskRegistry,
   waitForRedis,
 } from '@jobbers/core';
@@ -25,6 +26,11 @@ import { type CleanerReport, formatSummary } from './report.js';
 
 const exitCodes = { ok: 0, runtime: 1, usage: 2 } as const;
 const redisWaitMs = 5000;
+/**
+ * The cleaner's commands carry batches and nobody waits on its answers, so a slow reply on a busy
+ * host must not fail a run: it waits at least this long, or JOBBERS_REDIS_COMMAND_TIMEOUT_MS if longer.
+ */
+const minCommandTimeoutMs = 30_000;
 
 function parseFlags(argv: string[]): CleanerFlags {
   const program = new Command('jobbers-cleaner')
@@ -93,6 +99,14 @@ function progressPrinter(): { update(p: CleanerProgress): void; done(): void } {
   };
 }
 
+/** The metrics buffer's failure streak and recovery, as lines on stderr (stdout keeps the report). */
+const stderrLogger: MetricsFlushLogger = {
+  warn: ({ err }, message) =>
+    process.stderr.write(`jobbers-cleaner: ${message}: ${(err as Error)?.message ?? err}\n`),
+  info: ({ failedForMs }, message) =>
+    process.stderr.write(`jobbers-cleaner: ${message} after ${failedForMs} ms\n`),
+};
+
 function print(report: CleanerReport, options: CleanerOptions): void {
   process.stdout.write(options.json ? `${JSON.stringify(report)}\n` : formatSummary(report));
 }
@@ -111,7 +125,10 @@ async function main(): Promise<number> {
     throw error;
   }
 
-  const redis = createRedisConnection(options.redisUrl, { connectionName: 'jobbers-cleaner' });
+  const redis = createRedisConnection(options.redisUrl, {
+    connectionName: 'jobbers-cleaner',
+    commandTimeoutMs: Math.max(options.redisCommandTimeoutMs, minCommandTimeoutMs),
+  });
   let connectionError: string | undefined;
   redis.on('error', (error) => {
     connectionError = error.message;
@@ -136,6 +153,7 @@ async function main(): Promise<number> {
       queues,
       signal: abort.signal,
       onProgress: progress.update,
+      logger: stderrLogger,
     });
     progress.done();
     print(report, options);

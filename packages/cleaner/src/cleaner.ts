@@ -1,12 +1,23 @@
 // One cleaner run: page through each queue's state sets, keep the tasks that match the filters,
 // remove them through BullMQ, count them in Redis-aggregated metrics.
-import { clusterMetrics, jobbersKey, jobKey, MetricsBuffer, metricHashKey } from '@jobbers/core';
+import {
+  clusterMetrics,
+  countProcessError,
+  jobbersKey,
+  jobKey,
+  MetricsBuffer,
+  type MetricsFlushLogger,
+  metricHashKey,
+} from '@jobbers/core';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { type CleanerOptions, type CleanerState, submissionCutoffMs } from './options.js';
 import { dropDanglingIds, type RemovalOutcome, removeJobs } from './removal.js';
 import { type CleanerReport, Tally } from './report.js';
 import { type JobSource, readPage, sourcesFor } from './sources.js';
+
+/** How long the final metrics flush keeps retrying (every flush interval) before the run reports it. */
+export const finalFlushRetryMs = 10_000;
 
 /** Ids read per round; each round is a handful of short pipelined calls. */
 export const defaultPageSize = 500;
@@ -26,6 +37,8 @@ export interface CleanerRunContext {
   /** Aborting stops the run after the batch in progress. */
   signal?: AbortSignal;
   onProgress?: (progress: CleanerProgress) => void;
+  /** Where a metrics flush failure streak is logged. */
+  logger?: MetricsFlushLogger;
 }
 
 /** A run that failed part way; report says what it had removed by then. */
@@ -67,6 +80,7 @@ class CleanerRun {
   private scanned = 0;
   private interrupted = false;
   private metrics: MetricsBuffer | undefined;
+  private metricsUnwritten = false;
 
   constructor(
     private readonly options: CleanerOptions,
@@ -79,7 +93,10 @@ class CleanerRun {
   async run(): Promise<CleanerReport> {
     const { redis } = this.context;
     if (!this.options.dryRun)
-      this.metrics = new MetricsBuffer(redis, this.options.prefix, this.options.metricsFlushMs).start();
+      this.metrics = new MetricsBuffer(redis, this.options.prefix, {
+        flushMs: this.options.metricsFlushMs,
+        logger: this.context.logger,
+      }).start();
     let failure: unknown;
     try {
       for (const queue of this.context.queues) {
@@ -90,7 +107,12 @@ class CleanerRun {
       failure = error;
     }
     try {
-      await this.metrics?.close();
+      if (this.metrics && !(await this.metrics.close(finalFlushRetryMs))) {
+        this.metricsUnwritten = true;
+        failure ??= new Error(
+          `could not write the removal counts to Redis within ${finalFlushRetryMs / 1000} s; the tasks were removed but jobbers_cleaner_removed_total misses them`,
+        );
+      }
       if (!failure && !this.options.dryRun && !this.interrupted) {
         await recordCleanerSuccess(redis, this.options.prefix, Date.now());
       }
@@ -124,7 +146,8 @@ class CleanerRun {
       prefix: this.options.prefix,
       skipVersionCheck: true,
     });
-    queue.on('error', () => {});
+    // BullMQ repeats here the errors of the run's connection, which the CLI reports: count only.
+    queue.on('error', () => countProcessError('queue-connection'));
     try {
       for (const state of this.options.states) {
         for (const source of sourcesFor(this.options.prefix, queueName, state, this.startedAtMs)) {
@@ -270,6 +293,7 @@ class CleanerRun {
       startedAt: new Date(this.startedAtMs).toISOString(),
       durationMs,
       jobsPerSecond: durationMs > 0 ? Math.round((done / durationMs) * 1000) : done,
+      metricsWritten: !this.metricsUnwritten,
     };
   }
 }

@@ -24,6 +24,7 @@ export interface CleanerOptions {
   limit?: number;
   json: boolean;
   metricsFlushMs: number;
+  redisCommandTimeoutMs: number;
 }
 
 /** What commander hands over: repeatable flags as arrays, the rest as strings or booleans. */
@@ -171,7 +172,7 @@ function readEnv(
   flags: CleanerFlags,
   env: Record<string, string | undefined>,
   problems: string[],
-): Pick<CleanerOptions, 'redisUrl' | 'prefix' | 'tasksModule' | 'metricsFlushMs'> {
+): Pick<CleanerOptions, 'redisUrl' | 'prefix' | 'tasksModule' | 'metricsFlushMs' | 'redisCommandTimeoutMs'> {
   const merged = { ...env };
   if (flags.tasks !== undefined) merged.JOBBERS_TASKS = flags.tasks;
   try {
@@ -181,11 +182,12 @@ function readEnv(
       prefix: config.prefix,
       tasksModule: config.tasksModule || undefined,
       metricsFlushMs: config.metricsFlushMs,
+      redisCommandTimeoutMs: config.redisCommandTimeoutMs,
     };
   } catch (error) {
     if (!isJobbersError(error)) throw error;
     problems.push(...((error.details as string[] | undefined) ?? [error.message]));
-    return { redisUrl: '', prefix: '', metricsFlushMs: 1000 };
+    return { redisUrl: '', prefix: '', metricsFlushMs: 1000, redisCommandTimeoutMs: 1500 };
   }
 }
 

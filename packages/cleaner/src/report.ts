@@ -73,6 +73,8 @@ export interface CleanerReport {
   startedAt: string;
   durationMs: number;
   jobsPerSecond: number;
+  /** False when the final metrics flush could not reach Redis (the run then exits 1). */
+  metricsWritten: boolean;
   error?: { message: string };
 }
 

@@ -5,6 +5,7 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { jobbersKey } from './keys.js';
+import { countProcessError } from './metrics/process-health.js';
 
 export const cancellableStates = ['waiting', 'prioritized', 'delayed'] as const;
 
@@ -34,7 +35,11 @@ export class TaskCanceller {
 
   cancel(queueName: string, id: string): Promise<CancelOutcome> {
     const run = this.lane.then(() => this.cancelNow(queueName, id));
-    this.lane = run.catch(() => {});
+    // The lane only orders cancellations; a failed one reaches its caller through `run`.
+    this.lane = run.then(
+      () => undefined,
+      () => undefined,
+    );
     return run;
   }
 
@@ -43,10 +48,11 @@ export class TaskCanceller {
     if (!queue) {
       if (!this.connection) {
         this.connection = this.shared.duplicate();
-        this.connection.on('error', () => {});
+        // A failed command reaches the caller; the shared connection logs the outage: count only.
+        this.connection.on('error', () => countProcessError('cancel-connection'));
       }
       queue = new Queue(name, { connection: this.connection, prefix: this.prefix });
-      queue.on('error', () => {});
+      queue.on('error', () => countProcessError('cancel-queue'));
       this.queues.set(name, queue);
     }
     return queue;

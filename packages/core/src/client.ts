@@ -13,6 +13,7 @@ import {
   retryIncidents,
 } from './incidents.js';
 import { jobKey } from './keys.js';
+import { countProcessError } from './metrics/process-health.js';
 import { resolveQueue } from './routing.js';
 import { type BackoffPolicy, backoffProblems, maxRetries, maxTimerMs, type TaskRegistry } from './task.js';
 import {
@@ -155,7 +156,8 @@ export class TaskClient {
     let queue = this.queues.get(name);
     if (!queue) {
       queue = new Queue(name, { connection: this.connection, prefix: this.prefix });
-      queue.on('error', () => {});
+      // BullMQ repeats here the errors of the shared connection, whose owner logs them: count only.
+      queue.on('error', () => countProcessError('queue-connection'));
       this.queues.set(name, queue);
     }
     return queue;

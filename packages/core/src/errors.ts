@@ -18,7 +18,8 @@ export type ErrorCode =
   | 'QUEUE_NOT_FOUND'
   | 'TASK_ID_CONFLICT'
   | 'TASK_STATE_CONFLICT'
-  | 'REDIS_UNAVAILABLE';
+  | 'REDIS_UNAVAILABLE'
+  | 'REDIS_VERSION_UNSUPPORTED';
 
 export class JobbersError extends Error {
   readonly code: ErrorCode;
@@ -46,10 +47,14 @@ const redisDownMessages = [
   'EHOSTUNREACH',
   'ENOTFOUND',
   'Reached the max retries per request limit',
+  'Command timed out',
 ];
 
-/** Error replies of a Redis (or Cluster) that is up but cannot serve yet: failover, resharding, loading. */
-const notServingReplies = ['CLUSTERDOWN ', 'TRYAGAIN ', 'LOADING ', 'MASTERDOWN '];
+/**
+ * Error replies of a Redis (or Cluster) that is up but cannot serve now: failover, resharding,
+ * loading, out of memory (maxmemory under noeviction), a replica promoted away under us.
+ */
+const notServingReplies = ['CLUSTERDOWN ', 'TRYAGAIN ', 'LOADING ', 'MASTERDOWN ', 'OOM ', 'READONLY '];
 
 /** True when an error from ioredis means Redis cannot be reached (as opposed to a bad command). */
 export function isRedisUnavailableError(error: unknown): boolean {

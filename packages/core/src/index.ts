@@ -12,6 +12,7 @@ export * from './logger.js';
 export * from './metrics/definitions.js';
 export * from './metrics/exporter.js';
 export * from './metrics/exposition.js';
+export * from './metrics/process-health.js';
 export * from './metrics/recount.js';
 export * from './metrics/role-activity.js';
 export * from './metrics/store.js';

@@ -1,11 +1,22 @@
 // The one place Redis connections are made.
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { JobbersError } from './errors.js';
+import type { Logger } from './logger.js';
 
 export interface RedisConnectionOptions {
   /** Blocking users (BullMQ workers, the exporter) must wait for Redis instead of failing commands. */
   blocking?: boolean;
   connectionName?: string;
+  /**
+   * A command without a reply for this long fails (so a hung Redis answers callers with an error
+   * instead of holding them). Blocking connections never time out: their BZPOPMIN and XREAD BLOCK
+   * wait on purpose, and their job moves must reach Redis once it answers again.
+   * @default 1500 (JOBBERS_REDIS_COMMAND_TIMEOUT_MS)
+   */
+  commandTimeoutMs?: number;
 }
+
+export const defaultRedisCommandTimeoutMs = 1500;
 
 const clusterScheme = 'redis+cluster://';
 
@@ -38,7 +49,13 @@ export function createRedisConnection(url: string, options: RedisConnectionOptio
   };
   const tuned: RedisOptions = options.blocking
     ? { ...base, maxRetriesPerRequest: null, enableReadyCheck: true }
-    : { ...base, maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2000 };
+    : {
+        ...base,
+        maxRetriesPerRequest: 1,
+        enableOfflineQueue: false,
+        connectTimeout: 2000,
+        commandTimeout: options.commandTimeoutMs ?? defaultRedisCommandTimeoutMs,
+      };
   if (isClusterUrl(url)) {
     const { connectionName, ...redisOptions } = tuned;
     const cluster = new Cluster(clusterSeedNodes(url), {
@@ -57,11 +74,19 @@ export function duplicateBlockingConnection(connection: Redis): Redis {
   if (connection instanceof Cluster) {
     const cluster = connection as Cluster;
     return cluster.duplicate([], {
-      redisOptions: { ...cluster.options.redisOptions, maxRetriesPerRequest: null },
+      redisOptions: {
+        ...cluster.options.redisOptions,
+        maxRetriesPerRequest: null,
+        commandTimeout: undefined,
+      },
       enableOfflineQueue: true,
     }) as unknown as Redis;
   }
-  return connection.duplicate({ maxRetriesPerRequest: null, enableOfflineQueue: true });
+  return connection.duplicate({
+    maxRetriesPerRequest: null,
+    enableOfflineQueue: true,
+    commandTimeout: undefined,
+  });
 }
 
 /** Resolves once the connection answers PING, or rejects after timeoutMs. */
@@ -82,4 +107,60 @@ export async function waitForRedis(redis: Redis, timeoutMs: number): Promise<voi
   throw new Error(
     `Redis did not answer within ${timeoutMs} ms${lastError ? `: ${(lastError as Error).message}` : ''}`,
   );
+}
+
+/**
+ * The oldest Redis Jobbers runs on: the lifecycle exporter detects a trimmed event stream through
+ * XINFO STREAM's max-deleted-entry-id and entries-added, which Redis 7.0 introduced.
+ */
+export const minimumRedisVersion = '7.0.0';
+
+/** True when `version` (e.g. "7.2.4") is minimumRedisVersion or newer. */
+export function isSupportedRedisVersion(version: string): boolean {
+  const have = version.split('.').map(Number);
+  const need = minimumRedisVersion.split('.').map(Number);
+  for (let i = 0; i < need.length; i++) {
+    const part = have[i] ?? 0;
+    if (Number.isNaN(part)) return false;
+    if (part !== need[i]) return part > need[i]!;
+  }
+  return true;
+}
+
+/** The server's version from INFO server. */
+export async function readRedisVersion(redis: Redis): Promise<string> {
+  const info = await redis.info('server');
+  const match = /^redis_version:(\S+)/m.exec(info);
+  if (!match) throw new Error('INFO server has no redis_version');
+  return match[1]!;
+}
+
+/** Throws REDIS_VERSION_UNSUPPORTED, naming both versions, when the server is older than 7.0. */
+export async function requireSupportedRedis(redis: Redis): Promise<void> {
+  const version = await readRedisVersion(redis);
+  if (!isSupportedRedisVersion(version)) {
+    throw new JobbersError(
+      'REDIS_VERSION_UNSUPPORTED',
+      `Redis ${version} is too old: Jobbers needs Redis >= ${minimumRedisVersion} (its lifecycle exporter detects a trimmed event stream with XINFO STREAM fields added in 7.0)`,
+      { version, minimum: minimumRedisVersion },
+    );
+  }
+}
+
+/**
+ * Logs a connection's outage once when it starts (its first error) and once when it ends, instead
+ * of at every reconnection attempt.
+ */
+export function logConnectionOutages(connection: Redis, logger: Logger, name: string): void {
+  let downSince: number | undefined;
+  connection.on('error', (error: Error) => {
+    if (downSince !== undefined) return;
+    downSince = Date.now();
+    logger.warn({ err: error.message, connection: name }, 'redis connection lost: reconnecting');
+  });
+  connection.on('ready', () => {
+    if (downSince === undefined) return;
+    logger.info({ connection: name, downForMs: Date.now() - downSince }, 'redis connection restored');
+    downSince = undefined;
+  });
 }

@@ -17,6 +17,12 @@ test('a Redis that cannot be reached or cannot serve yet is unavailable', () => 
     true,
   );
   assert.equal(isRedisUnavailableError(new ReplyError('MASTERDOWN Link with MASTER is down')), true);
+  assert.equal(
+    isRedisUnavailableError(new ReplyError("OOM command not allowed when used memory > 'maxmemory'.")),
+    true,
+  );
+  assert.equal(isRedisUnavailableError(new ReplyError("READONLY You can't write against a replica.")), true);
+  assert.equal(isRedisUnavailableError(new Error('Command timed out')), true);
 });
 
 test('a bad command or a script error is not', () => {

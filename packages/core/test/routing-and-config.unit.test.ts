@@ -54,6 +54,10 @@ test('config names the variable that is wrong', () => {
   );
   assert.throws(() => loadManagerConfig({}), /JOBBERS_TASKS is not set/);
   assert.throws(
+    () => loadManagerConfig({ JOBBERS_TASKS: 'x', JOBBERS_REDIS_COMMAND_TIMEOUT_MS: '2s' }),
+    /JOBBERS_REDIS_COMMAND_TIMEOUT_MS="2s" must be a whole number between 100 and 600000/,
+  );
+  assert.throws(
     () =>
       loadWorkerConfig({
         JOBBERS_TASKS: 'x',
@@ -72,6 +76,11 @@ test('config defaults follow the design', () => {
   assert.equal(manager.redisUrl, 'redis://127.0.0.1:6379');
   assert.equal(manager.prefix, 'jobbers');
   assert.equal(manager.port, 8080);
+  assert.equal(manager.redisCommandTimeoutMs, 1500);
+  assert.equal(
+    loadManagerConfig({ JOBBERS_TASKS: 'x', JOBBERS_REDIS_COMMAND_TIMEOUT_MS: '4000' }).redisCommandTimeoutMs,
+    4000,
+  );
   const worker = loadWorkerConfig({
     JOBBERS_TASKS: '@jobbers/examples',
     WORKER_QUEUE_CAPACITY: 'default=8,images=2',

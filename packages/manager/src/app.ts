@@ -2,10 +2,15 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { type ManagerConfig, TaskClient, type TaskRegistry } from '@jobbers/core';
+import {
+  type ManagerConfig,
+  registerProcessHealthMetrics,
+  TaskClient,
+  type TaskRegistry,
+} from '@jobbers/core';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { Redis } from 'ioredis';
-import { collectDefaultMetrics, Registry } from 'prom-client';
+import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import authPlugin from './plugins/auth.js';
 import errorsPlugin, { clientError, frameworkError } from './plugins/errors.js';
 import httpMetricsPlugin from './plugins/http-metrics.js';
@@ -62,6 +67,7 @@ export async function buildManagerApp(options: ManagerAppOptions): Promise<Manag
   });
   const processRegistry = new Registry();
   collectDefaultMetrics({ register: processRegistry, prefix: 'jobbers_manager_process_' });
+  registerProcessHealthMetrics(processRegistry);
 
   app.removeContentTypeParser('text/plain');
   await app.register(errorsPlugin, { maxParamLength });
@@ -95,9 +101,10 @@ export async function buildManagerApp(options: ManagerAppOptions): Promise<Manag
     { prefix: '/v1' },
   );
 
+  const readCluster = clusterMetricsReader(app, processRegistry, options.clusterMetrics);
   app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
+    const cluster = await readCluster();
     const own = await processRegistry.metrics();
-    const cluster = options.clusterMetrics ? await options.clusterMetrics() : '';
     return reply.type(processRegistry.contentType).send(`${cluster}${own}`);
   });
 
@@ -105,4 +112,40 @@ export async function buildManagerApp(options: ManagerAppOptions): Promise<Manag
     await client.close();
   });
   return { app, client, processRegistry };
+}
+
+/**
+ * The cluster series for /metrics, or none while Redis cannot be read: /metrics then still serves
+ * this process's metrics, with jobbers_cluster_metrics_up 0 to alert on. Logs once per outage.
+ */
+function clusterMetricsReader(
+  app: FastifyInstance,
+  processRegistry: Registry,
+  clusterMetrics: (() => Promise<string>) | undefined,
+): () => Promise<string> {
+  if (!clusterMetrics) return async () => '';
+  const up = new Gauge({
+    name: 'jobbers_cluster_metrics_up',
+    help: '1 when this manager could read the cluster-wide metrics from Redis for this scrape, else 0',
+    registers: [processRegistry],
+  });
+  let downSince: number | undefined;
+  return async () => {
+    try {
+      const text = await clusterMetrics();
+      up.set(1);
+      if (downSince !== undefined) {
+        app.log.info({ unreadableForMs: Date.now() - downSince }, 'cluster metrics readable again');
+        downSince = undefined;
+      }
+      return text;
+    } catch (error) {
+      up.set(0);
+      if (downSince === undefined) {
+        downSince = Date.now();
+        app.log.warn({ err: error }, 'cluster metrics unreadable: /metrics serves process metrics only');
+      }
+      return '';
+    }
+  };
 }

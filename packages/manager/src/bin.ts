@@ -7,9 +7,11 @@ import {
   LifecycleExporter,
   loadManagerConfig,
   loadTasks,
+  logConnectionOutages,
   parseRoles,
   readAvailableByTask,
   renderClusterMetrics,
+  requireSupportedRedis,
   startTracing,
 } from '@jobbers/core';
 import { Command } from 'commander';
@@ -66,8 +68,21 @@ async function main() {
   const config = loadManagerConfig(process.env);
   const tracing = await startTracing('jobbers-manager');
   const registry = await loadTasks(config.tasksModule);
-  const connection = createRedisConnection(config.redisUrl, { connectionName: 'jobbers-manager' });
-  connection.on('error', (error) => logger.warn({ err: error.message }, 'redis connection error'));
+  const connection = createRedisConnection(config.redisUrl, {
+    connectionName: 'jobbers-manager',
+    commandTimeoutMs: config.redisCommandTimeoutMs,
+  });
+  logConnectionOutages(connection, logger, 'manager');
+  // Checked on every (re)connection, so a Redis replaced by an older one is refused too.
+  connection.on('ready', () => {
+    requireSupportedRedis(connection).catch((error) => {
+      if (isJobbersError(error) && error.code === 'REDIS_VERSION_UNSUPPORTED') {
+        logger.fatal(error.message);
+        process.exit(1);
+      }
+      logger.warn({ err: error }, 'could not read the Redis version; checking again on reconnection');
+    });
+  });
   const roles = [...parseRoles(config.roles, registry).keys()];
   const exporter = config.runExporter
     ? new LifecycleExporter({
@@ -76,6 +91,7 @@ async function main() {
         queues: registry.queues,
         roles,
         logger,
+        leaseMs: config.exporterLeaseMs,
       }).start()
     : undefined;
   const { app } = await buildManagerApp({
@@ -91,7 +107,7 @@ async function main() {
     logger.info({ signal }, 'manager stopping');
     await app.close();
     await exporter?.stop();
-    await connection.quit().catch(() => {});
+    await connection.quit().catch(() => connection.disconnect());
     await tracing?.shutdown().catch((error) => logger.warn({ err: error }, 'trace flush failed'));
     process.exit(0);
   };

@@ -59,6 +59,10 @@ const program = new Command('jobbers-worker')
     '--log-level <level>',
     'fatal | error | warn | info | debug | trace | silent (LOG_LEVEL; default info)',
   )
+  .option(
+    '--redis-command-timeout <duration>',
+    'a Redis command unanswered this long fails, e.g. 1500ms (JOBBERS_REDIS_COMMAND_TIMEOUT_MS)',
+  )
   .option('--processes <n>', 'run and supervise N worker processes, replacing any that recycle or die')
   .parse();
 
@@ -87,7 +91,7 @@ async function runWorker(env: NodeJS.ProcessEnv, log: Logger): Promise<void> {
   const started = new JobbersWorker({ config, registry, roles, logger: log });
   worker = started;
   if (signalled) void started.stop();
-  const health = await startHealthServer(started.metrics, config.metricsPort, () => started.isRunning);
+  const health = await startHealthServer(started.metrics, config.metricsPort, () => started.isReady());
   await started.start();
   log.info({ metricsPort: health.port }, 'health and metrics listening');
   const reason = await started.stopped;

@@ -16,6 +16,7 @@ export interface WorkerFlags {
   queueCapacity?: string;
   shutdownGrace?: string;
   lease?: string;
+  redisCommandTimeout?: string;
   processes?: string;
 }
 
@@ -54,6 +55,11 @@ export function workerEnv(flags: WorkerFlags, base: NodeJS.ProcessEnv = process.
   if (flags.shutdownGrace !== undefined)
     set('WORKER_SHUTDOWN_GRACE_MS', String(parseDurationMs(flags.shutdownGrace, '--shutdown-grace')));
   if (flags.lease !== undefined) set('WORKER_LEASE_MS', String(parseDurationMs(flags.lease, '--lease')));
+  if (flags.redisCommandTimeout !== undefined)
+    set(
+      'JOBBERS_REDIS_COMMAND_TIMEOUT_MS',
+      String(parseDurationMs(flags.redisCommandTimeout, '--redis-command-timeout')),
+    );
   return env;
 }
 

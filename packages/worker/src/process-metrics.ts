@@ -1,6 +1,7 @@
 // Per-process worker metrics and the health endpoint on WORKER_METRICS_PORT.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { registerProcessHealthMetrics } from '@jobbers/core';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 
 export class WorkerProcessMetrics {
@@ -14,6 +15,7 @@ export class WorkerProcessMetrics {
     running: () => number = () => 0,
   ) {
     collectDefaultMetrics({ register: this.registry, prefix: 'jobbers_worker_process_' });
+    registerProcessHealthMetrics(this.registry);
     this.runningTasks = new Gauge({
       name: 'jobbers_worker_running_tasks',
       help: 'Tasks this worker process is running now',
@@ -40,7 +42,7 @@ export interface HealthServer {
 export async function startHealthServer(
   metrics: WorkerProcessMetrics,
   port: number,
-  isReady: () => boolean,
+  isReady: () => boolean | Promise<boolean>,
 ): Promise<HealthServer> {
   const server = http.createServer(async (req, res) => {
     if (req.url === '/metrics') {
@@ -50,7 +52,7 @@ export async function startHealthServer(
       res.setHeader('content-type', 'application/json');
       res.end(JSON.stringify({ status: 'ok' }));
     } else if (req.url === '/readyz') {
-      const ready = isReady();
+      const ready = await isReady();
       res.statusCode = ready ? 200 : 503;
       res.setHeader('content-type', 'application/json');
       res.end(JSON.stringify({ status: ready ? 'ready' : 'not ready' }));

@@ -10,7 +10,7 @@
 //     held while blocked would starve the other queues); when a job comes, take a slot if one is
 //     free, else give the job straight back (a `yielded` transition, once per idle -> busy switch).
 // No job is ever active here without a slot to run in, and no slot is ever held while blocked.
-import type { JobPayload, Logger } from '@jobbers/core';
+import { countProcessError, type JobPayload, type Logger } from '@jobbers/core';
 import type { Job, Worker } from 'bullmq';
 import type { CapacityGate, QueueSlots } from './capacity.js';
 
@@ -111,6 +111,7 @@ export class QueueFetcher {
       return job ? { job, token } : undefined;
     } catch (error) {
       if (!this.options.accepting()) return undefined;
+      countProcessError('fetch-job');
       logger.error({ err: error, queue }, 'could not take a job; retrying');
       await new Promise((resolve) => setTimeout(resolve, errorPauseMs));
       return undefined;

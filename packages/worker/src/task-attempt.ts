@@ -1,6 +1,7 @@
 // One attempt of one task in this worker: runs it under its timeout and lease, then settles the
 // job exactly once — completed, failed, or given back unfinished (ctx.yield, shutdown, capacity).
 import {
+  countProcessError,
   isRedisUnavailableError,
   type JobPayload,
   jobKey,
@@ -202,7 +203,10 @@ export class TaskAttempt {
       return await Promise.race([run, timedOut]);
     } finally {
       clearTimeout(timer);
-      run.catch(() => {});
+      // The attempt has its outcome (the timeout); the task's own late failure is only worth a line.
+      run.catch((error: unknown) =>
+        this.log.debug({ err: error }, 'task code failed after its attempt had ended'),
+      );
     }
   }
 
@@ -295,6 +299,11 @@ export class TaskAttempt {
       );
     } catch (error) {
       if (!isLostJobError(error)) throw error;
+      if (await this.ownMoveApplied('completed')) {
+        this.log.info('completion applied before Redis went away; its reply was lost');
+        recordCompleted(this.options.outcomes, this.job);
+        return 'completed';
+      }
       recordRejectedCompletion(this.options.outcomes, this.job);
       this.log.warn(
         { reason: (error as Error).message },
@@ -315,6 +324,11 @@ export class TaskAttempt {
       );
     } catch (moveError) {
       if (!isLostJobError(moveError)) throw moveError;
+      if (await this.ownMoveApplied('failed')) {
+        this.log.info('failure applied before Redis went away; its reply was lost');
+        recordFailed(this.options.outcomes, this.job, error);
+        return 'failed';
+      }
       this.log.warn(
         { reason: (moveError as Error).message },
         'failure not recorded: this worker had lost the task, which runs (or ran) elsewhere',
@@ -323,6 +337,36 @@ export class TaskAttempt {
     }
     recordFailed(this.options.outcomes, this.job, error);
     return 'failed';
+  }
+
+  /**
+   * Whether this attempt's own move was applied although its reply was lost (Redis restarted or the
+   * connection dropped, and the move resent or retried was then refused as lost): the job still
+   * carries this attempt's start count, and sits where this move put it.
+   */
+  private async ownMoveApplied(kind: 'completed' | 'failed'): Promise<boolean> {
+    const { connection, prefix } = this.options;
+    const job = this.job;
+    try {
+      const [started, made, finishedOn] = await connection.hmget(
+        jobKey(prefix, job.queueName, job.id!),
+        'ats',
+        'atm',
+        'finishedOn',
+      );
+      if (Number(started ?? 0) !== job.attemptsStarted) return false;
+      if (Number(made ?? 0) !== job.attemptsMade + 1) return false;
+      if (kind === 'completed') {
+        const completed = await connection.zscore(`${queueKey(prefix, job.queueName)}:completed`, job.id!);
+        if (completed === null) return false;
+      }
+      if (finishedOn) job.finishedOn = Number(finishedOn);
+      return true;
+    } catch (error) {
+      countProcessError('check-own-move');
+      this.log.warn({ err: error }, 'could not check whether a refused move had been applied');
+      return false;
+    }
   }
 
   private requestHandOver(): boolean {
@@ -341,7 +385,13 @@ export class TaskAttempt {
         else await job.moveToWait(this.token);
       }, this.options.leaseMs);
     } catch (error) {
-      await unmarkYield(connection, prefix, job.queueName, job.id!).catch(() => {});
+      await unmarkYield(connection, prefix, job.queueName, job.id!).catch((unmarkError) => {
+        countProcessError('unmark-yield');
+        this.log.warn(
+          { err: unmarkError },
+          'could not take back the yield mark of a give-back that failed: its next return to wait may count as yielded',
+        );
+      });
       if (!isLostJobError(error)) throw error;
       this.log.warn(
         { reason: (error as Error).message },

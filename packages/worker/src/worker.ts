@@ -3,23 +3,26 @@
 // (each task's shutdown policy).
 import os from 'node:os';
 import {
+  countProcessError,
   createRedisConnection,
   JobbersError,
   type JobPayload,
   jobKey,
   type Logger,
+  logConnectionOutages,
   MetricsBuffer,
   markYield,
   queuesForRole,
   type RoleMap,
   recordRoleActivity,
+  requireSupportedRedis,
   roleRefreshMs,
   roleStaleMs,
   type TaskRegistry,
   unmarkYield,
   type WorkerConfig,
 } from '@jobbers/core';
-import { type Job, type RedisClient, Worker, type WorkerOptions } from 'bullmq';
+import { Job, type RedisClient, Worker, type WorkerOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { CapacityGate, QueueSlots } from './capacity.js';
 import { WorkerProcessMetrics } from './process-metrics.js';
@@ -44,6 +47,9 @@ interface QueueConsumer {
   slots: QueueSlots;
   fetcher: QueueFetcher;
 }
+
+/** How long a stopping worker keeps retrying its last metrics flush while Redis refuses it. */
+const finalFlushRetryMs = 10_000;
 
 /** BZPOPMIN timeout (seconds) of an idle queue: bounds how long an idle fetch may block. */
 const idleBlockSeconds = 1;
@@ -74,10 +80,37 @@ class GatedWorker extends Worker<JobPayload> {
     return super.moveToActive(client, token, name);
   }
 
-  /** The job BullMQ activated in the call that finished the previous one (fetch-next), if any. */
+  /**
+   * The job BullMQ activated in the call that finished the previous one (fetch-next), if any. Throws
+   * UnadoptedJobError when BullMQ activated a job this worker could not take up: it sits active
+   * under this worker's token and must be given back, or its lease would expire as a false timed-out.
+   */
   async adopt(next: unknown, token: string): Promise<Job<JobPayload> | undefined> {
     if (!Array.isArray(next) || !next[0]) return undefined;
-    return (await this.nextJobFromJobData(next[0], next[1], token)) ?? undefined;
+    const jobId = String(next[1]);
+    let job: Job<JobPayload> | undefined;
+    try {
+      job = (await this.nextJobFromJobData(next[0], next[1], token)) ?? undefined;
+    } catch (error) {
+      throw new UnadoptedJobError(jobId, error);
+    }
+    if (!job) throw new UnadoptedJobError(jobId, new Error('BullMQ did not build the handed-over job'));
+    return job;
+  }
+
+  /** The job with this id, read from Redis (for giving back a job that could not be adopted). */
+  readJob(id: string): Promise<Job<JobPayload> | undefined> {
+    return Job.fromId<JobPayload>(this, id);
+  }
+}
+
+class UnadoptedJobError extends Error {
+  constructor(
+    readonly jobId: string,
+    override readonly cause: unknown,
+  ) {
+    super(`could not take up handed-over job ${jobId}: ${(cause as Error)?.message ?? cause}`);
+    this.name = 'UnadoptedJobError';
   }
 }
 
@@ -90,6 +123,7 @@ export class JobbersWorker {
   /** Resolves when the worker has stopped (every task settled, metrics flushed, Redis closed). */
   readonly stopped: Promise<StopReason>;
   private readonly connection: Redis;
+  private readonly control: Redis;
   private readonly gate: CapacityGate;
   private readonly consumers: QueueConsumer[] = [];
   /** Attempts in this process, each with the promise of its slot being freed or handed over. */
@@ -121,8 +155,18 @@ export class JobbersWorker {
       blocking: true,
       connectionName: `jobbers-worker:${this.name}`,
     });
-    this.connection.on('error', () => {});
-    this.outcomes = new MetricsBuffer(this.connection, config.prefix, config.metricsFlushMs);
+    logConnectionOutages(this.connection, options.logger, 'jobs');
+    // Metrics and readiness use a connection whose commands time out: a hung Redis shows as a failed
+    // flush (counted, retried) and a not-ready worker instead of a silent wait.
+    this.control = createRedisConnection(config.redisUrl, {
+      connectionName: `jobbers-worker:${this.name}:control`,
+      commandTimeoutMs: config.redisCommandTimeoutMs,
+    });
+    logConnectionOutages(this.control, options.logger, 'control');
+    this.outcomes = new MetricsBuffer(this.control, config.prefix, {
+      flushMs: config.metricsFlushMs,
+      logger: options.logger,
+    });
     this.gate = new CapacityGate(config.concurrentTasks, config.ttlTasks);
     this.stopped = new Promise((resolve) => {
       this.resolveStopped = resolve;
@@ -131,6 +175,17 @@ export class JobbersWorker {
 
   get isRunning(): boolean {
     return this.phase === 'running';
+  }
+
+  /** Ready: running, and Redis answers a PING within the command timeout. */
+  async isReady(): Promise<boolean> {
+    if (!this.isRunning) return false;
+    try {
+      await this.control.ping();
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /** Tasks running in this process now. */
@@ -178,9 +233,20 @@ export class JobbersWorker {
       this.consumers.push(consumer);
     }
     await Promise.all(this.consumers.map((c) => c.bull.waitUntilReady()));
+    await requireSupportedRedis(this.connection);
     await Promise.all(this.consumers.map((c) => c.bull.startStalledCheckTimer()));
     await this.recordRole();
-    this.roleTimer = setInterval(() => void this.recordRole().catch(() => {}), roleRefreshMs);
+    this.roleTimer = setInterval(
+      () =>
+        void this.recordRole().catch((error) => {
+          countProcessError('record-role');
+          this.options.logger.warn(
+            { err: error },
+            'could not record this role for the exporter; fetch-next hand-overs pause until it is',
+          );
+        }),
+      roleRefreshMs,
+    );
     this.roleTimer.unref();
     this.outcomes.start();
     this.leaseTimer = setInterval(
@@ -244,7 +310,9 @@ export class JobbersWorker {
   /** Frees the attempt's slot, or passes it to the job BullMQ handed over with the attempt's finish. */
   private async afterAttempt(consumer: QueueConsumer, attempt: TaskAttempt): Promise<void> {
     if (attempt.handOverRequested) {
-      const next = await consumer.bull.adopt(attempt.handedOver, attempt.token).catch(() => undefined);
+      const next = await consumer.bull
+        .adopt(attempt.handedOver, attempt.token)
+        .catch((error: unknown) => this.unadopted(consumer, attempt.token, error));
       if (next && this.phase === 'running') {
         this.gate.confirmHandOver();
         this.attempts.delete(attempt);
@@ -261,6 +329,33 @@ export class JobbersWorker {
   }
 
   /**
+   * BullMQ handed over a job that could not be taken up: it is read again from Redis so it can be
+   * given back (as `yielded`); if even that fails, its lease expires and it runs again as `timed-out`.
+   */
+  private async unadopted(
+    consumer: QueueConsumer,
+    token: string,
+    error: unknown,
+  ): Promise<Job<JobPayload> | undefined> {
+    const { logger } = this.options;
+    const jobId = error instanceof UnadoptedJobError ? error.jobId : undefined;
+    countProcessError('adopt-handed-over-job');
+    logger.error({ err: error, taskId: jobId, queue: consumer.queue }, 'could not take up a handed-over job');
+    if (!jobId) return undefined;
+    try {
+      const job = await consumer.bull.readJob(jobId);
+      if (job) await this.giveBackUnstarted({ job, token });
+    } catch (readError) {
+      countProcessError('give-back-unadopted-job');
+      logger.error(
+        { err: readError, taskId: jobId, queue: consumer.queue },
+        'could not give back a handed-over job: it runs again once its lease expires (counted timed-out)',
+      );
+    }
+    return undefined;
+  }
+
+  /**
    * A job taken that will not run here (no free slot, or the worker began to stop): back to wait as
    * `yielded`. BullMQ counted the activation as a start; it is taken back, as the task never ran
    * (ctx.attempt counts runs).
@@ -273,9 +368,27 @@ export class JobbersWorker {
     try {
       await job.moveToWait(token);
     } catch (error) {
-      await unmarkYield(this.connection, prefix, job.queueName, job.id!).catch(() => {});
-      await this.connection.hincrby(key, 'ats', 1).catch(() => {});
-      this.options.logger.warn({ err: error, taskId: job.id }, 'could not give back a job it could not run');
+      countProcessError('give-back-unstarted');
+      this.options.logger.warn(
+        { err: error, taskId: job.id },
+        'could not give back a job it could not run: it runs again once its lease expires',
+      );
+      await this.undoGiveBack(job, key);
+    }
+  }
+
+  /** Takes back the yield mark and the attempt count of a give-back that did not happen. */
+  private async undoGiveBack(job: Job<JobPayload>, key: string): Promise<void> {
+    const { prefix } = this.options.config;
+    try {
+      await unmarkYield(this.connection, prefix, job.queueName, job.id!);
+      await this.connection.hincrby(key, 'ats', 1);
+    } catch (error) {
+      countProcessError('undo-give-back');
+      this.options.logger.warn(
+        { err: error, taskId: job.id },
+        'could not undo a failed give-back: the task may count one attempt less, or its next return to wait as yielded',
+      );
     }
   }
 
@@ -380,9 +493,14 @@ export class JobbersWorker {
     for (const consumer of this.consumers) {
       consumer.slots.wake();
       // Force: interrupts a BZPOPMIN in flight. Job moves use the shared connection, which stays open.
-      void consumer.bull.close(true).catch(() => {});
+      void consumer.bull.close(true).catch((error) => this.closeFailed(consumer.queue, error));
     }
     this.afterSettled();
+  }
+
+  private closeFailed(queue: string, error: unknown): void {
+    countProcessError('close-queue-worker');
+    this.options.logger.warn({ err: error, queue }, 'could not close the queue worker cleanly');
   }
 
   private afterSettled(): void {
@@ -399,9 +517,16 @@ export class JobbersWorker {
     clearTimeout(this.graceTimer);
     clearInterval(this.leaseTimer);
     clearInterval(this.roleTimer);
-    await Promise.all(this.consumers.map((c) => c.bull.close(true).catch(() => {})));
-    await this.outcomes.close().catch((error) => logger.warn({ err: error }, 'metrics flush failed'));
+    await Promise.all(
+      this.consumers.map((c) => c.bull.close(true).catch((error) => this.closeFailed(c.queue, error))),
+    );
+    if (!(await this.outcomes.close(finalFlushRetryMs)))
+      logger.error(
+        { retriedForMs: finalFlushRetryMs },
+        'could not write the last metrics to Redis: this process loses its unflushed counts',
+      );
     await this.connection.quit().catch(() => this.connection.disconnect());
+    await this.control.quit().catch(() => this.control.disconnect());
     this.phase = 'stopped';
     logger.info({ reason: this.stopReason, tasksTaken: this.gate.takenTasks }, 'worker stopped');
     this.resolveStopped(this.stopReason);

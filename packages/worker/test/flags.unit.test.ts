@@ -18,7 +18,14 @@ test('durations take ms, s, m, h, d; a bare number is milliseconds', () => {
 
 test('flags override the environment, in the variables loadWorkerConfig reads', () => {
   const env = workerEnv(
-    { concurrency: '4', ttl: '100', shutdownGrace: '45s', lease: '10s', queueCapacity: 'default=2' },
+    {
+      concurrency: '4',
+      ttl: '100',
+      shutdownGrace: '45s',
+      lease: '10s',
+      queueCapacity: 'default=2',
+      redisCommandTimeout: '2s',
+    },
     { WORKER_CONCURRENT_TASKS: '10', WORKER_ROLE: 'images' },
   );
   assert.equal(env.WORKER_CONCURRENT_TASKS, '4');
@@ -27,6 +34,7 @@ test('flags override the environment, in the variables loadWorkerConfig reads', 
   assert.equal(env.WORKER_SHUTDOWN_GRACE_MS, '45000');
   assert.equal(env.WORKER_LEASE_MS, '10000');
   assert.equal(env.WORKER_QUEUE_CAPACITY, 'default=2');
+  assert.equal(env.JOBBERS_REDIS_COMMAND_TIMEOUT_MS, '2000');
 });
 
 test('the Redis, prefix, roles, flush and log-level flags set their variables', () => {

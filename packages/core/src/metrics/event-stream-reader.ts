@@ -11,6 +11,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { Cluster, type Redis, type RedisOptions } from 'ioredis';
 import { readEventsScript } from './exporter-scripts.js';
 import type { StreamEvent } from './lifecycle-book.js';
+import { countProcessError } from './process-health.js';
 import {
   type ParsedReply,
   RedisReplyError,
@@ -264,6 +265,7 @@ export class DirectStreamReader implements EventStreamReader {
       if (connectionName)
         await this.handshake(socket, ['CLIENT', 'SETNAME', `${connectionName}:events`]).catch((error) => {
           if (!(error instanceof RedisReplyError)) throw error;
+          countProcessError('name-event-connection');
         });
       this.socket = socket;
       return socket;

@@ -36,6 +36,7 @@ const statusByCode: Record<ErrorCode, number> = {
   TASK_ID_CONFLICT: 409,
   TASK_STATE_CONFLICT: 409,
   REDIS_UNAVAILABLE: 503,
+  REDIS_VERSION_UNSUPPORTED: 503,
 };
 
 const fastifyCodes: Record<string, { status: number; code: string }> = {

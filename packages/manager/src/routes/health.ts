@@ -8,8 +8,10 @@ export const healthRoutes: FastifyPluginAsync<{ connection: Redis }> = async (ap
     try {
       await connection.ping();
       return { status: 'ready', redis: 'up' };
-    } catch {
-      return reply.code(503).send(errorBody('REDIS_UNAVAILABLE', 'Redis is not reachable'));
+    } catch (error) {
+      return reply
+        .code(503)
+        .send(errorBody('REDIS_UNAVAILABLE', 'Redis is not reachable', { reason: (error as Error).message }));
     }
   });
 };

@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import { type LayoutName, layoutNames } from './layout.js';
 
-export const sectionNames = ['drain', 'cost', 'rest', 'lag'] as const;
+export const sectionNames = ['drain', 'cost', 'rest', 'lag', 'recount'] as const;
 export type SectionName = (typeof sectionNames)[number];
 
 export const variantNames = ['bullmq', 'jobbers', 'jobbers+exporter', 'jobbers+exporter-process'] as const;
@@ -29,6 +29,10 @@ export interface BenchOptions {
   lagSampleMs: number;
   /** Replays of the recorded prefill and drain in the exporter-cost section. */
   costRepeats: number;
+  /** Waiting tasks enqueued before the manager starts, in the recount section. */
+  recountJobs: number;
+  /** How long the recount section waits for an exact gauge before it reports what it read. */
+  recountTimeoutSeconds: number;
 }
 
 const numericFlags = {
@@ -42,12 +46,14 @@ const numericFlags = {
   'lag-rate': { env: 'BENCH_LAG_RATE', fallback: 1250, min: 1 },
   'lag-sample-ms': { env: 'BENCH_LAG_SAMPLE_MS', fallback: 50, min: 5 },
   'cost-repeats': { env: 'BENCH_COST_REPEATS', fallback: 5, min: 1 },
+  'recount-jobs': { env: 'BENCH_RECOUNT_JOBS', fallback: 1_000_000, min: 3 },
+  'recount-timeout': { env: 'BENCH_RECOUNT_TIMEOUT', fallback: 90, min: 1 },
 } as const;
 
 type NumericFlag = keyof typeof numericFlags;
 
 export const usage = `npm run bench -- [flags]   (each flag also reads the env var shown)
-  --only drain,cost,rest,lag  sections to run (BENCH_ONLY; default all)
+  --only drain,cost,rest,lag,recount  sections to run (BENCH_ONLY; default all)
   --variants LIST         drain variants, of bullmq,jobbers,jobbers+exporter,jobbers+exporter-process
                           (BENCH_VARIANTS; default all)
   --jobs N                no-op jobs per drain run (BENCH_JOBS; default 20000)
@@ -64,6 +70,10 @@ export const usage = `npm run bench -- [flags]   (each flag also reads the env v
   --lag-sample-ms N       lag sampling interval (BENCH_LAG_SAMPLE_MS; default 50)
   --cost-repeats N        replays of the recorded jobs in the exporter-cost section
                           (BENCH_COST_REPEATS; default 5; the jobs are --jobs)
+  --recount-jobs N        waiting tasks (3 types) a cold manager recounts (BENCH_RECOUNT_JOBS;
+                          default 1000000)
+  --recount-timeout N     seconds the recount section waits for an exact gauge
+                          (BENCH_RECOUNT_TIMEOUT; default 90)
   --help`;
 
 function readNumber(flag: NumericFlag, raw: string | undefined, problems: string[]): number {
@@ -142,6 +152,8 @@ export function parseBenchOptions(argv: string[]): BenchOptions | 'help' {
     lagRate: flag('lag-rate'),
     lagSampleMs: flag('lag-sample-ms'),
     costRepeats: flag('cost-repeats'),
+    recountJobs: flag('recount-jobs'),
+    recountTimeoutSeconds: flag('recount-timeout'),
   };
   if (options.batchSize > 1000) problems.push('--batch-size must be <= 1000 (the API batch limit)');
   if (problems.length > 0) throw new Error(`invalid bench options:\n  - ${problems.join('\n  - ')}`);

@@ -9,6 +9,7 @@ import { type PhaseCost, runExporterCostBench } from './exporter-cost.js';
 import { runExporterLagBench } from './exporter-lag.js';
 import { cpusOf, idlePriorityUnavailable, pinnedPlan, pinningUnavailable, pinProcess } from './layout.js';
 import { type BenchOptions, parseBenchOptions, usage, type VariantName } from './options.js';
+import { type RecountBenchResult, runRecountBench } from './recount.js';
 import { runRestBench } from './rest.js';
 import {
   formatMs,
@@ -327,6 +328,37 @@ async function benchLag(options: BenchOptions, redisUrl: string, admin: Redis): 
   return lines;
 }
 
+function describeRecount(variant: string, r: RecountBenchResult): string {
+  const exact =
+    r.exactAfterSeconds === undefined
+      ? `NOT exact (gave up; gauge read ${JSON.stringify(r.lastGauge)})`
+      : `exact after ${r.exactAfterSeconds.toFixed(2)} s`;
+  const load = r.added === undefined ? '' : `, ${r.drained} drained and ${r.added} added meanwhile`;
+  const own = r.recountSeconds === undefined ? '' : ` (the recount itself ${r.recountSeconds.toFixed(2)} s)`;
+  return `recount, ${variant}: ${exact}${own}; truth ${JSON.stringify(r.truth)}; recounts started ${r.recountsStarted}, restarted ${r.recountRestarts}; manager peak RSS ${Math.round(r.peakRssMb)} MB${load}`;
+}
+
+async function benchRecount(options: BenchOptions, redisUrl: string, admin: Redis): Promise<string[]> {
+  heading(
+    `Cold recount: ${options.recountJobs} waiting tasks of 3 types, then one jobbers-manager process ` +
+      `(target: exact in < 5 s, peak RSS < 300 MB; gives up after ${options.recountTimeoutSeconds} s)`,
+  );
+  const lines: string[] = [];
+  for (const underLoad of [false, true]) {
+    const result = await runRecountBench({
+      redisUrl,
+      admin,
+      jobs: options.recountJobs,
+      timeoutSeconds: options.recountTimeoutSeconds,
+      underLoad,
+    });
+    const line = describeRecount(underLoad ? 'worker draining, producer adding' : 'quiet', result);
+    print(line);
+    lines.push(line);
+  }
+  return lines;
+}
+
 async function main() {
   const options = parseBenchOptions(process.argv.slice(2));
   if (options === 'help') {
@@ -353,6 +385,8 @@ async function main() {
     if (options.sections.includes('cost')) summary.push(...(await benchCost(options, drainSettings)));
     if (options.sections.includes('rest')) summary.push(...(await benchRest(options, redis.url, admin)));
     if (options.sections.includes('lag')) summary.push(...(await benchLag(options, redis.url, admin)));
+    if (options.sections.includes('recount'))
+      summary.push(...(await benchRecount(options, redis.url, admin)));
   } finally {
     admin.disconnect();
     await redis.stop();

@@ -27,6 +27,7 @@ const clusterMetrics = [
   'jobbers_cleaner_removed_total',
   'jobbers_cleaner_last_success_timestamp_seconds',
   'jobbers_exporter_lag_seconds',
+  'jobbers_exporter_recounting',
   'jobbers_completions_rejected_total',
 ];
 /** Per-process metrics of managers and workers: summed across instances as usual. */

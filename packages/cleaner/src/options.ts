@@ -57,12 +57,12 @@ const durationUnitsMs: Record<string, number> = {
   w: 604_800_000,
 };
 
-/** `30s`, `15m`, `12h`, `7d`, `2w`, `500ms` -> milliseconds; undefined when malformed. */
+/** `30s`, `15m`, `12h`, `7d`, `2w`, `500ms` -> milliseconds (`0s`: everything up to now); undefined when malformed. */
 export function parseDurationMs(text: string): number | undefined {
   const match = /^(\d+)(ms|s|m|h|d|w)$/.exec(text.trim());
   if (!match) return undefined;
   const value = Number(match[1]) * durationUnitsMs[match[2]!]!;
-  return Number.isSafeInteger(value) && value > 0 ? value : undefined;
+  return Number.isSafeInteger(value) ? value : undefined;
 }
 
 const isoPattern = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?)?$/i;

@@ -19,7 +19,8 @@ test('durations take a unit: ms, s, m, h, d, w', () => {
   assert.equal(parseDurationMs('12h'), 43_200_000);
   assert.equal(parseDurationMs('7d'), 604_800_000);
   assert.equal(parseDurationMs('2w'), 1_209_600_000);
-  for (const bad of ['7', 'd', '7days', '1.5h', '-1d', '0s', ''])
+  assert.equal(parseDurationMs('0s'), 0, 'zero: everything submitted up to now');
+  for (const bad of ['7', 'd', '7days', '1.5h', '-1d', '0', ''])
     assert.equal(parseDurationMs(bad), undefined, bad);
 });
 

@@ -1,8 +1,10 @@
 // Submitting and reading tasks: what the manager's routes call; usable from any code.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Job, type JobsOptions, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { type CancelOutcome, TaskCanceller } from './cancellation.js';
 import { JobbersError } from './errors.js';
+import { claimTtlMs, IdReservations, newClaimToken } from './id-reservation.js';
 import { newTaskId, normalizeTaskId } from './ids.js';
 import {
   checkIncidentRetryLimit,
@@ -13,7 +15,7 @@ import {
 import { jobKey } from './keys.js';
 import { countProcessError } from './metrics/process-health.js';
 import { resolveQueue } from './routing.js';
-import { type BackoffPolicy, backoffProblems, maxRetries, type TaskRegistry } from './task.js';
+import { type BackoffPolicy, backoffProblems, maxRetries, maxTimerMs, type TaskRegistry } from './task.js';
 import {
   decodeCursor,
   defaultPageSize,
@@ -66,8 +68,11 @@ export interface TaskView {
   task: string;
   queue: string;
   state: TaskState;
-  params: unknown;
+  /** Absent only in a listing that left it out for its size (see `omitted`). */
+  params?: unknown;
   result?: unknown;
+  /** In a listing: fields left out for their size; GET /v1/tasks/:id or `full` gives them. */
+  omitted?: ('params' | 'result')[];
   error?: { message: string; reason?: string; stack?: string[] };
   attempts: number;
   retries: number;
@@ -102,8 +107,14 @@ export interface JobPayload {
 }
 
 export const maxDelayMs = 365 * 24 * 3600 * 1000;
-export const maxPriority = 2_097_152;
+/** BullMQ's highest priority number (2^21 - 1); 1 runs first. */
+export const maxPriority = 2_097_151;
 export const maxBatchSize = 1000;
+/** A listed task's params or result stored larger than this is left out unless asked for. */
+export const listedFieldMaxBytes = 16 * 1024;
+/** How long a submission waits for a concurrent one of the same id to add its task. */
+const claimWaitMs = claimTtlMs + 1000;
+const claimPollMs = 5;
 
 interface PreparedSubmission {
   id: string;
@@ -125,12 +136,14 @@ export class TaskClient {
   private readonly connection: Redis;
   private readonly queues = new Map<string, Queue>();
   private readonly canceller: TaskCanceller;
+  private readonly reservations: IdReservations;
 
   constructor(options: TaskClientOptions) {
     this.connection = options.connection;
     this.prefix = options.prefix;
     this.registry = options.registry;
     this.canceller = new TaskCanceller(options.connection, options.prefix);
+    this.reservations = new IdReservations(options.connection, options.prefix, options.registry.queues);
   }
 
   queue(name: string): Queue {
@@ -174,8 +187,8 @@ export class TaskClient {
     ) {
       problems.push(`priority must be 0..${maxPriority} (0 = none, 1 = highest)`);
     }
-    if (timeoutMs !== undefined && (!Number.isInteger(timeoutMs) || timeoutMs < 0))
-      problems.push('timeout must be whole milliseconds >= 0');
+    if (timeoutMs !== undefined && (!Number.isInteger(timeoutMs) || timeoutMs < 0 || timeoutMs > maxTimerMs))
+      problems.push(`timeout must be whole milliseconds 0..${maxTimerMs}`);
     if (backoff) problems.push(...backoffProblems(backoff));
     if (problems.length > 0) {
       throw new JobbersError(
@@ -245,35 +258,65 @@ export class TaskClient {
     return traceSubmissions(prepared, () => this.enqueue(prepared));
   }
 
+  /**
+   * Exactly one submission of an id adds its task, across racers and managers: each claims its ids
+   * first (id-reservation.ts). Conflicts are found before anything is added, so a batch with one
+   * stays all-or-nothing; ids claimed by a concurrent submission of the same type are awaited.
+   */
   private async enqueue(prepared: PreparedSubmission[]): Promise<SubmitResult[]> {
-    const existing = await this.findQueues(prepared.map((p) => p.id));
+    const token = newClaimToken();
+    const claims = await this.reservations.claim(prepared, token);
     const results: SubmitResult[] = new Array(prepared.length);
-    const byQueue = new Map<string, { index: number; p: PreparedSubmission }[]>();
-    for (const [index, p] of prepared.entries()) {
-      const found = existing[index];
-      if (found) {
-        results[index] = await this.existingResult(p, found);
-        continue;
+    const mine = prepared.filter((_, index) => claims[index]!.outcome === 'reserved');
+    try {
+      for (const [index, p] of prepared.entries()) {
+        const claim = claims[index]!;
+        if (claim.outcome === 'existing') results[index] = await this.existingResult(p, claim.queue);
+        if (claim.outcome === 'pending' && claim.task !== p.task) throw idConflict(p.id, claim.task);
       }
-      const list = byQueue.get(p.queue) ?? [];
-      list.push({ index, p });
-      byQueue.set(p.queue, list);
+      await this.add(mine);
+    } finally {
+      await this.reservations.release(mine, token);
     }
-    for (const [queueName, entries] of byQueue) {
-      await this.queue(queueName).addBulk(
-        entries.map(({ p }) => ({ name: p.task, data: p.payload, opts: p.options })),
-      );
-      for (const { index, p } of entries) {
-        results[index] = {
-          id: p.id,
-          task: p.task,
-          queue: p.queue,
-          state: initialState(p.options),
-          created: true,
-        };
-      }
+    for (const [index, p] of prepared.entries()) {
+      results[index] ??= claims[index]!.outcome === 'reserved' ? createdResult(p) : await this.awaitOther(p);
     }
     return results;
+  }
+
+  private async add(prepared: PreparedSubmission[]): Promise<void> {
+    const byQueue = new Map<string, PreparedSubmission[]>();
+    for (const p of prepared) byQueue.set(p.queue, [...(byQueue.get(p.queue) ?? []), p]);
+    for (const [queueName, entries] of byQueue) {
+      await this.queue(queueName).addBulk(
+        entries.map((p) => ({ name: p.task, data: p.payload, opts: p.options })),
+      );
+    }
+  }
+
+  /** The id is claimed by a concurrent submission of the same type: its task, once added. */
+  private async awaitOther(p: PreparedSubmission): Promise<SubmitResult> {
+    const deadline = Date.now() + claimWaitMs;
+    while (Date.now() < deadline) {
+      const token = newClaimToken();
+      const [claim] = await this.reservations.claim([p], token);
+      if (claim!.outcome === 'existing') return this.existingResult(p, claim!.queue);
+      if (claim!.outcome === 'pending' && claim!.task !== p.task) throw idConflict(p.id, claim!.task);
+      if (claim!.outcome === 'reserved') {
+        // The other submission gave up without adding: this one adds the task.
+        try {
+          await this.add([p]);
+        } finally {
+          await this.reservations.release([p], token);
+        }
+        return createdResult(p);
+      }
+      await sleep(claimPollMs);
+    }
+    throw new JobbersError(
+      'TASK_STATE_CONFLICT',
+      `task id "${p.id}" is being submitted by another request that has not finished; try again`,
+    );
   }
 
   private async existingResult(p: PreparedSubmission, queueName: string): Promise<SubmitResult> {
@@ -283,12 +326,7 @@ export class TaskClient {
         'TASK_STATE_CONFLICT',
         `task "${p.id}" vanished while being resubmitted; try again`,
       );
-    if (job.name !== p.task) {
-      throw new JobbersError(
-        'TASK_ID_CONFLICT',
-        `task id "${p.id}" is already used by a task of type "${job.name}"`,
-      );
-    }
+    if (job.name !== p.task) throw idConflict(p.id, job.name);
     return {
       id: p.id,
       task: job.name,
@@ -362,20 +400,23 @@ export class TaskClient {
     return view;
   }
 
-  /** A page of tasks matching the query (see tasks-query.ts for order and bounds). */
-  async listTasks(query: TaskQuery): Promise<TaskPage> {
+  /**
+   * A page of tasks matching the query (see tasks-query.ts for order and bounds). Params and results
+   * stored larger than listedFieldMaxBytes are left out (named in `omitted`) unless `full` is set.
+   */
+  async listTasks(query: TaskQuery, options: { full?: boolean } = {}): Promise<TaskPage> {
     const filter = resolveFilter(this.registry, query, query.state ? [query.state] : listableStates);
     const limit = query.limit ?? defaultPageSize;
     if (!Number.isInteger(limit) || limit < 1 || limit > maxPageSize)
       throw new JobbersError('INVALID_FILTER', `limit must be 1..${maxPageSize}, got ${query.limit}`);
     const from = query.cursor === undefined ? undefined : decodeCursor(filter, query.cursor);
     const { found, next } = await scanTasks(this.connection, this.prefix, filter, from, limit);
-    const tasks = await this.viewsOf(found);
+    const tasks = await this.viewsOf(found, options.full ? Number.POSITIVE_INFINITY : listedFieldMaxBytes);
     return next ? { tasks, nextCursor: encodeCursor(filter, next) } : { tasks };
   }
 
   /** Views of the tasks found, in order, read in one pipeline; tasks removed since are left out. */
-  private async viewsOf(found: FoundTask[]): Promise<TaskView[]> {
+  private async viewsOf(found: FoundTask[], fieldMaxBytes: number): Promise<TaskView[]> {
     if (found.length === 0) return [];
     const pipeline = this.connection.pipeline();
     for (const { queue, id } of found) pipeline.hgetall(jobKey(this.prefix, queue, id));
@@ -386,8 +427,20 @@ export class TaskClient {
       if (error) throw error;
       const fields = raw as Record<string, string>;
       if (!fields?.name) continue;
-      const job = Job.fromJSON(this.queue(queue), fields as never, id);
-      views.push(await this.view(job, state, fields.jbhb ?? null));
+      const omitted: ('params' | 'result')[] = [];
+      if ((fields.data?.length ?? 0) > fieldMaxBytes) omitted.push('params');
+      if ((fields.returnvalue?.length ?? 0) > fieldMaxBytes) omitted.push('result');
+      const kept = omitted.length === 0 ? fields : { ...fields };
+      if (omitted.includes('params')) kept.data = '{}';
+      if (omitted.includes('result')) kept.returnvalue = 'null';
+      const job = Job.fromJSON(this.queue(queue), kept as never, id);
+      const view = await this.view(job, state, fields.jbhb ?? null);
+      if (omitted.length > 0) {
+        if (omitted.includes('params')) delete view.params;
+        if (omitted.includes('result')) delete view.result;
+        view.omitted = omitted;
+      }
+      views.push(view);
     }
     return views;
   }
@@ -411,7 +464,16 @@ export class TaskClient {
   }
 
   /** Resolves up to `limit` incidents matching the filter, in bounded rounds. Bad filters throw before anything is retried. */
-  async retryIncidents(filter: TaskFilter & { limit?: number }): Promise<IncidentRetrySummary> {
+  async retryIncidents(
+    filter: TaskFilter & { limit?: number; all?: boolean },
+  ): Promise<IncidentRetrySummary> {
+    const filtered = [filter.queue, filter.task, filter.before, filter.after].some((f) => f !== undefined);
+    if (!filtered && filter.all !== true) {
+      throw new JobbersError(
+        'VALIDATION_FAILED',
+        'name a filter (queue, task, before, after) or send "all": true to retry every incident',
+      );
+    }
     const resolved = resolveFilter(this.registry, filter, ['failed']);
     const limit = checkIncidentRetryLimit(filter.limit);
     return retryIncidents(this.connection, this.prefix, (name) => this.queue(name), resolved, limit);
@@ -455,6 +517,14 @@ export class TaskClient {
     this.queues.clear();
     await this.canceller.close();
   }
+}
+
+function idConflict(id: string, task: string): JobbersError {
+  return new JobbersError('TASK_ID_CONFLICT', `task id "${id}" is already used by a task of type "${task}"`);
+}
+
+function createdResult(p: PreparedSubmission): SubmitResult {
+  return { id: p.id, task: p.task, queue: p.queue, state: initialState(p.options), created: true };
 }
 
 function initialState(options: JobsOptions): TaskState {

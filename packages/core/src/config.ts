@@ -17,6 +17,8 @@ export interface ManagerConfig extends CommonConfig {
   apiKeys: string[];
   bodyLimitBytes: number;
   runExporter: boolean;
+  /** How long the exporter's leadership of a queue lasts unless renewed (it renews every third). @default 10000 */
+  exporterLeaseMs: number;
 }
 
 export interface WorkerConfig extends CommonConfig {
@@ -129,6 +131,7 @@ export function loadManagerConfig(env: Env = process.env): ManagerConfig {
       .filter(Boolean),
     bodyLimitBytes: readInt(env, 'MANAGER_BODY_LIMIT_BYTES', 1024 * 1024, problems, 1024),
     runExporter: (env.JOBBERS_EXPORTER ?? 'on').trim() !== 'off',
+    exporterLeaseMs: readInt(env, 'JOBBERS_EXPORTER_LEASE_MS', 10_000, problems, 100, 600_000),
   };
   problems.throwIfAny();
   return config;

@@ -17,3 +17,8 @@ export function jobbersKey(prefix: string, queue: string, name: string): string 
 export function metricsKey(prefix: string, name: string): string {
   return `${prefix}:jobbers:metrics:${name}`;
 }
+
+/** A task id claimed by the submission adding it (see id-reservation.ts); not tied to one queue. */
+export function idReservationKey(prefix: string, id: string): string {
+  return `${prefix}:jobbers:id:${id}`;
+}

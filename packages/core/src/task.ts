@@ -49,6 +49,8 @@ export type TaskInput<P, R> = Omit<TaskDefinition<P, R>, 'retries' | 'shutdown'>
 const taskNamePattern = /^[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)*$/i;
 export const queueNamePattern = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 export const maxRetries = 100;
+/** The longest a Node timer can wait (2^31-1 ms, about 24.8 days): bounds timeouts and backoff delays. */
+export const maxTimerMs = 2 ** 31 - 1;
 
 export function defineTask<P = any, R = unknown>(input: TaskInput<P, R>): TaskDefinition<P, R> {
   const def: TaskDefinition<P, R> = { retries: 0, shutdown: 'finish', ...input };
@@ -77,8 +79,11 @@ function definitionProblems(def: TaskDefinition): string[] {
     problems.push(`retries must be an integer 0..${maxRetries}`);
   }
   if (def.backoff) problems.push(...backoffProblems(def.backoff));
-  if (def.timeout !== undefined && (!Number.isInteger(def.timeout) || def.timeout < 0)) {
-    problems.push('timeout must be a whole number of milliseconds >= 0');
+  if (
+    def.timeout !== undefined &&
+    (!Number.isInteger(def.timeout) || def.timeout < 0 || def.timeout > maxTimerMs)
+  ) {
+    problems.push(`timeout must be whole milliseconds 0..${maxTimerMs}`);
   }
   if (!['finish', 'reenqueue', 'fail'].includes(def.shutdown)) {
     problems.push('shutdown must be finish, reenqueue or fail');
@@ -91,8 +96,8 @@ export function backoffProblems(backoff: BackoffPolicy): string[] {
   const problems: string[] = [];
   if (!['fixed', 'exponential'].includes(backoff.type))
     problems.push('backoff.type must be fixed or exponential');
-  if (!Number.isInteger(backoff.delay) || backoff.delay < 0) {
-    problems.push('backoff.delay must be a whole number of milliseconds >= 0');
+  if (!Number.isInteger(backoff.delay) || backoff.delay < 0 || backoff.delay > maxTimerMs) {
+    problems.push(`backoff.delay must be whole milliseconds 0..${maxTimerMs}`);
   }
   if (backoff.jitter !== undefined && !(backoff.jitter >= 0 && backoff.jitter <= 1)) {
     problems.push('backoff.jitter must be between 0 and 1');

@@ -8,7 +8,7 @@ import {
   exporterStateKey,
   LifecycleExporter,
   type LifecycleExporterOptions,
-  recountQueue,
+  QueueRecount,
   TaskRegistry,
 } from '@jobbers/core';
 import { Queue } from 'bullmq';
@@ -117,11 +117,22 @@ test('a job the recount sees in two lists (it moved while they were read) is kep
   const job = await queue.add(task, {});
   // As if it was activated between the read of wait and the read of active.
   await fixture.redis.lpush(`${prefix}:q:active`, job.id!);
-  const result = await recountQueue(fixture.redis, prefix, 'q');
-  assert.equal(result.available, 0);
-  assert.equal(await fixture.redis.zscore(`${result.recountPrefix}avail:${task}`, job.id!), null);
-  assert.notEqual(await fixture.redis.zscore(`${result.recountPrefix}running:${task}`, job.id!), null);
-  assert.equal(await fixture.redis.hget(`${result.recountPrefix}idx`, job.id!), `a|${task}`);
+  const leaderKey = `${prefix}:q:jobbers:exporter:leader`;
+  await fixture.redis.set(leaderKey, 'this-leader');
+  const recount = new QueueRecount(fixture.redis, {
+    prefix,
+    queue: 'q',
+    leaderKey,
+    stateKey: exporterStateKey(prefix, 'q'),
+    token: 'this-leader',
+    leaseMs: 10_000,
+  });
+  assert.equal(await recount.begin(), 'started');
+  while ((await recount.countChunk()) === 'counted');
+  const rp = recount.bookkeepingPrefix;
+  assert.equal(await fixture.redis.zscore(`${rp}avail:${task}`, job.id!), null);
+  assert.notEqual(await fixture.redis.zscore(`${rp}running:${task}`, job.id!), null);
+  assert.equal(await fixture.redis.hget(`${rp}idx`, job.id!), `a|${task}`);
   await queue.close();
 });
 

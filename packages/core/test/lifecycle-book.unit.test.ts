@@ -208,3 +208,18 @@ test('a job activated and then waiting again in one batch may have yielded, what
   const request = book.lookupsFor([ev('active', '9', 'waiting'), ev('waiting', '9'), ev('waiting', '10')]);
   assert.deepEqual(request.maybeYielded, ['9']);
 });
+
+test('past its bound the book forgets the jobs it learned longest ago, not every job at once', () => {
+  const book = new LifecycleBook(keys, ['default'], 100);
+  const jobs = Array.from({ length: 120 }, (_, i) => String(i));
+  book.apply(
+    jobs.flatMap((id) => [ev('added', id, 'demo'), ev('waiting', id)]),
+    noLookups(),
+  );
+  book.commitOps();
+  book.committedOps();
+  assert.equal(book.rememberedJobs, 75, 'down to three quarters of the bound');
+  // The newest jobs are still known: an event for one needs no lookup.
+  assert.deepEqual(book.lookupsFor([ev('active', '119', 'waiting')], true).unknownJobs, []);
+  assert.deepEqual(book.lookupsFor([ev('active', '0', 'waiting')], true).unknownJobs, ['0']);
+});

@@ -12,11 +12,14 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import type { Redis } from 'ioredis';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import authPlugin from './plugins/auth.js';
-import errorsPlugin from './plugins/errors.js';
+import errorsPlugin, { clientError, frameworkError } from './plugins/errors.js';
 import httpMetricsPlugin from './plugins/http-metrics.js';
+import requestBoundsPlugin from './plugins/request-bounds.js';
+import { RequestLogController } from './plugins/request-log.js';
 import { healthRoutes } from './routes/health.js';
 import { type AvailableReader, queueRoutes } from './routes/queues.js';
 import { taskRoutes } from './routes/tasks.js';
+import { createValidatorCompiler, formatSchemaErrors } from './validation.js';
 
 export interface ManagerAppOptions {
   config: Pick<ManagerConfig, 'prefix' | 'apiKeys' | 'bodyLimitBytes'>;
@@ -26,7 +29,12 @@ export interface ManagerAppOptions {
   /** Cluster-wide metrics text appended to /metrics (the lifecycle metrics read from Redis). */
   clusterMetrics?: () => Promise<string>;
   availableByTask?: AvailableReader;
+  /** A request not fully received in this time is answered 408 and its connection closed. @default 30000 */
+  requestTimeoutMs?: number;
 }
+
+/** Above the longest id (128) and queue name (64); longer path segments answer 414. */
+const maxParamLength = 256;
 
 export interface ManagerApp {
   app: FastifyInstance;
@@ -35,11 +43,23 @@ export interface ManagerApp {
 }
 
 export async function buildManagerApp(options: ManagerAppOptions): Promise<ManagerApp> {
+  const requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
   const app = Fastify({
     ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
     bodyLimit: options.config.bodyLimitBytes,
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
+    logController: new RequestLogController(),
+    // Slow (trickling) requests are cut off; Node checks the deadline every connectionsCheckingInterval.
+    requestTimeout: requestTimeoutMs,
+    http: {
+      headersTimeout: Math.min(60_000, requestTimeoutMs),
+      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(requestTimeoutMs / 4))),
+    },
+    routerOptions: { maxParamLength },
+    frameworkErrors: frameworkError,
+    clientErrorHandler: clientError,
+    schemaErrorFormatter: formatSchemaErrors,
   }).withTypeProvider<TypeBoxTypeProvider>();
+  app.setValidatorCompiler(createValidatorCompiler());
   const client = new TaskClient({
     connection: options.connection,
     prefix: options.config.prefix,
@@ -50,7 +70,8 @@ export async function buildManagerApp(options: ManagerAppOptions): Promise<Manag
   registerProcessHealthMetrics(processRegistry);
 
   app.removeContentTypeParser('text/plain');
-  await app.register(errorsPlugin);
+  await app.register(errorsPlugin, { maxParamLength });
+  await app.register(requestBoundsPlugin);
   await app.register(swagger, {
     openapi: {
       info: {
@@ -64,14 +85,21 @@ export async function buildManagerApp(options: ManagerAppOptions): Promise<Manag
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
   await app.register(httpMetricsPlugin, { registry: processRegistry });
-  await app.register(authPlugin, { apiKeys: options.config.apiKeys });
   await app.register(healthRoutes, { connection: options.connection });
-  await app.register(taskRoutes, { client });
-  await app.register(queueRoutes, {
-    client,
-    connection: options.connection,
-    availableByTask: options.availableByTask,
-  });
+  // Every /v1 route lives in this one context, so its auth hook guards the route that was matched,
+  // not a spelling of the URL.
+  await app.register(
+    async (v1) => {
+      await v1.register(authPlugin, { apiKeys: options.config.apiKeys });
+      await v1.register(taskRoutes, { client });
+      await v1.register(queueRoutes, {
+        client,
+        connection: options.connection,
+        availableByTask: options.availableByTask,
+      });
+    },
+    { prefix: '/v1' },
+  );
 
   const readCluster = clusterMetricsReader(app, processRegistry, options.clusterMetrics);
   app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {

@@ -17,22 +17,55 @@ import {
 import { Command } from 'commander';
 import { buildManagerApp } from './app.js';
 
+// Each flag overrides the variable named with it; the defaults shown are the variables' defaults.
+const flagVariables = {
+  tasks: 'JOBBERS_TASKS',
+  redisUrl: 'REDIS_URL',
+  prefix: 'JOBBERS_PREFIX',
+  roles: 'JOBBERS_ROLES',
+  host: 'MANAGER_HOST',
+  port: 'MANAGER_PORT',
+  bodyLimit: 'MANAGER_BODY_LIMIT_BYTES',
+  exporter: 'JOBBERS_EXPORTER',
+  metricsFlush: 'JOBBERS_METRICS_FLUSH_MS',
+  logLevel: 'LOG_LEVEL',
+} as const;
+
 const program = new Command('jobbers-manager')
-  .description('Run the Jobbers manager: REST API, OpenAPI docs at /docs, metrics at /metrics.')
-  .option('--tasks <module>', 'module that defines the tasks (JOBBERS_TASKS)')
-  .option('--host <host>', 'listen address (MANAGER_HOST)')
-  .option('--port <port>', 'listen port (MANAGER_PORT)')
+  .description(
+    'Run the Jobbers manager: REST API, OpenAPI docs at /docs, metrics at /metrics.\n' +
+      'API keys are read from JOBBERS_API_KEYS only (a flag would show them in the process list).',
+  )
+  .option('--tasks <module>', 'module that defines the tasks (JOBBERS_TASKS; required)')
+  .option(
+    '--redis-url <url>',
+    'Redis, or redis+cluster://host:port,... (REDIS_URL; default redis://127.0.0.1:6379)',
+  )
+  .option('--prefix <prefix>', 'BullMQ key prefix (JOBBERS_PREFIX; default jobbers)')
+  .option(
+    '--roles <spec>',
+    'worker roles, role=queue1,queue2;other=queue3 (JOBBERS_ROLES; default: one role "default" with every queue)',
+  )
+  .option('--host <host>', 'listen address (MANAGER_HOST; default 0.0.0.0)')
+  .option('--port <port>', 'listen port (MANAGER_PORT; default 8080)')
+  .option('--body-limit <bytes>', 'larger request bodies get 413 (MANAGER_BODY_LIMIT_BYTES; default 1048576)')
+  .option('--exporter <on|off>', 'off: never lead the lifecycle exporter (JOBBERS_EXPORTER; default on)')
+  .option('--metrics-flush <ms>', 'metrics flush interval in ms (JOBBERS_METRICS_FLUSH_MS; default 1000)')
+  .option(
+    '--log-level <level>',
+    'fatal | error | warn | info | debug | trace | silent (LOG_LEVEL; default info)',
+  )
   .parse();
 
-const flags = program.opts();
+const flags = program.opts<Partial<Record<keyof typeof flagVariables, string>>>();
+for (const [flag, variable] of Object.entries(flagVariables)) {
+  const value = flags[flag as keyof typeof flagVariables];
+  if (value !== undefined) process.env[variable] = value;
+}
 const logger = createLogger('jobbers-manager');
 
 async function main() {
-  const env = { ...process.env };
-  if (flags.tasks) env.JOBBERS_TASKS = flags.tasks;
-  if (flags.host) env.MANAGER_HOST = flags.host;
-  if (flags.port) env.MANAGER_PORT = flags.port;
-  const config = loadManagerConfig(env);
+  const config = loadManagerConfig(process.env);
   const tracing = await startTracing('jobbers-manager');
   const registry = await loadTasks(config.tasksModule);
   const connection = createRedisConnection(config.redisUrl, {
@@ -58,6 +91,7 @@ async function main() {
         queues: registry.queues,
         roles,
         logger,
+        leaseMs: config.exporterLeaseMs,
       }).start()
     : undefined;
   const { app } = await buildManagerApp({
@@ -82,7 +116,8 @@ async function main() {
 }
 
 main().catch((error) => {
-  if (isJobbersError(error)) logger.error(error.message);
+  // A configuration problem is for a person at a terminal: plain text, one problem a line.
+  if (isJobbersError(error)) process.stderr.write(`jobbers-manager: ${error.message}\n`);
   else logger.error({ err: error }, 'manager failed to start');
   process.exit(1);
 });

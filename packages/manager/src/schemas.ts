@@ -1,5 +1,9 @@
 // Route schemas: TypeBox gives the JSON schema Fastify validates with and the TypeScript types.
 import { type Static, Type } from '@fastify/type-provider-typebox';
+import { maxDelayMs, maxPriority, maxTimerMs } from '@jobbers/core';
+
+/** Longest task id: a ULID or a client's own id of up to 128 characters (see core ids.ts). */
+export const maxTaskIdLength = 128;
 
 export const ErrorBody = Type.Object({
   error: Type.Object({
@@ -12,7 +16,7 @@ export const ErrorBody = Type.Object({
 export const Backoff = Type.Object(
   {
     type: Type.Union([Type.Literal('fixed'), Type.Literal('exponential')]),
-    delay: Type.Integer({ minimum: 0 }),
+    delay: Type.Integer({ minimum: 0, maximum: maxTimerMs }),
     jitter: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
   },
   { additionalProperties: false },
@@ -23,17 +27,27 @@ export const SubmitBody = Type.Object(
     task: Type.String({ minLength: 1, maxLength: 200 }),
     params: Type.Optional(Type.Unknown()),
     queue: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
-    id: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+    id: Type.Optional(Type.String({ minLength: 1, maxLength: maxTaskIdLength })),
     delay: Type.Optional(
-      Type.Integer({ minimum: 0, description: 'milliseconds before the task becomes available' }),
+      Type.Integer({
+        minimum: 0,
+        maximum: maxDelayMs,
+        description: 'milliseconds before the task becomes available (at most 365 days)',
+      }),
     ),
     priority: Type.Optional(
-      Type.Integer({ minimum: 0, maximum: 2_097_152, description: '1 is the highest' }),
+      Type.Integer({ minimum: 0, maximum: maxPriority, description: '1 is the highest; 0 none' }),
     ),
     retries: Type.Optional(
       Type.Integer({ minimum: 0, maximum: 100, description: 'retries after the first attempt' }),
     ),
-    timeout: Type.Optional(Type.Integer({ minimum: 0, description: 'execution timeout in milliseconds' })),
+    timeout: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: maxTimerMs,
+        description: 'execution timeout in milliseconds (at most 2^31-1, what a timer holds)',
+      }),
+    ),
     backoff: Type.Optional(Backoff),
   },
   { additionalProperties: false },
@@ -66,8 +80,14 @@ export const TaskView = Type.Object({
   task: Type.String(),
   queue: Type.String(),
   state: TaskState,
-  params: Type.Unknown(),
+  params: Type.Optional(Type.Unknown({ description: 'absent only when a listing left it out (omitted)' })),
   result: Type.Optional(Type.Unknown()),
+  omitted: Type.Optional(
+    Type.Array(Type.String(), {
+      description:
+        'in a listing: params and/or result, left out for their size; GET the task or list with full=true',
+    }),
+  ),
   error: Type.Optional(
     Type.Object({
       message: Type.String(),
@@ -85,7 +105,7 @@ export const TaskView = Type.Object({
   priority: Type.Optional(Type.Integer()),
 });
 
-export const TaskIdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 128 }) });
+export const TaskIdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: maxTaskIdLength }) });
 
 const isoTime = (what: string) =>
   Type.String({ maxLength: 64, description: `ISO 8601 time; ${what}`, examples: ['2025-01-31T12:00:00Z'] });
@@ -117,6 +137,11 @@ export const ListTasksQuery = Type.Object(
     cursor: Type.Optional(
       Type.String({ minLength: 1, maxLength: 2048, description: 'nextCursor of the previous page' }),
     ),
+    full: Type.Boolean({
+      default: false,
+      description:
+        'include params and results of any size (by default those stored above 16 KiB are left out)',
+    }),
   },
   { additionalProperties: false },
 );
@@ -133,6 +158,9 @@ export const RetryIncidentsBody = Type.Object(
   {
     ...TaskFilterFields,
     limit: Type.Integer({ minimum: 1, maximum: 10_000, default: 1000 }),
+    all: Type.Optional(
+      Type.Boolean({ description: 'true to retry every incident; without it, name at least one filter' }),
+    ),
   },
   { additionalProperties: false },
 );

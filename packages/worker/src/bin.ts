@@ -19,19 +19,45 @@ import { JobbersWorker } from './worker.js';
 
 const program = new Command('jobbers-worker')
   .description('Run Jobbers tasks from the queues of one worker role.')
-  .option('--tasks <module>', 'module that defines the tasks (JOBBERS_TASKS)')
-  .option('--role <role>', 'worker role (WORKER_ROLE)')
-  .option('--concurrency <n>', 'tasks run at once, across all queues of the role (WORKER_CONCURRENT_TASKS)')
-  .option('--ttl <n>', 'exit cleanly after taking this many tasks, 0 = never (WORKER_TTL)')
-  .option('--metrics-port <port>', 'health and metrics port (WORKER_METRICS_PORT)')
-  .option('--queue-capacity <spec>', 'per-queue limits, e.g. default=8,images=2 (WORKER_QUEUE_CAPACITY)')
+  .option('--tasks <module>', 'module that defines the tasks (JOBBERS_TASKS; required)')
+  .option(
+    '--redis-url <url>',
+    'Redis, or redis+cluster://host:port,... (REDIS_URL; default redis://127.0.0.1:6379)',
+  )
+  .option('--prefix <prefix>', 'BullMQ key prefix (JOBBERS_PREFIX; default jobbers)')
+  .option(
+    '--roles <spec>',
+    'role=queue1,queue2;other=queue3 (JOBBERS_ROLES; default: role "default" has every queue)',
+  )
+  .option('--role <role>', 'worker role (WORKER_ROLE; default default)')
+  .option(
+    '--concurrency <n>',
+    'tasks run at once, across all queues of the role (WORKER_CONCURRENT_TASKS; default 10)',
+  )
+  .option('--ttl <n>', 'exit cleanly after taking this many tasks, 0 = never (WORKER_TTL; default 0)')
+  .option(
+    '--metrics-port <port>',
+    'health and metrics port, 0 = any free port (WORKER_METRICS_PORT; default 9464)',
+  )
+  .option(
+    '--queue-capacity <spec>',
+    'per-queue limits, e.g. default=8,images=2 (WORKER_QUEUE_CAPACITY; default none)',
+  )
   .option(
     '--shutdown-grace <duration>',
-    'how long SIGTERM lets `finish` tasks run, e.g. 30s (WORKER_SHUTDOWN_GRACE_MS)',
+    'how long SIGTERM lets `finish` tasks run, e.g. 30s (WORKER_SHUTDOWN_GRACE_MS; default 30s)',
   )
   .option(
     '--lease <duration>',
-    'task lease; a task not renewed for this long runs elsewhere (WORKER_LEASE_MS)',
+    'task lease; a task not renewed for this long runs elsewhere (WORKER_LEASE_MS; default 30s)',
+  )
+  .option(
+    '--metrics-flush <duration>',
+    'how often counts are flushed to Redis (JOBBERS_METRICS_FLUSH_MS; default 1s)',
+  )
+  .option(
+    '--log-level <level>',
+    'fatal | error | warn | info | debug | trace | silent (LOG_LEVEL; default info)',
   )
   .option(
     '--redis-command-timeout <duration>',
@@ -40,6 +66,8 @@ const program = new Command('jobbers-worker')
   .option('--processes <n>', 'run and supervise N worker processes, replacing any that recycle or die')
   .parse();
 
+const logLevel = program.opts<WorkerFlags>().logLevel;
+if (logLevel !== undefined) process.env.LOG_LEVEL = logLevel;
 const logger = createLogger('jobbers-worker');
 
 async function runWorker(env: NodeJS.ProcessEnv, log: Logger): Promise<void> {
@@ -101,7 +129,8 @@ async function main() {
 }
 
 main().catch((error) => {
-  if (isJobbersError(error)) logger.error(error.message);
+  // A configuration problem is for a person at a terminal: plain text, one problem a line.
+  if (isJobbersError(error)) process.stderr.write(`jobbers-worker: ${error.message}\n`);
   else logger.error({ err: error }, 'worker failed to start');
   process.exit(1);
 });

@@ -4,6 +4,11 @@ import { JobbersError } from '@jobbers/core';
 
 export interface WorkerFlags {
   tasks?: string;
+  redisUrl?: string;
+  prefix?: string;
+  roles?: string;
+  metricsFlush?: string;
+  logLevel?: string;
   role?: string;
   concurrency?: string;
   ttl?: string;
@@ -36,6 +41,12 @@ export function workerEnv(flags: WorkerFlags, base: NodeJS.ProcessEnv = process.
     if (value !== undefined) env[name] = value;
   };
   set('JOBBERS_TASKS', flags.tasks);
+  set('REDIS_URL', flags.redisUrl);
+  set('JOBBERS_PREFIX', flags.prefix);
+  set('JOBBERS_ROLES', flags.roles);
+  set('LOG_LEVEL', flags.logLevel);
+  if (flags.metricsFlush !== undefined)
+    set('JOBBERS_METRICS_FLUSH_MS', String(parseDurationMs(flags.metricsFlush, '--metrics-flush')));
   set('WORKER_ROLE', flags.role);
   set('WORKER_CONCURRENT_TASKS', flags.concurrency);
   set('WORKER_TTL', flags.ttl);

@@ -117,6 +117,12 @@ export const clusterMetrics = {
     help: 'When jobbers-cleaner last finished a run without error (unix seconds)',
     labelNames: [],
   }),
+  exporterRecounting: define({
+    name: 'jobbers_exporter_recounting',
+    type: 'gauge',
+    help: 'Whether the lifecycle exporter is recounting the queue from BullMQ (1) or not (0); while it is, the queue gauges keep their last committed values, or are absent before the first count',
+    labelNames: ['queue'],
+  }),
   exporterLag: define({
     name: 'jobbers_exporter_lag_seconds',
     type: 'gauge',

@@ -11,7 +11,7 @@ import { jobbersKey, queueKey } from '../keys.js';
 import { duplicateBlockingConnection } from '../redis.js';
 import { latencyBuckets } from './definitions.js';
 import { createEventStreamReader, type EventStreamReader, luaScript } from './event-stream-reader.js';
-import { commitScript, lookupScript, reconcileScript, swapRecountScript } from './exporter-scripts.js';
+import { commitScript, lookupScript, reconcileScript } from './exporter-scripts.js';
 import {
   type JobState,
   LifecycleBook,
@@ -19,7 +19,7 @@ import {
   type LookupResult,
   type StreamEvent,
 } from './lifecycle-book.js';
-import { type RecountResult, recountQueue } from './recount.js';
+import { QueueRecount, type RecountPosition } from './recount.js';
 import { compareStreamIds } from './stream-ids.js';
 
 export { compareStreamIds };
@@ -48,6 +48,8 @@ export interface LifecycleExporterOptions {
 }
 
 const silentLogger = pino({ level: 'silent' });
+/** How often a recount applies the events written since it began, between its slices. */
+const recountReplayMs = 50;
 const commit = luaScript(commitScript);
 
 export class LifecycleExporter {
@@ -115,6 +117,8 @@ class QueueExporter {
   private readonly minTurnMs: number;
   private readonly commitMs: number;
   private running = false;
+  /** Times a connection of this exporter started failing (each streak logged once). */
+  connectionErrorStreaks = 0;
   private loop: Promise<void> | undefined;
   private leaseRenewedAt = 0;
   private lastReconcileAt = 0;
@@ -125,6 +129,7 @@ class QueueExporter {
   /** The stream's head when the last recount finished: jobs added up to it may be counted already. */
   private countedUntil = '0-0';
   private book: LifecycleBook;
+  private readonly recounter: QueueRecount;
 
   constructor(
     readonly queue: string,
@@ -133,10 +138,10 @@ class QueueExporter {
     const { prefix } = options;
     this.redis = duplicateBlockingConnection(options.connection);
     this.blocking = duplicateBlockingConnection(options.connection);
-    this.redis.on('error', () => {});
-    this.blocking.on('error', () => {});
     this.reader = createEventStreamReader(options.connection, this.redis);
     this.logger = (options.logger ?? silentLogger).child({ queue, component: 'lifecycle-exporter' });
+    this.watchConnection(this.redis, 'commands');
+    this.watchConnection(this.blocking, 'blocking reads');
     this.qp = `${queueKey(prefix, queue)}:`;
     this.jp = jobbersKey(prefix, queue, '');
     this.stateKey = exporterStateKey(prefix, queue);
@@ -152,19 +157,46 @@ class QueueExporter {
     this.book = this.newBook();
     this.redis.defineCommand('jobbersExporterLookup', { numberOfKeys: 1, lua: lookupScript });
     this.redis.defineCommand('jobbersReconcile', { numberOfKeys: 1, lua: reconcileScript });
-    this.redis.defineCommand('jobbersSwapRecount', { numberOfKeys: 2, lua: swapRecountScript });
+    this.recounter = new QueueRecount(this.redis, {
+      prefix,
+      queue,
+      leaderKey: this.leaderKey,
+      stateKey: this.stateKey,
+      token: this.token,
+      leaseMs: this.leaseMs,
+    });
   }
 
-  private newBook() {
+  private newBook(bookkeepingPrefix = this.jp) {
     return new LifecycleBook(
       {
         jobbersPrefix: this.jp,
+        bookkeepingPrefix,
         metricsPrefix: `${this.options.prefix}:jobbers:metrics:`,
         queue: this.queue,
         bucketBounds: latencyBuckets,
       },
       this.options.roles ?? [],
     );
+  }
+
+  /**
+   * Connection errors repeat on every reconnect attempt: the first of a streak is logged and the
+   * streak counted; commands that fail meanwhile fail the turn, which is logged and retried.
+   */
+  private watchConnection(connection: Redis, role: string) {
+    let failing = false;
+    connection.on('error', (error: Error) => {
+      if (failing) return;
+      failing = true;
+      this.connectionErrorStreaks++;
+      this.logger.warn({ err: error.message, connection: role }, 'lifecycle exporter lost Redis');
+    });
+    connection.on('ready', () => {
+      if (!failing) return;
+      failing = false;
+      this.logger.info({ connection: role }, 'lifecycle exporter reconnected to Redis');
+    });
   }
 
   private get scripts(): RedisScripts {
@@ -195,7 +227,12 @@ class QueueExporter {
           this.leaderKey,
           this.token,
         )
-        .catch(() => {});
+        .catch((error) =>
+          this.logger.warn(
+            { err: (error as Error).message },
+            'could not release the lead; another manager takes it once the lease lapses',
+          ),
+        );
     }
     this.isLeader = false;
     this.reader.close();
@@ -257,14 +294,12 @@ class QueueExporter {
 
   private async turn() {
     if (!this.position) {
-      const [pos, added, countedUntil] = await this.redis.hmget(
-        this.stateKey,
-        'pos',
-        'added',
-        'countedUntil',
-      );
-      if (pos === null) {
-        await this.recount('no position yet');
+      const [[pos, added, countedUntil], unfinished] = await Promise.all([
+        this.redis.hmget(this.stateKey, 'pos', 'added', 'countedUntil'),
+        this.redis.exists(this.recounter.progressKey),
+      ]);
+      if (pos === null || unfinished === 1) {
+        await this.recount(pos === null ? 'no position yet' : 'a recount was left unfinished');
         return;
       }
       this.position = { pos, added: Number(added ?? 0) };
@@ -302,6 +337,7 @@ class QueueExporter {
     const soleRole = soleActiveRole(roles, events[0]!.ms);
     const lookups = await this.lookup(
       this.book.lookupsFor(events, soleRole !== undefined, this.countedUntil),
+      this.jp,
     );
     lookups.soleRole = soleRole;
     if (this.book.apply(events, lookups)) this.recountRequested = true;
@@ -312,7 +348,7 @@ class QueueExporter {
     if (caughtUp && this.minTurnMs > 0) await this.pause(this.minTurnMs);
   }
 
-  private async lookup(request: LookupRequest): Promise<LookupResult> {
+  private async lookup(request: LookupRequest, bookkeepingPrefix: string): Promise<LookupResult> {
     const { unknownJobs, activatedJobs, maybeYielded } = request;
     if (unknownJobs.length + activatedJobs.length + maybeYielded.length === 0)
       return { committed: new Map(), takenBy: new Map(), yieldMarks: new Map() };
@@ -324,6 +360,7 @@ class QueueExporter {
         unknownJobs.join('\0'),
         activatedJobs.join('\0'),
         maybeYielded.join('\0'),
+        bookkeepingPrefix,
       )) as string
     ).split('\0');
     const expected = 2 * unknownJobs.length + activatedJobs.length + maybeYielded.length;
@@ -371,6 +408,7 @@ class QueueExporter {
     try {
       await this.blocking.xread('COUNT', 1, 'BLOCK', this.blockMs, 'STREAMS', this.stream, pos);
     } catch (error) {
+      // stop() disconnects this connection to end the wait: that failure is the stop itself.
       if (this.running) throw error;
     }
   }
@@ -393,30 +431,123 @@ class QueueExporter {
     }
   }
 
-  /** Commits what was applied (counters included), then rebuilds the bookkeeping from BullMQ's lists. */
-  private async recount(reason: string): Promise<RecountResult | undefined> {
+  /**
+   * Commits what was applied (counters included), then rebuilds the bookkeeping from BullMQ's lists
+   * (or resumes the rebuild a previous leader left). Counting runs in slices inside Redis; between
+   * slices the events written since the recount began are applied onto what it counted, so the
+   * stream is never left far behind, and the lease is renewed. The live bookkeeping (the last
+   * committed values) stays in place until the counted one is swapped in.
+   */
+  private async recount(reason: string): Promise<void> {
     await this.commit();
-    if (!this.isLeader) return undefined;
-    this.logger.info({ reason }, 'recounting queue state from BullMQ');
-    const result = await recountQueue(this.redis, this.options.prefix, this.queue);
-    const swapped = await this.scripts.jobbersSwapRecount!(
-      this.stateKey,
+    if (!this.isLeader) return;
+    const begun = await this.recounter.begin();
+    if (!begun) return this.deposed();
+    this.logger.info({ reason, resumed: begun === 'resumed' }, 'recounting queue state from BullMQ');
+    const startedAt = Date.now();
+    let position = await this.recounter.position();
+    let counted = false;
+    let replayedAt = 0;
+    let behind = false;
+    while (this.running && position) {
+      if (!(await this.renewLeaseDuringWork())) return;
+      // Counting waits while the events are behind: the stream must not be trimmed past them.
+      if (!counted && !behind) {
+        const chunk = await this.recounter.countChunk();
+        if (chunk === 'not-leader') return this.deposed();
+        this.leaseRenewedAt = Date.now();
+        counted = chunk === 'done';
+      }
+      // The events are applied every few slices (each slice is a few ms), and at every step while
+      // they are behind or once everything is counted.
+      if (!counted && !behind && Date.now() - replayedAt < recountReplayMs) continue;
+      replayedAt = Date.now();
+      const replay = await this.replayIntoRecount(position);
+      if (replay === 'not-leader') return this.deposed();
+      if (replay === 'restart' || replay === 'cleaned') {
+        this.logger.warn(
+          { why: replay === 'restart' ? 'the event stream was trimmed past it' : 'jobs were cleaned' },
+          'recount invalidated: counting again from the start',
+        );
+        if (!(await this.recounter.begin(true))) return this.deposed();
+        position = await this.recounter.position();
+        counted = false;
+        continue;
+      }
+      position = replay.position;
+      behind = !replay.caughtUp;
+      if (behind || !counted) continue;
+      if (!(await this.recounter.swap())) return this.deposed();
+      this.forget();
+      this.lastReconcileAt = Date.now();
+      this.logger.info({ ms: Date.now() - startedAt }, 'recount done');
+      return;
+    }
+  }
+
+  /**
+   * Applies the next batch of events after the recount's position onto the recount's keys, through
+   * a book of its own (nothing it remembers can go stale between slices), committed with the new
+   * position into the recount's progress.
+   */
+  private async replayIntoRecount(
+    position: RecountPosition,
+  ): Promise<{ position: RecountPosition; caughtUp: boolean } | 'restart' | 'cleaned' | 'not-leader'> {
+    const { pos, added } = position;
+    const batch = await this.reader.readBatch(this.stream, pos, this.batchSize, this.rolesKey);
+    const { streamInfo: info, roles } = batch;
+    if (info instanceof Error) {
+      if (!/no such key/i.test(info.message)) throw info;
+      return pos === '0-0' ? { position, caughtUp: true } : 'restart';
+    }
+    if (trimmedPast(info, pos, added)) return 'restart';
+    const events = holdBackCutStall(batch.events, this.batchSize);
+    if (events.length === 0) return { position, caughtUp: true };
+    const book = this.newBook(this.recounter.bookkeepingPrefix);
+    const soleRole = soleActiveRole(roles, events[0]!.ms);
+    // Everything is looked up: the counting may have placed any job, whenever it was added.
+    const lookups = await this.lookup(
+      book.lookupsFor(events, soleRole !== undefined),
+      this.recounter.bookkeepingPrefix,
+    );
+    lookups.soleRole = soleRole;
+    // A `cleaned` event removed jobs without an event each: what was counted before it is stale.
+    if (book.apply(events, lookups)) return 'cleaned';
+    const next = { pos: events[events.length - 1]!.id, added: added + events.length };
+    const args: string[][] = [[this.token, next.pos, String(next.added)]];
+    for (const op of book.commitOps()) args.push([op.command, op.key, String(op.args.length)], op.args);
+    const result = await this.reader.evalScript(
+      commit,
+      [this.recounter.progressKey, this.leaderKey],
+      ...args,
+    );
+    if (result === '-1') return 'not-leader';
+    return { position: next, caughtUp: events.length < this.batchSize - 1 };
+  }
+
+  /** Renews the lease from inside long work; false (and no longer leading) when it was lost. */
+  private async renewLeaseDuringWork(): Promise<boolean> {
+    if (Date.now() - this.leaseRenewedAt < this.leaseMs / 3) return true;
+    const renewed = await this.redis.eval(
+      "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0",
+      1,
       this.leaderKey,
       this.token,
-      this.jp,
-      result.recountPrefix,
-      result.streamPos,
-      result.streamAdded,
-      result.countedUntil,
-      ...result.tasks,
+      this.leaseMs,
     );
-    this.forget();
-    if (swapped === -1) {
-      this.isLeader = false;
-      return undefined;
+    if (renewed === 1) {
+      this.leaseRenewedAt = Date.now();
+      return true;
     }
-    this.lastReconcileAt = Date.now();
-    return result;
+    this.deposed();
+    return false;
+  }
+
+  /** Another process took the lead: whatever this one was doing is dropped, unwritten. */
+  private deposed() {
+    if (this.isLeader) this.logger.info({ leader: false }, 'lifecycle exporter leadership changed');
+    this.isLeader = false;
+    this.forget();
   }
 
   async waitUntilReady(timeoutMs: number) {

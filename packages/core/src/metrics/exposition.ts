@@ -7,6 +7,7 @@ import { transitions } from '../lifecycle.js';
 import type { TaskRegistry } from '../task.js';
 import { clusterMetrics, labelSeparator, type MetricDefinition } from './definitions.js';
 import { exporterStateKey } from './exporter.js';
+import { recountProgressKey } from './recount.js';
 import { metricHashKey } from './store.js';
 
 const stateLists: [state: string, kind: 'list' | 'zset', suffix: string][] = [
@@ -75,8 +76,19 @@ export async function renderClusterMetrics(options: ExpositionOptions): Promise<
   const queues = registry.queues;
   const gaugeRead = redis.pipeline();
   const extraTasks = new Map<string, string[]>();
-  for (const queue of queues) gaugeRead.smembers(jobbersKey(prefix, queue, 'tasks'));
-  const taskSets = ((await gaugeRead.exec()) ?? []).map(([, v]) => (v as string[]) ?? []);
+  for (const queue of queues) {
+    gaugeRead.smembers(jobbersKey(prefix, queue, 'tasks'));
+    gaugeRead.hexists(exporterStateKey(prefix, queue), 'pos');
+    gaugeRead.exists(recountProgressKey(prefix, queue));
+  }
+  const states = ((await gaugeRead.exec()) ?? []).map(([error, value]) => {
+    if (error) throw error;
+    return value;
+  });
+  const taskSets = queues.map((_, i) => (states[3 * i] as string[]) ?? []);
+  // Before the first count of a queue finishes nothing is known: its gauges are absent, not 0.
+  const counted = queues.filter((_, i) => states[3 * i + 1] === 1);
+  const recounting = new Map(queues.map((queue, i) => [queue, Number(states[3 * i + 2])]));
   queues.forEach((queue, i) => {
     extraTasks.set(
       queue,
@@ -86,7 +98,7 @@ export async function renderClusterMetrics(options: ExpositionOptions): Promise<
 
   const read = redis.pipeline();
   const gaugeRows: { queue: string; task: string; stored: string }[] = [];
-  for (const queue of queues) {
+  for (const queue of counted) {
     for (const stored of [...tasksOf(registry, queue), ...extraTasks.get(queue)!]) {
       gaugeRows.push({ queue, task: boundTask(registry, stored), stored });
       const jp = jobbersKey(prefix, queue, '');
@@ -162,6 +174,7 @@ export async function renderClusterMetrics(options: ExpositionOptions): Promise<
   }
   gauge(clusterMetrics.jobs, jobs);
   gauge(clusterMetrics.exporterLag, lag);
+  gauge(clusterMetrics.exporterRecounting, recounting);
 
   for (const metric of hashMetrics) {
     const stored = (next() as Record<string, string>) ?? {};

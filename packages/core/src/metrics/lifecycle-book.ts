@@ -80,8 +80,13 @@ interface TaskSlots {
 }
 
 export interface BookKeys {
-  /** `<prefix>:<queue>:jobbers:` */
+  /** `<prefix>:<queue>:jobbers:` (yield marks live here) */
   jobbersPrefix: string;
+  /**
+   * Where the index, the sets and the task list live: the jobbers prefix (the default), or a
+   * recount's prefix while the recount replays the stream onto what it counted.
+   */
+  bookkeepingPrefix?: string;
   /** `<prefix>:jobbers:metrics:` */
   metricsPrefix: string;
   queue: string;
@@ -121,6 +126,7 @@ export class LifecycleBook {
   private window = 0;
   private lookupCalls = 0;
   private readonly slotsByTask = new Map<string, TaskSlots>();
+  private readonly bookkeepingPrefix: string;
   private readonly indexKey: string;
   private readonly yieldsConsumed = new Map<string, number>();
   private readonly yieldsDropped = new Set<string>();
@@ -136,10 +142,14 @@ export class LifecycleBook {
   constructor(
     private readonly keys: BookKeys,
     roles: readonly string[],
-    /** Beyond this many remembered jobs the memory is dropped after a commit (Redis still has it). */
+    /**
+     * Beyond this many remembered jobs, the longest remembered quarter is forgotten after a commit
+     * (Redis still has it: a job met again is looked up).
+     */
     private readonly maxRememberedJobs = 500_000,
   ) {
-    this.indexKey = `${keys.jobbersPrefix}idx`;
+    this.bookkeepingPrefix = keys.bookkeepingPrefix ?? keys.jobbersPrefix;
+    this.indexKey = `${this.bookkeepingPrefix}idx`;
     this.knownRoles = new Set(roles);
   }
 
@@ -242,7 +252,7 @@ export class LifecycleBook {
     const push = (command: string, key: string, args: string[]) => {
       if (args.length > 0) ops.push({ command, key, args });
     };
-    push('SADD', `${this.keys.jobbersPrefix}tasks`, [...this.tasksToAdd]);
+    push('SADD', `${this.bookkeepingPrefix}tasks`, [...this.tasksToAdd]);
     const indexSet: string[] = [];
     const indexRemove: string[] = [];
     for (let i = 0; i < this.touched.length; i++) {
@@ -327,7 +337,24 @@ export class LifecycleBook {
     this.yieldsDropped.clear();
     this.tasksToAdd.clear();
     this.pendingCounts = 0;
-    if (this.known.size > this.maxRememberedJobs) this.known.clear();
+    if (this.known.size > this.maxRememberedJobs) this.forgetOldest();
+  }
+
+  /** Jobs the book remembers now. */
+  get rememberedJobs(): number {
+    return this.known.size;
+  }
+
+  /**
+   * Forgets the jobs learned longest ago (a Map keeps insertion order) down to three quarters of the
+   * bound, so a large queue costs one lookup per forgotten job met again, not a cold book.
+   */
+  private forgetOldest() {
+    let excess = this.known.size - Math.floor((this.maxRememberedJobs * 3) / 4);
+    for (const jobId of this.known.keys()) {
+      if (excess-- <= 0) break;
+      this.known.delete(jobId);
+    }
   }
 
   private current(jobId: string): Known | undefined {
@@ -345,7 +372,7 @@ export class LifecycleBook {
   private slotsOf(task: string): TaskSlots {
     let slots = this.slotsByTask.get(task);
     if (slots) return slots;
-    const jp = this.keys.jobbersPrefix;
+    const jp = this.bookkeepingPrefix;
     slots = {
       task,
       indexValue: { n: `n|${task}`, w: `w|${task}`, a: `a|${task}`, d: `d|${task}`, f: `f|${task}` },

@@ -1,32 +1,120 @@
-// Rebuilds one queue's lifecycle bookkeeping from BullMQ's own lists, in bounded chunks, into
-// keys under a recount prefix that the exporter then swaps into place.
+// Rebuilds one queue's lifecycle bookkeeping from BullMQ's own lists into keys under a recount
+// prefix, which the exporter then swaps into place. The counting runs inside Redis, a bounded
+// slice per script call (no job id travels to the exporter, whose memory stays the same whatever
+// the backlog), and where it stands is kept in Redis with the leader's token: a recount that a
+// leader left unfinished (it stopped, crashed or lost its lease) is resumed by the next one, and
+// every write is refused unless the caller holds the leader lock.
 import type { Redis } from 'ioredis';
 import { jobbersKey, queueKey } from '../keys.js';
+import { beginRecountScript, recountChunkScript, swapRecountScript } from './exporter-scripts.js';
 
-export interface RecountResult {
-  /** The stream's newest id read before counting began: events after it are replayed on top. */
-  streamPos: string;
-  /** How many entries the stream had ever had at streamPos. */
-  streamAdded: number;
-  /** The stream's newest id once the count was done: a job added later cannot be in the count. */
-  countedUntil: string;
-  recountPrefix: string;
-  tasks: string[];
-  available: number;
+export function recountPrefix(prefix: string, queue: string): string {
+  return jobbersKey(prefix, queue, 'recount:');
 }
 
-const chunk = 1000;
+/** Present while a recount of the queue runs (or waits to be resumed by the next leader). */
+export function recountProgressKey(prefix: string, queue: string): string {
+  return `${recountPrefix(prefix, queue)}progress`;
+}
 
-type Source = { kind: 'list' | 'zset'; key: string; state: 'w' | 'a' | 'd' | 'f' };
+/** Jobs counted per script call: 10-20 ms of Redis's time, so Redis never blocks for long. */
+export const recountChunkSize = 5000;
 
-async function* ids(redis: Redis, source: Source): AsyncGenerator<string[]> {
-  for (let start = 0; ; start += chunk) {
-    const page =
-      source.kind === 'list'
-        ? await redis.lrange(source.key, start, start + chunk - 1)
-        : await redis.zrange(source.key, start, start + chunk - 1);
-    if (page.length > 0) yield page;
-    if (page.length < chunk) return;
+export interface RecountKeys {
+  prefix: string;
+  queue: string;
+  leaderKey: string;
+  stateKey: string;
+  /** The leader's token: every write is checked against the leader lock. */
+  token: string;
+  leaseMs: number;
+}
+
+/** Where the replay of a recount stands: the stream position it has applied up to. */
+export interface RecountPosition {
+  pos: string;
+  added: number;
+}
+
+type RecountRedis = Redis & {
+  jobbersBeginRecount(...args: (string | number)[]): Promise<number>;
+  jobbersRecountChunk(...args: (string | number)[]): Promise<number | [number, number]>;
+  jobbersSwapRecount(...args: (string | number)[]): Promise<number>;
+};
+
+export class QueueRecount {
+  readonly bookkeepingPrefix: string;
+  readonly progressKey: string;
+  private readonly qp: string;
+  private readonly stream: string;
+  private readonly redis: RecountRedis;
+
+  constructor(
+    redis: Redis,
+    private readonly keys: RecountKeys,
+  ) {
+    this.redis = redis as RecountRedis;
+    this.redis.defineCommand('jobbersBeginRecount', { numberOfKeys: 2, lua: beginRecountScript });
+    this.redis.defineCommand('jobbersRecountChunk', { numberOfKeys: 3, lua: recountChunkScript });
+    this.redis.defineCommand('jobbersSwapRecount', { numberOfKeys: 3, lua: swapRecountScript });
+    this.bookkeepingPrefix = recountPrefix(keys.prefix, keys.queue);
+    this.progressKey = recountProgressKey(keys.prefix, keys.queue);
+    this.qp = `${queueKey(keys.prefix, keys.queue)}:`;
+    this.stream = `${this.qp}events`;
+  }
+
+  /**
+   * Starts a recount from the stream's head now, or (unless `restart`) adopts the one in progress.
+   * Answers whether it resumed, and undefined when the caller does not lead.
+   */
+  async begin(restart = false): Promise<'started' | 'resumed' | undefined> {
+    const { streamPos, streamAdded } = await streamHead(this.redis, this.stream);
+    const begun = await this.redis.jobbersBeginRecount(
+      this.progressKey,
+      this.keys.leaderKey,
+      this.keys.token,
+      this.bookkeepingPrefix,
+      streamPos,
+      streamAdded,
+      restart ? '1' : '0',
+    );
+    if (begun === -1) return undefined;
+    return begun === 1 ? 'started' : 'resumed';
+  }
+
+  /** The position the recount's replay stands at. */
+  async position(): Promise<RecountPosition | undefined> {
+    const [pos, added] = await this.redis.hmget(this.progressKey, 'pos', 'added');
+    return pos === null ? undefined : { pos, added: Number(added ?? 0) };
+  }
+
+  /** Counts the next slice (renewing the lease); 'done' once every list is read. */
+  async countChunk(): Promise<'counted' | 'done' | 'not-leader'> {
+    const reply = await this.redis.jobbersRecountChunk(
+      this.progressKey,
+      this.keys.leaderKey,
+      this.stream,
+      this.keys.token,
+      this.qp,
+      this.bookkeepingPrefix,
+      recountChunkSize,
+      this.keys.leaseMs,
+    );
+    if (!Array.isArray(reply)) return 'not-leader';
+    return reply[1] === 1 ? 'done' : 'counted';
+  }
+
+  /** Puts the counted bookkeeping in place of the live one; false when the caller does not lead. */
+  async swap(): Promise<boolean> {
+    const swapped = await this.redis.jobbersSwapRecount(
+      this.keys.stateKey,
+      this.keys.leaderKey,
+      this.progressKey,
+      this.keys.token,
+      jobbersKey(this.keys.prefix, this.keys.queue, ''),
+      this.bookkeepingPrefix,
+    );
+    return swapped === 1;
   }
 }
 
@@ -39,76 +127,4 @@ async function streamHead(redis: Redis, stream: string): Promise<{ streamPos: st
     if (/no such key/i.test((error as Error).message)) return { streamPos: '0-0', streamAdded: 0 };
     throw error;
   }
-}
-
-/** Temporary keys of a recount are listed in `<recount prefix>keys`, so a crashed one can be cleared without SCAN. */
-async function clearRecountKeys(redis: Redis, rp: string) {
-  const keys = await redis.smembers(`${rp}keys`);
-  for (let i = 0; i < keys.length; i += 500) await redis.unlink(...keys.slice(i, i + 500));
-  await redis.unlink(`${rp}keys`);
-}
-
-export async function recountQueue(redis: Redis, prefix: string, queue: string): Promise<RecountResult> {
-  const qp = `${queueKey(prefix, queue)}:`;
-  const rp = jobbersKey(prefix, queue, 'recount:');
-  const { streamPos, streamAdded } = await streamHead(redis, `${qp}events`);
-  await clearRecountKeys(redis, rp);
-  const sources: Source[] = [
-    { kind: 'list', key: `${qp}wait`, state: 'w' },
-    { kind: 'list', key: `${qp}paused`, state: 'w' },
-    { kind: 'zset', key: `${qp}prioritized`, state: 'w' },
-    { kind: 'list', key: `${qp}active`, state: 'a' },
-    { kind: 'zset', key: `${qp}delayed`, state: 'd' },
-    { kind: 'zset', key: `${qp}waiting-children`, state: 'd' },
-    { kind: 'zset', key: `${qp}failed`, state: 'f' },
-  ];
-  const tasks = new Set<string>();
-  let available = 0;
-  // The lists are read one after another while jobs keep moving, so a job may be seen twice (in
-  // wait, then in active). The later sighting is the newer: the job is kept in that set only.
-  const setOf = new Map<string, string>();
-  for (const source of sources) {
-    for await (const page of ids(redis, source)) {
-      const read = redis.pipeline();
-      for (const id of page)
-        read.hmget(`${qp}${id}`, 'name', 'timestamp', 'delay', 'processedOn', 'finishedOn');
-      const replies = (await read.exec()) ?? [];
-      const write = redis.pipeline();
-      const written = new Set<string>();
-      page.forEach((id, i) => {
-        const [name, timestamp, delay, processedOn, finishedOn] = (
-          (replies[i]?.[1] as (string | null)[]) ?? []
-        ).map((v) => v ?? '');
-        if (!name) return;
-        tasks.add(name);
-        const earlier = setOf.get(id);
-        if (earlier) {
-          write.zrem(earlier, id);
-          if (earlier.startsWith(`${rp}avail:`)) available--;
-        }
-        setOf.set(id, '');
-        write.hset(`${rp}idx`, id, `${source.state}|${name}`);
-        written.add(`${rp}idx`);
-        if (source.state === 'w') {
-          available++;
-          const since = Math.max(Number(timestamp) + Number(delay || 0), Number(finishedOn || 0));
-          write.zadd(`${rp}avail:${name}`, since, id);
-          written.add(`${rp}avail:${name}`);
-          setOf.set(id, `${rp}avail:${name}`);
-        } else if (source.state === 'a') {
-          write.zadd(`${rp}running:${name}`, Number(processedOn || timestamp), id);
-          written.add(`${rp}running:${name}`);
-          setOf.set(id, `${rp}running:${name}`);
-        } else if (source.state === 'f') {
-          write.zadd(`${rp}incidents:${name}`, Number(finishedOn || timestamp), id);
-          written.add(`${rp}incidents:${name}`);
-          setOf.set(id, `${rp}incidents:${name}`);
-        }
-      });
-      if (written.size > 0) write.sadd(`${rp}keys`, ...written);
-      await write.exec();
-    }
-  }
-  const { streamPos: countedUntil } = await streamHead(redis, `${qp}events`);
-  return { streamPos, streamAdded, countedUntil, recountPrefix: rp, tasks: [...tasks], available };
 }

@@ -49,7 +49,7 @@ export const queueRoutes: FastifyPluginAsyncTypebox<QueueRoutesOptions> = async 
   }
 
   app.get(
-    '/v1/queues',
+    '/queues',
     {
       schema: {
         summary: 'List queues with their counts',
@@ -61,7 +61,7 @@ export const queueRoutes: FastifyPluginAsyncTypebox<QueueRoutesOptions> = async 
   );
 
   app.get(
-    '/v1/queues/:queue',
+    '/queues/:queue',
     {
       schema: {
         summary: 'One queue: counts per state and available jobs per task type',
@@ -74,7 +74,7 @@ export const queueRoutes: FastifyPluginAsyncTypebox<QueueRoutesOptions> = async 
   );
 
   app.post(
-    '/v1/queues/:queue/pause',
+    '/queues/:queue/pause',
     {
       schema: {
         summary: 'Pause a queue: workers take no new task from it; running tasks finish',
@@ -91,7 +91,7 @@ export const queueRoutes: FastifyPluginAsyncTypebox<QueueRoutesOptions> = async 
   );
 
   app.post(
-    '/v1/queues/:queue/resume',
+    '/queues/:queue/resume',
     {
       schema: {
         summary: 'Resume a paused queue',

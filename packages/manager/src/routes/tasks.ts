@@ -30,7 +30,7 @@ function toRequest(body: SubmitBody, traceparent: string | undefined): SubmitReq
 
 export const taskRoutes: FastifyPluginAsyncTypebox<{ client: TaskClient }> = async (app, { client }) => {
   app.post(
-    '/v1/tasks',
+    '/tasks',
     {
       schema: {
         summary: 'Submit a task',
@@ -47,7 +47,7 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ client: TaskClient }> = asy
   );
 
   app.post(
-    '/v1/tasks/batch',
+    '/tasks/batch',
     {
       schema: {
         summary: 'Submit up to 1000 tasks; one invalid task rejects the whole batch',
@@ -64,7 +64,7 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ client: TaskClient }> = asy
   );
 
   app.get(
-    '/v1/tasks/:id',
+    '/tasks/:id',
     {
       schema: {
         summary: 'Read a task: state, params, result or error, attempts and times',
@@ -77,7 +77,7 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ client: TaskClient }> = asy
   );
 
   app.get(
-    '/v1/tasks',
+    '/tasks',
     {
       schema: {
         summary: 'List tasks by queue, type, state and submission time, a page at a time',
@@ -88,11 +88,14 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ client: TaskClient }> = asy
         response: { 200: TaskPage, ...errors },
       },
     },
-    async (request) => client.listTasks(request.query),
+    async (request) => {
+      const { full, ...query } = request.query;
+      return client.listTasks(query, { full });
+    },
   );
 
   app.post(
-    '/v1/tasks/:id/retry',
+    '/tasks/:id/retry',
     {
       schema: {
         summary: 'Resolve an incident: a failed task runs again with fresh retries',
@@ -105,7 +108,7 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ client: TaskClient }> = asy
   );
 
   app.post(
-    '/v1/tasks/retry',
+    '/tasks/retry',
     {
       schema: {
         summary: 'Resolve up to limit incidents matching the filter, most recently failed first',
@@ -118,7 +121,7 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ client: TaskClient }> = asy
   );
 
   app.post(
-    '/v1/tasks/:id/cancel',
+    '/tasks/:id/cancel',
     {
       schema: {
         summary: 'Cancel a task that has not started; it is removed, so GET answers 404 afterwards',

@@ -1,0 +1,87 @@
+// Task ids are unique across queues: a submission claims its id atomically (no job with the id in
+// any queue and no claim by another submission) before it adds the job, and drops the claim once
+// the job exists. A claim left by a submitter that died before adding expires after claimTtlMs.
+import { randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { idReservationKey, jobKey } from './keys.js';
+
+/** Longer than any add takes; how long an id stays blocked when its submitter died mid-way. */
+export const claimTtlMs = 10_000;
+
+// KEYS[1] the id's claim; KEYS[2..] the id's job key in every queue, in registry order.
+// ARGV[1] this claim's value, ARGV[2] its time to live in ms.
+// Returns {'existing', index of the queue holding the job (1-based)}, {'pending', the other
+// claim's value} or {'reserved', ''}.
+const claimScript = `
+for i = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then return {'existing', tostring(i - 1)} end
+end
+local held = redis.call('GET', KEYS[1])
+if held then return {'pending', held} end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return {'reserved', ''}
+`;
+
+// KEYS[1] the id's claim; ARGV[1] the value it was claimed with. Deletes it only if still ours.
+const releaseScript = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`;
+
+export type IdClaim =
+  | { outcome: 'reserved' }
+  | { outcome: 'existing'; queue: string }
+  /** Another submission holds the id and is adding the task named here. */
+  | { outcome: 'pending'; task: string };
+
+interface ClaimCommands {
+  jobbersClaimId(...args: (string | number)[]): Promise<[string, string]>;
+  jobbersReleaseId(key: string, value: string): Promise<number>;
+}
+
+/** Identifies one submission's claims, so its release never drops another's. */
+export function newClaimToken(): string {
+  return randomUUID();
+}
+
+export class IdReservations {
+  constructor(
+    private readonly connection: Redis,
+    private readonly prefix: string,
+    private readonly queues: readonly string[],
+  ) {
+    connection.defineCommand('jobbersClaimId', { lua: claimScript });
+    connection.defineCommand('jobbersReleaseId', { numberOfKeys: 1, lua: releaseScript });
+  }
+
+  /** Claims each id for the task named with it, in one round trip. */
+  async claim(entries: { id: string; task: string }[], token: string): Promise<IdClaim[]> {
+    const pipeline = this.connection.pipeline() as unknown as ClaimCommands & {
+      exec(): Promise<[Error | null, unknown][] | null>;
+    };
+    for (const { id, task } of entries) {
+      const keys = [idReservationKey(this.prefix, id), ...this.queues.map((q) => jobKey(this.prefix, q, id))];
+      pipeline.jobbersClaimId(keys.length, ...keys, JSON.stringify([token, task]), claimTtlMs);
+    }
+    const replies = (await pipeline.exec()) ?? [];
+    return replies.map(([error, reply]) => {
+      if (error) throw error;
+      const [outcome, detail] = reply as [string, string];
+      if (outcome === 'existing') return { outcome, queue: this.queues[Number(detail) - 1]! };
+      if (outcome === 'pending') return { outcome, task: (JSON.parse(detail) as [string, string])[1] };
+      return { outcome: 'reserved' };
+    });
+  }
+
+  /** Drops this submission's claims on the ids (the jobs, once added, are the record). */
+  async release(entries: { id: string; task: string }[], token: string): Promise<void> {
+    if (entries.length === 0) return;
+    const pipeline = this.connection.pipeline() as unknown as ClaimCommands & {
+      exec(): Promise<[Error | null, unknown][] | null>;
+    };
+    for (const { id, task } of entries) {
+      pipeline.jobbersReleaseId(idReservationKey(this.prefix, id), JSON.stringify([token, task]));
+    }
+    for (const [error] of (await pipeline.exec()) ?? []) if (error) throw error;
+  }
+}

@@ -1,0 +1,159 @@
+// A recount that takes longer than the leader lease: it keeps the lease, finishes once, is exact,
+// and the gauge never reads a false 0 while it runs. A deposed leader's recount writes are refused,
+// and the leader that takes over resumes the recount instead of starting over.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import {
+  defineTask,
+  exporterStateKey,
+  LifecycleExporter,
+  type LifecycleExporterOptions,
+  TaskRegistry,
+} from '@jobbers/core';
+import { Queue, Worker } from 'bullmq';
+import { pino } from 'pino';
+import { clusterSamples, type Sample } from '../../../test/support/metrics.js';
+import { uniquePrefix, useRedisServer } from '../../../test/support/redis-server.js';
+import { waitFor } from '../../../test/support/wait.js';
+
+const tasks = ['demo.a', 'demo.b', 'demo.c'];
+const registry = new TaskRegistry(
+  tasks.map((name) => defineTask({ name, queue: 'q', params: {}, run: () => null })),
+);
+const fixture = useRedisServer({ blocking: true });
+// Long enough that counting takes several leases at the old ~28,000 ids/s; seconds to enqueue.
+const backlog = 45_000;
+const leaseMs = 1000;
+
+async function enqueueBacklog(prefix: string) {
+  const queue = new Queue('q', { connection: fixture.redis, prefix });
+  for (let start = 0; start < backlog; start += 5000)
+    await queue.addBulk(
+      Array.from({ length: 5000 }, (_, i) => ({ name: tasks[(start + i) % tasks.length]!, data: {} })),
+    );
+  await queue.close();
+}
+
+function exporterFor(prefix: string, log: string[], extra: Partial<LifecycleExporterOptions> = {}) {
+  const logger = pino({ level: 'info' }, { write: (line: string) => void log.push(line) });
+  return new LifecycleExporter({
+    connection: fixture.redis,
+    prefix,
+    queues: ['q'],
+    blockMs: 50,
+    leaseMs,
+    logger,
+    ...extra,
+  }).start();
+}
+
+const available = (samples: Sample[]) =>
+  samples.filter((s) => s.name === 'jobbers_jobs_available' && s.labels.queue === 'q');
+const recounting = (samples: Sample[]) =>
+  samples.find((s) => s.name === 'jobbers_exporter_recounting' && s.labels.queue === 'q')?.value;
+
+/** Polls the exposition until the gauge is exact; every sample on the way must be absent or true. */
+async function watchGaugeUntilExact(prefix: string) {
+  const perTask = backlog / tasks.length;
+  const seen = { recounting: false, falseValues: [] as string[] };
+  await waitFor(
+    async () => {
+      const samples = await clusterSamples(fixture.redis, prefix, registry);
+      if (recounting(samples) === 1) seen.recounting = true;
+      const gauge = available(samples);
+      for (const s of gauge) if (s.value !== perTask) seen.falseValues.push(`${s.labels.task}=${s.value}`);
+      return gauge.length === tasks.length && gauge.every((s) => s.value === perTask);
+    },
+    { timeoutMs: 20_000, intervalMs: 5, what: `jobbers_jobs_available = ${perTask} for every task` },
+  );
+  return seen;
+}
+
+test('a recount longer than the lease keeps it, finishes once, is exact and never shows a false 0', async () => {
+  const prefix = uniquePrefix('long-recount');
+  await enqueueBacklog(prefix);
+  const logs: string[] = [];
+  // Two exporters, as two managers: the one not counting takes over if the lease lapses.
+  const first = exporterFor(prefix, logs);
+  const second = exporterFor(prefix, logs);
+  try {
+    const seen = await watchGaugeUntilExact(prefix);
+    assert.deepEqual(seen.falseValues, [], 'the gauge showed only the truth or nothing while counting');
+    assert.equal(seen.recounting, true, 'jobbers_exporter_recounting was 1 while it counted');
+    assert.equal(await fixture.redis.hget(exporterStateKey(prefix, 'q'), 'recounts'), '1');
+    const begun = logs.filter((l) => l.includes('recounting queue state'));
+    assert.equal(begun.length, 1, `one recount, never restarted nor taken over:\n${begun.join('')}`);
+    const samples = await clusterSamples(fixture.redis, prefix, registry);
+    assert.equal(recounting(samples), 0);
+  } finally {
+    await Promise.all([first.stop(), second.stop()]);
+  }
+});
+
+test('a takeover mid-recount refuses the deposed leader’s writes and resumes the count', async () => {
+  const prefix = uniquePrefix('takeover');
+  await enqueueBacklog(prefix);
+  const leaderKey = `${prefix}:q:jobbers:exporter:leader`;
+  const recounted = `${prefix}:q:jobbers:recount:avail:${tasks[0]}`;
+  const logs: string[] = [];
+  const first = exporterFor(prefix, logs);
+  const others: LifecycleExporter[] = [];
+  try {
+    await waitFor(async () => (await fixture.redis.zcard(recounted)) > 0, {
+      intervalMs: 1,
+      what: 'the recount to have counted a first slice',
+    });
+    // The takeover: the lock passes to another holder while the first leader is still counting.
+    await fixture.redis.set(leaderKey, 'usurper', 'PX', 10_000);
+    const countedAtTakeover = await fixture.redis.zcard(recounted);
+    assert.ok(countedAtTakeover < backlog / tasks.length, 'taken over mid-recount');
+    await waitFor(() => first.leading.length === 0, { what: 'the first leader to notice it was deposed' });
+    assert.equal(
+      await fixture.redis.zcard(recounted),
+      countedAtTakeover,
+      'nothing written after the takeover',
+    );
+    // The usurper goes away without finishing: a live exporter takes the lead and resumes.
+    await fixture.redis.del(leaderKey);
+    others.push(exporterFor(prefix, logs));
+    const seen = await watchGaugeUntilExact(prefix);
+    assert.deepEqual(seen.falseValues, []);
+    assert.equal(await fixture.redis.hget(exporterStateKey(prefix, 'q'), 'recounts'), '1');
+    assert.ok(
+      logs.some((l) => l.includes('recounting queue state') && l.includes('"resumed":true')),
+      'the next leader resumed the recount',
+    );
+  } finally {
+    await Promise.all([first.stop(), ...others.map((e) => e.stop())]);
+  }
+});
+
+test('available jobs a recount counted without indexing them are found when they are taken or removed', async () => {
+  const prefix = uniquePrefix('unindexed');
+  const queue = new Queue('q', { connection: fixture.redis, prefix });
+  await queue.addBulk(Array.from({ length: 30 }, () => ({ name: tasks[0]!, data: {} })));
+  const exporter = exporterFor(prefix, []);
+  const worker = new Worker('q', null, { connection: fixture.redis, prefix });
+  try {
+    await exporter.waitUntilReady();
+    assert.equal(
+      await fixture.redis.hlen(`${prefix}:q:jobbers:idx`),
+      0,
+      'available jobs are only in their set',
+    );
+    for (const job of await queue.getWaiting(0, 4)) await job.remove();
+    for (let i = 0; i < 3; i++) {
+      const job = await worker.getNextJob('test-token');
+      await job!.moveToCompleted('done', 'test-token', false);
+    }
+    await exporter.waitUntilCaughtUp();
+    const samples = await clusterSamples(fixture.redis, prefix, registry);
+    const value = (name: string) => samples.find((s) => s.name === name && s.labels.task === tasks[0])?.value;
+    assert.equal(value('jobbers_jobs_available'), 22);
+    assert.equal(value('jobbers_jobs_running'), 0);
+  } finally {
+    await worker.close();
+    await exporter.stop();
+    await queue.close();
+  }
+});

@@ -28,6 +28,7 @@ const flagVariables = {
   bodyLimit: 'MANAGER_BODY_LIMIT_BYTES',
   exporter: 'JOBBERS_EXPORTER',
   metricsFlush: 'JOBBERS_METRICS_FLUSH_MS',
+  redisCommandTimeout: 'JOBBERS_REDIS_COMMAND_TIMEOUT_MS',
   logLevel: 'LOG_LEVEL',
 } as const;
 
@@ -51,6 +52,10 @@ const program = new Command('jobbers-manager')
   .option('--body-limit <bytes>', 'larger request bodies get 413 (MANAGER_BODY_LIMIT_BYTES; default 1048576)')
   .option('--exporter <on|off>', 'off: never lead the lifecycle exporter (JOBBERS_EXPORTER; default on)')
   .option('--metrics-flush <ms>', 'metrics flush interval in ms (JOBBERS_METRICS_FLUSH_MS; default 1000)')
+  .option(
+    '--redis-command-timeout <ms>',
+    'a Redis command unanswered this many ms fails: the API answers 503 (JOBBERS_REDIS_COMMAND_TIMEOUT_MS; default 1500)',
+  )
   .option(
     '--log-level <level>',
     'fatal | error | warn | info | debug | trace | silent (LOG_LEVEL; default info)',

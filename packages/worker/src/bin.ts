@@ -61,7 +61,7 @@ const program = new Command('jobbers-worker')
   )
   .option(
     '--redis-command-timeout <duration>',
-    'a Redis command unanswered this long fails, e.g. 1500ms (JOBBERS_REDIS_COMMAND_TIMEOUT_MS)',
+    'a Redis command unanswered this long fails (JOBBERS_REDIS_COMMAND_TIMEOUT_MS; default 1500ms)',
   )
   .option('--processes <n>', 'run and supervise N worker processes, replacing any that recycle or die')
   .parse();

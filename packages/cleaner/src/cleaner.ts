@@ -16,8 +16,8 @@ import { dropDanglingIds, type RemovalOutcome, removeJobs } from './removal.js';
 import { type CleanerReport, Tally } from './report.js';
 import { type JobSource, readPage, sourcesFor } from './sources.js';
 
-/** How long the final metrics flush keeps retrying (every flush interval) before the run reports it. */
-export const finalFlushRetryMs = 10_000;
+/** Flush intervals the final metrics flush keeps retrying for (10 s by default) before the run reports it. */
+export const finalFlushRetryIntervals = 10;
 
 /** Ids read per round; each round is a handful of short pipelined calls. */
 export const defaultPageSize = 500;
@@ -107,10 +107,11 @@ class CleanerRun {
       failure = error;
     }
     try {
-      if (this.metrics && !(await this.metrics.close(finalFlushRetryMs))) {
+      const retryMs = finalFlushRetryIntervals * this.options.metricsFlushMs;
+      if (this.metrics && !(await this.metrics.close(retryMs))) {
         this.metricsUnwritten = true;
         failure ??= new Error(
-          `could not write the removal counts to Redis within ${finalFlushRetryMs / 1000} s; the tasks were removed but jobbers_cleaner_removed_total misses them`,
+          `could not write the removal counts to Redis within ${retryMs} ms; the tasks were removed but jobbers_cleaner_removed_total misses them`,
         );
       }
       if (!failure && !this.options.dryRun && !this.interrupted) {

@@ -24,10 +24,10 @@ async function removedTotal(prefix: string): Promise<number> {
 
 test('a final flush refused for a moment is retried: exit 0, every removal counted', async () => {
   const prefix = uniquePrefix('flush-retry');
-  await writeCompletedJobs(fixture.redis, prefix, 'q', { count: 40, task: 't', ageMs: 0 });
+  await writeCompletedJobs(fixture.redis, prefix, 'q', { count: 40, task: 't', ageMs: 60_000 });
   await blockMetrics(prefix);
   const run = startCleanerBin(
-    { redisUrl: fixture.server.url, prefix, env: { JOBBERS_METRICS_FLUSH_MS: '100' } },
+    { redisUrl: fixture.server.url, prefix, env: { JOBBERS_METRICS_FLUSH_MS: '500' } },
     args,
   );
   await waitFor(() => /metrics flush failed/.test(run.process.output()), { what: 'a refused flush' });
@@ -42,7 +42,7 @@ test('a final flush refused for a moment is retried: exit 0, every removal count
 
 test('a final flush refused for good: exit 1 and metricsWritten false, the removals done', async () => {
   const prefix = uniquePrefix('flush-lost');
-  await writeCompletedJobs(fixture.redis, prefix, 'q', { count: 10, task: 't', ageMs: 0 });
+  await writeCompletedJobs(fixture.redis, prefix, 'q', { count: 10, task: 't', ageMs: 60_000 });
   await blockMetrics(prefix);
   const result = await startCleanerBin(
     { redisUrl: fixture.server.url, prefix, env: { JOBBERS_METRICS_FLUSH_MS: '100' } },

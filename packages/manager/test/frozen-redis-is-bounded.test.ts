@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { startTestManager, type TestManager } from '../../../test/support/manager.js';
 import { metricValue, parseExposition } from '../../../test/support/metrics.js';
+import { bins, runProcess } from '../../../test/support/processes.js';
 import { type RedisServer, startRedisServer, uniquePrefix } from '../../../test/support/redis-server.js';
 import { waitFor } from '../../../test/support/wait.js';
 
@@ -81,5 +82,19 @@ test('with Redis frozen the API, /readyz and /metrics answer; after SIGCONT all 
       );
     },
     { what: 'cluster metrics back, counting both tasks' },
+  );
+});
+
+test('--redis-command-timeout sets JOBBERS_REDIS_COMMAND_TIMEOUT_MS; a bad value is refused by name', async () => {
+  const result = await runProcess(
+    bins.manager,
+    ['--redis-command-timeout', '2s'],
+    { REDIS_URL: redis.url, JOBBERS_TASKS: '@jobbers/examples', MANAGER_PORT: '0' },
+    20_000,
+  );
+  assert.equal(result.code, 1, result.output);
+  assert.match(
+    result.output,
+    /JOBBERS_REDIS_COMMAND_TIMEOUT_MS="2s" must be a whole number between 100 and 600000/,
   );
 });

@@ -42,8 +42,12 @@ end
 return 1
 `;
 
-/** How long Redis remembers a process's last applied batch: far longer than any retry takes. */
-const appliedSeqTtlSeconds = 24 * 3600;
+/**
+ * How long Redis remembers a process's last applied batch. A batch is in doubt only when Redis
+ * applied it and the reply was lost; its retry goes out as soon as Redis answers again, so an hour
+ * covers any cut between the two, and a recycled worker's key is gone an hour after it exits.
+ */
+const appliedSeqTtlSeconds = 3600;
 
 export interface MetricsBufferOptions {
   /** @default 1000 */

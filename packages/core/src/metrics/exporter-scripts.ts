@@ -230,7 +230,7 @@ else
 end
 local idxKey = rp .. 'idx'
 local fields = fieldsOf[state]
-local tasks, adds, index, unindex = {}, {}, {}, {}
+local tasks, adds, index, unindex, valueOf = {}, {}, {}, {}, {}
 if #ids > 0 then
   local prior = redis.call('HMGET', idxKey, unpack(ids))
   for i = 1, #ids do
@@ -238,7 +238,11 @@ if #ids > 0 then
     local h = redis.call('HMGET', qp .. id, unpack(fields))
     local name = h[1]
     if name then
-      local value = state .. '|' .. name
+      local value = valueOf[name]
+      if not value then
+        value = state .. '|' .. name
+        valueOf[name] = value
+      end
       local before = prior[i]
       if before and before ~= value then
         local earlier = setOf[string.sub(before, 1, 1)]
@@ -259,9 +263,8 @@ if #ids > 0 then
         local since
         if state == 'w' then since = math.max(created + (tonumber(h[3]) or 0), tonumber(h[4]) or 0)
         else since = tonumber(h[3]) or created end
-        local k = rp .. set .. name
-        local into = adds[k]
-        if not into then into = {}; adds[k] = into end
+        local into = adds[name]
+        if not into then into = {}; adds[name] = into end
         into[#into + 1] = since
         into[#into + 1] = id
       end
@@ -272,7 +275,7 @@ end
 local function variadic(command, k, args)
   for j = 1, #args, 2000 do redis.call(command, k, unpack(args, j, math.min(j + 1999, #args))) end
 end
-for k, args in pairs(adds) do variadic('ZADD', k, args) end
+for name, args in pairs(adds) do variadic('ZADD', rp .. setOf[state] .. name, args) end
 if #index > 0 then variadic('HSET', idxKey, index) end
 if #unindex > 0 then redis.call('HDEL', idxKey, unpack(unindex)) end
 local names = {}

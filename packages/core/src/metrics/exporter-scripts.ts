@@ -192,7 +192,9 @@ return 1
 // read, stores the stream's head as countedUntil.
 // KEYS[1] recount progress hash, KEYS[2] leader lock, KEYS[3] event stream
 // ARGV: token, queueKeyPrefix, recountPrefix, chunk size (at most 5000), lease ms (renewed)
-// Returns {jobs read, 1 when every source is read else 0}, or -1 when the caller does not lead.
+// Returns {jobs read, 1 when every source is read else 0, the ids found elsewhere than the recount's
+// index said (what the exporter remembers of them is stale), joined by NUL}, or -1 when the caller
+// does not lead.
 export const recountChunkScript = `
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
@@ -209,7 +211,7 @@ local fieldsOf = {
 }
 local p = redis.call('HMGET', KEYS[1], 'source', 'offset', 'score', 'ties')
 local s = tonumber(p[1] or '1')
-if s > #sources then return {0, 1} end
+if s > #sources then return {0, 1, ''} end
 local kind, state = sources[s][1], sources[s][3]
 local key = qp .. sources[s][2]
 local ids = {}
@@ -230,7 +232,7 @@ else
 end
 local idxKey = rp .. 'idx'
 local fields = fieldsOf[state]
-local tasks, adds, index, unindex, valueOf = {}, {}, {}, {}, {}
+local tasks, adds, index, unindex, valueOf, moved = {}, {}, {}, {}, {}, {}
 if #ids > 0 then
   local prior = redis.call('HMGET', idxKey, unpack(ids))
   for i = 1, #ids do
@@ -245,6 +247,7 @@ if #ids > 0 then
       end
       local before = prior[i]
       if before and before ~= value then
+        moved[#moved + 1] = id
         local earlier = setOf[string.sub(before, 1, 1)]
         if earlier then redis.call('ZREM', rp .. earlier .. string.sub(before, 3), id) end
       end
@@ -297,7 +300,7 @@ if #ids < limit then
 else
   redis.call('HSET', KEYS[1], unpack(cursor))
 end
-return {#ids, done}
+return {#ids, done, table.concat(moved, '\0')}
 `;
 
 // Swaps a finished recount (written under the recount prefix, replayed up to its position) into

@@ -337,8 +337,7 @@ function describeRecount(variant: string, r: RecountBenchResult): string {
   const cpu = r.cpuSeconds
     ? `; CPU until exact: redis-server ${r.cpuSeconds.redis.toFixed(2)} s, manager ${r.cpuSeconds.manager.toFixed(2)} s`
     : '';
-  const own =
-    r.recountSeconds === undefined ? '' : ` (the recount itself ${r.recountSeconds.toFixed(2)} s${cpu})`;
+  const own = r.recountSeconds === undefined ? '' : ` (the recount itself ${r.recountSeconds.toFixed(2)} s)`;
   return `recount, ${variant}: ${exact}${own}${cpu}; truth ${JSON.stringify(r.truth)}; recounts started ${r.recountsStarted}, restarted ${r.recountRestarts}; manager peak RSS ${Math.round(r.peakRssMb)} MB${load}`;
 }
 

@@ -13,7 +13,6 @@ import {
   startTracing,
 } from '@jobbers/core';
 import { Command } from 'commander';
-import { buildManagerApp } from './app.js';
 
 const program = new Command('jobbers-manager')
   .description('Run the Jobbers manager: REST API, OpenAPI docs at /docs, metrics at /metrics.')
@@ -46,6 +45,9 @@ async function main() {
         leaseMs: config.exporterLeaseMs,
       }).start()
     : undefined;
+  // The app's modules load while the exporter already counts: after an outage the recount of a
+  // large backlog (in Redis) overlaps the manager's start-up instead of following it.
+  const { buildManagerApp } = await import('./app.js');
   const { app } = await buildManagerApp({
     config,
     registry,

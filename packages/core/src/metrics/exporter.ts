@@ -500,14 +500,17 @@ class QueueExporter {
     book: LifecycleBook,
   ): Promise<{ position: RecountPosition; caughtUp: boolean } | 'restart' | 'cleaned' | 'not-leader'> {
     const { pos, added } = position;
-    const batch = await this.reader.readBatch(this.stream, pos, this.batchSize, this.rolesKey);
+    // Larger batches than a turn's: the stream keeps only ~10,000 entries, and the counting slices
+    // between two replays leave less time to keep up with it.
+    const replayBatch = this.batchSize * 5;
+    const batch = await this.reader.readBatch(this.stream, pos, replayBatch, this.rolesKey);
     const { streamInfo: info, roles } = batch;
     if (info instanceof Error) {
       if (!/no such key/i.test(info.message)) throw info;
       return pos === '0-0' ? { position, caughtUp: true } : 'restart';
     }
     if (trimmedPast(info, pos, added)) return 'restart';
-    const events = holdBackCutStall(batch.events, this.batchSize);
+    const events = holdBackCutStall(batch.events, replayBatch);
     if (events.length === 0) return { position, caughtUp: true };
     const soleRole = soleActiveRole(roles, events[0]!.ms);
     // No job is taken as new: the counting may have placed any job, whenever it was added.
@@ -528,7 +531,7 @@ class QueueExporter {
     );
     if (result === '-1') return 'not-leader';
     book.committedOps();
-    return { position: next, caughtUp: events.length < this.batchSize - 1 };
+    return { position: next, caughtUp: events.length < replayBatch - 1 };
   }
 
   /** Renews the lease from inside long work; false (and no longer leading) when it was lost. */

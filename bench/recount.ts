@@ -10,6 +10,7 @@ import type { Redis } from 'ioredis';
 import { parseExposition } from '../test/support/metrics.js';
 import { bins, type RunningProcess, startProcess } from '../test/support/processes.js';
 import { freePort } from '../test/support/redis-server.js';
+import { redisCpuSeconds } from './drain.js';
 
 export interface RecountBenchSettings {
   redisUrl: string;
@@ -34,6 +35,11 @@ export interface RecountBenchResult {
   /** The recount's own duration as the manager logged it (absent when it logs none). */
   recountSeconds: number | undefined;
   peakRssMb: number;
+  /**
+   * CPU seconds spent until the gauge was exact (quiet variant): redis-server's and the manager's.
+   * Unlike the elapsed time, these barely move when other work competes for the CPUs.
+   */
+  cpuSeconds?: { redis: number; manager: number };
   /** Loaded variant: tasks the worker finished and the producer added while counting. */
   drained?: number;
   added?: number;
@@ -106,6 +112,12 @@ async function readGauge(port: number): Promise<Record<string, number> | undefin
   }
 }
 
+function processCpuSeconds(pid: number): number {
+  // utime and stime, fields 14 and 15 of /proc/<pid>/stat, in clock ticks (100 per second).
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
 function peakRssMb(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
@@ -127,6 +139,7 @@ export async function runRecountBench(settings: RecountBenchSettings): Promise<R
   const processes: RunningProcess[] = [];
   try {
     const quietTruth = await trueAvailable(admin);
+    const redisCpuBefore = await redisCpuSeconds(admin);
     const startedAt = performance.now();
     const manager = startProcess(bins.manager, [], { ...env, MANAGER_PORT: String(port) });
     processes.push(manager);
@@ -144,7 +157,12 @@ export async function runRecountBench(settings: RecountBenchSettings): Promise<R
         if (gauge) lastGauge = gauge;
         if (sameCounts(gauge, quietTruth)) {
           const exactAfterSeconds = (performance.now() - startedAt) / 1000;
+          const cpuSeconds = {
+            redis: (await redisCpuSeconds(admin)) - redisCpuBefore,
+            manager: processCpuSeconds(manager.child.pid!),
+          };
           return {
+            cpuSeconds,
             exactAfterSeconds,
             lastGauge,
             truth: quietTruth,

@@ -334,8 +334,11 @@ function describeRecount(variant: string, r: RecountBenchResult): string {
       ? `NOT exact (gave up; gauge read ${JSON.stringify(r.lastGauge)})`
       : `exact after ${r.exactAfterSeconds.toFixed(2)} s`;
   const load = r.added === undefined ? '' : `, ${r.drained} drained and ${r.added} added meanwhile`;
+  const cpu = r.cpuSeconds
+    ? `; CPU until exact: redis-server ${r.cpuSeconds.redis.toFixed(2)} s, manager ${r.cpuSeconds.manager.toFixed(2)} s`
+    : '';
   const own = r.recountSeconds === undefined ? '' : ` (the recount itself ${r.recountSeconds.toFixed(2)} s)`;
-  return `recount, ${variant}: ${exact}${own}; truth ${JSON.stringify(r.truth)}; recounts started ${r.recountsStarted}, restarted ${r.recountRestarts}; manager peak RSS ${Math.round(r.peakRssMb)} MB${load}`;
+  return `recount, ${variant}: ${exact}${own}${cpu}; truth ${JSON.stringify(r.truth)}; recounts started ${r.recountsStarted}, restarted ${r.recountRestarts}; manager peak RSS ${Math.round(r.peakRssMb)} MB${load}`;
 }
 
 async function benchRecount(options: BenchOptions, redisUrl: string, admin: Redis): Promise<string[]> {

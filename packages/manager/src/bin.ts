@@ -15,7 +15,6 @@ import {
   startTracing,
 } from '@jobbers/core';
 import { Command } from 'commander';
-import { buildManagerApp } from './app.js';
 
 // Each flag overrides the variable named with it; the defaults shown are the variables' defaults.
 const flagVariables = {
@@ -99,6 +98,9 @@ async function main() {
         leaseMs: config.exporterLeaseMs,
       }).start()
     : undefined;
+  // The app's modules load while the exporter already counts: after an outage the recount of a
+  // large backlog (in Redis) overlaps the manager's start-up instead of following it.
+  const { buildManagerApp } = await import('./app.js');
   const { app } = await buildManagerApp({
     config,
     registry,

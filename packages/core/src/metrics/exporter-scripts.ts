@@ -192,7 +192,9 @@ return 1
 // read, stores the stream's head as countedUntil.
 // KEYS[1] recount progress hash, KEYS[2] leader lock, KEYS[3] event stream
 // ARGV: token, queueKeyPrefix, recountPrefix, chunk size (at most 5000), lease ms (renewed)
-// Returns {jobs read, 1 when every source is read else 0}, or -1 when the caller does not lead.
+// Returns {jobs read, 1 when every source is read else 0, the ids found elsewhere than the recount's
+// index said (what the exporter remembers of them is stale), joined by NUL}, or -1 when the caller
+// does not lead.
 export const recountChunkScript = `
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
@@ -209,7 +211,7 @@ local fieldsOf = {
 }
 local p = redis.call('HMGET', KEYS[1], 'source', 'offset', 'score', 'ties')
 local s = tonumber(p[1] or '1')
-if s > #sources then return {0, 1} end
+if s > #sources then return {0, 1, ''} end
 local kind, state = sources[s][1], sources[s][3]
 local key = qp .. sources[s][2]
 local ids = {}
@@ -230,7 +232,7 @@ else
 end
 local idxKey = rp .. 'idx'
 local fields = fieldsOf[state]
-local tasks, adds, index, unindex = {}, {}, {}, {}
+local tasks, adds, index, unindex, valueOf, moved = {}, {}, {}, {}, {}, {}
 if #ids > 0 then
   local prior = redis.call('HMGET', idxKey, unpack(ids))
   for i = 1, #ids do
@@ -238,9 +240,14 @@ if #ids > 0 then
     local h = redis.call('HMGET', qp .. id, unpack(fields))
     local name = h[1]
     if name then
-      local value = state .. '|' .. name
+      local value = valueOf[name]
+      if not value then
+        value = state .. '|' .. name
+        valueOf[name] = value
+      end
       local before = prior[i]
       if before and before ~= value then
+        moved[#moved + 1] = id
         local earlier = setOf[string.sub(before, 1, 1)]
         if earlier then redis.call('ZREM', rp .. earlier .. string.sub(before, 3), id) end
       end
@@ -259,9 +266,8 @@ if #ids > 0 then
         local since
         if state == 'w' then since = math.max(created + (tonumber(h[3]) or 0), tonumber(h[4]) or 0)
         else since = tonumber(h[3]) or created end
-        local k = rp .. set .. name
-        local into = adds[k]
-        if not into then into = {}; adds[k] = into end
+        local into = adds[name]
+        if not into then into = {}; adds[name] = into end
         into[#into + 1] = since
         into[#into + 1] = id
       end
@@ -272,7 +278,7 @@ end
 local function variadic(command, k, args)
   for j = 1, #args, 2000 do redis.call(command, k, unpack(args, j, math.min(j + 1999, #args))) end
 end
-for k, args in pairs(adds) do variadic('ZADD', k, args) end
+for name, args in pairs(adds) do variadic('ZADD', rp .. setOf[state] .. name, args) end
 if #index > 0 then variadic('HSET', idxKey, index) end
 if #unindex > 0 then redis.call('HDEL', idxKey, unpack(unindex)) end
 local names = {}
@@ -294,7 +300,7 @@ if #ids < limit then
 else
   redis.call('HSET', KEYS[1], unpack(cursor))
 end
-return {#ids, done}
+return {#ids, done, table.concat(moved, '\0')}
 `;
 
 // Swaps a finished recount (written under the recount prefix, replayed up to its position) into

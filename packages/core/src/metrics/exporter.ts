@@ -48,6 +48,8 @@ export interface LifecycleExporterOptions {
 }
 
 const silentLogger = pino({ level: 'silent' });
+/** Greater than every stream id: with it as the recount boundary, no job is taken as new. */
+const lastStreamId = `${Number.MAX_SAFE_INTEGER}-${Number.MAX_SAFE_INTEGER}`;
 /** How often a recount applies the events written since it began, between its slices. */
 const recountReplayMs = 50;
 const commit = luaScript(commitScript);
@@ -449,6 +451,8 @@ class QueueExporter {
     let counted = false;
     let replayedAt = 0;
     let behind = false;
+    // The replay's book is kept between slices; jobs a slice found moved are forgotten by it.
+    let book = this.newBook(this.recounter.bookkeepingPrefix);
     while (this.running && position) {
       if (!(await this.renewLeaseDuringWork())) return;
       // Counting waits while the events are behind: the stream must not be trimmed past them.
@@ -456,13 +460,14 @@ class QueueExporter {
         const chunk = await this.recounter.countChunk();
         if (chunk === 'not-leader') return this.deposed();
         this.leaseRenewedAt = Date.now();
-        counted = chunk === 'done';
+        counted = chunk.status === 'done';
+        book.forgetJobs(chunk.moved);
       }
       // The events are applied every few slices (each slice is a few ms), and at every step while
       // they are behind or once everything is counted.
       if (!counted && !behind && Date.now() - replayedAt < recountReplayMs) continue;
       replayedAt = Date.now();
-      const replay = await this.replayIntoRecount(position);
+      const replay = await this.replayIntoRecount(position, book);
       if (replay === 'not-leader') return this.deposed();
       if (replay === 'restart' || replay === 'cleaned') {
         this.logger.warn(
@@ -472,6 +477,7 @@ class QueueExporter {
         if (!(await this.recounter.begin(true))) return this.deposed();
         position = await this.recounter.position();
         counted = false;
+        book = this.newBook(this.recounter.bookkeepingPrefix);
         continue;
       }
       position = replay.position;
@@ -487,27 +493,29 @@ class QueueExporter {
 
   /**
    * Applies the next batch of events after the recount's position onto the recount's keys, through
-   * a book of its own (nothing it remembers can go stale between slices), committed with the new
-   * position into the recount's progress.
+   * the recount's own book, committed with the new position into the recount's progress.
    */
   private async replayIntoRecount(
     position: RecountPosition,
+    book: LifecycleBook,
   ): Promise<{ position: RecountPosition; caughtUp: boolean } | 'restart' | 'cleaned' | 'not-leader'> {
     const { pos, added } = position;
-    const batch = await this.reader.readBatch(this.stream, pos, this.batchSize, this.rolesKey);
+    // Larger batches than a turn's: the stream keeps only ~10,000 entries, and the counting slices
+    // between two replays leave less time to keep up with it.
+    const replayBatch = this.batchSize * 5;
+    const batch = await this.reader.readBatch(this.stream, pos, replayBatch, this.rolesKey);
     const { streamInfo: info, roles } = batch;
     if (info instanceof Error) {
       if (!/no such key/i.test(info.message)) throw info;
       return pos === '0-0' ? { position, caughtUp: true } : 'restart';
     }
     if (trimmedPast(info, pos, added)) return 'restart';
-    const events = holdBackCutStall(batch.events, this.batchSize);
+    const events = holdBackCutStall(batch.events, replayBatch);
     if (events.length === 0) return { position, caughtUp: true };
-    const book = this.newBook(this.recounter.bookkeepingPrefix);
     const soleRole = soleActiveRole(roles, events[0]!.ms);
-    // Everything is looked up: the counting may have placed any job, whenever it was added.
+    // No job is taken as new: the counting may have placed any job, whenever it was added.
     const lookups = await this.lookup(
-      book.lookupsFor(events, soleRole !== undefined),
+      book.lookupsFor(events, soleRole !== undefined, lastStreamId),
       this.recounter.bookkeepingPrefix,
     );
     lookups.soleRole = soleRole;
@@ -522,7 +530,8 @@ class QueueExporter {
       ...args,
     );
     if (result === '-1') return 'not-leader';
-    return { position: next, caughtUp: events.length < this.batchSize - 1 };
+    book.committedOps();
+    return { position: next, caughtUp: events.length < replayBatch - 1 };
   }
 
   /** Renews the lease from inside long work; false (and no longer leading) when it was lost. */

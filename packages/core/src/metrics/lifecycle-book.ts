@@ -340,6 +340,11 @@ export class LifecycleBook {
     if (this.known.size > this.maxRememberedJobs) this.forgetOldest();
   }
 
+  /** Forgets these jobs (between commits only): they are looked up again when met. */
+  forgetJobs(jobIds: readonly string[]) {
+    for (const jobId of jobIds) this.known.delete(jobId);
+  }
+
   /** Jobs the book remembers now. */
   get rememberedJobs(): number {
     return this.known.size;

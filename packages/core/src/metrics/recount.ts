@@ -38,7 +38,7 @@ export interface RecountPosition {
 
 type RecountRedis = Redis & {
   jobbersBeginRecount(...args: (string | number)[]): Promise<number>;
-  jobbersRecountChunk(...args: (string | number)[]): Promise<number | [number, number]>;
+  jobbersRecountChunk(...args: (string | number)[]): Promise<number | [number, number, string]>;
   jobbersSwapRecount(...args: (string | number)[]): Promise<number>;
 };
 
@@ -88,8 +88,11 @@ export class QueueRecount {
     return pos === null ? undefined : { pos, added: Number(added ?? 0) };
   }
 
-  /** Counts the next slice (renewing the lease); 'done' once every list is read. */
-  async countChunk(): Promise<'counted' | 'done' | 'not-leader'> {
+  /**
+   * Counts the next slice (renewing the lease); 'done' once every list is read. `moved`: jobs found
+   * elsewhere than the recount's index said, whatever the replay remembers of them is stale.
+   */
+  async countChunk(): Promise<{ status: 'counted' | 'done'; moved: string[] } | 'not-leader'> {
     const reply = await this.redis.jobbersRecountChunk(
       this.progressKey,
       this.keys.leaderKey,
@@ -101,7 +104,7 @@ export class QueueRecount {
       this.keys.leaseMs,
     );
     if (!Array.isArray(reply)) return 'not-leader';
-    return reply[1] === 1 ? 'done' : 'counted';
+    return { status: reply[1] === 1 ? 'done' : 'counted', moved: reply[2] ? reply[2].split('\0') : [] };
   }
 
   /** Puts the counted bookkeeping in place of the live one; false when the caller does not lead. */

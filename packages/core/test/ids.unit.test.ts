@@ -19,7 +19,19 @@ test('client ids of safe characters are accepted', () => {
   assert.equal(normalizeTaskId('order-42.retry_1'), 'order-42.retry_1');
 });
 
-for (const bad of ['', '123', 'has space', 'a:b', 'x'.repeat(129), '-leading']) {
+for (const bad of [
+  '',
+  '123',
+  'has space',
+  'a:b',
+  'x'.repeat(129),
+  '-leading',
+  'meta',
+  'events',
+  'wait',
+  'id',
+  'jobbers',
+]) {
   test(`client id ${JSON.stringify(bad.slice(0, 20))} is rejected with INVALID_TASK_ID`, () => {
     assert.throws(
       () => normalizeTaskId(bad),

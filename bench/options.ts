@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import { type LayoutName, layoutNames } from './layout.js';
 
-export const sectionNames = ['drain', 'cost', 'rest', 'lag', 'recount'] as const;
+export const sectionNames = ['drain', 'cost', 'rest', 'lag', 'recount', 'latency'] as const;
 export type SectionName = (typeof sectionNames)[number];
 
 export const variantNames = ['bullmq', 'jobbers', 'jobbers+exporter', 'jobbers+exporter-process'] as const;
@@ -33,6 +33,12 @@ export interface BenchOptions {
   recountJobs: number;
   /** How long the recount section waits for an exact gauge before it reports what it read. */
   recountTimeoutSeconds: number;
+  /** Single submissions per second in the latency section. */
+  latencyRate: number;
+  /** Seconds of submissions per latency run. */
+  latencySeconds: number;
+  /** Interleaved rounds of the latency variants. */
+  latencyRounds: number;
 }
 
 const numericFlags = {
@@ -48,12 +54,15 @@ const numericFlags = {
   'cost-repeats': { env: 'BENCH_COST_REPEATS', fallback: 5, min: 1 },
   'recount-jobs': { env: 'BENCH_RECOUNT_JOBS', fallback: 1_000_000, min: 3 },
   'recount-timeout': { env: 'BENCH_RECOUNT_TIMEOUT', fallback: 90, min: 1 },
+  'latency-rate': { env: 'BENCH_LATENCY_RATE', fallback: 1000, min: 1 },
+  'latency-seconds': { env: 'BENCH_LATENCY_SECONDS', fallback: 5, min: 1 },
+  'latency-rounds': { env: 'BENCH_LATENCY_ROUNDS', fallback: 3, min: 1 },
 } as const;
 
 type NumericFlag = keyof typeof numericFlags;
 
 export const usage = `npm run bench -- [flags]   (each flag also reads the env var shown)
-  --only drain,cost,rest,lag,recount  sections to run (BENCH_ONLY; default all)
+  --only drain,cost,rest,lag,recount,latency  sections to run (BENCH_ONLY; default all)
   --variants LIST         drain variants, of bullmq,jobbers,jobbers+exporter,jobbers+exporter-process
                           (BENCH_VARIANTS; default all)
   --jobs N                no-op jobs per drain run (BENCH_JOBS; default 20000)
@@ -74,6 +83,10 @@ export const usage = `npm run bench -- [flags]   (each flag also reads the env v
                           default 1000000)
   --recount-timeout N     seconds the recount section waits for an exact gauge
                           (BENCH_RECOUNT_TIMEOUT; default 90)
+  --latency-rate N        single submissions per second in the latency section
+                          (BENCH_LATENCY_RATE; default 1000)
+  --latency-seconds N     seconds per latency run (BENCH_LATENCY_SECONDS; default 5; at most 60)
+  --latency-rounds N      interleaved rounds of the latency variants (BENCH_LATENCY_ROUNDS; default 3)
   --help`;
 
 function readNumber(flag: NumericFlag, raw: string | undefined, problems: string[]): number {
@@ -154,8 +167,12 @@ export function parseBenchOptions(argv: string[]): BenchOptions | 'help' {
     costRepeats: flag('cost-repeats'),
     recountJobs: flag('recount-jobs'),
     recountTimeoutSeconds: flag('recount-timeout'),
+    latencyRate: flag('latency-rate'),
+    latencySeconds: flag('latency-seconds'),
+    latencyRounds: flag('latency-rounds'),
   };
   if (options.batchSize > 1000) problems.push('--batch-size must be <= 1000 (the API batch limit)');
+  if (options.latencySeconds > 60) problems.push('--latency-seconds must be <= 60');
   if (problems.length > 0) throw new Error(`invalid bench options:\n  - ${problems.join('\n  - ')}`);
   return options;
 }

@@ -7,6 +7,7 @@ import { type DrainRun, type DrainSettings, drainOnce, roundOrder } from './drai
 import { describeEnvironment, describeLoad, machineIsBusy } from './environment.js';
 import { type PhaseCost, runExporterCostBench } from './exporter-cost.js';
 import { runExporterLagBench } from './exporter-lag.js';
+import { type LatencyRun, latencyVariants, runLatencyBench } from './latency.js';
 import { cpusOf, idlePriorityUnavailable, pinnedPlan, pinningUnavailable, pinProcess } from './layout.js';
 import { type BenchOptions, parseBenchOptions, usage, type VariantName } from './options.js';
 import { type RecountBenchResult, runRecountBench } from './recount.js';
@@ -362,6 +363,64 @@ async function benchRecount(options: BenchOptions, redisUrl: string, admin: Redi
   return lines;
 }
 
+async function benchLatency(options: BenchOptions, redisUrl: string, admin: Redis): Promise<string[]> {
+  heading(
+    `Submission latency: ${options.latencyRate} single tasks/s for ${options.latencySeconds} s per run, ` +
+      `${options.latencyRounds} interleaved rounds; one jobbers-manager process (exporter on), one with ` +
+      `JOBBERS_EXPORTER=off, one jobbers-worker process (concurrency ${options.concurrency}); bare BullMQ ` +
+      `worker and queue.add in this process`,
+  );
+  const ms = (value: number | undefined) => (value === undefined ? '-' : value.toFixed(1));
+  const runs = await runLatencyBench(
+    {
+      redisUrl,
+      admin,
+      rate: options.latencyRate,
+      seconds: options.latencySeconds,
+      rounds: options.latencyRounds,
+      concurrency: options.concurrency,
+    },
+    (run: LatencyRun) =>
+      print(
+        `round ${run.round}  ${run.variant.padEnd(34)} ${formatRate(run.achievedRate).padStart(6)}/s  ` +
+          `in queue p50 ${ms(run.timeInQueueMs.p50)} p99 ${ms(run.timeInQueueMs.p99)} max ` +
+          `${ms(run.timeInQueueMs.max)}  response p50 ${ms(run.responseMs?.p50)} p99 ${ms(run.responseMs?.p99)}` +
+          `  manager loop delay p99 ${ms(run.managerLoopDelayP99Ms)} ms${run.errors ? `  ERRORS ${run.errors}` : ''}`,
+      ),
+  );
+  const of = (variant: string, pick: (r: LatencyRun) => number | undefined) =>
+    runs.flatMap((r) => {
+      const value = r.variant === variant ? pick(r) : undefined;
+      return value === undefined || Number.isNaN(value) ? [] : [value];
+    });
+  const cell = (values: number[]) =>
+    values.length === 0
+      ? '-'
+      : `${median(values).toFixed(1)} (${Math.min(...values).toFixed(1)}-${Math.max(...values).toFixed(1)})`;
+  const rows = latencyVariants.map((v) => [
+    v,
+    cell(of(v, (r) => r.timeInQueueMs.p50)),
+    cell(of(v, (r) => r.timeInQueueMs.p99)),
+    cell(of(v, (r) => r.responseMs?.p50)),
+    cell(of(v, (r) => r.responseMs?.p99)),
+    cell(of(v, (r) => r.managerLoopDelayP99Ms)),
+  ]);
+  print();
+  print(
+    "ms; median of the rounds (min-max); loop delay is that of the manager submitted to (the exporter's for queue.add)",
+  );
+  print(
+    table(
+      ['path', 'in queue p50', 'in queue p99', 'response p50', 'response p99', 'manager loop delay p99'],
+      rows,
+    ),
+  );
+  return rows.map(
+    (r) =>
+      `latency, ${r[0]}: in queue p50 ${r[1]}, p99 ${r[2]}; response p50 ${r[3]}, p99 ${r[4]}; loop delay p99 ${r[5]} ms`,
+  );
+}
+
 async function main() {
   const options = parseBenchOptions(process.argv.slice(2));
   if (options === 'help') {
@@ -390,6 +449,8 @@ async function main() {
     if (options.sections.includes('lag')) summary.push(...(await benchLag(options, redis.url, admin)));
     if (options.sections.includes('recount'))
       summary.push(...(await benchRecount(options, redis.url, admin)));
+    if (options.sections.includes('latency'))
+      summary.push(...(await benchLatency(options, redis.url, admin)));
   } finally {
     admin.disconnect();
     await redis.stop();

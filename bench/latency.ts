@@ -1,0 +1,258 @@
+// Submission latency: single tasks submitted at a fixed rate, one by one, and drained at once.
+// REST submissions go to a real jobbers-manager process (exporter on) and are drained by a real
+// jobbers-worker process; queue.add from this process into the same queue, drained by the same
+// worker, shows the floor of that path, and queue.add into a bare BullMQ worker the floor of BullMQ.
+// Time in queue is read afterwards from BullMQ's own job hashes (processedOn - timestamp); the
+// manager's event-loop delay from its /metrics, scraped (and so reset) right before and after a run.
+import http from 'node:http';
+import { Queue, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { parseExposition } from '../test/support/metrics.js';
+import { bins, type RunningProcess, startProcess } from '../test/support/processes.js';
+import { freePort } from '../test/support/redis-server.js';
+import { waitFor } from '../test/support/wait.js';
+import { percentile } from './stats.js';
+
+export const latencyVariants = [
+  'rest',
+  'rest, exporter in another manager',
+  'queue.add -> jobbers worker',
+  'queue.add -> bullmq worker',
+] as const;
+export type LatencyVariant = (typeof latencyVariants)[number];
+
+export interface LatencySettings {
+  redisUrl: string;
+  admin: Redis;
+  /** Submissions per second. */
+  rate: number;
+  seconds: number;
+  rounds: number;
+  concurrency: number;
+}
+
+export interface LatencyRun {
+  variant: LatencyVariant;
+  round: number;
+  submitted: number;
+  /** Submissions per second actually sent. */
+  achievedRate: number;
+  timeInQueueMs: { p50: number; p99: number; max: number };
+  /** REST only: from the request's start to its response. */
+  responseMs?: { p50: number; p99: number };
+  /** The manager's event-loop delay p99 over the run (the one that received the submissions). */
+  managerLoopDelayP99Ms?: number;
+  errors: number;
+}
+
+const prefix = 'benchlatency';
+const bullPrefix = 'benchlatency-bull';
+const queueName = 'default';
+const lagMetric = 'jobbers_manager_process_nodejs_eventloop_lag_p99_seconds';
+
+function summarize(values: number[]) {
+  return { p50: percentile(values, 50), p99: percentile(values, 99), max: Math.max(0, ...values) };
+}
+
+/** Calls `submit` at `rate` per second for `seconds`, without waiting for one call to finish. */
+async function atFixedRate(rate: number, seconds: number, submit: () => Promise<void>) {
+  const startedAt = performance.now();
+  const total = Math.round(rate * seconds);
+  const pending: Promise<void>[] = [];
+  let sent = 0;
+  while (sent < total) {
+    const due = Math.min(total, Math.floor(((performance.now() - startedAt) / 1000) * rate) + 1);
+    while (sent < due) {
+      pending.push(submit());
+      sent++;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  const elapsed = (performance.now() - startedAt) / 1000;
+  await Promise.all(pending);
+  return { sent, achievedRate: sent / elapsed };
+}
+
+function post(agent: http.Agent, port: number, body: string): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const request = http.request(
+      {
+        agent,
+        host: '127.0.0.1',
+        port,
+        path: '/v1/tasks',
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+      },
+      (response) => {
+        let text = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk) => (text += chunk));
+        response.on('end', () => resolve({ status: response.statusCode ?? 0, text }));
+      },
+    );
+    request.on('error', reject);
+    request.end(body);
+  });
+}
+
+async function loopDelayP99Ms(port: number): Promise<number> {
+  const response = await fetch(`http://127.0.0.1:${port}/metrics`);
+  const sample = parseExposition(await response.text()).find((s) => s.name === lagMetric);
+  return sample ? sample.value * 1000 : Number.NaN;
+}
+
+/** processedOn - timestamp of every job, once each has been taken by a worker. */
+async function timesInQueue(admin: Redis, keyPrefix: string, ids: string[]): Promise<number[]> {
+  const read = async () => {
+    const pipeline = admin.pipeline();
+    for (const id of ids) pipeline.hmget(`${keyPrefix}:${queueName}:${id}`, 'timestamp', 'processedOn');
+    const replies = (await pipeline.exec()) ?? [];
+    return replies.map(([, reply]) => reply as [string | null, string | null]);
+  };
+  const replies = await waitFor(
+    async () => {
+      const r = await read();
+      return r.every(([, processedOn]) => processedOn !== null) ? r : undefined;
+    },
+    { timeoutMs: 60_000, intervalMs: 200, what: 'every submitted job taken by a worker' },
+  );
+  return replies.map(([timestamp, processedOn]) => Number(processedOn) - Number(timestamp));
+}
+
+interface Fixture {
+  managers: { exporter: number; plain: number };
+  jobbersQueue: Queue;
+  bullQueue: Queue;
+  agent: http.Agent;
+  stop(): Promise<void>;
+}
+
+async function startFixture(settings: LatencySettings): Promise<Fixture> {
+  const env = { REDIS_URL: settings.redisUrl, JOBBERS_PREFIX: prefix, JOBBERS_TASKS: '@jobbers/examples' };
+  const processes: RunningProcess[] = [];
+  const bullWorker = new Worker(queueName, async () => undefined, {
+    connection: settings.admin.duplicate(),
+    prefix: bullPrefix,
+    concurrency: settings.concurrency,
+  });
+  const jobbersQueue = new Queue(queueName, { connection: settings.admin.duplicate(), prefix });
+  const bullQueue = new Queue(queueName, { connection: settings.admin.duplicate(), prefix: bullPrefix });
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+  const stop = async () => {
+    agent.destroy();
+    for (const p of processes.reverse()) await p.stop();
+    await Promise.all([bullWorker.close(), jobbersQueue.close(), bullQueue.close()]);
+  };
+  try {
+    const ports = { exporter: await freePort(), plain: await freePort() };
+    const quiet = { LOG_LEVEL: 'info' };
+    processes.push(
+      startProcess(bins.manager, [], { ...env, ...quiet, MANAGER_PORT: String(ports.exporter) }),
+    );
+    processes.push(
+      startProcess(bins.manager, [], {
+        ...env,
+        ...quiet,
+        MANAGER_PORT: String(ports.plain),
+        JOBBERS_EXPORTER: 'off',
+      }),
+    );
+    processes.push(
+      startProcess(bins.worker, [], {
+        ...env,
+        WORKER_CONCURRENT_TASKS: String(settings.concurrency),
+        WORKER_METRICS_PORT: '0',
+      }),
+    );
+    for (const port of Object.values(ports))
+      await waitFor(() => fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.ok), {
+        timeoutMs: 30_000,
+        what: 'the manager ready',
+      });
+    await waitFor(
+      async () => (await settings.admin.hget(`${prefix}:${queueName}:jobbers:exporter`, 'pos')) !== null,
+      {
+        timeoutMs: 30_000,
+        what: "the manager's exporter counted",
+      },
+    );
+    return { managers: ports, jobbersQueue, bullQueue, agent, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+async function runOnce(
+  fixture: Fixture,
+  settings: LatencySettings,
+  variant: LatencyVariant,
+  round: number,
+): Promise<LatencyRun> {
+  const ids: string[] = [];
+  const responses: number[] = [];
+  let errors = 0;
+  const restPort = variant === 'rest' ? fixture.managers.exporter : fixture.managers.plain;
+  const body = JSON.stringify({ task: 'example.echo', params: { hello: 'bench' } });
+  const submit = async () => {
+    try {
+      if (variant === 'rest' || variant === 'rest, exporter in another manager') {
+        const startedAt = performance.now();
+        const { status, text } = await post(fixture.agent, restPort, body);
+        responses.push(performance.now() - startedAt);
+        if (status !== 201) throw new Error(`status ${status}: ${text}`);
+        ids.push((JSON.parse(text) as { id: string }).id);
+      } else {
+        const queue = variant === 'queue.add -> bullmq worker' ? fixture.bullQueue : fixture.jobbersQueue;
+        const job = await queue.add('example.echo', { params: { hello: 'bench' } });
+        ids.push(job.id!);
+      }
+    } catch {
+      errors++;
+    }
+  };
+  const lagPort = variant === 'rest, exporter in another manager' ? restPort : fixture.managers.exporter;
+  await loopDelayP99Ms(lagPort);
+  const { sent, achievedRate } = await atFixedRate(settings.rate, settings.seconds, submit);
+  const managerLoopDelayP99Ms = await loopDelayP99Ms(lagPort);
+  const keyPrefix = variant === 'queue.add -> bullmq worker' ? bullPrefix : prefix;
+  const waits = await timesInQueue(settings.admin, keyPrefix, ids);
+  return {
+    variant,
+    round,
+    submitted: sent,
+    achievedRate,
+    timeInQueueMs: summarize(waits),
+    responseMs: responses.length > 0 ? summarize(responses) : undefined,
+    managerLoopDelayP99Ms,
+    errors,
+  };
+}
+
+/** Every variant once per round, in an order that rotates, so slow drifts of the machine spread evenly. */
+export async function runLatencyBench(
+  settings: LatencySettings,
+  report: (run: LatencyRun) => void,
+): Promise<LatencyRun[]> {
+  await settings.admin.flushall();
+  const fixture = await startFixture(settings);
+  const runs: LatencyRun[] = [];
+  try {
+    // Warm-up: a second of each, not counted (JIT, connections, script loading).
+    for (const variant of latencyVariants) await runOnce(fixture, { ...settings, seconds: 1 }, variant, 0);
+    for (let round = 1; round <= settings.rounds; round++) {
+      const shift = (round - 1) % latencyVariants.length;
+      const order = [...latencyVariants.slice(shift), ...latencyVariants.slice(0, shift)];
+      for (const variant of order) {
+        const run = await runOnce(fixture, settings, variant, round);
+        runs.push(run);
+        report(run);
+      }
+    }
+  } finally {
+    await fixture.stop();
+    await settings.admin.flushall();
+  }
+  return runs;
+}

@@ -35,6 +35,8 @@ const processMetrics = [
   'jobbers_http_requests_total',
   'jobbers_http_request_duration_seconds',
   'jobbers_http_inflight_requests',
+  'jobbers_manager_process_nodejs_eventloop_lag_p99_seconds',
+  'jobbers_manager_process_nodejs_eventloop_lag_max_seconds',
   'jobbers_worker_running_tasks',
   'jobbers_worker_capacity',
   'jobbers_cluster_metrics_up',
@@ -87,7 +89,7 @@ const allExprs = [
 
 /** Metric names in an expression, histogram series folded into their histogram. */
 function metricNames(expr: string): string[] {
-  return [...expr.matchAll(/jobbers_[a-z_]+/g)].map((m) => m[0].replace(/_(bucket|sum|count)$/, ''));
+  return [...expr.matchAll(/jobbers_[a-z0-9_]+/g)].map((m) => m[0].replace(/_(bucket|sum|count)$/, ''));
 }
 
 /** Blanks out string literals so their contents cannot be taken for parentheses or names. */

@@ -66,7 +66,13 @@ export async function buildManagerApp(options: ManagerAppOptions): Promise<Manag
     registry: options.registry,
   });
   const processRegistry = new Registry();
-  collectDefaultMetrics({ register: processRegistry, prefix: 'jobbers_manager_process_' });
+  // The event-loop delay is sampled every millisecond (prom-client's default, 10 ms, hides the
+  // few-ms stalls that delay submissions); its histogram restarts at every scrape.
+  collectDefaultMetrics({
+    register: processRegistry,
+    prefix: 'jobbers_manager_process_',
+    eventLoopMonitoringPrecision: 1,
+  });
   registerProcessHealthMetrics(processRegistry);
 
   app.removeContentTypeParser('text/plain');

@@ -4,6 +4,7 @@
 // worker, shows the floor of that path, and queue.add into a bare BullMQ worker the floor of BullMQ.
 // Time in queue is read afterwards from BullMQ's own job hashes (processedOn - timestamp); the
 // manager's event-loop delay from its /metrics, scraped (and so reset) right before and after a run.
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -42,6 +43,11 @@ export interface LatencyRun {
   responseMs?: { p50: number; p99: number };
   /** The manager's event-loop delay p99 over the run (the one that received the submissions). */
   managerLoopDelayP99Ms?: number;
+  /**
+   * CPU the manager submitted to spent per submission during the run (user + system): unlike the
+   * times, it barely moves when other work competes for the CPUs.
+   */
+  managerCpuUsPerSubmission?: number;
   errors: number;
 }
 
@@ -96,6 +102,12 @@ function post(agent: http.Agent, port: number, body: string): Promise<{ status: 
   });
 }
 
+function processCpuUs(pid: number): number {
+  // utime and stime, fields 14 and 15 of /proc/<pid>/stat, in clock ticks (100 per second).
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10_000;
+}
+
 async function loopDelayP99Ms(port: number): Promise<number> {
   const response = await fetch(`http://127.0.0.1:${port}/metrics`);
   const sample = parseExposition(await response.text()).find((s) => s.name === lagMetric);
@@ -122,6 +134,7 @@ async function timesInQueue(admin: Redis, keyPrefix: string, ids: string[]): Pro
 
 interface Fixture {
   managers: { exporter: number; plain: number };
+  managerPids: { exporter: number; plain: number };
   jobbersQueue: Queue;
   bullQueue: Queue;
   agent: http.Agent;
@@ -147,17 +160,18 @@ async function startFixture(settings: LatencySettings): Promise<Fixture> {
   try {
     const ports = { exporter: await freePort(), plain: await freePort() };
     const quiet = { LOG_LEVEL: 'info' };
-    processes.push(
-      startProcess(bins.manager, [], { ...env, ...quiet, MANAGER_PORT: String(ports.exporter) }),
-    );
-    processes.push(
-      startProcess(bins.manager, [], {
-        ...env,
-        ...quiet,
-        MANAGER_PORT: String(ports.plain),
-        JOBBERS_EXPORTER: 'off',
-      }),
-    );
+    const withExporter = startProcess(bins.manager, [], {
+      ...env,
+      ...quiet,
+      MANAGER_PORT: String(ports.exporter),
+    });
+    const plain = startProcess(bins.manager, [], {
+      ...env,
+      ...quiet,
+      MANAGER_PORT: String(ports.plain),
+      JOBBERS_EXPORTER: 'off',
+    });
+    processes.push(withExporter, plain);
     processes.push(
       startProcess(bins.worker, [], {
         ...env,
@@ -177,7 +191,8 @@ async function startFixture(settings: LatencySettings): Promise<Fixture> {
         what: "the manager's exporter counted",
       },
     );
-    return { managers: ports, jobbersQueue, bullQueue, agent, stop };
+    const managerPids = { exporter: withExporter.child.pid!, plain: plain.child.pid! };
+    return { managers: ports, managerPids, jobbersQueue, bullQueue, agent, stop };
   } catch (error) {
     await stop();
     throw error;
@@ -212,9 +227,13 @@ async function runOnce(
       errors++;
     }
   };
-  const lagPort = variant === 'rest, exporter in another manager' ? restPort : fixture.managers.exporter;
+  const other = variant === 'rest, exporter in another manager';
+  const lagPort = other ? restPort : fixture.managers.exporter;
+  const managerPid = other ? fixture.managerPids.plain : fixture.managerPids.exporter;
   await loopDelayP99Ms(lagPort);
+  const cpuBefore = processCpuUs(managerPid);
   const { sent, achievedRate } = await atFixedRate(settings.rate, settings.seconds, submit);
+  const managerCpuUsPerSubmission = (processCpuUs(managerPid) - cpuBefore) / sent;
   const managerLoopDelayP99Ms = await loopDelayP99Ms(lagPort);
   const keyPrefix = variant === 'queue.add -> bullmq worker' ? bullPrefix : prefix;
   const waits = await timesInQueue(settings.admin, keyPrefix, ids);
@@ -226,6 +245,7 @@ async function runOnce(
     timeInQueueMs: summarize(waits),
     responseMs: responses.length > 0 ? summarize(responses) : undefined,
     managerLoopDelayP99Ms,
+    managerCpuUsPerSubmission,
     errors,
   };
 }

@@ -385,7 +385,7 @@ async function benchLatency(options: BenchOptions, redisUrl: string, admin: Redi
         `round ${run.round}  ${run.variant.padEnd(34)} ${formatRate(run.achievedRate).padStart(6)}/s  ` +
           `in queue p50 ${ms(run.timeInQueueMs.p50)} p99 ${ms(run.timeInQueueMs.p99)} max ` +
           `${ms(run.timeInQueueMs.max)}  response p50 ${ms(run.responseMs?.p50)} p99 ${ms(run.responseMs?.p99)}` +
-          `  manager loop delay p99 ${ms(run.managerLoopDelayP99Ms)} ms${run.errors ? `  ERRORS ${run.errors}` : ''}`,
+          `  manager loop delay p99 ${ms(run.managerLoopDelayP99Ms)} ms, cpu ${Math.round(run.managerCpuUsPerSubmission ?? 0)} us/task${run.errors ? `  ERRORS ${run.errors}` : ''}`,
       ),
   );
   const of = (variant: string, pick: (r: LatencyRun) => number | undefined) =>
@@ -404,6 +404,7 @@ async function benchLatency(options: BenchOptions, redisUrl: string, admin: Redi
     cell(of(v, (r) => r.responseMs?.p50)),
     cell(of(v, (r) => r.responseMs?.p99)),
     cell(of(v, (r) => r.managerLoopDelayP99Ms)),
+    cell(of(v, (r) => r.managerCpuUsPerSubmission)),
   ]);
   print();
   print(
@@ -411,13 +412,21 @@ async function benchLatency(options: BenchOptions, redisUrl: string, admin: Redi
   );
   print(
     table(
-      ['path', 'in queue p50', 'in queue p99', 'response p50', 'response p99', 'manager loop delay p99'],
+      [
+        'path',
+        'in queue p50',
+        'in queue p99',
+        'response p50',
+        'response p99',
+        'manager loop delay p99',
+        'manager cpu us/task',
+      ],
       rows,
     ),
   );
   return rows.map(
     (r) =>
-      `latency, ${r[0]}: in queue p50 ${r[1]}, p99 ${r[2]}; response p50 ${r[3]}, p99 ${r[4]}; loop delay p99 ${r[5]} ms`,
+      `latency, ${r[0]}: in queue p50 ${r[1]}, p99 ${r[2]}; response p50 ${r[3]}, p99 ${r[4]}; loop delay p99 ${r[5]} ms; manager cpu ${r[6]} us/task`,
   );
 }
 

@@ -66,14 +66,23 @@ export class IdReservations {
 
   /** Claims each id for the task named with it, in one round trip. */
   async claim(entries: { id: string; task: string }[], token: string): Promise<IdClaim[]> {
-    const pipeline = this.connection.pipeline() as unknown as ClaimCommands & {
-      exec(): Promise<[Error | null, unknown][] | null>;
-    };
-    for (const { id, task } of entries) {
+    const claimArgs = ({ id, task }: { id: string; task: string }) => {
       const keys = [idReservationKey(this.prefix, id), ...this.queues.map((q) => jobKey(this.prefix, q, id))];
-      pipeline.jobbersClaimId(keys.length, ...keys, JSON.stringify([token, task]), claimTtlMs);
+      return [keys.length, ...keys, JSON.stringify([token, task]), claimTtlMs];
+    };
+    let replies: [Error | null, unknown][];
+    if (entries.length === 1) {
+      // A pipeline copies every script command of the connection (BullMQ's too) when it is made:
+      // for one command that costs more than the command.
+      const commands = this.connection as unknown as ClaimCommands;
+      replies = [[null, await commands.jobbersClaimId(...claimArgs(entries[0]!))]];
+    } else {
+      const pipeline = this.connection.pipeline() as unknown as ClaimCommands & {
+        exec(): Promise<[Error | null, unknown][] | null>;
+      };
+      for (const entry of entries) pipeline.jobbersClaimId(...claimArgs(entry));
+      replies = (await pipeline.exec()) ?? [];
     }
-    const replies = (await pipeline.exec()) ?? [];
     return replies.map(([error, reply]) => {
       if (error) throw error;
       const [outcome, detail] = reply as [string, string];
@@ -92,6 +101,21 @@ export class IdReservations {
     if (entries.length === 0) return;
     // Every queue shares this connection; BullMQ's client view of it runs BullMQ's scripts.
     const client = await entries[0]!.queue.client;
+    if (entries.length === 1) {
+      // No pipeline for one job (see claim): the two commands are sent at once all the same, in
+      // order on the one connection, so the claim is dropped after the add whatever its outcome.
+      const { queue, id, task, data, opts } = entries[0]!;
+      const [added, released] = await Promise.allSettled([
+        new Job(queue, task, data, opts, id).addJob(client as never),
+        (client as unknown as ClaimCommands).jobbersReleaseId(
+          idReservationKey(this.prefix, id),
+          JSON.stringify([token, task]),
+        ),
+      ]);
+      if (added.status === 'rejected') throw added.reason;
+      if (released.status === 'rejected') throw released.reason;
+      return;
+    }
     const pipeline = client.pipeline() as unknown as ChainableCommander;
     for (const { queue, id, task, data, opts } of entries) {
       // addJob queues its command synchronously; its own promise settles with exec, whose replies

@@ -94,13 +94,16 @@ export interface FoundTask {
   state: ListableState;
 }
 
+/** The API documents before/after as `format: date-time`: a date and a time with its zone, nothing looser. */
+const rfc3339DateTime = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/i;
+
 function parseTime(name: 'before' | 'after', value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
-  const ms = /^\d{4}-\d{2}-\d{2}/.test(value) ? Date.parse(value) : Number.NaN;
+  const ms = rfc3339DateTime.test(value) ? Date.parse(value.toUpperCase()) : Number.NaN;
   if (Number.isNaN(ms)) {
     throw new JobbersError(
       'INVALID_FILTER',
-      `${name} must be an ISO 8601 time such as 2025-01-31T12:00:00Z, got "${value.slice(0, 64)}"`,
+      `${name} must be an RFC 3339 date-time with a zone, such as 2025-01-31T12:00:00Z, got "${value.slice(0, 64)}"`,
     );
   }
   return ms;

@@ -2,11 +2,12 @@
 // built, so a client generated from it is typed per task and every check core makes is stated.
 import type { SwaggerOptions } from '@fastify/swagger';
 import { type TaskRegistry, taskIdPattern } from '@jobbers/core';
-import { ErrorBody, taskIdFormat, taskTypeFormat } from './schemas.js';
+import { ErrorBody, knownQueueFormat, taskIdFormat, taskTypeFormat } from './schemas.js';
 
 /** Stable operation ids of the two submit routes, whose bodies the document makes per task. */
 export const submitOperationId = 'submitTask';
 export const submitBatchOperationId = 'submitTasks';
+export const retryIncidentsOperationId = 'retryIncidents';
 
 type Schema = Record<string, any>;
 type Document = Record<string, any>;
@@ -53,7 +54,16 @@ export function completeDocument(document: Document, registry: TaskRegistry, wit
   visitSchemas(document.paths, (schema) => {
     if (schema.format === taskIdFormat) schema.pattern = taskIdPattern;
     if (schema.format === taskTypeFormat) schema.enum = taskNames;
+    if (schema.format === knownQueueFormat) schema.enum = registry.queues;
   });
+  const massRetry = findOperation(document, retryIncidentsOperationId);
+  if (massRetry) {
+    // Core refuses a mass retry that names no filter unless it says "all": true.
+    massRetry.requestBody.content['application/json'].schema.anyOf = [
+      ...['queue', 'task', 'before', 'after'].map((field) => ({ required: [field] })),
+      { required: ['all'], properties: { all: { const: true } } },
+    ];
+  }
   const single = findOperation(document, submitOperationId);
   const batch = findOperation(document, submitBatchOperationId);
   if (!single || !batch) return document;

@@ -11,6 +11,8 @@ export const maxTaskIdLength = 128;
 export const taskIdFormat = 'task-id';
 /** A registered task type: the document adds the enum of their names. */
 export const taskTypeFormat = 'task-type';
+/** A queue some registered task runs on, as a filter: the document adds the enum of them. */
+export const knownQueueFormat = 'known-queue';
 
 const TaskId = (description: string) =>
   Type.String({ minLength: 1, maxLength: maxTaskIdLength, format: taskIdFormat, description });
@@ -169,10 +171,10 @@ const isoTime = (what: string) =>
   });
 
 const TaskFilterFields = {
-  queue: Type.Optional(QueueName('a known queue')),
+  queue: Type.Optional(Type.String({ minLength: 1, maxLength: 64, format: knownQueueFormat })),
   task: Type.Optional(TaskType('task type')),
   before: Type.Optional(isoTime('tasks submitted strictly before it')),
-  after: Type.Optional(isoTime('tasks submitted at or after it')),
+  after: Type.Optional(isoTime('tasks submitted at or after it; earlier than before when both are given')),
 };
 
 export const ListTasksQuery = Type.Object(

@@ -3,7 +3,7 @@
 import { Ajv, type ErrorObject, type Options } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import type { FastifySchemaCompiler } from 'fastify';
-import { taskIdFormat, taskTypeFormat } from './schemas.js';
+import { knownQueueFormat, taskIdFormat, taskTypeFormat } from './schemas.js';
 
 const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
 
@@ -11,9 +11,10 @@ function newAjv(coerceTypes: Options['coerceTypes']): Ajv {
   const ajv = addFormats(
     new Ajv({ coerceTypes, useDefaults: true, removeAdditional: false, allErrors: false, strict: false }),
   );
-  // Core checks these with their own codes (INVALID_TASK_ID, UNKNOWN_TASK_TYPE, INVALID_FILTER); the
+  // Core checks these with their own codes (INVALID_TASK_ID, UNKNOWN_TASK_TYPE, UNKNOWN_QUEUE, INVALID_FILTER); the
   // document states them (openapi.ts), and the property-based test holds the two to agreement.
-  for (const format of [taskIdFormat, taskTypeFormat, 'date-time']) ajv.addFormat(format, true);
+  for (const format of [taskIdFormat, taskTypeFormat, knownQueueFormat, 'date-time'])
+    ajv.addFormat(format, true);
   return ajv;
 }
 

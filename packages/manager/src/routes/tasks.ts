@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { SubmitRequest, TaskClient } from '@jobbers/core';
-import { submitBatchOperationId, submitOperationId } from '../openapi.js';
+import { retryIncidentsOperationId, submitBatchOperationId, submitOperationId } from '../openapi.js';
 import {
   BatchBody,
   BatchResult,
@@ -118,7 +118,7 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ client: TaskClient }> = asy
     '/tasks/retry',
     {
       schema: {
-        operationId: 'retryIncidents',
+        operationId: retryIncidentsOperationId,
         summary: 'Resolve up to limit incidents matching the filter, most recently failed first',
         tags: ['tasks'],
         body: RetryIncidentsBody,

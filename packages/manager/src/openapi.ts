@@ -78,12 +78,12 @@ export function completeDocument(document: Document, registry: TaskRegistry, wit
     const paramsRequired = !registry.acceptsParams(def.name, {});
     schemas[name] = {
       ...generic,
-      description: `Submit a ${def.name} task (queue ${def.queue})`,
+      description: `Submit a task of type ${def.name} (queue ${def.queue})`,
       required: paramsRequired ? ['task', 'params'] : ['task'],
       properties: {
         ...generic.properties,
         task: { type: 'string', enum: [def.name] },
-        params: structuredClone(def.params),
+        params: openParams(def.params),
         queue: { ...generic.properties.queue, enum: [def.queue, ...(def.queues ?? [])] },
       },
     };
@@ -97,6 +97,18 @@ export function completeDocument(document: Document, registry: TaskRegistry, wit
   const batchBody = batch.requestBody.content['application/json'].schema as Schema;
   batchBody.properties.tasks.items = ref(submissionSchema);
   return document;
+}
+
+/**
+ * The task's params schema. An object schema that names no properties takes any (JSON Schema's
+ * default); said outright, so generators that read silence as "no properties" type it as open.
+ */
+function openParams(params: Schema): Schema {
+  const schema = structuredClone(params);
+  if (schema.type === 'object' && !schema.properties && schema.additionalProperties === undefined) {
+    schema.additionalProperties = true;
+  }
+  return schema;
 }
 
 function operations(document: Document): Schema[] {

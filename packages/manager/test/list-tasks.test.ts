@@ -196,6 +196,8 @@ describe('GET /v1/tasks', () => {
     ['an unknown state', 'state=paused', 'VALIDATION_FAILED'],
     ['a date that is not ISO', 'before=yesterday', 'INVALID_FILTER'],
     ['an impossible date', 'after=2025-13-45T00:00:00Z', 'INVALID_FILTER'],
+    ['a date without a time (not an RFC 3339 date-time)', 'before=2025-01-31', 'INVALID_FILTER'],
+    ['a time without a zone', 'after=2025-01-31T12:00:00', 'INVALID_FILTER'],
     ['after not before before', 'after=2025-02-01T00:00:00Z&before=2025-01-01T00:00:00Z', 'INVALID_FILTER'],
     ['a limit of 0', 'limit=0', 'VALIDATION_FAILED'],
     ['a limit over 500', 'limit=501', 'VALIDATION_FAILED'],

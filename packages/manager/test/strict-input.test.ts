@@ -180,6 +180,15 @@ describe('every error has the coded body', () => {
     assert.equal(JSON.parse(reply.body).error.code, 'UNSUPPORTED_MEDIA_TYPE');
   });
 
+  test('a GET with a Content-Encoding is answered as usual: its body is never read', async () => {
+    const reply = await rawRequest(manager.baseUrl, {
+      method: 'GET',
+      target: '/v1/tasks?limit=1',
+      headers: { 'content-encoding': 'gzip' },
+    });
+    assert.equal(reply.status, 200, reply.body);
+  });
+
   test('an internal error is 500 INTERNAL without its message or stack', async () => {
     // This manager's reader of available jobs throws an Error naming this file.
     assertCodedError(await manager.request('GET', '/v1/queues/default'), 500, 'INTERNAL');

@@ -8,6 +8,7 @@ import {
   loadManagerConfig,
   loadTasks,
   logConnectionOutages,
+  parseFlagDurationMs,
   parseRoles,
   readAvailableByTask,
   renderClusterMetrics,
@@ -26,6 +27,7 @@ const flagVariables = {
   port: 'MANAGER_PORT',
   bodyLimit: 'MANAGER_BODY_LIMIT_BYTES',
   exporter: 'JOBBERS_EXPORTER',
+  exporterLease: 'JOBBERS_EXPORTER_LEASE_MS',
   metricsFlush: 'JOBBERS_METRICS_FLUSH_MS',
   redisCommandTimeout: 'JOBBERS_REDIS_COMMAND_TIMEOUT_MS',
   logLevel: 'LOG_LEVEL',
@@ -50,10 +52,17 @@ const program = new Command('jobbers-manager')
   .option('--port <port>', 'listen port (MANAGER_PORT; default 8080)')
   .option('--body-limit <bytes>', 'larger request bodies get 413 (MANAGER_BODY_LIMIT_BYTES; default 1048576)')
   .option('--exporter <on|off>', 'off: never lead the lifecycle exporter (JOBBERS_EXPORTER; default on)')
-  .option('--metrics-flush <ms>', 'metrics flush interval in ms (JOBBERS_METRICS_FLUSH_MS; default 1000)')
   .option(
-    '--redis-command-timeout <ms>',
-    'a Redis command unanswered this long fails; the API answers 503 (JOBBERS_REDIS_COMMAND_TIMEOUT_MS; default 1500)',
+    '--exporter-lease <duration>',
+    "how long this manager's lead of a queue's exporter lasts unless renewed, e.g. 10s (JOBBERS_EXPORTER_LEASE_MS; default 10s)",
+  )
+  .option(
+    '--metrics-flush <duration>',
+    'metrics flush interval, e.g. 1s (JOBBERS_METRICS_FLUSH_MS; default 1s)',
+  )
+  .option(
+    '--redis-command-timeout <duration>',
+    'a Redis command unanswered this long fails; the API answers 503 (JOBBERS_REDIS_COMMAND_TIMEOUT_MS; default 1500ms)',
   )
   .option(
     '--log-level <level>',
@@ -61,14 +70,33 @@ const program = new Command('jobbers-manager')
   )
   .parse();
 
-const flags = program.opts<Partial<Record<keyof typeof flagVariables, string>>>();
-for (const [flag, variable] of Object.entries(flagVariables)) {
-  const value = flags[flag as keyof typeof flagVariables];
-  if (value !== undefined) process.env[variable] = value;
+// CLI durations take units (30s, 500ms); the variables hold milliseconds.
+const durationFlags = new Set<keyof typeof flagVariables>([
+  'exporterLease',
+  'metricsFlush',
+  'redisCommandTimeout',
+]);
+const kebab = (flag: string) => `--${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+
+function applyFlags() {
+  const flags = program.opts<Partial<Record<keyof typeof flagVariables, string>>>();
+  for (const [flag, variable] of Object.entries(flagVariables) as [keyof typeof flagVariables, string][]) {
+    const value = flags[flag];
+    if (value === undefined) continue;
+    process.env[variable] = durationFlags.has(flag) ? String(parseFlagDurationMs(value, kebab(flag))) : value;
+  }
+}
+// Flags apply before the logger is made (--log-level); a bad one is reported by main, as plain text.
+let flagError: unknown;
+try {
+  applyFlags();
+} catch (error) {
+  flagError = error;
 }
 const logger = createLogger('jobbers-manager');
 
 async function main() {
+  if (flagError) throw flagError;
   const config = loadManagerConfig(process.env);
   const tracing = await startTracing('jobbers-manager');
   const registry = await loadTasks(config.tasksModule);

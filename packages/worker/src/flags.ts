@@ -1,6 +1,6 @@
 // jobbers-worker's flags, folded into the environment variables they mirror so that one parser
 // (loadWorkerConfig) validates both. CLI durations take units; the variables hold milliseconds.
-import { JobbersError } from '@jobbers/core';
+import { JobbersError, parseFlagDurationMs } from '@jobbers/core';
 
 export interface WorkerFlags {
   tasks?: string;
@@ -20,19 +20,8 @@ export interface WorkerFlags {
   processes?: string;
 }
 
-const unitMs: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
 /** `500ms`, `30s`, `15m`, `2h`, `7d`, or a bare number of milliseconds. */
-export function parseDurationMs(raw: string, flag: string): number {
-  const match = /^(\d+)(ms|s|m|h|d)?$/.exec(raw.trim());
-  if (!match) {
-    throw new JobbersError(
-      'CONFIG_INVALID',
-      `${flag} "${raw}" must be a duration like 500ms, 30s, 15m, 2h or 7d (a bare number is milliseconds)`,
-    );
-  }
-  return Number(match[1]) * unitMs[match[2] ?? 'ms']!;
-}
+export const parseDurationMs = parseFlagDurationMs;
 
 /** The environment a worker runs with: the process's own, overridden by any flag given. */
 export function workerEnv(flags: WorkerFlags, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {

@@ -166,7 +166,9 @@ export class TaskClient {
   /** Validates everything about one submission; throws a JobbersError and touches no state on bad input. */
   prepare(request: SubmitRequest): PreparedSubmission {
     const def = this.registry.get(request.task);
-    this.registry.validateParams(def.name, request.params ?? {});
+    // Absent params are {}; anything sent, null included, is checked against the schema as it is.
+    const params = request.params === undefined ? {} : request.params;
+    this.registry.validateParams(def.name, params);
     const queue = resolveQueue(def, request.queue);
     const id = request.id === undefined ? newTaskId() : normalizeTaskId(request.id);
     const retries = request.retries ?? def.retries;
@@ -197,7 +199,7 @@ export class TaskClient {
         problems,
       );
     }
-    const payload: JobPayload = { params: request.params ?? {} };
+    const payload: JobPayload = { params };
     if (timeoutMs) payload.timeoutMs = timeoutMs;
     if (request.traceparent) payload.traceparent = request.traceparent;
     const options: JobsOptions = {

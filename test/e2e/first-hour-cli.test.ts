@@ -89,8 +89,8 @@ test('a bad log level or duration flag stops the manager and worker with a line 
     },
     {
       cli: 'manager',
-      args: ['--metrics-flush', 'soon'],
-      says: /^jobbers-manager: --metrics-flush "soon" must be a duration/m,
+      args: ['--exporter-lease', 'soon'],
+      says: /^jobbers-manager: --exporter-lease "soon" must be a duration/m,
     },
     { cli: 'manager', args: ['--exporter', 'of'], says: /JOBBERS_EXPORTER="of" must be on or off/ },
   ] as const;

@@ -28,7 +28,6 @@ const flagVariables = {
   bodyLimit: 'MANAGER_BODY_LIMIT_BYTES',
   exporter: 'JOBBERS_EXPORTER',
   exporterLease: 'JOBBERS_EXPORTER_LEASE_MS',
-  metricsFlush: 'JOBBERS_METRICS_FLUSH_MS',
   redisCommandTimeout: 'JOBBERS_REDIS_COMMAND_TIMEOUT_MS',
   logLevel: 'LOG_LEVEL',
 } as const;
@@ -57,10 +56,6 @@ const program = new Command('jobbers-manager')
     "how long this manager's lead of a queue's exporter lasts unless renewed, e.g. 10s (JOBBERS_EXPORTER_LEASE_MS; default 10s)",
   )
   .option(
-    '--metrics-flush <duration>',
-    'metrics flush interval, e.g. 1s (JOBBERS_METRICS_FLUSH_MS; default 1s)',
-  )
-  .option(
     '--redis-command-timeout <duration>',
     'a Redis command unanswered this long fails; the API answers 503 (JOBBERS_REDIS_COMMAND_TIMEOUT_MS; default 1500ms)',
   )
@@ -71,11 +66,7 @@ const program = new Command('jobbers-manager')
   .parse();
 
 // CLI durations take units (30s, 500ms); the variables hold milliseconds.
-const durationFlags = new Set<keyof typeof flagVariables>([
-  'exporterLease',
-  'metricsFlush',
-  'redisCommandTimeout',
-]);
+const durationFlags = new Set<keyof typeof flagVariables>(['exporterLease', 'redisCommandTimeout']);
 const kebab = (flag: string) => `--${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 
 function applyFlags() {

@@ -168,6 +168,31 @@ export function parseFlagDurationMs(raw: string, flag: string): number {
   return Number(match[1]) * unitMs[match[2] ?? 'ms']!;
 }
 
+/** The variable a CLI flag sets; `duration` flags take units and set milliseconds. */
+export type FlagVariable = string | { variable: string; duration: true };
+
+/**
+ * The environment a process runs with: `base`, overridden by each flag given (camelCase keys as
+ * commander names them), so one loader validates flags and variables alike.
+ */
+export function envWithFlags(
+  flags: Record<string, string | undefined>,
+  variables: Record<string, FlagVariable>,
+  base: NodeJS.ProcessEnv = process.env,
+): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...base };
+  for (const [flag, target] of Object.entries(variables)) {
+    const value = flags[flag];
+    if (value === undefined) continue;
+    if (typeof target === 'string') env[target] = value;
+    else {
+      const name = `--${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+      env[target.variable] = String(parseFlagDurationMs(value, name));
+    }
+  }
+  return env;
+}
+
 export function loadManagerConfig(env: Env = process.env): ManagerConfig {
   const problems = new Problems();
   const common = readCommon(env, problems);

@@ -3,12 +3,13 @@
 import {
   createLogger,
   createRedisConnection,
+  envWithFlags,
+  type FlagVariable,
   isJobbersError,
   LifecycleExporter,
   loadManagerConfig,
   loadTasks,
   logConnectionOutages,
-  parseFlagDurationMs,
   parseRoles,
   readAvailableByTask,
   renderClusterMetrics,
@@ -18,6 +19,7 @@ import {
 import { Command } from 'commander';
 
 // Each flag overrides the variable named with it; the defaults shown are the variables' defaults.
+// CLI durations take units (30s, 500ms); the variables hold milliseconds.
 const flagVariables = {
   tasks: 'JOBBERS_TASKS',
   redisUrl: 'REDIS_URL',
@@ -27,10 +29,10 @@ const flagVariables = {
   port: 'MANAGER_PORT',
   bodyLimit: 'MANAGER_BODY_LIMIT_BYTES',
   exporter: 'JOBBERS_EXPORTER',
-  exporterLease: 'JOBBERS_EXPORTER_LEASE_MS',
-  redisCommandTimeout: 'JOBBERS_REDIS_COMMAND_TIMEOUT_MS',
+  exporterLease: { variable: 'JOBBERS_EXPORTER_LEASE_MS', duration: true },
+  redisCommandTimeout: { variable: 'JOBBERS_REDIS_COMMAND_TIMEOUT_MS', duration: true },
   logLevel: 'LOG_LEVEL',
-} as const;
+} satisfies Record<string, FlagVariable>;
 
 const program = new Command('jobbers-manager')
   .description(
@@ -65,22 +67,10 @@ const program = new Command('jobbers-manager')
   )
   .parse();
 
-// CLI durations take units (30s, 500ms); the variables hold milliseconds.
-const durationFlags = new Set<keyof typeof flagVariables>(['exporterLease', 'redisCommandTimeout']);
-const kebab = (flag: string) => `--${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
-
-function applyFlags() {
-  const flags = program.opts<Partial<Record<keyof typeof flagVariables, string>>>();
-  for (const [flag, variable] of Object.entries(flagVariables) as [keyof typeof flagVariables, string][]) {
-    const value = flags[flag];
-    if (value === undefined) continue;
-    process.env[variable] = durationFlags.has(flag) ? String(parseFlagDurationMs(value, kebab(flag))) : value;
-  }
-}
 // Flags apply before the logger is made (--log-level); a bad one is reported by main, as plain text.
 let flagError: unknown;
 try {
-  applyFlags();
+  Object.assign(process.env, envWithFlags(program.opts(), flagVariables, {}));
 } catch (error) {
   flagError = error;
 }

@@ -125,6 +125,8 @@ test('the manager logs one line per API request at info, none for /healthz and /
     const base = `http://127.0.0.1:${port}`;
     await waitFor(async () => (await fetch(`${base}/readyz`).catch(() => undefined))?.status === 200, {
       what: 'the manager',
+      // A cold start loads the app's modules; on a loaded 2-core runner that took over 10 s.
+      timeoutMs: 30_000,
     });
     for (let i = 0; i < 3; i++) {
       await fetch(`${base}/healthz`);

@@ -30,13 +30,17 @@ const clusterMetrics = [
   'jobbers_exporter_recounting',
   'jobbers_completions_rejected_total',
 ];
-/** Per-process metrics of managers and workers: summed across instances as usual. */
+/** Per-process metrics of managers and workers (and the health of their metrics): summed across instances as usual. */
 const processMetrics = [
   'jobbers_http_requests_total',
   'jobbers_http_request_duration_seconds',
   'jobbers_http_inflight_requests',
   'jobbers_worker_running_tasks',
   'jobbers_worker_capacity',
+  'jobbers_cluster_metrics_up',
+  'jobbers_metrics_flush_failures_total',
+  'jobbers_metrics_dropped_increments_total',
+  'jobbers_process_errors_total',
 ];
 const knownMetrics = new Set([...clusterMetrics, ...processMetrics]);
 const aggregators = new Set([
@@ -245,6 +249,9 @@ test('every alert rule has an expr, a severity and a summary and description', (
     'JobbersIncidentsOpen',
     'JobbersHighRetryRate',
     'JobbersNoWorkerUp',
+    'JobbersClusterMetricsDown',
+    'JobbersMetricsFlushFailing',
+    'JobbersMetricsIncrementsDropped',
   ]) {
     assert.ok(names.includes(expected), `alert ${expected}`);
   }

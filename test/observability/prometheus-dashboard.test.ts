@@ -1,11 +1,13 @@
 // The shipped Prometheus config, alert rules and Grafana dashboard against a real Prometheus scraping a
 // real manager and worker: every panel query returns data and every alert rule evaluates cleanly.
+// Redis refuses writes for a moment so the Health row has a failed metrics flush to show.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
 import { parse, stringify } from 'yaml';
-import { parseExposition } from '../support/metrics.js';
+import { metricValue, parseExposition } from '../support/metrics.js';
 import { bins, runProcess } from '../support/processes.js';
 import { type PrometheusServer, type PromSample, startPrometheus } from '../support/prometheus.js';
 import { type RedisServer, startRedisServer, uniquePrefix } from '../support/redis-server.js';
@@ -83,6 +85,11 @@ async function managerSamples() {
   return parseExposition(text);
 }
 
+async function workerFlushFailures(): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${worker.metricsPort}/metrics`)).text();
+  return metricValue(parseExposition(text), 'jobbers_metrics_flush_failures_total');
+}
+
 function total(samples: ReturnType<typeof parseExposition>, name: string): number {
   return samples.filter((s) => s.name === name).reduce((sum, s) => sum + s.value, 0);
 }
@@ -138,6 +145,51 @@ async function waitUntilScraped(processedTasks: number) {
   );
 }
 
+/**
+ * Redis refuses writes (OOM under noeviction) while the worker drains a batch, until the worker has
+ * failed a metrics flush, then accepts them again and the batch finishes. A flush fails only while
+ * the worker holds counts, so a refusal that begins just after a flush emptied its buffer is undone
+ * and tried again with the next batch.
+ */
+async function failAWorkerMetricsFlush(): Promise<void> {
+  const admin = new Redis(redis.url);
+  try {
+    await admin.config('SET', 'maxmemory-policy', 'noeviction');
+    for (let attempt = 1; ; attempt++) {
+      const reply = await manager.request('POST', '/v1/tasks/batch', {
+        tasks: Array.from({ length: 40 }, () => ({ task: 'example.sleep', params: { ms: 20 } })),
+      });
+      assert.equal(reply.status, 201, JSON.stringify(reply.body));
+      const ids = (reply.body.tasks as { id: string }[]).map((t) => t.id);
+      await taskFinished(manager, ids[8]!);
+      const failuresBefore = await workerFlushFailures();
+      await admin.config('SET', 'maxmemory', '1');
+      const failed = await waitFor(async () => (await workerFlushFailures()) > failuresBefore, {
+        timeoutMs: 3000,
+        what: 'a metrics flush of the worker to be refused',
+      }).then(
+        () => true,
+        (error) => {
+          if (attempt === 3) throw error;
+          return false;
+        },
+      );
+      await admin.config('SET', 'maxmemory', '0');
+      await Promise.all(ids.map((id) => taskFinished(manager, id)));
+      if (failed) break;
+    }
+  } finally {
+    await admin.config('SET', 'maxmemory', '0');
+    admin.disconnect();
+  }
+  await waitFor(
+    async () =>
+      (await scalar('sum(jobbers_metrics_flush_failures_total{job="jobbers-worker"})')) > 0 &&
+      (await scalar('sum(max by (queue, task) (jobbers_jobs_available))')) === 0,
+    { timeoutMs: 10_000, what: 'prometheus to scrape the failed flush and the drained queue' },
+  );
+}
+
 before(async () => {
   redis = await startRedisServer();
   prefix = uniquePrefix('prom');
@@ -189,6 +241,7 @@ before(async () => {
       { timeoutMs: 10_000, what: 'prometheus to scrape the cleaner metrics' },
     );
   }
+  await failAWorkerMetricsFlush();
 });
 
 after(async () => {
@@ -249,6 +302,34 @@ test('the headline panels show the workload: completions, retries, timeouts, inc
   assert.equal(await scalar(panelExpr('Available jobs')), 0);
 });
 
+test('the Health row shows the refused flush, managers reading the cluster metrics, nothing dropped', async () => {
+  const byJob = async (expr: string) => {
+    const values: Record<string, number> = {};
+    for (const s of (await prometheus.query(expr)).result)
+      values[s.metric.job!] = (values[s.metric.job!] ?? 0) + Number(s.value[1]);
+    return values;
+  };
+  const flushFailures = await byJob(panelExpr('Metrics flush failures'));
+  assert.ok(
+    flushFailures['jobbers-worker']! > 0,
+    `worker flush failures/s: ${flushFailures['jobbers-worker']}`,
+  );
+  assert.equal(flushFailures['jobbers-manager'], 0);
+  assert.deepEqual(await byJob(panelExpr('Dropped increments (1h)')), {
+    'jobbers-manager': 0,
+    'jobbers-worker': 0,
+  });
+  assert.equal(await scalar(panelExpr('Cluster metrics up per manager')), 1);
+  const processErrors = await byJob(panelExpr('Process errors by operation'));
+  assert.deepEqual(Object.keys(processErrors).sort(), ['jobbers-manager', 'jobbers-worker']);
+});
+
+async function alertState(name: string): Promise<string | undefined> {
+  const { groups } = await prometheus.api('rules', { type: 'alert' });
+  const rules = groups.flatMap((g: { rules: { name: string; state: string }[] }) => g.rules);
+  return rules.find((r: { name: string }) => r.name === name)?.state;
+}
+
 function panelExpr(title: string, index = 0): string {
   const matching = panelTargets.filter((t) => t.panel === title);
   assert.ok(matching[index], `panel "${title}" target ${index}`);
@@ -281,4 +362,11 @@ test('every alert rule of alerts.yml is loaded and evaluates without error', asy
   );
   assert.equal(state.JobbersNoWorkerUp, 'inactive');
   assert.equal(state.JobbersNoManagerUp, 'inactive');
+  assert.equal(state.JobbersClusterMetricsDown, 'inactive');
+  // The refused flush shows within a rule evaluation; the alert then waits out its 5 minutes.
+  await waitFor(async () => (await alertState('JobbersMetricsFlushFailing')) === 'pending', {
+    timeoutMs: 10_000,
+    what: 'JobbersMetricsFlushFailing to be pending',
+  });
+  assert.equal(state.JobbersMetricsIncrementsDropped, 'inactive');
 });

@@ -157,6 +157,8 @@ export function encodeCursor(filter: ResolvedFilter, position: ScanPosition): st
   ).toString('base64url');
 }
 
+const scorePattern = /^-?\d+(\.\d+)?(e[-+]?\d+)?$/i;
+
 export function decodeCursor(filter: ResolvedFilter, cursor: string): ScanPosition {
   const invalid = (why: string) =>
     new JobbersError('INVALID_CURSOR', `cursor is not valid for this query: ${why}; start again without it`);
@@ -179,10 +181,13 @@ export function decodeCursor(filter: ResolvedFilter, cursor: string): ScanPositi
     if (typeof raw.id !== 'string') throw invalid('bad anchor');
     position.id = raw.id;
     if (sourcesOf('', queue, state)[source]!.kind === 'list') {
-      if (!Number.isInteger(raw.o) || (raw.o as number) < 0) throw invalid('bad offset');
+      // Safe integers only: a larger number prints as 1e+21, which Redis refuses as an argument.
+      if (!Number.isSafeInteger(raw.o) || (raw.o as number) < 0) throw invalid('bad offset');
       position.offset = raw.o as number;
     } else {
-      if (typeof raw.sc !== 'string' || Number.isNaN(Number(raw.sc))) throw invalid('bad score');
+      // A finite number as Redis writes scores; Redis refuses ' ' and an overflowing '1e400' as a bound.
+      if (typeof raw.sc !== 'string' || !scorePattern.test(raw.sc) || !Number.isFinite(Number(raw.sc)))
+        throw invalid('bad score');
       position.score = raw.sc;
     }
   }

@@ -223,6 +223,33 @@ describe('GET /v1/tasks', () => {
     const sameFilters = await s.manager.request('GET', `/v1/tasks?state=failed&limit=5&cursor=${cursor}`);
     assert.equal(sameFilters.status, 200, 'the page size may change between pages');
   });
+
+  test('a cursor edited by hand is a 400 INVALID_CURSOR, never a 500', async () => {
+    const edit = (cursor: string, change: Record<string, unknown>) =>
+      encodeURIComponent(
+        Buffer.from(
+          JSON.stringify({ ...JSON.parse(Buffer.from(cursor, 'base64url').toString()), ...change }),
+        ).toString('base64url'),
+      );
+    const waiting = (await s.manager.request('GET', '/v1/tasks?state=waiting&limit=1')).body.nextCursor;
+    const failed = (await s.manager.request('GET', '/v1/tasks?state=failed&limit=1')).body.nextCursor;
+    const edits: [string, string][] = [
+      ['waiting', edit(waiting, { o: 1e21 })],
+      ['waiting', edit(waiting, { o: 2 ** 53 })],
+      ['failed', edit(failed, { sc: ' ' })],
+      ['failed', edit(failed, { sc: '' })],
+      ['failed', edit(failed, { sc: '1e400' })],
+    ];
+    for (const [state, cursor] of edits) {
+      const res = await s.manager.request('GET', `/v1/tasks?state=${state}&limit=1&cursor=${cursor}`);
+      assert.equal(
+        res.status,
+        400,
+        `${Buffer.from(decodeURIComponent(cursor), 'base64url')}: ${JSON.stringify(res.body)}`,
+      );
+      assert.equal(res.body.error.code, 'INVALID_CURSOR');
+    }
+  });
 });
 
 test('a page examines a bounded number of entries: a rare task behind 12,000 others takes two pages', async () => {

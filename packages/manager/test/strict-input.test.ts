@@ -77,6 +77,17 @@ describe('submission bodies are not coerced', () => {
     });
   }
 
+  test('params null is checked against the task schema as sent, not read as {}', async () => {
+    const nulled = { task: 'example.echo', params: null };
+    assertCodedError(await manager.request('POST', '/v1/tasks', nulled), 400, 'INVALID_PARAMS');
+    assertCodedError(
+      await manager.request('POST', '/v1/tasks/batch', { tasks: [nulled] }),
+      400,
+      'INVALID_PARAMS',
+    );
+    assert.equal(await queuedJobs(), 0);
+  });
+
   test('querystrings still read numbers: limit=5', async () => {
     const res = await manager.request('GET', '/v1/tasks?limit=5&state=waiting');
     assert.equal(res.status, 200, JSON.stringify(res.body));

@@ -2,7 +2,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Job, type JobsOptions, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { type CancelOutcome, TaskCanceller } from './cancellation.js';
+import { type CancellableState, type CancelOutcome, TaskCanceller } from './cancellation.js';
 import { JobbersError } from './errors.js';
 import { claimTtlMs, IdReservations, newClaimToken } from './id-reservation.js';
 import { newTaskId, normalizeTaskId } from './ids.js';
@@ -96,7 +96,7 @@ export interface CancelResult {
   queue: string;
   cancelled: true;
   /** The state the task was cancelled in: waiting, prioritized or delayed. */
-  previousState: string;
+  previousState: CancellableState;
 }
 
 /** What a job's data holds: the params and what the worker needs beside BullMQ's options. */

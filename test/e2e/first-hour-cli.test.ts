@@ -75,6 +75,34 @@ test('a bad setting is reported as plain text naming it, not as a JSON log line'
   }
 });
 
+test('a bad log level or duration flag stops the manager and worker with a line of text', async () => {
+  const cases = [
+    {
+      cli: 'manager',
+      args: ['--log-level', 'bogus'],
+      says: /^jobbers-manager: invalid configuration:\n {2}- LOG_LEVEL="bogus"/m,
+    },
+    {
+      cli: 'worker',
+      args: ['--log-level', 'bogus'],
+      says: /^jobbers-worker: invalid configuration:\n {2}- LOG_LEVEL="bogus"/m,
+    },
+    {
+      cli: 'manager',
+      args: ['--exporter-lease', 'soon'],
+      says: /^jobbers-manager: --exporter-lease "soon" must be a duration/m,
+    },
+    { cli: 'manager', args: ['--exporter', 'of'], says: /JOBBERS_EXPORTER="of" must be on or off/ },
+  ] as const;
+  for (const { cli, args, says } of cases) {
+    const proc = startProcess(bins[cli], [...args, '--tasks', '@jobbers/examples'], {});
+    const { code } = await proc.exited;
+    assert.equal(code, 1, proc.output());
+    assert.match(proc.output(), says);
+    assert.doesNotMatch(proc.output(), /"level":|\n\s+at /, 'no log line, no stack');
+  }
+});
+
 test('the manager logs one line per API request at info, none for /healthz and /metrics', async () => {
   const port = await freePort();
   const manager = startProcess(
@@ -88,6 +116,8 @@ test('the manager logs one line per API request at info, none for /healthz and /
       String(port),
       '--host',
       '127.0.0.1',
+      '--redis-command-timeout',
+      '2s',
     ],
     { JOBBERS_TASKS: '@jobbers/examples', JOBBERS_EXPORTER: 'off' },
   );
@@ -95,6 +125,8 @@ test('the manager logs one line per API request at info, none for /healthz and /
     const base = `http://127.0.0.1:${port}`;
     await waitFor(async () => (await fetch(`${base}/readyz`).catch(() => undefined))?.status === 200, {
       what: 'the manager',
+      // A cold start loads the app's modules; on a loaded 2-core runner that took over 10 s.
+      timeoutMs: 30_000,
     });
     for (let i = 0; i < 3; i++) {
       await fetch(`${base}/healthz`);

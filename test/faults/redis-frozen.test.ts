@@ -12,11 +12,7 @@ after(() => stack.close());
 test('Redis frozen for 10 s mid-drain: nothing lost, counts exact, all recover without restart', {
   timeout: 90_000,
 }, async (t) => {
-  const load = await stack.submitMixed(2000);
-  await waitFor(async () => (await stack.finishedCount()) >= 400, {
-    timeoutMs: 20_000,
-    what: '400 tasks finished before the fault',
-  });
+  const load = await stack.loadUntilFaultPoint();
   stack.server.process.kill('SIGSTOP');
   const frozenAt = Date.now();
   try {

@@ -13,11 +13,7 @@ after(() => stack.close());
 test('Redis refusing writes mid-drain: nothing lost, counts exact, flushes recover', {
   timeout: 90_000,
 }, async (t) => {
-  await stack.submitMixed(2000);
-  await waitFor(async () => (await stack.finishedCount()) >= 400, {
-    timeoutMs: 20_000,
-    what: '400 tasks finished before the fault',
-  });
+  await stack.loadUntilFaultPoint();
   await stack.redis.config('SET', 'maxmemory-policy', 'noeviction');
   await stack.redis.config('SET', 'maxmemory', '1');
   const refusedAt = Date.now();

@@ -11,11 +11,7 @@ after(() => stack.close());
 test('Redis restarted on its AOF mid-drain: nothing lost, counts exact, all reconnect', {
   timeout: 90_000,
 }, async (t) => {
-  await stack.submitMixed(2000);
-  await waitFor(async () => (await stack.finishedCount()) >= 400, {
-    timeoutMs: 20_000,
-    what: '400 tasks finished before the fault',
-  });
+  await stack.loadUntilFaultPoint();
   const stoppedAt = Date.now();
   await stack.stopRedisGracefully();
   await waitFor(async () => (await stack.status(`${stack.managerUrl}/readyz`)) === 503, {

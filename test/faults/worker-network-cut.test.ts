@@ -25,11 +25,7 @@ after(async () => {
 test('the workers cut off from Redis mid-drain: nothing lost, counts exact, all reconnect', {
   timeout: 90_000,
 }, async (t) => {
-  await stack.submitMixed(2000);
-  await waitFor(async () => (await stack.finishedCount()) >= 400, {
-    timeoutMs: 20_000,
-    what: '400 tasks finished before the fault',
-  });
+  await stack.loadUntilFaultPoint();
   proxy!.cut();
   const cutAt = Date.now();
   try {

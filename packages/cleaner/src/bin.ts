@@ -36,7 +36,8 @@ function parseFlags(argv: string[]): CleanerFlags {
   const program = new Command('jobbers-cleaner')
     .description(
       'Prune Jobbers task state by queue, task type, state and submission time. Safe to run from cron ' +
-        'and twice at once; never removes active tasks. Env: REDIS_URL, JOBBERS_PREFIX, JOBBERS_TASKS.',
+        'and twice at once; never removes active tasks. Env: REDIS_URL, JOBBERS_PREFIX, JOBBERS_TASKS, ' +
+        'JOBBERS_METRICS_FLUSH_MS, JOBBERS_REDIS_COMMAND_TIMEOUT_MS.',
     )
     .option('--queue <queue>', 'only this queue (repeatable; default: every queue)', collectList)
     .option('--task <task>', 'only this task type (repeatable)', collectList)

@@ -23,6 +23,7 @@ test('SIGTERM mid-run: exit 1, a partial report, and metrics equal to what was r
   ]);
   await waitFor(async () => (await fixture.redis.zcard(`${prefix}:q:completed`)) < count - 2000, {
     what: 'the cleaner to be part way',
+    timeoutMs: 30_000, // its start alone took over 10 s with three suites on two cores
   });
   cleaner.kill('SIGTERM');
   const result = await finished;
@@ -55,6 +56,7 @@ test('Redis lost mid-run: exit 1 with a partial report and a message saying Redi
     const { finished } = startCleanerBin({ redisUrl: own.url, prefix }, ['--state', 'completed', '--json']);
     await waitFor(async () => (await ownRedis.zcard(`${prefix}:q:completed`)) < count - 2000, {
       what: 'the cleaner to be part way',
+      timeoutMs: 30_000, // its start alone took over 10 s with three suites on two cores
     });
     ownRedis.disconnect();
     await own.stop();

@@ -8,9 +8,10 @@ import { jobbersKey } from './keys.js';
 import { countProcessError } from './metrics/process-health.js';
 
 export const cancellableStates = ['waiting', 'prioritized', 'delayed'] as const;
+export type CancellableState = (typeof cancellableStates)[number];
 
 export type CancelOutcome =
-  | { outcome: 'cancelled'; previousState: string }
+  | { outcome: 'cancelled'; previousState: CancellableState }
   | { outcome: 'not-found' }
   | { outcome: 'not-cancellable'; state: string };
 
@@ -78,7 +79,7 @@ export class TaskCanceller {
       if (!replies) continue;
       const [removeError, code] = replies[0] ?? [];
       if (removeError) throw removeError;
-      if (code === 1) return { outcome: 'cancelled', previousState: state };
+      if (code === 1) return { outcome: 'cancelled', previousState: state as CancellableState };
       return { outcome: 'not-cancellable', state: 'active' };
     }
     return { outcome: 'not-cancellable', state: await queue.getJobState(id) };

@@ -2,7 +2,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Job, type JobsOptions, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { type CancelOutcome, TaskCanceller } from './cancellation.js';
+import { type CancellableState, type CancelOutcome, TaskCanceller } from './cancellation.js';
 import { JobbersError } from './errors.js';
 import { claimTtlMs, IdReservations, newClaimToken } from './id-reservation.js';
 import { newTaskId, normalizeTaskId } from './ids.js';
@@ -96,7 +96,7 @@ export interface CancelResult {
   queue: string;
   cancelled: true;
   /** The state the task was cancelled in: waiting, prioritized or delayed. */
-  previousState: string;
+  previousState: CancellableState;
 }
 
 /** What a job's data holds: the params and what the worker needs beside BullMQ's options. */
@@ -166,7 +166,9 @@ export class TaskClient {
   /** Validates everything about one submission; throws a JobbersError and touches no state on bad input. */
   prepare(request: SubmitRequest): PreparedSubmission {
     const def = this.registry.get(request.task);
-    this.registry.validateParams(def.name, request.params ?? {});
+    // Absent params are {}; anything sent, null included, is checked against the schema as it is.
+    const params = request.params === undefined ? {} : request.params;
+    this.registry.validateParams(def.name, params);
     const queue = resolveQueue(def, request.queue);
     const id = request.id === undefined ? newTaskId() : normalizeTaskId(request.id);
     const retries = request.retries ?? def.retries;
@@ -197,7 +199,7 @@ export class TaskClient {
         problems,
       );
     }
-    const payload: JobPayload = { params: request.params ?? {} };
+    const payload: JobPayload = { params };
     if (timeoutMs) payload.timeoutMs = timeoutMs;
     if (request.traceparent) payload.traceparent = request.traceparent;
     const options: JobsOptions = {

@@ -33,6 +33,9 @@ export interface WorkerConfig extends CommonConfig {
 
 type Env = Record<string, string | undefined>;
 
+/** What LOG_LEVEL may be (pino's levels); anything else stops the process at start. */
+export const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
 class Problems {
   readonly list: string[] = [];
   add(message: string) {
@@ -118,19 +121,89 @@ function readCommon(env: Env, problems: Problems): CommonConfig {
   };
 }
 
+/** Empty or blank means no keys (auth off); a value that holds no key (`,`) is a mistake, not "auth off". */
+function readApiKeys(env: Env, problems: Problems): string[] {
+  const raw = env.JOBBERS_API_KEYS?.trim() ?? '';
+  const keys = raw
+    .split(',')
+    .map((k) => k.trim())
+    .filter(Boolean);
+  if (raw !== '' && keys.length === 0) {
+    problems.add(
+      'JOBBERS_API_KEYS is set but names no key: give a comma list of keys, or unset it to turn auth off',
+    );
+  }
+  return keys;
+}
+
+/** Checked by the manager and the worker, which log through pino (the cleaner does not read it). */
+function checkLogLevel(env: Env, problems: Problems): void {
+  const level = env.LOG_LEVEL?.trim();
+  if (level && !(logLevels as readonly string[]).includes(level)) {
+    problems.add(`LOG_LEVEL="${level}" must be one of ${logLevels.join(', ')}`);
+  }
+}
+
+function readOnOff(env: Env, name: string, fallback: boolean, problems: Problems): boolean {
+  const raw = env[name]?.trim();
+  if (raw === undefined || raw === '') return fallback;
+  if (raw !== 'on' && raw !== 'off') {
+    problems.add(`${name}="${raw}" must be on or off`);
+    return fallback;
+  }
+  return raw === 'on';
+}
+
+const unitMs: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** A CLI duration: `500ms`, `30s`, `15m`, `2h`, `7d`, or a bare number of milliseconds. */
+export function parseFlagDurationMs(raw: string, flag: string): number {
+  const match = /^(\d+)(ms|s|m|h|d)?$/.exec(raw.trim());
+  if (!match) {
+    throw new JobbersError(
+      'CONFIG_INVALID',
+      `${flag} "${raw}" must be a duration like 500ms, 30s, 15m, 2h or 7d (a bare number is milliseconds)`,
+    );
+  }
+  return Number(match[1]) * unitMs[match[2] ?? 'ms']!;
+}
+
+/** The variable a CLI flag sets; `duration` flags take units and set milliseconds. */
+export type FlagVariable = string | { variable: string; duration: true };
+
+/**
+ * The environment a process runs with: `base`, overridden by each flag given (camelCase keys as
+ * commander names them), so one loader validates flags and variables alike.
+ */
+export function envWithFlags(
+  flags: Record<string, string | undefined>,
+  variables: Record<string, FlagVariable>,
+  base: NodeJS.ProcessEnv = process.env,
+): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...base };
+  for (const [flag, target] of Object.entries(variables)) {
+    const value = flags[flag];
+    if (value === undefined) continue;
+    if (typeof target === 'string') env[target] = value;
+    else {
+      const name = `--${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+      env[target.variable] = String(parseFlagDurationMs(value, name));
+    }
+  }
+  return env;
+}
+
 export function loadManagerConfig(env: Env = process.env): ManagerConfig {
   const problems = new Problems();
   const common = readCommon(env, problems);
+  checkLogLevel(env, problems);
   const config: ManagerConfig = {
     ...common,
     host: env.MANAGER_HOST?.trim() || '0.0.0.0',
     port: readInt(env, 'MANAGER_PORT', 8080, problems, 0, 65535),
-    apiKeys: (env.JOBBERS_API_KEYS ?? '')
-      .split(',')
-      .map((k) => k.trim())
-      .filter(Boolean),
+    apiKeys: readApiKeys(env, problems),
     bodyLimitBytes: readInt(env, 'MANAGER_BODY_LIMIT_BYTES', 1024 * 1024, problems, 1024),
-    runExporter: (env.JOBBERS_EXPORTER ?? 'on').trim() !== 'off',
+    runExporter: readOnOff(env, 'JOBBERS_EXPORTER', true, problems),
     exporterLeaseMs: readInt(env, 'JOBBERS_EXPORTER_LEASE_MS', 10_000, problems, 100, 600_000),
   };
   problems.throwIfAny();
@@ -159,6 +232,7 @@ export function parseQueueCapacity(raw: string | undefined, problems?: Problems)
 export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
   const problems = new Problems();
   const common = readCommon(env, problems);
+  checkLogLevel(env, problems);
   const config: WorkerConfig = {
     ...common,
     role: env.WORKER_ROLE?.trim() || 'default',

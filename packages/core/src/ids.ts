@@ -14,6 +14,14 @@ const reservedIds = new Set([
   'jobbers',
 ]);
 
+/**
+ * What normalizeTaskId accepts, as one ECMAScript pattern (for the API document): a ULID in any case,
+ * or a client id that is not all digits and not a reserved name.
+ */
+export const taskIdPattern = `^(?:[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}|(?!\\d+$)(?!(?:${[...reservedIds]
+  .map((name) => name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
+  .join('|')})$)[A-Za-z0-9][A-Za-z0-9_.-]{0,127})$`;
+
 // One factory for the process: `ulid()` looks up its random source on every call, which showed up
 // as a quarter of the manager's CPU in the REST bench; monotonic ids also sort within a millisecond.
 const nextUlid = monotonicFactory(pooledRandom());

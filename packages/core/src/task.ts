@@ -160,6 +160,12 @@ export class TaskRegistry {
     return def;
   }
 
+  /** True when params match the task's schema. */
+  acceptsParams(name: string, params: unknown): boolean {
+    this.get(name);
+    return this.validators.get(name)!(params) === true;
+  }
+
   /** Throws INVALID_PARAMS with the schema errors when params do not match the task's schema. */
   validateParams(name: string, params: unknown): void {
     this.get(name);

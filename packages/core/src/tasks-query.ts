@@ -94,13 +94,16 @@ export interface FoundTask {
   state: ListableState;
 }
 
+/** The API documents before/after as `format: date-time`: a date and a time with its zone, nothing looser. */
+const rfc3339DateTime = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/i;
+
 function parseTime(name: 'before' | 'after', value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
-  const ms = /^\d{4}-\d{2}-\d{2}/.test(value) ? Date.parse(value) : Number.NaN;
+  const ms = rfc3339DateTime.test(value) ? Date.parse(value.toUpperCase()) : Number.NaN;
   if (Number.isNaN(ms)) {
     throw new JobbersError(
       'INVALID_FILTER',
-      `${name} must be an ISO 8601 time such as 2025-01-31T12:00:00Z, got "${value.slice(0, 64)}"`,
+      `${name} must be an RFC 3339 date-time with a zone, such as 2025-01-31T12:00:00Z, got "${value.slice(0, 64)}"`,
     );
   }
   return ms;
@@ -154,6 +157,8 @@ export function encodeCursor(filter: ResolvedFilter, position: ScanPosition): st
   ).toString('base64url');
 }
 
+const scorePattern = /^-?\d+(\.\d+)?(e[-+]?\d+)?$/i;
+
 export function decodeCursor(filter: ResolvedFilter, cursor: string): ScanPosition {
   const invalid = (why: string) =>
     new JobbersError('INVALID_CURSOR', `cursor is not valid for this query: ${why}; start again without it`);
@@ -176,10 +181,13 @@ export function decodeCursor(filter: ResolvedFilter, cursor: string): ScanPositi
     if (typeof raw.id !== 'string') throw invalid('bad anchor');
     position.id = raw.id;
     if (sourcesOf('', queue, state)[source]!.kind === 'list') {
-      if (!Number.isInteger(raw.o) || (raw.o as number) < 0) throw invalid('bad offset');
+      // Safe integers only: a larger number prints as 1e+21, which Redis refuses as an argument.
+      if (!Number.isSafeInteger(raw.o) || (raw.o as number) < 0) throw invalid('bad offset');
       position.offset = raw.o as number;
     } else {
-      if (typeof raw.sc !== 'string' || Number.isNaN(Number(raw.sc))) throw invalid('bad score');
+      // A finite number as Redis writes scores; Redis refuses ' ' and an overflowing '1e400' as a bound.
+      if (typeof raw.sc !== 'string' || !scorePattern.test(raw.sc) || !Number.isFinite(Number(raw.sc)))
+        throw invalid('bad score');
       position.score = raw.sc;
     }
   }

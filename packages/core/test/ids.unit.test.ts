@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { isUlid, JobbersError, newTaskId, normalizeTaskId } from '@jobbers/core';
+import { isUlid, JobbersError, newTaskId, normalizeTaskId, taskIdPattern } from '@jobbers/core';
+import fc from 'fast-check';
 
 test('new task ids are ULIDs and sort by creation time', async () => {
   const first = newTaskId();
@@ -39,3 +40,27 @@ for (const bad of [
     );
   });
 }
+
+test('taskIdPattern, the id rule the API document states, accepts exactly what normalizeTaskId does', () => {
+  const pattern = new RegExp(taskIdPattern);
+  const accepted = (id: string) => {
+    try {
+      normalizeTaskId(id);
+      return true;
+    } catch (error) {
+      if (error instanceof JobbersError && error.code === 'INVALID_TASK_ID') return false;
+      throw error;
+    }
+  };
+  const idLike = fc.oneof(
+    fc.string({ maxLength: 140 }),
+    fc.stringMatching(/^[A-Za-z0-9_.-]{1,130}$/),
+    fc.stringMatching(/^[0-9]{1,30}$/),
+    fc.stringMatching(/^[0-9A-Za-z]{26}$/),
+    fc.constantFrom('meta', 'events', 'wait', 'id', 'jobbers', 'de', 'Meta', 'meta1'),
+  );
+  fc.assert(
+    fc.property(idLike, (id) => pattern.test(id) === accepted(id)),
+    { numRuns: 2000 },
+  );
+});

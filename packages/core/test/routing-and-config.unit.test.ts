@@ -71,6 +71,26 @@ test('config names the variable that is wrong', () => {
   );
 });
 
+test('config refuses a bad LOG_LEVEL, JOBBERS_EXPORTER or a JOBBERS_API_KEYS that names no key', () => {
+  assert.throws(
+    () => loadManagerConfig({ JOBBERS_TASKS: 'x', LOG_LEVEL: 'bogus' }),
+    /LOG_LEVEL="bogus" must be one of fatal, error, warn, info, debug, trace, silent/,
+  );
+  assert.throws(() => loadWorkerConfig({ JOBBERS_TASKS: 'x', LOG_LEVEL: 'verbose' }), /LOG_LEVEL="verbose"/);
+  assert.throws(
+    () => loadManagerConfig({ JOBBERS_TASKS: 'x', JOBBERS_EXPORTER: 'of' }),
+    /JOBBERS_EXPORTER="of" must be on or off/,
+  );
+  assert.throws(
+    () => loadManagerConfig({ JOBBERS_TASKS: 'x', JOBBERS_API_KEYS: ' , ' }),
+    /JOBBERS_API_KEYS is set but names no key/,
+  );
+  assert.deepEqual(loadManagerConfig({ JOBBERS_TASKS: 'x', JOBBERS_API_KEYS: '' }).apiKeys, []);
+  assert.deepEqual(loadManagerConfig({ JOBBERS_TASKS: 'x', JOBBERS_API_KEYS: 'a, b,' }).apiKeys, ['a', 'b']);
+  assert.equal(loadManagerConfig({ JOBBERS_TASKS: 'x', JOBBERS_EXPORTER: 'off' }).runExporter, false);
+  assert.equal(loadManagerConfig({ JOBBERS_TASKS: 'x', LOG_LEVEL: 'debug' }).runExporter, true);
+});
+
 test('config defaults follow the design', () => {
   const manager = loadManagerConfig({ JOBBERS_TASKS: '@jobbers/examples' });
   assert.equal(manager.redisUrl, 'redis://127.0.0.1:6379');

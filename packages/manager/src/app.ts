@@ -11,6 +11,7 @@ import {
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { Redis } from 'ioredis';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { openapiOptions } from './openapi.js';
 import authPlugin from './plugins/auth.js';
 import errorsPlugin, { clientError, frameworkError } from './plugins/errors.js';
 import httpMetricsPlugin from './plugins/http-metrics.js';
@@ -78,17 +79,7 @@ export async function buildManagerApp(options: ManagerAppOptions): Promise<Manag
   app.removeContentTypeParser('text/plain');
   await app.register(errorsPlugin, { maxParamLength });
   await app.register(requestBoundsPlugin);
-  await app.register(swagger, {
-    openapi: {
-      info: {
-        title: 'Jobbers manager API',
-        version: '0.1.0',
-        description: 'Submit, inspect and manage Jobbers tasks.',
-      },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
-      security: options.config.apiKeys.length > 0 ? [{ bearer: [] }] : [],
-    },
-  });
+  await app.register(swagger, openapiOptions(options.registry, options.config.apiKeys));
   await app.register(swaggerUi, { routePrefix: '/docs' });
   await app.register(httpMetricsPlugin, { registry: processRegistry });
   await app.register(healthRoutes, { connection: options.connection });

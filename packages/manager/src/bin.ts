@@ -3,6 +3,8 @@
 import {
   createLogger,
   createRedisConnection,
+  envWithFlags,
+  type FlagVariable,
   isJobbersError,
   LifecycleExporter,
   loadManagerConfig,
@@ -17,6 +19,7 @@ import {
 import { Command } from 'commander';
 
 // Each flag overrides the variable named with it; the defaults shown are the variables' defaults.
+// CLI durations take units (30s, 500ms); the variables hold milliseconds.
 const flagVariables = {
   tasks: 'JOBBERS_TASKS',
   redisUrl: 'REDIS_URL',
@@ -26,10 +29,10 @@ const flagVariables = {
   port: 'MANAGER_PORT',
   bodyLimit: 'MANAGER_BODY_LIMIT_BYTES',
   exporter: 'JOBBERS_EXPORTER',
-  metricsFlush: 'JOBBERS_METRICS_FLUSH_MS',
-  redisCommandTimeout: 'JOBBERS_REDIS_COMMAND_TIMEOUT_MS',
+  exporterLease: { variable: 'JOBBERS_EXPORTER_LEASE_MS', duration: true },
+  redisCommandTimeout: { variable: 'JOBBERS_REDIS_COMMAND_TIMEOUT_MS', duration: true },
   logLevel: 'LOG_LEVEL',
-} as const;
+} satisfies Record<string, FlagVariable>;
 
 const program = new Command('jobbers-manager')
   .description(
@@ -50,10 +53,13 @@ const program = new Command('jobbers-manager')
   .option('--port <port>', 'listen port (MANAGER_PORT; default 8080)')
   .option('--body-limit <bytes>', 'larger request bodies get 413 (MANAGER_BODY_LIMIT_BYTES; default 1048576)')
   .option('--exporter <on|off>', 'off: never lead the lifecycle exporter (JOBBERS_EXPORTER; default on)')
-  .option('--metrics-flush <ms>', 'metrics flush interval in ms (JOBBERS_METRICS_FLUSH_MS; default 1000)')
   .option(
-    '--redis-command-timeout <ms>',
-    'a Redis command unanswered this long fails; the API answers 503 (JOBBERS_REDIS_COMMAND_TIMEOUT_MS; default 1500)',
+    '--exporter-lease <duration>',
+    "how long this manager's lead of a queue's exporter lasts unless renewed, e.g. 10s (JOBBERS_EXPORTER_LEASE_MS; default 10s)",
+  )
+  .option(
+    '--redis-command-timeout <duration>',
+    'a Redis command unanswered this long fails; the API answers 503 (JOBBERS_REDIS_COMMAND_TIMEOUT_MS; default 1500ms)',
   )
   .option(
     '--log-level <level>',
@@ -61,14 +67,17 @@ const program = new Command('jobbers-manager')
   )
   .parse();
 
-const flags = program.opts<Partial<Record<keyof typeof flagVariables, string>>>();
-for (const [flag, variable] of Object.entries(flagVariables)) {
-  const value = flags[flag as keyof typeof flagVariables];
-  if (value !== undefined) process.env[variable] = value;
+// Flags apply before the logger is made (--log-level); a bad one is reported by main, as plain text.
+let flagError: unknown;
+try {
+  Object.assign(process.env, envWithFlags(program.opts(), flagVariables, {}));
+} catch (error) {
+  flagError = error;
 }
 const logger = createLogger('jobbers-manager');
 
 async function main() {
+  if (flagError) throw flagError;
   const config = loadManagerConfig(process.env);
   const tracing = await startTracing('jobbers-manager');
   const registry = await loadTasks(config.tasksModule);

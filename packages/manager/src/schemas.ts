@@ -1,9 +1,25 @@
 // Route schemas: TypeBox gives the JSON schema Fastify validates with and the TypeScript types.
 import { type Static, Type } from '@fastify/type-provider-typebox';
-import { maxDelayMs, maxPriority, maxTimerMs } from '@jobbers/core';
+import { type CancellableState, cancellableStates, maxDelayMs, maxPriority, maxTimerMs } from '@jobbers/core';
 
 /** Longest task id: a ULID or a client's own id of up to 128 characters (see core ids.ts). */
 export const maxTaskIdLength = 128;
+
+// Formats whose check lives in core, with its own error code (INVALID_TASK_ID, UNKNOWN_TASK_TYPE,
+// INVALID_FILTER): route validation lets them through, and the document spells them out (openapi.ts).
+/** A task id: the document adds its pattern. */
+export const taskIdFormat = 'task-id';
+/** A registered task type: the document adds the enum of their names. */
+export const taskTypeFormat = 'task-type';
+/** A queue some registered task runs on, as a filter: the document adds the enum of them. */
+export const knownQueueFormat = 'known-queue';
+
+const TaskId = (description: string) =>
+  Type.String({ minLength: 1, maxLength: maxTaskIdLength, format: taskIdFormat, description });
+const TaskType = (description: string) =>
+  Type.String({ minLength: 1, maxLength: 200, format: taskTypeFormat, description });
+const QueueName = (description: string) => Type.String({ minLength: 1, maxLength: 64, description });
+const DateTime = (description: string) => Type.String({ format: 'date-time', description });
 
 export const ErrorBody = Type.Object({
   error: Type.Object({
@@ -12,6 +28,29 @@ export const ErrorBody = Type.Object({
     details: Type.Optional(Type.Unknown()),
   }),
 });
+
+const errorMeanings = {
+  400: 'Invalid input; the code says which check failed',
+  401: 'No API key, or a malformed Authorization header',
+  403: 'The API key is not accepted',
+  404: 'No such task or queue',
+  409: 'The task id or state conflicts with the request',
+  413: 'The body is larger than the limit',
+  414: 'A path segment is longer than any id or name',
+  415: 'The body is not JSON, or it is compressed',
+  503: 'Redis is not reachable; try again later',
+} as const;
+export type ErrorStatus = keyof typeof errorMeanings;
+
+/** The coded error body for each status a route can answer, described. */
+export function errorResponses<S extends ErrorStatus>(...statuses: S[]) {
+  return Object.fromEntries(
+    statuses.map((status) => [
+      status,
+      Type.Object(ErrorBody.properties, { description: errorMeanings[status] }),
+    ]),
+  ) as Record<S, typeof ErrorBody>;
+}
 
 export const Backoff = Type.Object(
   {
@@ -24,10 +63,14 @@ export const Backoff = Type.Object(
 
 export const SubmitBody = Type.Object(
   {
-    task: Type.String({ minLength: 1, maxLength: 200 }),
-    params: Type.Optional(Type.Unknown()),
-    queue: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
-    id: Type.Optional(Type.String({ minLength: 1, maxLength: maxTaskIdLength })),
+    task: TaskType('the task type'),
+    params: Type.Optional(Type.Unknown({ description: "the task's params, valid against its schema" })),
+    queue: Type.Optional(QueueName('a queue the task type allows; default: its own queue')),
+    id: Type.Optional(
+      TaskId(
+        'your own id, to submit idempotently: a ULID, or 1-128 of [A-Za-z0-9_.-] starting with a letter or digit, not all digits and not a queue key name',
+      ),
+    ),
     delay: Type.Optional(
       Type.Integer({
         minimum: 0,
@@ -54,8 +97,20 @@ export const SubmitBody = Type.Object(
 );
 export type SubmitBody = Static<typeof SubmitBody>;
 
-export const TaskState = Type.String({
-  description: 'waiting | prioritized | delayed | active | completed | failed | waiting-children',
+export const taskStates = [
+  'waiting',
+  'prioritized',
+  'delayed',
+  'active',
+  'completed',
+  'failed',
+  'waiting-children',
+  'unknown',
+] as const;
+export const TaskState = Type.Unsafe<(typeof taskStates)[number]>({
+  type: 'string',
+  enum: [...taskStates],
+  description: 'unknown: the job holds no state BullMQ names (being moved between states)',
 });
 
 export const SubmitResult = Type.Object({
@@ -97,24 +152,29 @@ export const TaskView = Type.Object({
   ),
   attempts: Type.Integer(),
   retries: Type.Integer(),
-  createdAt: Type.String(),
-  startedAt: Type.Optional(Type.String()),
-  finishedAt: Type.Optional(Type.String()),
-  lastHeartbeatAt: Type.Optional(Type.String()),
+  createdAt: DateTime('when it was submitted'),
+  startedAt: Type.Optional(DateTime('when its last attempt started')),
+  finishedAt: Type.Optional(DateTime('when it completed or failed for good')),
+  lastHeartbeatAt: Type.Optional(DateTime('its last heartbeat')),
   delay: Type.Optional(Type.Integer()),
   priority: Type.Optional(Type.Integer()),
 });
 
-export const TaskIdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: maxTaskIdLength }) });
+export const TaskIdParams = Type.Object({ id: TaskId('the task id') });
 
 const isoTime = (what: string) =>
-  Type.String({ maxLength: 64, description: `ISO 8601 time; ${what}`, examples: ['2025-01-31T12:00:00Z'] });
+  Type.String({
+    maxLength: 64,
+    format: 'date-time',
+    description: `RFC 3339 date-time with a zone; ${what}`,
+    examples: ['2025-01-31T12:00:00Z'],
+  });
 
 const TaskFilterFields = {
-  queue: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
-  task: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'task type' })),
+  queue: Type.Optional(Type.String({ minLength: 1, maxLength: 64, format: knownQueueFormat })),
+  task: Type.Optional(TaskType('task type')),
   before: Type.Optional(isoTime('tasks submitted strictly before it')),
-  after: Type.Optional(isoTime('tasks submitted at or after it')),
+  after: Type.Optional(isoTime('tasks submitted at or after it; earlier than before when both are given')),
 };
 
 export const ListTasksQuery = Type.Object(
@@ -133,15 +193,17 @@ export const ListTasksQuery = Type.Object(
         { description: 'absent: every state, in the order listed' },
       ),
     ),
-    limit: Type.Integer({ minimum: 1, maximum: 500, default: 50 }),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 50 })),
     cursor: Type.Optional(
       Type.String({ minLength: 1, maxLength: 2048, description: 'nextCursor of the previous page' }),
     ),
-    full: Type.Boolean({
-      default: false,
-      description:
-        'include params and results of any size (by default those stored above 16 KiB are left out)',
-    }),
+    full: Type.Optional(
+      Type.Boolean({
+        default: false,
+        description:
+          'include params and results of any size (by default those stored above 16 KiB are left out)',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -157,7 +219,7 @@ export const TaskPage = Type.Object({
 export const RetryIncidentsBody = Type.Object(
   {
     ...TaskFilterFields,
-    limit: Type.Integer({ minimum: 1, maximum: 10_000, default: 1000 }),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000, default: 1000 })),
     all: Type.Optional(
       Type.Boolean({ description: 'true to retry every incident; without it, name at least one filter' }),
     ),
@@ -177,9 +239,10 @@ export const CancelResult = Type.Object({
   task: Type.String(),
   queue: Type.String(),
   cancelled: Type.Literal(true),
-  previousState: Type.String({ description: 'waiting | prioritized | delayed' }),
+  previousState: Type.Unsafe<CancellableState>({ type: 'string', enum: [...cancellableStates] }),
 });
-export const QueueParams = Type.Object({ queue: Type.String({ minLength: 1, maxLength: 64 }) });
+
+export const QueueParams = Type.Object({ queue: QueueName('the queue name') });
 
 export const QueueCounts = Type.Record(Type.String(), Type.Integer());
 

@@ -3,13 +3,19 @@
 import { Ajv, type ErrorObject, type Options } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import type { FastifySchemaCompiler } from 'fastify';
+import { knownQueueFormat, taskIdFormat, taskTypeFormat } from './schemas.js';
 
 const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
 
 function newAjv(coerceTypes: Options['coerceTypes']): Ajv {
-  return addFormats(
+  const ajv = addFormats(
     new Ajv({ coerceTypes, useDefaults: true, removeAdditional: false, allErrors: false, strict: false }),
   );
+  // Core checks these with their own codes (INVALID_TASK_ID, UNKNOWN_TASK_TYPE, UNKNOWN_QUEUE, INVALID_FILTER); the
+  // document states them (openapi.ts), and the property-based test holds the two to agreement.
+  for (const format of [taskIdFormat, taskTypeFormat, knownQueueFormat, 'date-time'])
+    ajv.addFormat(format, true);
+  return ajv;
 }
 
 export function createValidatorCompiler(): FastifySchemaCompiler<unknown> {

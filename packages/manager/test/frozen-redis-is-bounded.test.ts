@@ -86,15 +86,15 @@ test('with Redis frozen the API, /readyz and /metrics answer; after SIGCONT all 
 });
 
 test('--redis-command-timeout sets JOBBERS_REDIS_COMMAND_TIMEOUT_MS; a bad value is refused by name', async () => {
-  const result = await runProcess(
-    bins.manager,
-    ['--redis-command-timeout', '2s'],
-    { REDIS_URL: redis.url, JOBBERS_TASKS: '@jobbers/examples', MANAGER_PORT: '0' },
-    20_000,
-  );
-  assert.equal(result.code, 1, result.output);
+  const env = { REDIS_URL: redis.url, JOBBERS_TASKS: '@jobbers/examples', MANAGER_PORT: '0' };
+  // A duration with a unit, set as milliseconds: 50ms is below the variable's bound.
+  const tooShort = await runProcess(bins.manager, ['--redis-command-timeout', '50ms'], env, 20_000);
+  assert.equal(tooShort.code, 1, tooShort.output);
   assert.match(
-    result.output,
-    /JOBBERS_REDIS_COMMAND_TIMEOUT_MS="2s" must be a whole number between 100 and 600000/,
+    tooShort.output,
+    /JOBBERS_REDIS_COMMAND_TIMEOUT_MS="50" must be a whole number between 100 and 600000/,
   );
+  const notDuration = await runProcess(bins.manager, ['--redis-command-timeout', 'soon'], env, 20_000);
+  assert.equal(notDuration.code, 1, notDuration.output);
+  assert.match(notDuration.output, /--redis-command-timeout "soon" must be a duration/);
 });

@@ -196,6 +196,8 @@ describe('GET /v1/tasks', () => {
     ['an unknown state', 'state=paused', 'VALIDATION_FAILED'],
     ['a date that is not ISO', 'before=yesterday', 'INVALID_FILTER'],
     ['an impossible date', 'after=2025-13-45T00:00:00Z', 'INVALID_FILTER'],
+    ['a date without a time (not an RFC 3339 date-time)', 'before=2025-01-31', 'INVALID_FILTER'],
+    ['a time without a zone', 'after=2025-01-31T12:00:00', 'INVALID_FILTER'],
     ['after not before before', 'after=2025-02-01T00:00:00Z&before=2025-01-01T00:00:00Z', 'INVALID_FILTER'],
     ['a limit of 0', 'limit=0', 'VALIDATION_FAILED'],
     ['a limit over 500', 'limit=501', 'VALIDATION_FAILED'],
@@ -220,6 +222,33 @@ describe('GET /v1/tasks', () => {
     assert.equal(other.body.error.code, 'INVALID_CURSOR');
     const sameFilters = await s.manager.request('GET', `/v1/tasks?state=failed&limit=5&cursor=${cursor}`);
     assert.equal(sameFilters.status, 200, 'the page size may change between pages');
+  });
+
+  test('a cursor edited by hand is a 400 INVALID_CURSOR, never a 500', async () => {
+    const edit = (cursor: string, change: Record<string, unknown>) =>
+      encodeURIComponent(
+        Buffer.from(
+          JSON.stringify({ ...JSON.parse(Buffer.from(cursor, 'base64url').toString()), ...change }),
+        ).toString('base64url'),
+      );
+    const waiting = (await s.manager.request('GET', '/v1/tasks?state=waiting&limit=1')).body.nextCursor;
+    const failed = (await s.manager.request('GET', '/v1/tasks?state=failed&limit=1')).body.nextCursor;
+    const edits: [string, string][] = [
+      ['waiting', edit(waiting, { o: 1e21 })],
+      ['waiting', edit(waiting, { o: 2 ** 53 })],
+      ['failed', edit(failed, { sc: ' ' })],
+      ['failed', edit(failed, { sc: '' })],
+      ['failed', edit(failed, { sc: '1e400' })],
+    ];
+    for (const [state, cursor] of edits) {
+      const res = await s.manager.request('GET', `/v1/tasks?state=${state}&limit=1&cursor=${cursor}`);
+      assert.equal(
+        res.status,
+        400,
+        `${Buffer.from(decodeURIComponent(cursor), 'base64url')}: ${JSON.stringify(res.body)}`,
+      );
+      assert.equal(res.body.error.code, 'INVALID_CURSOR');
+    }
   });
 });
 

@@ -77,6 +77,17 @@ describe('submission bodies are not coerced', () => {
     });
   }
 
+  test('params null is checked against the task schema as sent, not read as {}', async () => {
+    const nulled = { task: 'example.echo', params: null };
+    assertCodedError(await manager.request('POST', '/v1/tasks', nulled), 400, 'INVALID_PARAMS');
+    assertCodedError(
+      await manager.request('POST', '/v1/tasks/batch', { tasks: [nulled] }),
+      400,
+      'INVALID_PARAMS',
+    );
+    assert.equal(await queuedJobs(), 0);
+  });
+
   test('querystrings still read numbers: limit=5', async () => {
     const res = await manager.request('GET', '/v1/tasks?limit=5&state=waiting');
     assert.equal(res.status, 200, JSON.stringify(res.body));
@@ -178,6 +189,15 @@ describe('every error has the coded body', () => {
     });
     assert.equal(reply.status, 415, reply.body);
     assert.equal(JSON.parse(reply.body).error.code, 'UNSUPPORTED_MEDIA_TYPE');
+  });
+
+  test('a GET with a Content-Encoding is answered as usual: its body is never read', async () => {
+    const reply = await rawRequest(manager.baseUrl, {
+      method: 'GET',
+      target: '/v1/tasks?limit=1',
+      headers: { 'content-encoding': 'gzip' },
+    });
+    assert.equal(reply.status, 200, reply.body);
   });
 
   test('an internal error is 500 INTERNAL without its message or stack', async () => {

@@ -77,7 +77,7 @@ export class FaultStack {
       MANAGER_PORT: String(port),
     });
     await waitFor(async () => (await this.status(`${this.managerUrl}/readyz`)) === 200, {
-      timeoutMs: 15_000,
+      timeoutMs: 30_000,
       what: 'the manager ready',
     });
     const count = this.options.workers ?? 2;
@@ -142,6 +142,16 @@ export class FaultStack {
       });
     }
     this.loads.push(load);
+    return load;
+  }
+
+  /** The load every fault runs under: 2,000 mixed tasks, of which 400 finish before the fault. */
+  async loadUntilFaultPoint(): Promise<Load> {
+    const load = await this.submitMixed(2000);
+    await waitFor(async () => (await this.finishedCount()) >= 400, {
+      timeoutMs: 30_000,
+      what: '400 tasks finished before the fault',
+    });
     return load;
   }
 

@@ -20,6 +20,8 @@ export function nestsDeeperThan(value: unknown, limit: number): boolean {
 
 export default fp(async function requestBoundsPlugin(app: FastifyInstance) {
   app.addHook('preParsing', async (request) => {
+    // GET and HEAD bodies are never read, so their Content-Encoding does not matter.
+    if (request.method === 'GET' || request.method === 'HEAD') return;
     const encoding = request.headers['content-encoding'];
     if (encoding && encoding.toLowerCase() !== 'identity') {
       throw new HttpError(

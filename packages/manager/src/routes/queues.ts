@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { countAvailableByTask, JobbersError, type TaskClient } from '@jobbers/core';
 import type { Redis } from 'ioredis';
-import { ErrorBody, QueueList, QueueParams, QueueSummary } from '../schemas.js';
+import { errorResponses, QueueList, QueueParams, QueueSummary } from '../schemas.js';
 
 const states = [
   'waiting',
@@ -52,9 +52,10 @@ export const queueRoutes: FastifyPluginAsyncTypebox<QueueRoutesOptions> = async 
     '/queues',
     {
       schema: {
+        operationId: 'listQueues',
         summary: 'List queues with their counts',
         tags: ['queues'],
-        response: { 200: QueueList, 503: ErrorBody },
+        response: { 200: QueueList, ...errorResponses(503) },
       },
     },
     async () => ({ queues: await Promise.all(client.registry.queues.map(summary)) }),
@@ -64,10 +65,11 @@ export const queueRoutes: FastifyPluginAsyncTypebox<QueueRoutesOptions> = async 
     '/queues/:queue',
     {
       schema: {
+        operationId: 'getQueue',
         summary: 'One queue: counts per state and available jobs per task type',
         tags: ['queues'],
         params: QueueParams,
-        response: { 200: QueueSummary, 404: ErrorBody, 503: ErrorBody },
+        response: { 200: QueueSummary, ...errorResponses(400, 404, 414, 503) },
       },
     },
     async (request) => summary(knownQueue(request.params.queue)),
@@ -77,10 +79,11 @@ export const queueRoutes: FastifyPluginAsyncTypebox<QueueRoutesOptions> = async 
     '/queues/:queue/pause',
     {
       schema: {
+        operationId: 'pauseQueue',
         summary: 'Pause a queue: workers take no new task from it; running tasks finish',
         tags: ['queues'],
         params: QueueParams,
-        response: { 200: QueueSummary, 404: ErrorBody, 503: ErrorBody },
+        response: { 200: QueueSummary, ...errorResponses(400, 404, 413, 414, 415, 503) },
       },
     },
     async (request) => {
@@ -94,10 +97,11 @@ export const queueRoutes: FastifyPluginAsyncTypebox<QueueRoutesOptions> = async 
     '/queues/:queue/resume',
     {
       schema: {
+        operationId: 'resumeQueue',
         summary: 'Resume a paused queue',
         tags: ['queues'],
         params: QueueParams,
-        response: { 200: QueueSummary, 404: ErrorBody, 503: ErrorBody },
+        response: { 200: QueueSummary, ...errorResponses(400, 404, 413, 414, 415, 503) },
       },
     },
     async (request) => {

@@ -1,10 +1,11 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { SubmitRequest, TaskClient } from '@jobbers/core';
+import { retryIncidentsOperationId, submitBatchOperationId, submitOperationId } from '../openapi.js';
 import {
   BatchBody,
   BatchResult,
   CancelResult,
-  ErrorBody,
+  errorResponses,
   ListTasksQuery,
   RetryIncidentsBody,
   RetryIncidentsResult,
@@ -15,14 +16,8 @@ import {
   TaskView,
 } from '../schemas.js';
 
-const errors = {
-  400: ErrorBody,
-  404: ErrorBody,
-  409: ErrorBody,
-  413: ErrorBody,
-  415: ErrorBody,
-  503: ErrorBody,
-};
+/** A POST's body is parsed whatever the route, so it can always be too large or not JSON. */
+const bodyErrors = [413, 415] as const;
 
 function toRequest(body: SubmitBody, traceparent: string | undefined): SubmitRequest {
   return { ...body, traceparent };
@@ -33,10 +28,18 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ client: TaskClient }> = asy
     '/tasks',
     {
       schema: {
+        operationId: submitOperationId,
         summary: 'Submit a task',
         tags: ['tasks'],
         body: SubmitBody,
-        response: { 200: SubmitResult, 201: SubmitResult, ...errors },
+        response: {
+          200: {
+            ...SubmitResult,
+            description: 'The task with this id existed already: nothing was enqueued',
+          },
+          201: { ...SubmitResult, description: 'The task was enqueued' },
+          ...errorResponses(400, 409, ...bodyErrors, 503),
+        },
       },
     },
     async (request, reply) => {
@@ -50,10 +53,11 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ client: TaskClient }> = asy
     '/tasks/batch',
     {
       schema: {
+        operationId: submitBatchOperationId,
         summary: 'Submit up to 1000 tasks; one invalid task rejects the whole batch',
         tags: ['tasks'],
         body: BatchBody,
-        response: { 201: BatchResult, ...errors },
+        response: { 201: BatchResult, ...errorResponses(400, 409, ...bodyErrors, 503) },
       },
     },
     async (request, reply) => {
@@ -67,10 +71,11 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ client: TaskClient }> = asy
     '/tasks/:id',
     {
       schema: {
+        operationId: 'getTask',
         summary: 'Read a task: state, params, result or error, attempts and times',
         tags: ['tasks'],
         params: TaskIdParams,
-        response: { 200: TaskView, ...errors },
+        response: { 200: TaskView, ...errorResponses(400, 404, 414, 503) },
       },
     },
     async (request) => client.getTask(request.params.id),
@@ -80,12 +85,13 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ client: TaskClient }> = asy
     '/tasks',
     {
       schema: {
+        operationId: 'listTasks',
         summary: 'List tasks by queue, type, state and submission time, a page at a time',
         description:
           'Order per state: waiting and active most recently queued first, prioritized and delayed in the order they will run, completed and failed most recently finished first. A page examines at most 10,000 entries, so with narrow filters it may hold fewer than limit tasks and still carry a nextCursor.',
         tags: ['tasks'],
         querystring: ListTasksQuery,
-        response: { 200: TaskPage, ...errors },
+        response: { 200: TaskPage, ...errorResponses(400, 503) },
       },
     },
     async (request) => {
@@ -98,10 +104,11 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ client: TaskClient }> = asy
     '/tasks/:id/retry',
     {
       schema: {
+        operationId: 'retryTask',
         summary: 'Resolve an incident: a failed task runs again with fresh retries',
         tags: ['tasks'],
         params: TaskIdParams,
-        response: { 200: TaskView, ...errors },
+        response: { 200: TaskView, ...errorResponses(400, 404, 409, ...bodyErrors, 414, 503) },
       },
     },
     async (request) => client.retryTask(request.params.id),
@@ -111,10 +118,11 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ client: TaskClient }> = asy
     '/tasks/retry',
     {
       schema: {
+        operationId: retryIncidentsOperationId,
         summary: 'Resolve up to limit incidents matching the filter, most recently failed first',
         tags: ['tasks'],
         body: RetryIncidentsBody,
-        response: { 200: RetryIncidentsResult, ...errors },
+        response: { 200: RetryIncidentsResult, ...errorResponses(400, ...bodyErrors, 503) },
       },
     },
     async (request) => client.retryIncidents(request.body),
@@ -124,10 +132,11 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ client: TaskClient }> = asy
     '/tasks/:id/cancel',
     {
       schema: {
+        operationId: 'cancelTask',
         summary: 'Cancel a task that has not started; it is removed, so GET answers 404 afterwards',
         tags: ['tasks'],
         params: TaskIdParams,
-        response: { 200: CancelResult, ...errors },
+        response: { 200: CancelResult, ...errorResponses(400, 404, 409, ...bodyErrors, 414, 503) },
       },
     },
     async (request) => client.cancelTask(request.params.id),

@@ -1,6 +1,6 @@
 // Task ids: ULIDs generated here, or ids chosen by the client in advance.
-import { QueueKeys } from 'bullmq';
 import { monotonicFactory } from 'ulid';
+import { queueOwnKeyNames } from './bullmq/keys.js';
 import { JobbersError } from './errors.js';
 
 const ulidPattern = /^[0-9A-HJKMNP-TV-Z]{26}$/;
@@ -8,10 +8,7 @@ const clientIdPattern = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
 // A job's hash is `<prefix>:<queue>:<id>`: an id equal to one of the queue's own key names (`meta`,
 // `wait`, `events`, ...) or to Jobbers' `jobbers` namespace would read or overwrite that key.
-const reservedIds = new Set([
-  ...Object.keys(new QueueKeys().getKeys('queue')).filter((name) => name !== ''),
-  'jobbers',
-]);
+const reservedIds = new Set([...queueOwnKeyNames, 'jobbers']);
 
 // One factory for the process: `ulid()` looks up its random source on every call, which showed up
 // as a quarter of the manager's CPU in the REST bench; monotonic ids also sort within a millisecond.

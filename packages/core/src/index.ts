@@ -1,3 +1,4 @@
+export * from './bullmq/index.js';
 export * from './cancellation.js';
 export * from './client.js';
 export * from './config.js';

@@ -2,6 +2,7 @@ export * from './bullmq/index.js';
 export * from './cancellation.js';
 export * from './client.js';
 export * from './config.js';
+export * from './durations.js';
 export * from './errors.js';
 export * from './ids.js';
 export * from './incidents.js';

@@ -1,6 +1,6 @@
 // jobbers-worker's flags, folded into the environment variables they mirror so that one parser
 // (loadWorkerConfig) validates both. CLI durations take units; the variables hold milliseconds.
-import { JobbersError } from '@jobbers/core';
+import { JobbersError, parseDurationMs } from '@jobbers/core';
 
 export interface WorkerFlags {
   tasks?: string;
@@ -20,18 +20,16 @@ export interface WorkerFlags {
   processes?: string;
 }
 
-const unitMs: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-/** `500ms`, `30s`, `15m`, `2h`, `7d`, or a bare number of milliseconds. */
-export function parseDurationMs(raw: string, flag: string): number {
-  const match = /^(\d+)(ms|s|m|h|d)?$/.exec(raw.trim());
-  if (!match) {
+/** A duration flag: `500ms`, `30s`, `15m`, `2h`, `7d`, or a bare number of milliseconds. */
+export function durationFlagMs(raw: string, flag: string): number {
+  const ms = parseDurationMs(raw, { bareNumberIsMs: true });
+  if (ms === undefined) {
     throw new JobbersError(
       'CONFIG_INVALID',
       `${flag} "${raw}" must be a duration like 500ms, 30s, 15m, 2h or 7d (a bare number is milliseconds)`,
     );
   }
-  return Number(match[1]) * unitMs[match[2] ?? 'ms']!;
+  return ms;
 }
 
 /** The environment a worker runs with: the process's own, overridden by any flag given. */
@@ -46,19 +44,19 @@ export function workerEnv(flags: WorkerFlags, base: NodeJS.ProcessEnv = process.
   set('JOBBERS_ROLES', flags.roles);
   set('LOG_LEVEL', flags.logLevel);
   if (flags.metricsFlush !== undefined)
-    set('JOBBERS_METRICS_FLUSH_MS', String(parseDurationMs(flags.metricsFlush, '--metrics-flush')));
+    set('JOBBERS_METRICS_FLUSH_MS', String(durationFlagMs(flags.metricsFlush, '--metrics-flush')));
   set('WORKER_ROLE', flags.role);
   set('WORKER_CONCURRENT_TASKS', flags.concurrency);
   set('WORKER_TTL', flags.ttl);
   set('WORKER_METRICS_PORT', flags.metricsPort);
   set('WORKER_QUEUE_CAPACITY', flags.queueCapacity);
   if (flags.shutdownGrace !== undefined)
-    set('WORKER_SHUTDOWN_GRACE_MS', String(parseDurationMs(flags.shutdownGrace, '--shutdown-grace')));
-  if (flags.lease !== undefined) set('WORKER_LEASE_MS', String(parseDurationMs(flags.lease, '--lease')));
+    set('WORKER_SHUTDOWN_GRACE_MS', String(durationFlagMs(flags.shutdownGrace, '--shutdown-grace')));
+  if (flags.lease !== undefined) set('WORKER_LEASE_MS', String(durationFlagMs(flags.lease, '--lease')));
   if (flags.redisCommandTimeout !== undefined)
     set(
       'JOBBERS_REDIS_COMMAND_TIMEOUT_MS',
-      String(parseDurationMs(flags.redisCommandTimeout, '--redis-command-timeout')),
+      String(durationFlagMs(flags.redisCommandTimeout, '--redis-command-timeout')),
     );
   return env;
 }

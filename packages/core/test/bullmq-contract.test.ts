@@ -9,10 +9,12 @@ import {
   extendLeaseWithHeartbeat,
   GatedWorker,
   isLostJobError,
+  type JobStateStore,
   jobFromHash,
   jobHashField,
   jobKey,
   jobLockKey,
+  jobStateSource,
   queueAddJob,
   queueOwnKey,
   queueOwnKeyNames,
@@ -312,4 +314,31 @@ test('gated worker: a closed gate activates nothing; fetch-next hands over a job
   } finally {
     await gated.close(true);
   }
+});
+
+test('state stores: the jobs of each state sit in the key and Redis type named for it', async () => {
+  const done = await queue.add(task, {});
+  const failed = await queue.add(task, {}, { attempts: 1 });
+  const active = await queue.add(task, {});
+  const a = await activate();
+  await a.job.moveToCompleted('ok', a.token, false);
+  const b = await activate();
+  await b.job.moveToFailed(new Error('boom'), b.token, false);
+  await activate();
+  const waiting = await queue.add(task, {});
+  const prioritized = await queue.add(task, {}, { priority: 3 });
+  const delayed = await queue.add(task, {}, { delay: 60_000 });
+  const members = async (store: JobStateStore) => {
+    const { key, kind } = jobStateSource(prefix, 'q', store);
+    assert.equal(await fixture.redis.type(key), kind === 'list' ? 'list' : 'zset', store);
+    return kind === 'list' ? fixture.redis.lrange(key, 0, -1) : fixture.redis.zrange(key, 0, -1);
+  };
+  assert.deepEqual(await members('wait'), [waiting.id]);
+  assert.deepEqual(await members('prioritized'), [prioritized.id]);
+  assert.deepEqual(await members('delayed'), [delayed.id]);
+  assert.deepEqual(await members('active'), [active.id]);
+  assert.deepEqual(await members('completed'), [done.id]);
+  assert.deepEqual(await members('failed'), [failed.id]);
+  await queue.pause();
+  assert.deepEqual(await members('paused'), [waiting.id], 'a paused queue keeps its waiting jobs in paused');
 });

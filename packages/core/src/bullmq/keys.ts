@@ -24,3 +24,28 @@ export const queueOwnKeyNames: readonly string[] = Object.keys(new QueueKeys().g
 export function queueOwnKey(prefix: string, queue: string, name: string): string {
   return `${queueKey(prefix, queue)}:${name}`;
 }
+
+/**
+ * The keys that hold a queue's jobs by state, and their type: lists in the order jobs entered them,
+ * sorted sets scored by run-at time (delayed), priority (prioritized) or finish time (completed,
+ * failed). `wait` and `paused` together hold the waiting jobs of a running or paused queue.
+ */
+export const jobStateStores = {
+  wait: 'list',
+  paused: 'list',
+  active: 'list',
+  prioritized: 'zset',
+  delayed: 'zset',
+  completed: 'zset',
+  failed: 'zset',
+} as const;
+
+export type JobStateStore = keyof typeof jobStateStores;
+
+export function jobStateSource(
+  prefix: string,
+  queue: string,
+  store: JobStateStore,
+): { key: string; kind: 'list' | 'zset' } {
+  return { key: queueOwnKey(prefix, queue, store), kind: jobStateStores[store] };
+}

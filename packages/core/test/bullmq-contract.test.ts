@@ -342,3 +342,21 @@ test('state stores: the jobs of each state sit in the key and Redis type named f
   await queue.pause();
   assert.deepEqual(await members('paused'), [waiting.id], 'a paused queue keeps its waiting jobs in paused');
 });
+
+test('incident retry: retrying a failed job writes waiting from failed, resets atm and keeps ats', async () => {
+  const added = await queue.add(task, {}, { attempts: 1 });
+  const { job, token } = await activate();
+  await job.moveToFailed(new Error('boom'), token, false);
+  const failed = (await queue.getJob(added.id!))!;
+  await failed.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: false });
+  assert.equal(await queue.getJobState(added.id!), 'waiting');
+  const entries = await eventsOf(added.id!);
+  assert.deepEqual(whatTheExporterReads(entries).at(-1), 'waiting:failed');
+  const key = jobKey(prefix, 'q', added.id!);
+  assert.equal(
+    await fixture.redis.hget(key, jobHashField.attemptsStarted),
+    '1',
+    'ctx.attempt keeps counting',
+  );
+  assert.equal(Number((await fixture.redis.hget(key, jobHashField.attemptsMade)) ?? 0), 0);
+});

@@ -4,6 +4,7 @@ import {
   clusterMetrics,
   countProcessError,
   jobbersKey,
+  jobHashField,
   jobKey,
   MetricsBuffer,
   type MetricsFlushLogger,
@@ -198,7 +199,8 @@ class CleanerRun {
     const vanished: string[] = [];
     if (ids.length === 0) return { matching, vanished };
     const pipeline = this.context.redis.pipeline();
-    for (const id of ids) pipeline.hmget(jobKey(this.options.prefix, queue, id), 'name', 'timestamp');
+    for (const id of ids)
+      pipeline.hmget(jobKey(this.options.prefix, queue, id), jobHashField.name, jobHashField.timestamp);
     const replies = (await pipeline.exec()) ?? [];
     const tasks = this.options.tasks;
     ids.forEach((id, i) => {

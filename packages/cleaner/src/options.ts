@@ -1,5 +1,11 @@
 // The cleaner's flags and env, parsed and validated once into CleanerOptions.
-import { isJobbersError, loadCommonConfig, queueNamePattern, type TaskRegistry } from '@jobbers/core';
+import {
+  isJobbersError,
+  loadCommonConfig,
+  parseDurationMs,
+  queueNamePattern,
+  type TaskRegistry,
+} from '@jobbers/core';
 
 export const cleanerStates = ['completed', 'failed', 'waiting', 'delayed'] as const;
 export type CleanerState = (typeof cleanerStates)[number];
@@ -48,22 +54,8 @@ export class UsageError extends Error {
   }
 }
 
-const durationUnitsMs: Record<string, number> = {
-  ms: 1,
-  s: 1000,
-  m: 60_000,
-  h: 3_600_000,
-  d: 86_400_000,
-  w: 604_800_000,
-};
-
-/** `30s`, `15m`, `12h`, `7d`, `2w`, `500ms` -> milliseconds (`0s`: everything up to now); undefined when malformed. */
-export function parseDurationMs(text: string): number | undefined {
-  const match = /^(\d+)(ms|s|m|h|d|w)$/.exec(text.trim());
-  if (!match) return undefined;
-  const value = Number(match[1]) * durationUnitsMs[match[2]!]!;
-  return Number.isSafeInteger(value) ? value : undefined;
-}
+// --older-than takes core's durations with a unit required (`0s`: everything up to now).
+export { parseDurationMs } from '@jobbers/core';
 
 const isoPattern = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?)?$/i;
 

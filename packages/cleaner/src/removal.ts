@@ -1,5 +1,6 @@
 // Removes jobs through BullMQ's own removeJob script, one job per call, so BullMQ emits the
 // `removed` event the lifecycle exporter turns into the `removed` transition.
+import { queueRemoveJob } from '@jobbers/core';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { JobSource } from './sources.js';
@@ -10,16 +11,6 @@ import type { JobSource } from './sources.js';
  * reason (the job belongs to a job scheduler).
  */
 export type RemovalOutcome = 'removed' | 'active' | 'gone' | 'kept';
-
-type RemoveArgs = (jobId: string, removeChildren: boolean) => (string | number)[];
-
-function removeArgsOf(queue: Queue): RemoveArgs {
-  const scripts = queue.scripts as unknown as { removeArgs?: RemoveArgs };
-  if (typeof scripts.removeArgs !== 'function') {
-    throw new Error('this BullMQ version has no Scripts.removeArgs; the cleaner needs updating');
-  }
-  return scripts.removeArgs.bind(queue.scripts);
-}
 
 /**
  * BullMQ's removeJob answers 1 even for a job that no longer exists, so two cleaners racing for the
@@ -34,12 +25,11 @@ export async function removeJobs(
   const outcomes: RemovalOutcome[] = [];
   if (ids.length === 0) return outcomes;
   const client = await queue.client;
-  const removeArgs = removeArgsOf(queue);
   const removeOne = async (id: string): Promise<RemovalOutcome> => {
     const transaction = client.multi();
     (transaction as unknown as { exists(key: string): unknown }).exists(queue.toKey(id));
-    // removeChildren off: one job per call, whatever flows a queue may hold.
-    queue.scripts.execCommand(transaction, 'removeJob', removeArgs(id, false));
+    // One job per call (never its children), whatever flows a queue may hold.
+    queueRemoveJob(queue, transaction as never, id);
     const replies = await transaction.exec();
     if (!replies) throw new Error(`removing job ${id} was aborted`);
     const [[existsError, exists], [removeError, code]] = replies as [

@@ -1,5 +1,5 @@
 // Where each cleaner state lives in BullMQ's keys, read a page at a time so no call is long.
-import { queueKey } from '@jobbers/core';
+import { jobStateSource } from '@jobbers/core';
 import type { Redis } from 'ioredis';
 import type { CleanerState } from './options.js';
 
@@ -17,19 +17,17 @@ export function sourcesFor(
   state: CleanerState,
   runStartMs: number,
 ): JobSource[] {
-  const base = queueKey(prefix, queue);
   switch (state) {
     case 'completed':
     case 'failed':
-      return [{ state, key: `${base}:${state}`, kind: 'zset', maxScore: runStartMs }];
+      return [{ state, ...jobStateSource(prefix, queue, state), maxScore: runStartMs }];
     case 'delayed':
-      return [{ state, key: `${base}:delayed`, kind: 'zset' }];
+      return [{ state, ...jobStateSource(prefix, queue, 'delayed') }];
     case 'waiting':
-      return [
-        { state, key: `${base}:wait`, kind: 'list' },
-        { state, key: `${base}:paused`, kind: 'list' },
-        { state, key: `${base}:prioritized`, kind: 'zset' },
-      ];
+      return (['wait', 'paused', 'prioritized'] as const).map((store) => ({
+        state,
+        ...jobStateSource(prefix, queue, store),
+      }));
   }
 }
 

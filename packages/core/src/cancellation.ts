@@ -4,6 +4,7 @@
 // and finished in between.
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { queueRemoveJob } from './bullmq/scripts.js';
 import { jobbersKey } from './keys.js';
 import { countProcessError } from './metrics/process-health.js';
 
@@ -14,8 +15,6 @@ export type CancelOutcome =
   | { outcome: 'cancelled'; previousState: CancellableState }
   | { outcome: 'not-found' }
   | { outcome: 'not-cancellable'; state: string };
-
-type RemoveArgs = (jobId: string, removeChildren: boolean) => (string | number)[];
 
 /** Attempts before giving up on a task whose state keeps changing under the WATCH. */
 const maxRounds = 20;
@@ -63,7 +62,6 @@ export class TaskCanceller {
     const queue = this.queue(queueName);
     // BullMQ types its client narrowly; it is the ioredis connection this canceller made.
     const client = (await queue.client) as unknown as Redis;
-    const removeArgs = removeArgsOf(queue);
     for (let round = 0; round < maxRounds; round++) {
       await client.watch(queue.toKey(id));
       const state = await queue.getJobState(id);
@@ -72,8 +70,7 @@ export class TaskCanceller {
         return state === 'unknown' ? { outcome: 'not-found' } : { outcome: 'not-cancellable', state };
       }
       const transaction = client.multi();
-      // removeChildren off: the one task named, nothing else.
-      queue.scripts.execCommand(transaction as never, 'removeJob', removeArgs(id, false));
+      queueRemoveJob(queue, transaction, id);
       transaction.hdel(jobbersKey(this.prefix, queueName, 'yields'), id);
       const replies = await transaction.exec();
       if (!replies) continue;
@@ -91,12 +88,4 @@ export class TaskCanceller {
     this.connection?.disconnect();
     this.connection = undefined;
   }
-}
-
-function removeArgsOf(queue: Queue): RemoveArgs {
-  const scripts = queue.scripts as unknown as { removeArgs?: RemoveArgs };
-  if (typeof scripts.removeArgs !== 'function') {
-    throw new Error('this BullMQ version has no Scripts.removeArgs; cancellation needs updating');
-  }
-  return scripts.removeArgs.bind(queue.scripts);
 }

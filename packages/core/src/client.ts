@@ -1,7 +1,8 @@
 // Submitting and reading tasks: what the manager's routes call; usable from any code.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Job, type JobsOptions, Queue } from 'bullmq';
+import { type Job, type JobsOptions, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { jobFromHash, jobHashField } from './bullmq/job-hash.js';
 import { type CancellableState, type CancelOutcome, TaskCanceller } from './cancellation.js';
 import { JobbersError } from './errors.js';
 import { claimTtlMs, IdReservations, newClaimToken } from './id-reservation.js';
@@ -376,7 +377,10 @@ export class TaskClient {
   /** `heartbeat`: the job hash's jbhb field when the caller already read it. */
   async view(job: Job, state?: TaskState, heartbeat?: string | null): Promise<TaskView> {
     const payload = (job.data ?? {}) as JobPayload;
-    heartbeat ??= await this.connection.hget(jobKey(this.prefix, job.queueName, job.id!), 'jbhb');
+    heartbeat ??= await this.connection.hget(
+      jobKey(this.prefix, job.queueName, job.id!),
+      jobHashField.lastHeartbeat,
+    );
     const resolvedState = state ?? ((await job.getState()) as TaskState);
     const view: TaskView = {
       id: job.id!,
@@ -435,8 +439,8 @@ export class TaskClient {
       const kept = omitted.length === 0 ? fields : { ...fields };
       if (omitted.includes('params')) kept.data = '{}';
       if (omitted.includes('result')) kept.returnvalue = 'null';
-      const job = Job.fromJSON(this.queue(queue), kept as never, id);
-      const view = await this.view(job, state, fields.jbhb ?? null);
+      const job = jobFromHash(this.queue(queue), kept, id);
+      const view = await this.view(job, state, fields[jobHashField.lastHeartbeat] ?? null);
       if (omitted.length > 0) {
         if (omitted.includes('params')) delete view.params;
         if (omitted.includes('result')) delete view.result;

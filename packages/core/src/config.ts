@@ -1,4 +1,6 @@
 // Env and flags are parsed once, here, into one typed config with messages naming the culprit.
+
+import { parseDurationMs } from './durations.js';
 import { JobbersError } from './errors.js';
 
 export interface CommonConfig {
@@ -154,18 +156,16 @@ function readOnOff(env: Env, name: string, fallback: boolean, problems: Problems
   return raw === 'on';
 }
 
-const unitMs: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-/** A CLI duration: `500ms`, `30s`, `15m`, `2h`, `7d`, or a bare number of milliseconds. */
+/** A CLI duration: `500ms`, `30s`, `15m`, `2h`, `7d`, `1w`, or a bare number of milliseconds. */
 export function parseFlagDurationMs(raw: string, flag: string): number {
-  const match = /^(\d+)(ms|s|m|h|d)?$/.exec(raw.trim());
-  if (!match) {
+  const ms = parseDurationMs(raw, { bareNumberIsMs: true });
+  if (ms === undefined) {
     throw new JobbersError(
       'CONFIG_INVALID',
       `${flag} "${raw}" must be a duration like 500ms, 30s, 15m, 2h or 7d (a bare number is milliseconds)`,
     );
   }
-  return Number(match[1]) * unitMs[match[2] ?? 'ms']!;
+  return ms;
 }
 
 /** The variable a CLI flag sets; `duration` flags take units and set milliseconds. */

@@ -2,8 +2,9 @@
 // any queue and no claim by another submission) before it adds the job, and drops the claim once
 // the job exists. A claim left by a submitter that died before adding expires after claimTtlMs.
 import { randomUUID } from 'node:crypto';
-import { Job, type JobsOptions, type Queue } from 'bullmq';
+import type { JobsOptions, Queue } from 'bullmq';
 import type { ChainableCommander, Redis } from 'ioredis';
+import { addJob, queueAddJob } from './bullmq/scripts.js';
 import { idReservationKey, jobKey } from './keys.js';
 
 /** Longer than any add takes; how long an id stays blocked when its submitter died mid-way. */
@@ -94,8 +95,8 @@ export class IdReservations {
 
   /**
    * Adds the jobs of the ids this submission claimed and drops the claims, in one round trip: the
-   * jobs, once added, are the record. Builds the jobs as BullMQ's Queue.addBulk does (Job.addJob on a
-   * pipeline), with the releases in the same pipeline; a claim whose add failed is dropped too.
+   * jobs, once added, are the record. BullMQ's adds (see bullmq/scripts.ts) and the releases go in one
+   * pipeline; a claim whose add failed is dropped too.
    */
   async addAndRelease(entries: ClaimedJob[], token: string): Promise<void> {
     if (entries.length === 0) return;
@@ -106,7 +107,7 @@ export class IdReservations {
       // order on the one connection, so the claim is dropped after the add whatever its outcome.
       const { queue, id, task, data, opts } = entries[0]!;
       const [added, released] = await Promise.allSettled([
-        new Job(queue, task, data, opts, id).addJob(client as never),
+        addJob(queue, client, { id, name: task, data, opts }),
         (client as unknown as ClaimCommands).jobbersReleaseId(
           idReservationKey(this.prefix, id),
           JSON.stringify([token, task]),
@@ -117,11 +118,8 @@ export class IdReservations {
       return;
     }
     const pipeline = client.pipeline() as unknown as ChainableCommander;
-    for (const { queue, id, task, data, opts } of entries) {
-      // addJob queues its command synchronously; its own promise settles with exec, whose replies
-      // are checked below, so it is only kept from being an unhandled rejection here.
-      new Job(queue, task, data, opts, id).addJob(pipeline as never).catch(() => undefined);
-    }
+    for (const { queue, id, task, data, opts } of entries)
+      queueAddJob(queue, pipeline, { id, name: task, data, opts });
     this.queueReleases(pipeline, entries, token);
     for (const [error] of (await pipeline.exec()) ?? []) if (error) throw error;
   }

@@ -1,7 +1,7 @@
 // Task ids: ULIDs generated here, or ids chosen by the client in advance.
 import { randomFillSync } from 'node:crypto';
-import { QueueKeys } from 'bullmq';
 import { monotonicFactory } from 'ulid';
+import { queueOwnKeyNames } from './bullmq/keys.js';
 import { JobbersError } from './errors.js';
 
 const ulidPattern = /^[0-9A-HJKMNP-TV-Z]{26}$/;
@@ -9,10 +9,7 @@ const clientIdPattern = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
 // A job's hash is `<prefix>:<queue>:<id>`: an id equal to one of the queue's own key names (`meta`,
 // `wait`, `events`, ...) or to Jobbers' `jobbers` namespace would read or overwrite that key.
-const reservedIds = new Set([
-  ...Object.keys(new QueueKeys().getKeys('queue')).filter((name) => name !== ''),
-  'jobbers',
-]);
+const reservedIds = new Set([...queueOwnKeyNames, 'jobbers']);
 
 /**
  * What normalizeTaskId accepts, as one ECMAScript pattern (for the API document): a ULID in any case,

@@ -1,6 +1,8 @@
 // Reads a queue's true state straight from BullMQ's keys, in bounded chunks.
 import type { Redis } from 'ioredis';
-import { jobKey, queueKey } from './keys.js';
+import { jobHashField } from './bullmq/job-hash.js';
+import { jobStateSource } from './bullmq/keys.js';
+import { jobKey } from './keys.js';
 
 export interface AvailableJob {
   id: string;
@@ -12,8 +14,8 @@ const chunkSize = 1000;
 
 /** Ids of every available job (wait, paused and prioritized), read in chunks of chunkSize. */
 async function* availableIds(redis: Redis, prefix: string, queue: string): AsyncGenerator<string[]> {
-  const base = queueKey(prefix, queue);
-  for (const list of [`${base}:wait`, `${base}:paused`]) {
+  for (const store of ['wait', 'paused'] as const) {
+    const list = jobStateSource(prefix, queue, store).key;
     for (let start = 0; ; start += chunkSize) {
       const ids = await redis.lrange(list, start, start + chunkSize - 1);
       if (ids.length > 0) yield ids;
@@ -21,7 +23,11 @@ async function* availableIds(redis: Redis, prefix: string, queue: string): Async
     }
   }
   for (let start = 0; ; start += chunkSize) {
-    const ids = await redis.zrange(`${base}:prioritized`, start, start + chunkSize - 1);
+    const ids = await redis.zrange(
+      jobStateSource(prefix, queue, 'prioritized').key,
+      start,
+      start + chunkSize - 1,
+    );
     if (ids.length > 0) yield ids;
     if (ids.length < chunkSize) break;
   }
@@ -36,7 +42,13 @@ export async function scanAvailableJobs(
   const found = new Map<string, AvailableJob>();
   for await (const ids of availableIds(redis, prefix, queue)) {
     const pipeline = redis.pipeline();
-    for (const id of ids) pipeline.hmget(jobKey(prefix, queue, id), 'name', 'timestamp', 'delay');
+    for (const id of ids)
+      pipeline.hmget(
+        jobKey(prefix, queue, id),
+        jobHashField.name,
+        jobHashField.timestamp,
+        jobHashField.delay,
+      );
     const replies = (await pipeline.exec()) ?? [];
     ids.forEach((id, i) => {
       const [name, timestamp, delay] = (replies[i]?.[1] as (string | null)[]) ?? [];

@@ -1,12 +1,6 @@
-// Redis key names Jobbers adds beside BullMQ's own `<prefix>:<queue>:*` keys.
+// Redis key names Jobbers adds beside BullMQ's own `<prefix>:<queue>:*` keys (see bullmq/keys.ts).
 
-export function queueKey(prefix: string, queue: string): string {
-  return `${prefix}:${queue}`;
-}
-
-export function jobKey(prefix: string, queue: string, id: string): string {
-  return `${prefix}:${queue}:${id}`;
-}
+export { jobKey, queueKey } from './bullmq/keys.js';
 
 /** Jobbers bookkeeping for one queue; shares the queue's prefix so a hash tag keeps it in one slot. */
 export function jobbersKey(prefix: string, queue: string, name: string): string {

@@ -2,8 +2,10 @@
 // bounded window at a time and filtered, so no request ever loads a whole million-job set.
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { jobHashField } from './bullmq/job-hash.js';
+import { jobStateSource } from './bullmq/keys.js';
 import { JobbersError } from './errors.js';
-import { jobKey, queueKey } from './keys.js';
+import { jobKey } from './keys.js';
 import { resolveQueue } from './routing.js';
 import type { TaskRegistry } from './task.js';
 
@@ -57,21 +59,16 @@ interface Source {
 }
 
 function sourcesOf(prefix: string, queue: string, state: ListableState): Source[] {
-  const base = queueKey(prefix, queue);
   switch (state) {
     case 'waiting':
-      return [
-        { key: `${base}:wait`, kind: 'list' },
-        { key: `${base}:paused`, kind: 'list' },
-      ];
+      return [jobStateSource(prefix, queue, 'wait'), jobStateSource(prefix, queue, 'paused')];
     case 'active':
-      return [{ key: `${base}:active`, kind: 'list' }];
     case 'prioritized':
     case 'delayed':
-      return [{ key: `${base}:${state}`, kind: 'zset' }];
+      return [jobStateSource(prefix, queue, state)];
     case 'completed':
     case 'failed':
-      return [{ key: `${base}:${state}`, kind: 'zset', descending: true, scoredByFinish: true }];
+      return [{ ...jobStateSource(prefix, queue, state), descending: true, scoredByFinish: true }];
   }
 }
 
@@ -314,7 +311,8 @@ async function matching(
 ): Promise<boolean[]> {
   if (entries.length === 0) return [];
   const pipeline = redis.pipeline();
-  for (const { id } of entries) pipeline.hmget(jobKey(prefix, queue, id), 'name', 'timestamp');
+  for (const { id } of entries)
+    pipeline.hmget(jobKey(prefix, queue, id), jobHashField.name, jobHashField.timestamp);
   const replies = (await pipeline.exec()) ?? [];
   return entries.map((_, i) => {
     const [error, fields] = replies[i] ?? [];

@@ -2,13 +2,14 @@
 // job exactly once — completed, failed, or given back unfinished (ctx.yield, shutdown, capacity).
 import {
   countProcessError,
+  extendLeaseWithHeartbeat,
+  isLostJobError,
   isRedisUnavailableError,
   type JobPayload,
-  jobKey,
   type Logger,
   type MetricsBuffer,
   markYield,
-  queueKey,
+  readJobFinish,
   type TaskContext,
   type TaskDefinition,
   unmarkYield,
@@ -67,42 +68,6 @@ export interface AttemptOptions {
   outcomes: MetricsBuffer;
   /** Asked when the attempt finishes: true to have BullMQ activate the queue's next job in the same call. */
   handOver?: () => boolean;
-}
-
-/** Extends the lease and records the heartbeat time in one step, only while this worker holds the job. */
-const heartbeatScript = `
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('SREM', KEYS[2], ARGV[3])
-redis.call('HSET', KEYS[3], 'jbhb', ARGV[4])
-return 1
-`;
-
-type HeartbeatCommand = (
-  lock: string,
-  stalled: string,
-  job: string,
-  token: string,
-  leaseMs: number,
-  id: string,
-  now: number,
-) => Promise<number>;
-
-function heartbeatCommand(redis: Redis): HeartbeatCommand {
-  const commands = redis as unknown as { jobbersHeartbeat?: HeartbeatCommand };
-  if (!commands.jobbersHeartbeat)
-    redis.defineCommand('jobbersHeartbeat', { numberOfKeys: 3, lua: heartbeatScript });
-  return commands.jobbersHeartbeat!.bind(redis);
-}
-
-/** BullMQ refused a move because this worker no longer holds the job's lock (or the job moved on). */
-export function isLostJobError(error: unknown): boolean {
-  return (
-    error instanceof Error &&
-    /^(Missing lock for job|Lock mismatch for job|Missing key for job|Job .+ is not in the active state)/.test(
-      error.message,
-    )
-  );
 }
 
 export class TaskAttempt {
@@ -227,19 +192,15 @@ export class TaskAttempt {
     if (this.isSettling) return;
     this.leaseMode = 'heartbeat';
     const { prefix, leaseMs, connection } = this.options;
-    const job = this.job;
-    const base = queueKey(prefix, job.queueName);
-    const key = jobKey(prefix, job.queueName, job.id!);
-    const held = await heartbeatCommand(connection)(
-      `${key}:lock`,
-      `${base}:stalled`,
-      key,
-      this.token,
+    const held = await extendLeaseWithHeartbeat(connection, {
+      prefix,
+      queue: this.job.queueName,
+      id: this.job.id!,
+      token: this.token,
       leaseMs,
-      job.id!,
-      Date.now(),
-    );
-    if (held !== 1) {
+      nowMs: Date.now(),
+    });
+    if (!held) {
       this.loseLease();
       throw new LeaseLostError();
     }
@@ -348,19 +309,11 @@ export class TaskAttempt {
     const { connection, prefix } = this.options;
     const job = this.job;
     try {
-      const [started, made, finishedOn] = await connection.hmget(
-        jobKey(prefix, job.queueName, job.id!),
-        'ats',
-        'atm',
-        'finishedOn',
-      );
-      if (Number(started ?? 0) !== job.attemptsStarted) return false;
-      if (Number(made ?? 0) !== job.attemptsMade + 1) return false;
-      if (kind === 'completed') {
-        const completed = await connection.zscore(`${queueKey(prefix, job.queueName)}:completed`, job.id!);
-        if (completed === null) return false;
-      }
-      if (finishedOn) job.finishedOn = Number(finishedOn);
+      const finish = await readJobFinish(connection, prefix, job.queueName, job.id!);
+      if (finish.attemptsStarted !== job.attemptsStarted) return false;
+      if (finish.attemptsMade !== job.attemptsMade + 1) return false;
+      if (kind === 'completed' && !finish.completed) return false;
+      if (finish.finishedOn) job.finishedOn = finish.finishedOn;
       return true;
     } catch (error) {
       countProcessError('check-own-move');

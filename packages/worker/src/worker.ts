@@ -3,26 +3,29 @@
 // (each task's shutdown policy).
 import os from 'node:os';
 import {
+  adjustAttemptsStarted,
   countProcessError,
   createRedisConnection,
+  GatedWorker,
   JobbersError,
   type JobPayload,
-  jobKey,
   type Logger,
   logConnectionOutages,
   MetricsBuffer,
   markYield,
   queuesForRole,
   type RoleMap,
+  readLockTokens,
   recordRoleActivity,
   requireSupportedRedis,
   roleRefreshMs,
   roleStaleMs,
   type TaskRegistry,
+  UnadoptedJobError,
   unmarkYield,
   type WorkerConfig,
 } from '@jobbers/core';
-import { Job, type RedisClient, Worker, type WorkerOptions } from 'bullmq';
+import type { Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { CapacityGate, QueueSlots } from './capacity.js';
 import { WorkerProcessMetrics } from './process-metrics.js';
@@ -43,7 +46,7 @@ export type StopReason = 'ttl' | 'stop';
 
 interface QueueConsumer {
   queue: string;
-  bull: GatedWorker;
+  bull: GatedWorker<JobPayload>;
   slots: QueueSlots;
   fetcher: QueueFetcher;
 }
@@ -53,66 +56,6 @@ const finalFlushRetryMs = 10_000;
 
 /** BZPOPMIN timeout (seconds) of an idle queue: bounds how long an idle fetch may block. */
 const idleBlockSeconds = 1;
-
-/**
- * A BullMQ Worker in manual mode that activates no job once the worker stops taking work: the check
- * sits right before BullMQ's moveToActive, so a fetch that wakes up during a drain takes nothing.
- */
-class GatedWorker extends Worker<JobPayload> {
-  constructor(
-    queue: string,
-    options: WorkerOptions,
-    private readonly mayActivate: () => boolean,
-    private readonly beforeActivate: () => Promise<void> | undefined,
-  ) {
-    super(queue, null, options);
-  }
-
-  protected override async moveToActive(
-    client: RedisClient,
-    token: string,
-    name?: string,
-  ): Promise<Job<JobPayload>> {
-    if (!this.mayActivate()) return undefined as unknown as Job<JobPayload>;
-    // Only a stale role record costs a wait; the usual activation takes no extra tick.
-    const recording = this.beforeActivate();
-    if (recording) await recording;
-    return super.moveToActive(client, token, name);
-  }
-
-  /**
-   * The job BullMQ activated in the call that finished the previous one (fetch-next), if any. Throws
-   * UnadoptedJobError when BullMQ activated a job this worker could not take up: it sits active
-   * under this worker's token and must be given back, or its lease would expire as a false timed-out.
-   */
-  async adopt(next: unknown, token: string): Promise<Job<JobPayload> | undefined> {
-    if (!Array.isArray(next) || !next[0]) return undefined;
-    const jobId = String(next[1]);
-    let job: Job<JobPayload> | undefined;
-    try {
-      job = (await this.nextJobFromJobData(next[0], next[1], token)) ?? undefined;
-    } catch (error) {
-      throw new UnadoptedJobError(jobId, error);
-    }
-    if (!job) throw new UnadoptedJobError(jobId, new Error('BullMQ did not build the handed-over job'));
-    return job;
-  }
-
-  /** The job with this id, read from Redis (for giving back a job that could not be adopted). */
-  readJob(id: string): Promise<Job<JobPayload> | undefined> {
-    return Job.fromId<JobPayload>(this, id);
-  }
-}
-
-class UnadoptedJobError extends Error {
-  constructor(
-    readonly jobId: string,
-    override readonly cause: unknown,
-  ) {
-    super(`could not take up handed-over job ${jobId}: ${(cause as Error)?.message ?? cause}`);
-    this.name = 'UnadoptedJobError';
-  }
-}
 
 export class JobbersWorker {
   readonly queues: readonly string[];
@@ -199,7 +142,7 @@ export class JobbersWorker {
     this.phase = 'starting';
     for (const queue of this.queues) {
       const accepting = () => this.phase === 'running';
-      const bull = new GatedWorker(
+      const bull = new GatedWorker<JobPayload>(
         queue,
         {
           connection: this.connection,
@@ -210,10 +153,13 @@ export class JobbersWorker {
           // A lease that expires sends the job back to wait without using a retry, however often.
           maxStalledCount: Number.MAX_SAFE_INTEGER,
           drainDelay: idleBlockSeconds,
-          autorun: false,
         },
-        () => accepting() && this.gate.isOpen,
-        () => (Date.now() - this.roleRecordedAt > roleStaleMs ? this.recordRole() : undefined),
+        {
+          // Activates no job once the worker stops taking work: a fetch waking during a drain takes nothing.
+          mayActivate: () => accepting() && this.gate.isOpen,
+          beforeActivate: () =>
+            Date.now() - this.roleRecordedAt > roleStaleMs ? this.recordRole() : undefined,
+        },
       );
       bull.on('error', (error) => logger.error({ err: error, queue }, 'queue worker error'));
       const slots = new QueueSlots(
@@ -291,7 +237,7 @@ export class JobbersWorker {
       connection: this.connection,
       logger,
       outcomes: this.outcomes,
-      // Fetch-next activates without moveToActive: only while the role record is fresh.
+      // Fetch-next activates past the activation gate: only while the role record is fresh.
       handOver: () =>
         this.phase === 'running' &&
         Date.now() - this.roleRecordedAt <= roleStaleMs &&
@@ -362,8 +308,7 @@ export class JobbersWorker {
    */
   private async giveBackUnstarted({ job, token }: FetchedJob): Promise<void> {
     const { prefix } = this.options.config;
-    const key = jobKey(prefix, job.queueName, job.id!);
-    await this.connection.hincrby(key, 'ats', -1);
+    await adjustAttemptsStarted(this.connection, prefix, job.queueName, job.id!, -1);
     await markYield(this.connection, prefix, job.queueName, job.id!);
     try {
       await job.moveToWait(token);
@@ -373,16 +318,16 @@ export class JobbersWorker {
         { err: error, taskId: job.id },
         'could not give back a job it could not run: it runs again once its lease expires',
       );
-      await this.undoGiveBack(job, key);
+      await this.undoGiveBack(job);
     }
   }
 
   /** Takes back the yield mark and the attempt count of a give-back that did not happen. */
-  private async undoGiveBack(job: Job<JobPayload>, key: string): Promise<void> {
+  private async undoGiveBack(job: Job<JobPayload>): Promise<void> {
     const { prefix } = this.options.config;
     try {
       await unmarkYield(this.connection, prefix, job.queueName, job.id!);
-      await this.connection.hincrby(key, 'ats', 1);
+      await adjustAttemptsStarted(this.connection, prefix, job.queueName, job.id!, 1);
     } catch (error) {
       countProcessError('undo-give-back');
       this.options.logger.warn(
@@ -402,8 +347,10 @@ export class JobbersWorker {
     const silent = live.filter((a) => a.leaseMode === 'heartbeat');
     try {
       if (silent.length > 0) {
-        const locks = await Promise.all(
-          silent.map((a) => this.connection.get(`${jobKey(prefix, a.queue, a.job.id!)}:lock`)),
+        const locks = await readLockTokens(
+          this.connection,
+          prefix,
+          silent.map((a) => ({ queue: a.queue, id: a.job.id! })),
         );
         silent.forEach((a, i) => {
           if (locks[i] !== a.token) a.loseLease();

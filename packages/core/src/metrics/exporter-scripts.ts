@@ -2,6 +2,7 @@
 // atomic commit of the book's netted writes together with the stream position, and the
 // reconciliation and recount swap. Job hashes are read by key built from the queue prefix: with a
 // hash-tagged prefix they share the queue's slot on Redis Cluster.
+import { jobHashField } from '../bullmq/job-hash.js';
 
 // Lists cross between the exporter and its scripts as one string, items separated by NUL (no job
 // id, task name or number holds one): far cheaper for the client than one argument per item.
@@ -92,7 +93,7 @@ for _, id in ipairs(split(ARGV[3])) do
     end
   end
 end
-for _, id in ipairs(split(ARGV[4])) do out[#out + 1] = redis.call('HGET', qp .. id, 'pb') or '' end
+for _, id in ipairs(split(ARGV[4])) do out[#out + 1] = redis.call('HGET', qp .. id, '${jobHashField.processedBy}') or '' end
 for _, id in ipairs(split(ARGV[5])) do out[#out + 1] = redis.call('HGET', jp .. 'yields', id) or '0' end
 return table.concat(out, '\0')
 `;

@@ -90,7 +90,7 @@ export function exporterStateKey(prefix: string, queue: string): string {
   return jobbersKey(prefix, queue, 'exporter');
 }
 
-type RedisScripts = Record<string, (...args: unknown[]) => Promise<unknown>>;
+type DefinedCommands = Record<string, (...args: unknown[]) => Promise<unknown>>;
 
 /** Where the leader stands: the last applied stream id and how many entries the stream had then. */
 interface Position {
@@ -201,8 +201,8 @@ class QueueExporter {
     });
   }
 
-  private get scripts(): RedisScripts {
-    return this.redis as unknown as RedisScripts;
+  private get commands(): DefinedCommands {
+    return this.redis as unknown as DefinedCommands;
   }
 
   start() {
@@ -355,7 +355,7 @@ class QueueExporter {
     if (unknownJobs.length + activatedJobs.length + maybeYielded.length === 0)
       return { committed: new Map(), takenBy: new Map(), yieldMarks: new Map() };
     const reply = (
-      (await this.scripts.jobbersExporterLookup!(
+      (await this.commands.jobbersExporterLookup!(
         this.stateKey,
         this.qp,
         this.jp,
@@ -419,7 +419,7 @@ class QueueExporter {
     if (Date.now() - this.lastReconcileAt < this.reconcileMs || !this.position) return;
     this.lastReconcileAt = Date.now();
     const pos = this.position.pos;
-    const [lastId, storedPos, ...counts] = (await this.scripts.jobbersReconcile!(
+    const [lastId, storedPos, ...counts] = (await this.commands.jobbersReconcile!(
       this.stateKey,
       this.qp,
       this.jp,

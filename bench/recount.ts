@@ -151,6 +151,14 @@ export async function runRecountBench(settings: RecountBenchSettings): Promise<R
     };
     const deadline = startedAt + settings.timeoutSeconds * 1000;
     let lastGauge: Record<string, number> = {};
+    const quietOutcome = () => ({
+      lastGauge,
+      truth: quietTruth,
+      recountsStarted: recountsStarted(),
+      recountRestarts: recountRestarts(),
+      recountSeconds: recountSeconds(),
+      peakRssMb: peakRssMb(manager.child.pid!),
+    });
     if (!settings.underLoad) {
       for (;;) {
         const gauge = await readGauge(port);
@@ -161,27 +169,9 @@ export async function runRecountBench(settings: RecountBenchSettings): Promise<R
             redis: (await redisCpuSeconds(admin)) - redisCpuBefore,
             manager: processCpuSeconds(manager.child.pid!),
           };
-          return {
-            cpuSeconds,
-            exactAfterSeconds,
-            lastGauge,
-            truth: quietTruth,
-            recountsStarted: recountsStarted(),
-            recountRestarts: recountRestarts(),
-            recountSeconds: recountSeconds(),
-            peakRssMb: peakRssMb(manager.child.pid!),
-          };
+          return { ...quietOutcome(), cpuSeconds, exactAfterSeconds };
         }
-        if (performance.now() > deadline)
-          return {
-            exactAfterSeconds: undefined,
-            lastGauge,
-            truth: quietTruth,
-            recountsStarted: recountsStarted(),
-            recountRestarts: recountRestarts(),
-            recountSeconds: recountSeconds(),
-            peakRssMb: peakRssMb(manager.child.pid!),
-          };
+        if (performance.now() > deadline) return { ...quietOutcome(), exactAfterSeconds: undefined };
         await pause(100);
       }
     }

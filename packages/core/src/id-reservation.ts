@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import type { JobsOptions, Queue } from 'bullmq';
 import type { ChainableCommander, Redis } from 'ioredis';
-import { addJob, queueAddJob } from './bullmq/scripts.js';
+import { addJob } from './bullmq/scripts.js';
 import { idReservationKey, jobKey } from './keys.js';
 
 /** Longer than any add takes; how long an id stays blocked when its submitter died mid-way. */
@@ -118,10 +118,16 @@ export class IdReservations {
       return;
     }
     const pipeline = client.pipeline() as unknown as ChainableCommander;
-    for (const { queue, id, task, data, opts } of entries)
-      queueAddJob(queue, pipeline, { id, name: task, data, opts });
+    // An add BullMQ could not build never reached the pipeline: its rejection is the only trace.
+    const adds = Promise.allSettled(
+      entries.map(({ queue, id, task, data, opts }) =>
+        addJob(queue, pipeline, { id, name: task, data, opts }),
+      ),
+    );
     this.queueReleases(pipeline, entries, token);
-    for (const [error] of (await pipeline.exec()) ?? []) if (error) throw error;
+    const [replies, added] = await Promise.all([pipeline.exec(), adds]);
+    for (const outcome of added) if (outcome.status === 'rejected') throw outcome.reason;
+    for (const [error] of replies ?? []) if (error) throw error;
   }
 
   /** Drops this submission's claims on the ids without adding anything (it found a conflict). */

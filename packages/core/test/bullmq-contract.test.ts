@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, test } from 'node:test';
 import {
+  addJob,
   adjustAttemptsStarted,
   extendLeaseWithHeartbeat,
   GatedWorker,
@@ -15,7 +16,6 @@ import {
   jobKey,
   jobLockKey,
   jobStateSource,
-  queueAddJob,
   queueOwnKey,
   queueOwnKeyNames,
   queueRemoveJob,
@@ -259,11 +259,17 @@ test('removal: removeJob in a MULTI answers 1 removed (or gone), 0 locked, and w
   assert.equal(await removeIn(waiting.id!), 1, 'a job already gone also answers 1');
 });
 
-test('adding on a pipeline: queueAddJob adds the job with its id, as Queue.add does', async () => {
+test('adding on a pipeline: addJob adds the job with its id, as Queue.add does', async () => {
   const client = (await queue.client) as unknown as { pipeline(): ChainableCommander };
   const pipeline = client.pipeline();
-  queueAddJob(queue, pipeline, { id: 'chosen-id', name: task, data: { a: 1 }, opts: { attempts: 3 } });
+  const added = addJob(queue, pipeline, {
+    id: 'chosen-id',
+    name: task,
+    data: { a: 1 },
+    opts: { attempts: 3 },
+  });
   const replies = await pipeline.exec();
+  await added;
   assert.deepEqual(replies, [[null, 'chosen-id']]);
   const job = await queue.getJob('chosen-id');
   assert.equal(job?.name, task);

@@ -31,19 +31,11 @@ export interface JobToAdd {
 }
 
 /**
- * Queues BullMQ's add of this job on a pipeline, as Queue.addBulk does; the pipeline's reply for it
- * is the job id, or an error.
+ * Sends BullMQ's add of this job on `commands`: the client itself (no pipeline: building one copies
+ * every script command the connection knows) or a pipeline, as Queue.addBulk does. On the client it
+ * resolves with the job id; on a pipeline the command is queued synchronously and its reply comes
+ * with exec, so it only settles whether BullMQ could build the command (it rejects when not).
  */
-export function queueAddJob(queue: Queue, pipeline: ChainableCommander, job: JobToAdd): void {
-  // addJob queues its command synchronously; its own promise settles with exec, whose replies the
-  // caller checks, so it is only kept from being an unhandled rejection here.
-  new Job(queue, job.name, job.data, job.opts, job.id).addJob(pipeline as never).catch(() => undefined);
-}
-
-/**
- * Sends BullMQ's add of this one job straight on the client, with no pipeline (building one copies
- * every script command the connection knows); resolves with the job id once Redis answered.
- */
-export function addJob(queue: Queue, client: unknown, job: JobToAdd): Promise<string> {
-  return new Job(queue, job.name, job.data, job.opts, job.id).addJob(client as never);
+export function addJob(queue: Queue, commands: unknown, job: JobToAdd): Promise<string> {
+  return new Job(queue, job.name, job.data, job.opts, job.id).addJob(commands as never);
 }

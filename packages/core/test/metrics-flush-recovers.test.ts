@@ -58,7 +58,7 @@ const flush = (buffer: MetricsBuffer) =>
 
 test('increments held through refused writes all land once Redis accepts writes again', async () => {
   const prefix = uniquePrefix('flush-oom');
-  const buffer = new MetricsBuffer(connection, prefix, 50);
+  const buffer = new MetricsBuffer(connection, prefix, { flushMs: 50 });
   for (let i = 0; i < 50; i++) buffer.increment(metric, labels);
   assert.equal(await flush(buffer), true);
   assert.equal(await processed(prefix), 50);
@@ -83,7 +83,7 @@ test('increments held through refused writes all land once Redis accepts writes 
 
 test('a flush that timed out while Redis was frozen is not counted twice when retried', async () => {
   const prefix = uniquePrefix('flush-frozen');
-  const buffer = new MetricsBuffer(connection, prefix, 50);
+  const buffer = new MetricsBuffer(connection, prefix, { flushMs: 50 });
   for (let i = 0; i < 7; i++) buffer.increment(metric, labels);
   server.process.kill('SIGSTOP');
   let written: boolean;

@@ -101,12 +101,11 @@ export class MetricsBuffer {
   constructor(
     private readonly redis: Redis,
     private readonly prefix: string,
-    options: MetricsBufferOptions | number = {},
+    options: MetricsBufferOptions = {},
   ) {
-    const resolved = typeof options === 'number' ? { flushMs: options } : options;
-    this.flushMs = resolved.flushMs ?? 1000;
-    this.maxPendingFields = resolved.maxPendingFields ?? 100_000;
-    this.logger = resolved.logger;
+    this.flushMs = options.flushMs ?? 1000;
+    this.maxPendingFields = options.maxPendingFields ?? 100_000;
+    this.logger = options.logger;
     this.appliedKey = metricsKey(prefix, `applied:${randomBytes(8).toString('hex')}`);
   }
 

@@ -172,6 +172,40 @@ export function parseFlagDurationMs(raw: string, flag: string): number {
 export type FlagVariable = string | { variable: string; duration: true };
 
 /**
+ * The flags the manager and the worker both take: commander's spec and help text (naming the
+ * variable and its default), and the variable each sets. Durations take units.
+ */
+export const sharedFlags: readonly { spec: string; help: string }[] = [
+  { spec: '--tasks <module>', help: 'module that defines the tasks (JOBBERS_TASKS; required)' },
+  {
+    spec: '--redis-url <url>',
+    help: 'Redis, or redis+cluster://host:port,... (REDIS_URL; default redis://127.0.0.1:6379)',
+  },
+  { spec: '--prefix <prefix>', help: 'BullMQ key prefix (JOBBERS_PREFIX; default jobbers)' },
+  {
+    spec: '--roles <spec>',
+    help: 'worker roles, role=queue1,queue2;other=queue3 (JOBBERS_ROLES; default: one role "default" with every queue)',
+  },
+  {
+    spec: '--redis-command-timeout <duration>',
+    help: 'a Redis command unanswered this long fails (JOBBERS_REDIS_COMMAND_TIMEOUT_MS; default 1500ms)',
+  },
+  {
+    spec: '--log-level <level>',
+    help: 'fatal | error | warn | info | debug | trace | silent (LOG_LEVEL; default info)',
+  },
+];
+
+export const sharedFlagVariables = {
+  tasks: 'JOBBERS_TASKS',
+  redisUrl: 'REDIS_URL',
+  prefix: 'JOBBERS_PREFIX',
+  roles: 'JOBBERS_ROLES',
+  redisCommandTimeout: { variable: 'JOBBERS_REDIS_COMMAND_TIMEOUT_MS', duration: true },
+  logLevel: 'LOG_LEVEL',
+} satisfies Record<string, FlagVariable>;
+
+/**
  * The environment a process runs with: `base`, overridden by each flag given (camelCase keys as
  * commander names them), so one loader validates flags and variables alike.
  */

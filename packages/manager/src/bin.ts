@@ -14,6 +14,8 @@ import {
   readAvailableByTask,
   renderClusterMetrics,
   requireSupportedRedis,
+  sharedFlags,
+  sharedFlagVariables,
   startTracing,
 } from '@jobbers/core';
 import { Command } from 'commander';
@@ -21,33 +23,20 @@ import { Command } from 'commander';
 // Each flag overrides the variable named with it; the defaults shown are the variables' defaults.
 // CLI durations take units (30s, 500ms); the variables hold milliseconds.
 const flagVariables = {
-  tasks: 'JOBBERS_TASKS',
-  redisUrl: 'REDIS_URL',
-  prefix: 'JOBBERS_PREFIX',
-  roles: 'JOBBERS_ROLES',
+  ...sharedFlagVariables,
   host: 'MANAGER_HOST',
   port: 'MANAGER_PORT',
   bodyLimit: 'MANAGER_BODY_LIMIT_BYTES',
   exporter: 'JOBBERS_EXPORTER',
   exporterLease: { variable: 'JOBBERS_EXPORTER_LEASE_MS', duration: true },
-  redisCommandTimeout: { variable: 'JOBBERS_REDIS_COMMAND_TIMEOUT_MS', duration: true },
-  logLevel: 'LOG_LEVEL',
 } satisfies Record<string, FlagVariable>;
 
-const program = new Command('jobbers-manager')
+const program = new Command('jobbers-manager');
+for (const { spec, help } of sharedFlags) program.option(spec, help);
+program
   .description(
     'Run the Jobbers manager: REST API, OpenAPI docs at /docs, metrics at /metrics.\n' +
       'API keys are read from JOBBERS_API_KEYS only (a flag would show them in the process list).',
-  )
-  .option('--tasks <module>', 'module that defines the tasks (JOBBERS_TASKS; required)')
-  .option(
-    '--redis-url <url>',
-    'Redis, or redis+cluster://host:port,... (REDIS_URL; default redis://127.0.0.1:6379)',
-  )
-  .option('--prefix <prefix>', 'BullMQ key prefix (JOBBERS_PREFIX; default jobbers)')
-  .option(
-    '--roles <spec>',
-    'worker roles, role=queue1,queue2;other=queue3 (JOBBERS_ROLES; default: one role "default" with every queue)',
   )
   .option('--host <host>', 'listen address (MANAGER_HOST; default 0.0.0.0)')
   .option('--port <port>', 'listen port (MANAGER_PORT; default 8080)')
@@ -56,14 +45,6 @@ const program = new Command('jobbers-manager')
   .option(
     '--exporter-lease <duration>',
     "how long this manager's lead of a queue's exporter lasts unless renewed, e.g. 10s (JOBBERS_EXPORTER_LEASE_MS; default 10s)",
-  )
-  .option(
-    '--redis-command-timeout <duration>',
-    'a Redis command unanswered this long fails; the API answers 503 (JOBBERS_REDIS_COMMAND_TIMEOUT_MS; default 1500ms)',
-  )
-  .option(
-    '--log-level <level>',
-    'fatal | error | warn | info | debug | trace | silent (LOG_LEVEL; default info)',
   )
   .parse();
 

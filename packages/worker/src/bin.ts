@@ -9,6 +9,7 @@ import {
   loadWorkerConfig,
   parseRoles,
   queuesForRole,
+  sharedFlags,
   startTracing,
 } from '@jobbers/core';
 import { Command } from 'commander';
@@ -17,18 +18,10 @@ import { startHealthServer } from './process-metrics.js';
 import { WorkerSupervisor } from './supervisor.js';
 import { JobbersWorker } from './worker.js';
 
-const program = new Command('jobbers-worker')
+const program = new Command('jobbers-worker');
+for (const { spec, help } of sharedFlags) program.option(spec, help);
+program
   .description('Run Jobbers tasks from the queues of one worker role.')
-  .option('--tasks <module>', 'module that defines the tasks (JOBBERS_TASKS; required)')
-  .option(
-    '--redis-url <url>',
-    'Redis, or redis+cluster://host:port,... (REDIS_URL; default redis://127.0.0.1:6379)',
-  )
-  .option('--prefix <prefix>', 'BullMQ key prefix (JOBBERS_PREFIX; default jobbers)')
-  .option(
-    '--roles <spec>',
-    'role=queue1,queue2;other=queue3 (JOBBERS_ROLES; default: role "default" has every queue)',
-  )
   .option('--role <role>', 'worker role (WORKER_ROLE; default default)')
   .option(
     '--concurrency <n>',
@@ -54,14 +47,6 @@ const program = new Command('jobbers-worker')
   .option(
     '--metrics-flush <duration>',
     'how often counts are flushed to Redis (JOBBERS_METRICS_FLUSH_MS; default 1s)',
-  )
-  .option(
-    '--log-level <level>',
-    'fatal | error | warn | info | debug | trace | silent (LOG_LEVEL; default info)',
-  )
-  .option(
-    '--redis-command-timeout <duration>',
-    'a Redis command unanswered this long fails (JOBBERS_REDIS_COMMAND_TIMEOUT_MS; default 1500ms)',
   )
   .option('--processes <n>', 'run and supervise N worker processes, replacing any that recycle or die')
   .parse();

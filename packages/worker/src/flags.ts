@@ -1,6 +1,12 @@
 // jobbers-worker's flags, folded into the environment variables they mirror so that one parser
 // (loadWorkerConfig) validates both. CLI durations take units; the variables hold milliseconds.
-import { envWithFlags, type FlagVariable, JobbersError, parseFlagDurationMs } from '@jobbers/core';
+import {
+  envWithFlags,
+  type FlagVariable,
+  JobbersError,
+  parseFlagDurationMs,
+  sharedFlagVariables,
+} from '@jobbers/core';
 
 export interface WorkerFlags {
   tasks?: string;
@@ -23,12 +29,8 @@ export interface WorkerFlags {
 /** `500ms`, `30s`, `15m`, `2h`, `7d`, or a bare number of milliseconds. */
 export const parseDurationMs = parseFlagDurationMs;
 
-const flagVariables: Record<keyof Omit<WorkerFlags, 'processes'>, FlagVariable> = {
-  tasks: 'JOBBERS_TASKS',
-  redisUrl: 'REDIS_URL',
-  prefix: 'JOBBERS_PREFIX',
-  roles: 'JOBBERS_ROLES',
-  logLevel: 'LOG_LEVEL',
+const flagVariables = {
+  ...sharedFlagVariables,
   metricsFlush: { variable: 'JOBBERS_METRICS_FLUSH_MS', duration: true },
   role: 'WORKER_ROLE',
   concurrency: 'WORKER_CONCURRENT_TASKS',
@@ -37,8 +39,7 @@ const flagVariables: Record<keyof Omit<WorkerFlags, 'processes'>, FlagVariable> 
   queueCapacity: 'WORKER_QUEUE_CAPACITY',
   shutdownGrace: { variable: 'WORKER_SHUTDOWN_GRACE_MS', duration: true },
   lease: { variable: 'WORKER_LEASE_MS', duration: true },
-  redisCommandTimeout: { variable: 'JOBBERS_REDIS_COMMAND_TIMEOUT_MS', duration: true },
-};
+} satisfies Record<keyof Omit<WorkerFlags, 'processes'>, FlagVariable>;
 
 /** The environment a worker runs with: the process's own, overridden by any flag given. */
 export function workerEnv(flags: WorkerFlags, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {

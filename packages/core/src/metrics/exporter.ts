@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { type Logger, pino } from 'pino';
 import { jobbersKey, queueKey } from '../keys.js';
-import { duplicateBlockingConnection } from '../redis.js';
+import { duplicateBlockingConnection, logConnectionOutages } from '../redis.js';
 import { latencyBuckets } from './definitions.js';
 import { createEventStreamReader, type EventStreamReader, luaScript } from './event-stream-reader.js';
 import { commitScript, lookupScript, reconcileScript } from './exporter-scripts.js';
@@ -119,8 +119,6 @@ class QueueExporter {
   private readonly minTurnMs: number;
   private readonly commitMs: number;
   private running = false;
-  /** Times a connection of this exporter started failing (each streak logged once). */
-  connectionErrorStreaks = 0;
   private loop: Promise<void> | undefined;
   private leaseRenewedAt = 0;
   private lastReconcileAt = 0;
@@ -142,8 +140,9 @@ class QueueExporter {
     this.blocking = duplicateBlockingConnection(options.connection);
     this.reader = createEventStreamReader(options.connection, this.redis);
     this.logger = (options.logger ?? silentLogger).child({ queue, component: 'lifecycle-exporter' });
-    this.watchConnection(this.redis, 'commands');
-    this.watchConnection(this.blocking, 'blocking reads');
+    // Commands that fail meanwhile fail the turn, which is logged and retried.
+    logConnectionOutages(this.redis, this.logger, 'lifecycle-exporter');
+    logConnectionOutages(this.blocking, this.logger, 'lifecycle-exporter blocking reads');
     this.qp = `${queueKey(prefix, queue)}:`;
     this.jp = jobbersKey(prefix, queue, '');
     this.stateKey = exporterStateKey(prefix, queue);
@@ -180,25 +179,6 @@ class QueueExporter {
       },
       this.options.roles ?? [],
     );
-  }
-
-  /**
-   * Connection errors repeat on every reconnect attempt: the first of a streak is logged and the
-   * streak counted; commands that fail meanwhile fail the turn, which is logged and retried.
-   */
-  private watchConnection(connection: Redis, role: string) {
-    let failing = false;
-    connection.on('error', (error: Error) => {
-      if (failing) return;
-      failing = true;
-      this.connectionErrorStreaks++;
-      this.logger.warn({ err: error.message, connection: role }, 'lifecycle exporter lost Redis');
-    });
-    connection.on('ready', () => {
-      if (!failing) return;
-      failing = false;
-      this.logger.info({ connection: role }, 'lifecycle exporter reconnected to Redis');
-    });
   }
 
   private get commands(): DefinedCommands {

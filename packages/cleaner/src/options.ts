@@ -54,9 +54,6 @@ export class UsageError extends Error {
   }
 }
 
-// --older-than takes core's durations with a unit required (`0s`: everything up to now).
-export { parseDurationMs } from '@jobbers/core';
-
 const isoPattern = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?)?$/i;
 
 /** An ISO 8601 date or date-time -> unix ms; undefined when malformed. */

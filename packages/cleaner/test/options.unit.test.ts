@@ -4,11 +4,11 @@ import { test } from 'node:test';
 import {
   collectList,
   parseCleanerOptions,
-  parseDurationMs,
   parseIsoInstant,
   submissionCutoffMs,
   UsageError,
 } from '@jobbers/cleaner';
+import { parseDurationMs } from '@jobbers/core';
 
 const env = { REDIS_URL: 'redis://127.0.0.1:6390', JOBBERS_PREFIX: 'p' };
 

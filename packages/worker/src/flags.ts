@@ -1,12 +1,6 @@
 // jobbers-worker's flags, folded into the environment variables they mirror so that one parser
 // (loadWorkerConfig) validates both. CLI durations take units; the variables hold milliseconds.
-import {
-  envWithFlags,
-  type FlagVariable,
-  JobbersError,
-  parseFlagDurationMs,
-  sharedFlagVariables,
-} from '@jobbers/core';
+import { envWithFlags, type FlagVariable, JobbersError, sharedFlagVariables } from '@jobbers/core';
 
 export interface WorkerFlags {
   tasks?: string;
@@ -25,9 +19,6 @@ export interface WorkerFlags {
   redisCommandTimeout?: string;
   processes?: string;
 }
-
-/** `500ms`, `30s`, `15m`, `2h`, `7d`, or a bare number of milliseconds. */
-export const parseDurationMs = parseFlagDurationMs;
 
 const flagVariables = {
   ...sharedFlagVariables,

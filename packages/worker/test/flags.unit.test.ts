@@ -1,7 +1,8 @@
 // jobbers-worker flags fold into the variables they mirror; CLI durations take units.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseDurationMs, parseProcesses, workerEnv } from '@jobbers/worker';
+import { parseFlagDurationMs as parseDurationMs } from '@jobbers/core';
+import { parseProcesses, workerEnv } from '@jobbers/worker';
 
 test('durations take ms, s, m, h, d; a bare number is milliseconds', () => {
   assert.equal(parseDurationMs('250', '--lease'), 250);

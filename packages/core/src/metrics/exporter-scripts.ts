@@ -235,7 +235,9 @@ local idxKey = rp .. 'idx'
 local fields = fieldsOf[state]
 local tasks, adds, index, unindex, valueOf, moved = {}, {}, {}, {}, {}, {}
 if #ids > 0 then
-  local prior = redis.call('HMGET', idxKey, unpack(ids))
+  -- The index is empty for most of a count (available jobs are not indexed): skip reading it then.
+  local prior = {}
+  if redis.call('EXISTS', idxKey) == 1 then prior = redis.call('HMGET', idxKey, unpack(ids)) end
   for i = 1, #ids do
     local id = ids[i]
     local h = redis.call('HMGET', qp .. id, unpack(fields))

@@ -8,6 +8,7 @@ import {
   exporterStateKey,
   LifecycleExporter,
   type LifecycleExporterOptions,
+  readAvailableByTask,
   TaskRegistry,
 } from '@jobbers/core';
 import { Queue, Worker } from 'bullmq';
@@ -62,6 +63,11 @@ async function watchGaugeUntilExact(prefix: string) {
       if (recounting(samples) === 1) seen.recounting = true;
       const gauge = available(samples);
       for (const s of gauge) if (s.value !== perTask) seen.falseValues.push(`${s.labels.task}=${s.value}`);
+      // What GET /v1/queues/:queue serves: unknown (no map) until counted, then only the truth.
+      const api = await readAvailableByTask(fixture.redis, prefix, 'q');
+      if (api.recounting) seen.recounting = true;
+      for (const [task, count] of api.available ?? [])
+        if (count !== perTask) seen.falseValues.push(`api ${task}=${count}`);
       return gauge.length === tasks.length && gauge.every((s) => s.value === perTask);
     },
     { timeoutMs: 20_000, intervalMs: 5, what: `jobbers_jobs_available = ${perTask} for every task` },

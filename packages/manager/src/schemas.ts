@@ -250,7 +250,14 @@ export const QueueSummary = Type.Object({
   name: Type.String(),
   paused: Type.Boolean(),
   counts: QueueCounts,
-  available: Type.Record(Type.String(), Type.Integer(), { description: 'available jobs per task type' }),
+  available: Type.Record(Type.String(), Type.Union([Type.Integer(), Type.Null()]), {
+    description:
+      "available jobs per task type; null until the exporter's first count of the queue is done (unknown, not 0)",
+  }),
+  recounting: Type.Boolean({
+    description:
+      'a recount of the queue from BullMQ runs: `available` holds the last committed values meanwhile',
+  }),
   tasks: Type.Array(Type.String()),
 });
 

@@ -261,15 +261,35 @@ function renderHistogram(metric: MetricDefinition, stored: Record<string, string
   return out;
 }
 
+/** Available jobs per task type of one queue as the exporter's bookkeeping holds them. */
+export interface AvailableByTask {
+  /** Absent until the exporter's first count of the queue is done: nothing is known yet, not 0. */
+  available?: Map<string, number>;
+  /** A recount of the queue runs (or waits to be resumed): `available` is its last committed value. */
+  recounting: boolean;
+}
+
 /** Available jobs per task type of one queue, from the exporter's bookkeeping. */
 export async function readAvailableByTask(
   redis: Redis,
   prefix: string,
   queue: string,
-): Promise<Map<string, number>> {
-  const tasks = await redis.smembers(jobbersKey(prefix, queue, 'tasks'));
+): Promise<AvailableByTask> {
+  const [tasks, counted, recounting] = await Promise.all([
+    redis.smembers(jobbersKey(prefix, queue, 'tasks')),
+    redis.hexists(exporterStateKey(prefix, queue), 'pos'),
+    redis.exists(recountProgressKey(prefix, queue)),
+  ]);
+  if (counted !== 1) return { recounting: recounting === 1 };
   const pipeline = redis.pipeline();
   for (const task of tasks) pipeline.zcard(jobbersKey(prefix, queue, `avail:${task}`));
   const replies = (await pipeline.exec()) ?? [];
-  return new Map(tasks.map((task, i) => [task, Number(replies[i]?.[1] ?? 0)]));
+  const available = new Map(
+    tasks.map((task, i) => {
+      const [error, count] = replies[i] ?? [null, 0];
+      if (error) throw error;
+      return [task, Number(count)];
+    }),
+  );
+  return { available, recounting: recounting === 1 };
 }

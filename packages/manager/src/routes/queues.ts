@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { countAvailableByTask, JobbersError, type TaskClient } from '@jobbers/core';
+import { type AvailableByTask, countAvailableByTask, JobbersError, type TaskClient } from '@jobbers/core';
 import type { Redis } from 'ioredis';
 import { errorResponses, QueueList, QueueParams, QueueSummary } from '../schemas.js';
 
@@ -14,7 +14,7 @@ const states = [
   'waiting-children',
 ] as const;
 
-export type AvailableReader = (queue: string) => Promise<Map<string, number>>;
+export type AvailableReader = (queue: string) => Promise<AvailableByTask>;
 
 export interface QueueRoutesOptions {
   client: TaskClient;
@@ -25,7 +25,11 @@ export interface QueueRoutesOptions {
 export const queueRoutes: FastifyPluginAsyncTypebox<QueueRoutesOptions> = async (app, options) => {
   const { client } = options;
   const readAvailable: AvailableReader =
-    options.availableByTask ?? ((queue) => countAvailableByTask(options.connection, client.prefix, queue));
+    options.availableByTask ??
+    (async (queue) => ({
+      available: await countAvailableByTask(options.connection, client.prefix, queue),
+      recounting: false,
+    }));
 
   function knownQueue(name: string): string {
     if (!client.registry.queues.includes(name))
@@ -35,7 +39,7 @@ export const queueRoutes: FastifyPluginAsyncTypebox<QueueRoutesOptions> = async 
 
   async function summary(name: string) {
     const queue = client.queue(name);
-    const [counts, paused, available] = await Promise.all([
+    const [counts, paused, { available, recounting }] = await Promise.all([
       queue.getJobCounts(...states),
       queue.isPaused(),
       readAvailable(name),
@@ -43,9 +47,10 @@ export const queueRoutes: FastifyPluginAsyncTypebox<QueueRoutesOptions> = async 
     const tasks = client.registry.definitions
       .filter((d) => d.queue === name || d.queues?.includes(name))
       .map((d) => d.name);
-    const availableByName: Record<string, number> = {};
-    for (const task of tasks) availableByName[task] = available.get(task) ?? 0;
-    return { name, paused, counts, available: availableByName, tasks };
+    // null while the exporter has not yet counted the queue: unknown, never a false 0.
+    const availableByName: Record<string, number | null> = {};
+    for (const task of tasks) availableByName[task] = available ? (available.get(task) ?? 0) : null;
+    return { name, paused, counts, available: availableByName, recounting, tasks };
   }
 
   app.get(

@@ -12,6 +12,7 @@ COPY packages/core/package.json packages/core/
 COPY packages/manager/package.json packages/manager/
 COPY packages/worker/package.json packages/worker/
 COPY packages/cleaner/package.json packages/cleaner/
+COPY packages/client/package.json packages/client/
 COPY examples/package.json examples/
 RUN npm ci
 COPY packages packages
@@ -29,6 +30,7 @@ COPY packages/core/package.json packages/core/
 COPY packages/manager/package.json packages/manager/
 COPY packages/worker/package.json packages/worker/
 COPY packages/cleaner/package.json packages/cleaner/
+COPY packages/client/package.json packages/client/
 COPY examples/package.json examples/
 RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
 COPY --from=build /app/packages/core/dist packages/core/dist

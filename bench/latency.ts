@@ -54,7 +54,7 @@ export interface LatencyRun {
 const prefix = 'benchlatency';
 const bullPrefix = 'benchlatency-bull';
 const queueName = 'default';
-const lagMetric = 'jobbers_manager_process_nodejs_eventloop_lag_p99_seconds';
+const lagMetric = 'jobbers_manager_nodejs_eventloop_lag_p99_seconds';
 
 function summarize(values: number[]) {
   return { p50: percentile(values, 50), p99: percentile(values, 99), max: Math.max(0, ...values) };

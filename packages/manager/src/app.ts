@@ -71,7 +71,7 @@ export async function buildManagerApp(options: ManagerAppOptions): Promise<Manag
   // few-ms stalls that delay submissions); its histogram restarts at every scrape.
   collectDefaultMetrics({
     register: processRegistry,
-    prefix: 'jobbers_manager_process_',
+    prefix: 'jobbers_manager_',
     eventLoopMonitoringPrecision: 1,
   });
   registerProcessHealthMetrics(processRegistry);

@@ -14,7 +14,7 @@ export class WorkerProcessMetrics {
     readonly role: string,
     running: () => number = () => 0,
   ) {
-    collectDefaultMetrics({ register: this.registry, prefix: 'jobbers_worker_process_' });
+    collectDefaultMetrics({ register: this.registry, prefix: 'jobbers_worker_' });
     registerProcessHealthMetrics(this.registry);
     this.runningTasks = new Gauge({
       name: 'jobbers_worker_running_tasks',

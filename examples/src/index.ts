@@ -62,4 +62,29 @@ export const heartbeat = defineTask<{ seconds: number }, { beats: number }>({
   },
 });
 
-export default [echo, sleepTask, flaky, heartbeat];
+// A workflow's parts: square numbers in parallel, then add up what the parents returned
+// (docs/workflows.md submits this fan-out/fan-in).
+export const square = defineTask<{ n: number }, { value: number }>({
+  name: 'example.square',
+  queue: 'default',
+  params: {
+    type: 'object',
+    properties: { n: { type: 'number' } },
+    required: ['n'],
+    additionalProperties: false,
+  },
+  run: ({ n }) => ({ value: n * n }),
+});
+
+export const sum = defineTask<Record<string, never>, { value: number; parts: number }>({
+  name: 'example.sum',
+  queue: 'default',
+  params: { type: 'object', additionalProperties: false },
+  run: (_params, ctx) => {
+    const values = Object.values(ctx.parents).map((result) => (result as { value?: unknown })?.value);
+    const numbers = values.filter((v): v is number => typeof v === 'number');
+    return { value: numbers.reduce((a, b) => a + b, 0), parts: numbers.length };
+  },
+});
+
+export default [echo, sleepTask, flaky, heartbeat, square, sum];

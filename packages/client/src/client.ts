@@ -7,10 +7,12 @@ import type {
   CancelResult,
   IncidentRetrySummary,
   ListableState,
+  NodeFailurePolicy,
   TaskFilter,
   TaskPage,
   TaskState,
   TaskView,
+  WorkflowView,
 } from '@jobbers/core';
 import { monotonicFactory } from 'ulid';
 import { JobbersApiError, JobbersTimeoutError, TaskFailedError } from './errors.js';
@@ -85,6 +87,24 @@ export interface ResultOptions {
   timeoutMs?: number;
   /** How often the task is read while it runs. @default 250 */
   pollIntervalMs?: number;
+}
+
+export interface WorkflowNodeInput<T extends TaskLike = TaskLike> {
+  key: string;
+  task: T;
+  params: ParamsOf<T>;
+  options?: Omit<SubmitOptions, 'id'>;
+  dependsOn?: string[];
+  onFailure?: NodeFailurePolicy;
+}
+
+export interface WorkflowSubmitted {
+  id: string;
+  name: string;
+  state: WorkflowView['state'];
+  /** False when a workflow with this id existed already (nothing was submitted). */
+  created: boolean;
+  submitted: Omit<Submitted, 'created'>[];
 }
 
 /** One task's bound helpers: `client.task(resize).submit(params)`. */
@@ -230,6 +250,55 @@ export class JobbersClient {
       if (left <= 0)
         throw new JobbersTimeoutError(`task ${id} did not finish within ${timeoutMs} ms (${view.state})`);
       await sleep(Math.min(pollIntervalMs, left));
+    }
+  }
+
+  /**
+   * Submits a workflow: a DAG of nodes, each run once its parents completed (their results reach it
+   * as ctx.parents). Its id is made before the first try, so a retry is the same workflow.
+   */
+  async submitWorkflow(workflow: {
+    name: string;
+    id?: string;
+    nodes: WorkflowNodeInput[];
+  }): Promise<WorkflowSubmitted> {
+    const body = {
+      name: workflow.name,
+      id: workflow.id ?? this.newId(),
+      nodes: workflow.nodes.map(({ key, task, params, options, dependsOn, onFailure }) => ({
+        ...options,
+        key,
+        task: task.name,
+        params,
+        ...(dependsOn ? { dependsOn } : {}),
+        ...(onFailure ? { onFailure } : {}),
+      })),
+    };
+    const { status, body: result } = await this.call<Omit<WorkflowSubmitted, 'created'>>(
+      'POST',
+      '/v1/workflows',
+      body,
+      true,
+    );
+    return { ...result, created: status === 201 };
+  }
+
+  /** Every node's state, the frontier and where the workflow has been. */
+  async workflow(id: string): Promise<WorkflowView> {
+    return (await this.call<WorkflowView>('GET', `/v1/workflows/${encodeURIComponent(id)}`, undefined, true))
+      .body;
+  }
+
+  /** Waits until the workflow completed or failed and answers it. */
+  async workflowFinished(id: string, options: ResultOptions = {}): Promise<WorkflowView> {
+    const timeoutMs = options.timeoutMs ?? 60_000;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const view = await this.workflow(id);
+      if (view.state !== 'running') return view;
+      const left = deadline - Date.now();
+      if (left <= 0) throw new JobbersTimeoutError(`workflow ${id} did not finish within ${timeoutMs} ms`);
+      await sleep(Math.min(options.pollIntervalMs ?? 250, left));
     }
   }
 

@@ -9,6 +9,8 @@ export {
   type RetryIncidentsOptions,
   type SubmitOptions,
   type Submitted,
+  type WorkflowNodeInput,
+  type WorkflowSubmitted,
 } from './client.js';
 export { JobbersApiError, JobbersTimeoutError, TaskFailedError } from './errors.js';
 export { type ParamsOf, type ResultOf, type TaskLike, type TaskRef, taskRef } from './task-ref.js';

@@ -174,6 +174,22 @@ test('a failed task and a cancelled one reject result() with TaskFailedError', a
   assert.equal(retried.id, failing.id);
 });
 
+test('a workflow submitted through the client runs and its merge reads every parent', async () => {
+  const square = taskRef<typeof tasks.square>('example.square');
+  const sum = taskRef<typeof tasks.sum>('example.sum');
+  const workflow = await client.submitWorkflow({
+    name: 'client-sum',
+    nodes: [
+      ...[2, 3].map((n) => ({ key: `sq${n}`, task: square, params: { n } })),
+      { key: 'total', task: sum, params: {}, dependsOn: ['sq2', 'sq3'] },
+    ],
+  });
+  assert.equal(workflow.created, true);
+  const done = await client.workflowFinished(workflow.id, { timeoutMs: 20_000 });
+  assert.equal(done.state, 'completed');
+  assert.deepEqual(await client.result<typeof sum>(`${workflow.id}.total`), { value: 13, parts: 2 });
+});
+
 test('the API key is sent when given, and its absence is a 401', async () => {
   const anonymous = createClient({ baseUrl: guarded.baseUrl });
   await assert.rejects(anonymous.queues(), { status: 401, code: 'UNAUTHORIZED' });

@@ -30,6 +30,7 @@ import {
   type TaskQuery,
 } from './tasks-query.js';
 import { traceSubmissions } from './tracing.js';
+import type { WorkflowNodeRef } from './workflows.js';
 
 export type TaskState =
   | 'waiting'
@@ -54,6 +55,8 @@ export interface SubmitRequest {
   backoff?: BackoffPolicy;
   /** W3C trace context of the submitter. */
   traceparent?: string;
+  /** Set for a workflow's node (never from a REST body): the worker advances the workflow. */
+  workflow?: WorkflowNodeRef;
 }
 
 export interface SubmitResult {
@@ -105,6 +108,7 @@ export interface JobPayload {
   params: unknown;
   timeoutMs?: number;
   traceparent?: string;
+  workflow?: WorkflowNodeRef;
 }
 
 export const maxDelayMs = 365 * 24 * 3600 * 1000;
@@ -203,6 +207,7 @@ export class TaskClient {
     const payload: JobPayload = { params };
     if (timeoutMs) payload.timeoutMs = timeoutMs;
     if (request.traceparent) payload.traceparent = request.traceparent;
+    if (request.workflow) payload.workflow = request.workflow;
     const options: JobsOptions = {
       jobId: id,
       attempts: retries + 1,

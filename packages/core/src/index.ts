@@ -23,3 +23,4 @@ export * from './routing.js';
 export * from './task.js';
 export * from './tasks-query.js';
 export * from './tracing.js';
+export * from './workflows.js';

@@ -20,6 +20,9 @@ export interface TaskContext {
   readonly queue: string;
   /** 1 on the first run; counts every run of this task, across retries and incident retries. */
   readonly attempt: number;
+  /** In a workflow: the results of this node's parents by node key (a result over 64 KiB reads
+   * `{omitted: true}`: read that task). Empty outside a workflow. */
+  readonly parents: Readonly<Record<string, unknown>>;
   /** Aborted when the execution timeout passes or the worker must stop the task. */
   readonly signal: AbortSignal;
   /** Extends the task's lease and records lastHeartbeatAt. */

@@ -7,6 +7,7 @@ import {
   registerProcessHealthMetrics,
   TaskClient,
   type TaskRegistry,
+  Workflows,
 } from '@jobbers/core';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { Redis } from 'ioredis';
@@ -20,6 +21,7 @@ import { RequestLogController } from './plugins/request-log.js';
 import { healthRoutes } from './routes/health.js';
 import { type AvailableReader, queueRoutes } from './routes/queues.js';
 import { taskRoutes } from './routes/tasks.js';
+import { workflowRoutes } from './routes/workflows.js';
 import { createValidatorCompiler, formatSchemaErrors } from './validation.js';
 
 export interface ManagerAppOptions {
@@ -66,6 +68,7 @@ export async function buildManagerApp(options: ManagerAppOptions): Promise<Manag
     prefix: options.config.prefix,
     registry: options.registry,
   });
+  const workflows = new Workflows(options.connection, options.config.prefix, client);
   const processRegistry = new Registry();
   // The event-loop delay is sampled every millisecond (prom-client's default, 10 ms, hides the
   // few-ms stalls that delay submissions); its histogram restarts at every scrape.
@@ -89,6 +92,7 @@ export async function buildManagerApp(options: ManagerAppOptions): Promise<Manag
     async (v1) => {
       await v1.register(authPlugin, { apiKeys: options.config.apiKeys });
       await v1.register(taskRoutes, { client });
+      await v1.register(workflowRoutes, { workflows });
       await v1.register(queueRoutes, {
         client,
         connection: options.connection,

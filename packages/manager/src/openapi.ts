@@ -13,6 +13,8 @@ type Schema = Record<string, any>;
 type Document = Record<string, any>;
 
 const submissionSchema = 'Submission';
+const workflowNodeSchema = 'WorkflowNode';
+export const submitWorkflowOperationId = 'submitWorkflow';
 const submitSchemaName = (task: string) => `Submit.${task}`;
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
 
@@ -96,7 +98,36 @@ export function completeDocument(document: Document, registry: TaskRegistry, wit
   single.requestBody.content['application/json'].schema = ref(submissionSchema);
   const batchBody = batch.requestBody.content['application/json'].schema as Schema;
   batchBody.properties.tasks.items = ref(submissionSchema);
+  typeWorkflowNodes(document, registry, schemas);
   return document;
+}
+
+/** A workflow's nodes, typed per task as submissions are (a node is a submission without its id). */
+function typeWorkflowNodes(document: Document, registry: TaskRegistry, schemas: Schema): void {
+  const submit = findOperation(document, submitWorkflowOperationId);
+  if (!submit) return;
+  const body = submit.requestBody.content['application/json'].schema as Schema;
+  const generic = body.properties.nodes.items as Schema;
+  const mapping: Record<string, string> = {};
+  for (const def of registry.definitions) {
+    const name = `WorkflowNode_${def.name.replace(/[^A-Za-z0-9_]/g, '_')}`;
+    mapping[def.name] = ref(name).$ref;
+    const task = schemas[submitSchemaName(def.name)] as Schema;
+    const { id: _id, ...properties } = task.properties;
+    schemas[name] = {
+      ...generic,
+      description: `A node running a task of type ${def.name}`,
+      required: ['key', ...task.required],
+      properties: { ...generic.properties, ...properties },
+    };
+  }
+  schemas[workflowNodeSchema] = {
+    description:
+      'A node of the workflow: a task submission with a key; dependsOn names earlier nodes by key and must not form a cycle',
+    oneOf: registry.definitions.map((def) => ref(mapping[def.name]!.split('/').pop()!)),
+    discriminator: { propertyName: 'task', mapping },
+  };
+  body.properties.nodes.items = ref(workflowNodeSchema);
 }
 
 /**

@@ -1,6 +1,13 @@
 // Route schemas: TypeBox gives the JSON schema Fastify validates with and the TypeScript types.
 import { type Static, Type } from '@fastify/type-provider-typebox';
-import { type CancellableState, cancellableStates, maxDelayMs, maxPriority, maxTimerMs } from '@jobbers/core';
+import {
+  type CancellableState,
+  cancellableStates,
+  maxDelayMs,
+  maxPriority,
+  maxTimerMs,
+  maxWorkflowNodes,
+} from '@jobbers/core';
 
 /** Longest task id: a ULID or a client's own id of up to 128 characters (see core ids.ts). */
 export const maxTaskIdLength = 128;
@@ -262,3 +269,110 @@ export const QueueSummary = Type.Object({
 });
 
 export const QueueList = Type.Object({ queues: Type.Array(QueueSummary) });
+
+const nodeKey = Type.String({
+  pattern: '^[A-Za-z0-9_-]{1,64}$',
+  description: "the node's name in its workflow",
+});
+
+export const WorkflowNode = Type.Object(
+  {
+    key: nodeKey,
+    ...Type.Omit(SubmitBody, ['id']).properties,
+    dependsOn: Type.Optional(
+      Type.Array(nodeKey, {
+        maxItems: maxWorkflowNodes,
+        description:
+          'keys of the nodes that must complete first; their results reach this one as ctx.parents',
+      }),
+    ),
+    onFailure: Type.Optional(
+      Type.Union([Type.Literal('fail-workflow'), Type.Literal('continue')], {
+        description:
+          'when this node fails with no retry left: fail the workflow (default; nodes still waiting are skipped), or continue the branches that do not need it',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const WorkflowBody = Type.Object(
+  {
+    name: Type.String({
+      pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$',
+      description:
+        "the kind of workflow: the metrics' workflow label (the first 100 names; later ones are 'other')",
+    }),
+    id: Type.Optional(TaskId('your own id, to submit idempotently; node task ids are `<id>.<key>`')),
+    nodes: Type.Array(WorkflowNode, { minItems: 1, maxItems: maxWorkflowNodes }),
+  },
+  { additionalProperties: false },
+);
+export type WorkflowBody = Static<typeof WorkflowBody>;
+
+const workflowState = Type.Union([
+  Type.Literal('running'),
+  Type.Literal('completed'),
+  Type.Literal('failed'),
+]);
+
+export const WorkflowCreated = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  state: workflowState,
+  submitted: Type.Array(SubmitResult, { description: 'the nodes submitted now: those without parents' }),
+});
+
+export const WorkflowView = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  state: workflowState,
+  createdAt: Type.String({ format: 'date-time' }),
+  finishedAt: Type.Optional(Type.String({ format: 'date-time' })),
+  nodes: Type.Array(
+    Type.Object({
+      key: Type.String(),
+      task: Type.String(),
+      taskId: Type.String({ description: 'the node task (GET /v1/tasks/:id) once submitted' }),
+      state: Type.Union(
+        [
+          Type.Literal('waiting'),
+          Type.Literal('ready'),
+          Type.Literal('submitted'),
+          Type.Literal('completed'),
+          Type.Literal('failed'),
+          Type.Literal('skipped'),
+        ],
+        { description: 'waiting: parents not all completed; submitted: a task (see its own state)' },
+      ),
+      dependsOn: Type.Array(Type.String()),
+      onFailure: Type.Union([Type.Literal('fail-workflow'), Type.Literal('continue')]),
+    }),
+  ),
+  frontier: Type.Array(Type.String(), { description: 'nodes submitted and not finished: where it is now' }),
+  history: Type.Array(
+    Type.Object({
+      key: Type.String(),
+      state: Type.Union([Type.Literal('completed'), Type.Literal('failed'), Type.Literal('skipped')]),
+      at: Type.String({ format: 'date-time' }),
+    }),
+    { description: 'every node that reached a final state, in order: where it has been' },
+  ),
+});
+
+export const WorkflowIdParams = Type.Object({ id: TaskId('the workflow id') });
+
+export const ListWorkflowsQuery = Type.Object(
+  {
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 50 })),
+    cursor: Type.Optional(
+      Type.String({ pattern: '^[0-9]{1,16}$', description: 'nextCursor of the previous page' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const WorkflowPage = Type.Object({
+  workflows: Type.Array(WorkflowView),
+  nextCursor: Type.Optional(Type.String()),
+});

@@ -132,6 +132,10 @@ test('generated requests hold the server to its document', async () => {
         // A cursor is opaque: only one the API returned is valid, so generated ones are left out.
         const { cursor: _opaque, ...queryWithoutCursor } = queryValues;
         const call: Call = { operation, path: { ...pathValues }, query: queryWithoutCursor, body: bodyValue };
+        // What a schema cannot say of a workflow, its description does: keys are unique and a node
+        // depends only on other nodes, with no cycle. A generated one is made so: distinct keys,
+        // and each node depends only on nodes before it.
+        if (operation.id === 'submitWorkflow') call.body = wellFormedWorkflow(call.body);
         if (existing.known && 'id' in call.path) call.path.id = knownIds[existing.pick % knownIds.length];
         if (existing.known && 'queue' in call.path) call.path.queue = 'default';
         if (!breakIt) return call;
@@ -254,5 +258,21 @@ async function send(baseUrl: string, call: Call) {
     status: response.status,
     contentType: response.headers.get('content-type') ?? '',
     body: JSON.parse(text),
+  };
+}
+
+function wellFormedWorkflow(body: unknown): unknown {
+  const workflow = body as { nodes?: { key?: unknown; dependsOn?: unknown }[] };
+  if (!Array.isArray(workflow?.nodes)) return body;
+  const keys = workflow.nodes.map((_, i) => `n${i}`);
+  return {
+    ...workflow,
+    nodes: workflow.nodes.map((node, i) => ({
+      ...node,
+      key: keys[i],
+      ...(Array.isArray(node.dependsOn)
+        ? { dependsOn: keys.slice(0, i).slice(0, node.dependsOn.length) }
+        : {}),
+    })),
   };
 }

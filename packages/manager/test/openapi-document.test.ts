@@ -70,14 +70,17 @@ describe('the OpenAPI document', () => {
       'cancelTask',
       'getQueue',
       'getTask',
+      'getWorkflow',
       'listQueues',
       'listTasks',
+      'listWorkflows',
       'pauseQueue',
       'resumeQueue',
       'retryIncidents',
       'retryTask',
       'submitTask',
       'submitTasks',
+      'submitWorkflow',
     ]);
   });
 

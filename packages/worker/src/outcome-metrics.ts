@@ -1,7 +1,7 @@
 // Task outcomes observed where they happen: processed, execution time, end-to-end latency,
 // retries, execution timeouts and rejected completions, buffered and flushed to Redis
 // (cluster-wide, shared).
-import { clusterMetrics, type MetricsBuffer } from '@jobbers/core';
+import { clusterMetrics, type MetricsBuffer, type NodeAdvance } from '@jobbers/core';
 import type { Job } from 'bullmq';
 
 export function isTimeoutError(error: Error | undefined): boolean {
@@ -42,4 +42,10 @@ export function recordFailed(buffer: MetricsBuffer, job: Job, error: Error): voi
 /** A completion from a worker that had lost the job: Redis refused it, nothing was applied. */
 export function recordRejectedCompletion(buffer: MetricsBuffer, job: Job): void {
   buffer.increment(clusterMetrics.completionsRejected, [job.queueName, job.name]);
+}
+
+/** The step that finished a workflow (its last node, or a node whose failure fails it). */
+export function recordWorkflowFinished(buffer: MetricsBuffer, step: NodeAdvance): void {
+  buffer.increment(clusterMetrics.workflowsFinished, [step.name, step.state]);
+  buffer.observe(clusterMetrics.workflowDuration, [step.name], (Date.now() - step.createdAtMs) / 1000);
 }

@@ -13,10 +13,16 @@ import {
   type TaskContext,
   type TaskDefinition,
   unmarkYield,
+  type Workflows,
 } from '@jobbers/core';
 import { type Job, UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { recordCompleted, recordFailed, recordRejectedCompletion } from './outcome-metrics.js';
+import {
+  recordCompleted,
+  recordFailed,
+  recordRejectedCompletion,
+  recordWorkflowFinished,
+} from './outcome-metrics.js';
 import { traceExecution } from './tracing.js';
 
 export class TaskTimeoutError extends Error {
@@ -66,6 +72,8 @@ export interface AttemptOptions {
   connection: Redis;
   logger: Logger;
   outcomes: MetricsBuffer;
+  /** Advances a workflow when one of its nodes finishes. */
+  workflows?: Workflows;
   /** Asked when the attempt finishes: true to have BullMQ activate the queue's next job in the same call. */
   handOver?: () => boolean;
 }
@@ -82,6 +90,7 @@ export class TaskAttempt {
   private logger: Logger | undefined;
   private lost = false;
   private claimedBy: Settlement | undefined;
+  private parents: Record<string, unknown> = {};
   private resolveSettled!: (settlement: Settlement) => void;
   /** Resolves once the job is no longer this worker's: moved by this attempt or found lost. */
   readonly settled: Promise<Settlement>;
@@ -153,6 +162,9 @@ export class TaskAttempt {
   }
 
   private async execute(def: TaskDefinition): Promise<unknown> {
+    const workflow = this.job.data?.workflow;
+    if (workflow && this.options.workflows)
+      this.parents = await this.options.workflows.parentResults(workflow);
     const timeoutMs = this.job.data?.timeoutMs ?? def.timeout ?? 0;
     const run = Promise.resolve().then(() => def.run(this.job.data?.params ?? {}, this.context()));
     if (!timeoutMs) return run;
@@ -182,6 +194,7 @@ export class TaskAttempt {
       task: job.name,
       queue: job.queueName,
       attempt: this.attempt,
+      parents: this.parents,
       signal: this.controller.signal,
       heartbeat: () => this.heartbeat(),
       yield: (delayMs?: number) => this.yieldJob(delayMs),
@@ -252,6 +265,9 @@ export class TaskAttempt {
   }
 
   private async complete(value: unknown): Promise<Settlement> {
+    // Before the job is settled: a worker that dies in between runs the node again, and advancing
+    // twice changes nothing twice.
+    await this.advanceWorkflow('completed', value);
     try {
       const fetchNext = this.requestHandOver();
       this.handedOver = await untilRedisAnswers(
@@ -277,6 +293,9 @@ export class TaskAttempt {
   }
 
   private async fail(error: Error): Promise<Settlement> {
+    const attempts = this.job.opts.attempts ?? 1;
+    if (error instanceof UnrecoverableError || this.job.attemptsMade + 1 >= attempts)
+      await this.advanceWorkflow('failed');
     try {
       const fetchNext = this.requestHandOver();
       this.handedOver = await untilRedisAnswers(
@@ -298,6 +317,22 @@ export class TaskAttempt {
     }
     recordFailed(this.options.outcomes, this.job, error);
     return 'failed';
+  }
+
+  private async advanceWorkflow(outcome: 'completed' | 'failed', value?: unknown): Promise<void> {
+    const workflow = this.job.data?.workflow;
+    if (!workflow || !this.options.workflows) return;
+    const step = await this.options.workflows.advance(workflow, outcome, value);
+    if (!step) {
+      this.log.warn({ workflow: workflow.id }, 'workflow node finished, but its workflow is gone');
+      return;
+    }
+    if (step.submitted.length > 0)
+      this.log.debug(
+        { workflow: workflow.id, submitted: step.submitted.map((s) => s.id) },
+        'workflow nodes submitted',
+      );
+    if (step.finished) recordWorkflowFinished(this.options.outcomes, step);
   }
 
   /**

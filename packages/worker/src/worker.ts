@@ -20,10 +20,12 @@ import {
   requireSupportedRedis,
   roleRefreshMs,
   roleStaleMs,
+  TaskClient,
   type TaskRegistry,
   UnadoptedJobError,
   unmarkYield,
   type WorkerConfig,
+  Workflows,
 } from '@jobbers/core';
 import type { Job } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -62,6 +64,7 @@ export class JobbersWorker {
   readonly metrics: WorkerProcessMetrics;
   /** Cluster-wide outcome metrics, flushed to Redis every metricsFlushMs and on stop. */
   readonly outcomes: MetricsBuffer;
+  private readonly workflows: Workflows;
   readonly name: string;
   /** Resolves when the worker has stopped (every task settled, metrics flushed, Redis closed). */
   readonly stopped: Promise<StopReason>;
@@ -110,6 +113,14 @@ export class JobbersWorker {
       flushMs: config.metricsFlushMs,
       logger: options.logger,
     });
+    // A workflow node's worker advances its workflow and submits the nodes it made ready.
+    // On the control connection: the jobs connection waits in blocking fetches. A step that times
+    // out leaves the node's job unsettled, so it runs again and the step is repeated.
+    this.workflows = new Workflows(
+      this.control,
+      config.prefix,
+      new TaskClient({ connection: this.control, prefix: config.prefix, registry: options.registry }),
+    );
     this.gate = new CapacityGate(config.concurrentTasks, config.ttlTasks);
     this.stopped = new Promise((resolve) => {
       this.resolveStopped = resolve;
@@ -237,6 +248,7 @@ export class JobbersWorker {
       connection: this.connection,
       logger,
       outcomes: this.outcomes,
+      workflows: this.workflows,
       // Fetch-next activates past the activation gate: only while the role record is fresh.
       handOver: () =>
         this.phase === 'running' &&

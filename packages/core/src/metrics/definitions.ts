@@ -111,6 +111,25 @@ export const clusterMetrics = {
     help: 'Tasks removed by jobbers-cleaner',
     labelNames: ['queue', 'task', 'state'],
   }),
+  workflowsStarted: define({
+    name: 'jobbers_workflows_started_total',
+    type: 'counter',
+    help: 'Workflows submitted (a repeated id is not counted again)',
+    labelNames: ['workflow'],
+  }),
+  workflowsFinished: define({
+    name: 'jobbers_workflows_finished_total',
+    type: 'counter',
+    help: 'Workflows that reached a final state: completed, or failed (a node failed with no retry left)',
+    labelNames: ['workflow', 'state'],
+  }),
+  workflowDuration: define({
+    name: 'jobbers_workflow_duration_seconds',
+    type: 'histogram',
+    help: "From a workflow's submission to its final state",
+    labelNames: ['workflow'],
+    buckets: latencyBuckets,
+  }),
   cleanerLastSuccess: define({
     name: 'jobbers_cleaner_last_success_timestamp_seconds',
     type: 'gauge',

@@ -127,6 +127,9 @@ export async function renderClusterMetrics(options: ExpositionOptions): Promise<
     clusterMetrics.tasksTimedOut,
     clusterMetrics.completionsRejected,
     clusterMetrics.cleanerRemoved,
+    clusterMetrics.workflowsStarted,
+    clusterMetrics.workflowsFinished,
+    clusterMetrics.workflowDuration,
   ];
   for (const metric of hashMetrics) read.hgetall(metricHashKey(prefix, metric));
   read.hget(metricHashKey(prefix, clusterMetrics.cleanerLastSuccess), '');

@@ -1,0 +1,505 @@
+// Workflows: a DAG of task submissions in one call. A node is submitted as an ordinary task (so the
+// lifecycle metrics count it like any other) only once every parent completed; until then it exists
+// only in the workflow's hash and is never available. Workers advance the workflow when a node
+// finishes, in one script on that hash, before they settle the node's job: a worker that dies in
+// between has its task run again and advances again, which changes nothing twice (node task ids are
+// fixed, `<workflow id>.<node key>`, and a submitted id is never enqueued twice).
+import type { Redis } from 'ioredis';
+import type { SubmitRequest, SubmitResult, TaskClient } from './client.js';
+import { JobbersError } from './errors.js';
+import { newTaskId, normalizeTaskId } from './ids.js';
+import { clusterMetrics } from './metrics/definitions.js';
+import { metricHashKey } from './metrics/store.js';
+
+/** What a failed node (an incident: no retries left) does to the rest of its workflow. */
+export type NodeFailurePolicy = 'fail-workflow' | 'continue';
+
+export interface WorkflowNodeRequest extends Omit<SubmitRequest, 'id' | 'traceparent'> {
+  /** The node's name in its workflow: 1-64 of [A-Za-z0-9_-]. */
+  key: string;
+  /** Keys of the nodes that must complete first; their results reach this one as `ctx.parents`. */
+  dependsOn?: string[];
+  /** @default 'fail-workflow' */
+  onFailure?: NodeFailurePolicy;
+}
+
+export interface WorkflowRequest {
+  /** What kind of workflow this is (the metrics' `workflow` label): 1-64 of [A-Za-z0-9_.-]. */
+  name: string;
+  /** Default: a new ULID. A repeated id answers the workflow already there and submits nothing. */
+  id?: string;
+  nodes: WorkflowNodeRequest[];
+  traceparent?: string;
+}
+
+export type WorkflowState = 'running' | 'completed' | 'failed';
+/** waiting: parents not all completed; ready: submitting; submitted: a task (see its own state). */
+export type WorkflowNodeState = 'waiting' | 'ready' | 'submitted' | 'completed' | 'failed' | 'skipped';
+
+export interface WorkflowNodeView {
+  key: string;
+  task: string;
+  /** The node's task id (GET /v1/tasks/:id), `<workflow id>.<key>`. */
+  taskId: string;
+  state: WorkflowNodeState;
+  dependsOn: string[];
+  onFailure: NodeFailurePolicy;
+}
+
+export interface WorkflowView {
+  id: string;
+  name: string;
+  state: WorkflowState;
+  createdAt: string;
+  finishedAt?: string;
+  nodes: WorkflowNodeView[];
+  /** Nodes submitted and not yet finished: where the workflow is now. */
+  frontier: string[];
+  /** Every node that reached a final state, in the order it did: where the workflow has been. */
+  history: { key: string; state: 'completed' | 'failed' | 'skipped'; at: string }[];
+}
+
+export interface WorkflowCreated {
+  id: string;
+  name: string;
+  state: WorkflowState;
+  /** False when a workflow with this id existed already: nothing was submitted. */
+  created: boolean;
+  /** The nodes submitted now (those with no parents). */
+  submitted: SubmitResult[];
+}
+
+/** Where a node's job came from: carried in its payload, read by the worker. */
+export interface WorkflowNodeRef {
+  id: string;
+  node: string;
+}
+
+export const maxWorkflowNodes = 10_000;
+/** Distinct workflow names the metrics label as themselves; later ones are 'other'. */
+export const maxWorkflowLabels = 100;
+/** A node's result kept for its children's `ctx.parents`; larger ones are left out (read the task). */
+export const maxParentResultBytes = 64 * 1024;
+const nodeKeyPattern = /^[A-Za-z0-9_-]{1,64}$/;
+const workflowNamePattern = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+const failurePolicies: readonly NodeFailurePolicy[] = ['fail-workflow', 'continue'];
+
+export function workflowKey(prefix: string, id: string): string {
+  return `${prefix}:jobbers:workflow:${id}`;
+}
+
+/** Every workflow by creation time, for listings. */
+export function workflowIndexKey(prefix: string): string {
+  return `${prefix}:jobbers:workflows`;
+}
+
+export function nodeTaskId(workflowId: string, key: string): string {
+  return `${workflowId}.${key}`;
+}
+
+interface PreparedWorkflow {
+  id: string;
+  name: string;
+  nodes: (WorkflowNodeRequest & { dependsOn: string[]; onFailure: NodeFailurePolicy; children: string[] })[];
+}
+
+/** Checks the shape of a workflow (names, keys, edges, no cycle); throws INVALID_WORKFLOW. */
+export function prepareWorkflow(request: WorkflowRequest): PreparedWorkflow {
+  const problems: string[] = [];
+  if (typeof request.name !== 'string' || !workflowNamePattern.test(request.name))
+    problems.push('name must be 1-64 of [A-Za-z0-9_.-], starting with a letter or digit');
+  const nodes = Array.isArray(request.nodes) ? request.nodes : [];
+  if (nodes.length === 0 || nodes.length > maxWorkflowNodes)
+    problems.push(`a workflow has 1..${maxWorkflowNodes} nodes, got ${nodes.length}`);
+  const keys = new Set<string>();
+  for (const node of nodes) {
+    if (typeof node.key !== 'string' || !nodeKeyPattern.test(node.key))
+      problems.push(`node key "${String(node.key)}" must be 1-64 of [A-Za-z0-9_-]`);
+    else if (keys.has(node.key)) problems.push(`node key "${node.key}" appears twice`);
+    keys.add(node.key);
+    if (node.onFailure !== undefined && !failurePolicies.includes(node.onFailure))
+      problems.push(`node "${node.key}": onFailure must be ${failurePolicies.join(' or ')}`);
+  }
+  const children = new Map<string, string[]>([...keys].map((k) => [k, []]));
+  for (const node of nodes) {
+    for (const parent of node.dependsOn ?? []) {
+      if (!keys.has(parent)) problems.push(`node "${node.key}" depends on "${parent}", which is not a node`);
+      else if (parent === node.key) problems.push(`node "${node.key}" depends on itself`);
+      else children.get(parent)!.push(node.key);
+    }
+  }
+  if (problems.length === 0) {
+    const cycle = findCycle(
+      nodes.map((n) => n.key),
+      children,
+    );
+    if (cycle) problems.push(`the dependencies form a cycle: ${cycle.join(' -> ')}`);
+  }
+  if (problems.length > 0)
+    throw new JobbersError('INVALID_WORKFLOW', `invalid workflow: ${problems.join('; ')}`, problems);
+  return {
+    id: request.id === undefined ? newTaskId() : normalizeTaskId(request.id),
+    name: request.name,
+    nodes: nodes.map((n) => ({
+      ...n,
+      dependsOn: [...new Set(n.dependsOn ?? [])],
+      onFailure: n.onFailure ?? 'fail-workflow',
+      children: children.get(n.key)!,
+    })),
+  };
+}
+
+function findCycle(keys: string[], children: Map<string, string[]>): string[] | undefined {
+  const state = new Map<string, 'open' | 'done'>();
+  const path: string[] = [];
+  // Iterative depth-first search: a workflow of 10,000 nodes in a chain must not overflow the stack.
+  for (const start of keys) {
+    if (state.has(start)) continue;
+    const stack: { key: string; next: number }[] = [{ key: start, next: 0 }];
+    state.set(start, 'open');
+    path.push(start);
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1]!;
+      const child = children.get(top.key)![top.next++];
+      if (child === undefined) {
+        state.set(top.key, 'done');
+        stack.pop();
+        path.pop();
+      } else if (state.get(child) === 'open') {
+        return [...path.slice(path.indexOf(child)), child];
+      } else if (!state.has(child)) {
+        state.set(child, 'open');
+        path.push(child);
+        stack.push({ key: child, next: 0 });
+      }
+    }
+  }
+  return undefined;
+}
+
+// The workflow hash: name, state, createdAt, finishedAt, open (nodes not final), failed, history
+// (JSON lines), and per node: s:<key> state, t:<key> task, d:<key> parents and c:<key> children
+// (comma-joined), p:<key> parents not yet completed, f:<key> failure policy, n:<key> its submission
+// (JSON), r:<key> result (JSON). Beside it, `<hash>:history`, the final states in order.
+
+// Creates the workflow unless one with its id exists.
+// KEYS[1] workflow hash, KEYS[2] workflow index, KEYS[3] the names used as metric labels, KEYS[4]
+// the started counter's hash; ARGV: id, name, createdAt ms, label limit, then per node: key, task,
+// parents, children, policy, submission (JSON). Returns 1 (created) or 0 (existed).
+// The metrics' workflow label is the name while fewer than the limit are in use, else 'other'.
+const createScript = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local label = ARGV[2]
+if redis.call('SISMEMBER', KEYS[3], label) == 0 then
+  if redis.call('SCARD', KEYS[3]) < tonumber(ARGV[4]) then redis.call('SADD', KEYS[3], label) else label = 'other' end
+end
+redis.call('HINCRBY', KEYS[4], label, 1)
+local fields = {'name', ARGV[2], 'label', label, 'state', 'running', 'createdAt', ARGV[3], 'open', 0, 'failed', 0}
+local nodes = 0
+for i = 5, #ARGV, 6 do
+  local key, parents = ARGV[i], ARGV[i + 2]
+  local pending = 0
+  if parents ~= '' then pending = select(2, string.gsub(parents, ',', ',')) + 1 end
+  local state = 'waiting'
+  if pending == 0 then state = 'ready' end
+  for _, v in ipairs({'s:' .. key, state, 't:' .. key, ARGV[i + 1], 'd:' .. key, parents,
+    'c:' .. key, ARGV[i + 3], 'p:' .. key, pending, 'f:' .. key, ARGV[i + 4], 'n:' .. key, ARGV[i + 5]}) do
+    fields[#fields + 1] = v
+  end
+  nodes = nodes + 1
+end
+fields[10] = nodes
+for j = 1, #fields, 1000 do redis.call('HSET', KEYS[1], unpack(fields, j, math.min(j + 999, #fields))) end
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+return 1
+`;
+
+// Records a node's final outcome and answers what to submit next.
+// KEYS[1] workflow hash; ARGV: node key, outcome (completed | failed), now ms, result JSON ('' none)
+// Returns {children of the node that are ready to submit (comma-joined), workflow state, 1 when this
+// call finished the workflow else 0}, or {} when the workflow is gone.
+const advanceScript = `
+local wf, node, outcome, now = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
+if redis.call('EXISTS', wf) == 0 then return {} end
+local function list(s)
+  local out = {}
+  for item in string.gmatch(s or '', '[^,]+') do out[#out + 1] = item end
+  return out
+end
+local function final(state) return state == 'completed' or state == 'failed' or state == 'skipped' end
+local function record(key, state)
+  redis.call('HSET', wf, 's:' .. key, state)
+  redis.call('HINCRBY', wf, 'open', -1)
+  redis.call('RPUSH', wf .. ':history', cjson.encode({key = key, state = state, at = tonumber(now)}))
+end
+local state = redis.call('HGET', wf, 'state')
+local prev = redis.call('HGET', wf, 's:' .. node)
+local finished = 0
+if prev and not final(prev) then
+  record(node, outcome)
+  if outcome == 'completed' then
+    if ARGV[4] ~= '' then redis.call('HSET', wf, 'r:' .. node, ARGV[4]) end
+    for _, child in ipairs(list(redis.call('HGET', wf, 'c:' .. node))) do
+      if redis.call('HINCRBY', wf, 'p:' .. child, -1) == 0 and redis.call('HGET', wf, 's:' .. child) == 'waiting'
+        and state == 'running' then
+        redis.call('HSET', wf, 's:' .. child, 'ready')
+      end
+    end
+  else
+    redis.call('HINCRBY', wf, 'failed', 1)
+    -- Nothing that needs this node can run: its waiting descendants are skipped.
+    local queue = list(redis.call('HGET', wf, 'c:' .. node))
+    local i = 1
+    while queue[i] do
+      local key = queue[i]
+      if redis.call('HGET', wf, 's:' .. key) == 'waiting' then
+        record(key, 'skipped')
+        for _, child in ipairs(list(redis.call('HGET', wf, 'c:' .. key))) do queue[#queue + 1] = child end
+      end
+      i = i + 1
+    end
+    if redis.call('HGET', wf, 'f:' .. node) == 'fail-workflow' and state == 'running' then
+      state = 'failed'
+      redis.call('HSET', wf, 'state', state, 'finishedAt', now)
+      finished = 1
+      -- The workflow failed: no node still waiting will run.
+      local all = redis.call('HGETALL', wf)
+      for j = 1, #all, 2 do
+        if string.sub(all[j], 1, 2) == 's:' and all[j + 1] == 'waiting' then record(string.sub(all[j], 3), 'skipped') end
+      end
+    end
+  end
+  if state == 'running' and tonumber(redis.call('HGET', wf, 'open')) <= 0 then
+    if tonumber(redis.call('HGET', wf, 'failed')) > 0 then state = 'failed' else state = 'completed' end
+    redis.call('HSET', wf, 'state', state, 'finishedAt', now)
+    finished = 1
+  end
+end
+local ready = {}
+for _, child in ipairs(list(redis.call('HGET', wf, 'c:' .. node))) do
+  if redis.call('HGET', wf, 's:' .. child) == 'ready' then ready[#ready + 1] = child end
+end
+return {table.concat(ready, ','), state, finished}
+`;
+
+// Marks ready nodes submitted. KEYS[1] workflow hash; ARGV: node keys.
+const markSubmittedScript = `
+for _, key in ipairs(ARGV) do
+  if redis.call('HGET', KEYS[1], 's:' .. key) == 'ready' then redis.call('HSET', KEYS[1], 's:' .. key, 'submitted') end
+end
+return 1
+`;
+
+type WorkflowRedis = Redis & {
+  jobbersCreateWorkflow(...args: (string | number)[]): Promise<number>;
+  jobbersAdvanceWorkflow(...args: (string | number)[]): Promise<[string, WorkflowState, number] | []>;
+  jobbersMarkSubmitted(...args: (string | number)[]): Promise<number>;
+};
+
+export interface NodeAdvance {
+  /** The workflow's metric label: its name, or 'other' past the label limit. */
+  name: string;
+  /** The workflow's state after this step. */
+  state: WorkflowState;
+  /** This step finished the workflow (completed or failed): count it once. */
+  finished: boolean;
+  createdAtMs: number;
+  submitted: SubmitResult[];
+}
+
+export class Workflows {
+  private readonly redis: WorkflowRedis;
+
+  constructor(
+    redis: Redis,
+    private readonly prefix: string,
+    private readonly client: TaskClient,
+  ) {
+    this.redis = redis as WorkflowRedis;
+    this.redis.defineCommand('jobbersCreateWorkflow', { numberOfKeys: 4, lua: createScript });
+    this.redis.defineCommand('jobbersAdvanceWorkflow', { numberOfKeys: 1, lua: advanceScript });
+    this.redis.defineCommand('jobbersMarkSubmitted', { numberOfKeys: 1, lua: markSubmittedScript });
+  }
+
+  /**
+   * Validates the whole workflow (its shape and every node's task, params and options) before
+   * anything is written; then stores it and submits the nodes without parents.
+   */
+  async create(request: WorkflowRequest): Promise<WorkflowCreated> {
+    const workflow = prepareWorkflow(request);
+    const problems: { node: string; code: string; message: string }[] = [];
+    for (const node of workflow.nodes) {
+      try {
+        this.client.prepare(this.nodeSubmission(workflow.id, node));
+      } catch (error) {
+        if (!(error instanceof JobbersError)) throw error;
+        problems.push({ node: node.key, code: error.code, message: error.message });
+      }
+    }
+    if (problems.length > 0)
+      throw new JobbersError(
+        'INVALID_WORKFLOW',
+        `${problems.length} of ${workflow.nodes.length} nodes are invalid; nothing was submitted`,
+        problems,
+      );
+    const args: (string | number)[] = [workflow.id, workflow.name, Date.now(), maxWorkflowLabels];
+    for (const n of workflow.nodes) {
+      const { children: _children, ...submission } = n;
+      args.push(
+        n.key,
+        n.task,
+        n.dependsOn.join(','),
+        n.children.join(','),
+        n.onFailure,
+        JSON.stringify(submission),
+      );
+    }
+    const created = await this.redis.jobbersCreateWorkflow(
+      workflowKey(this.prefix, workflow.id),
+      workflowIndexKey(this.prefix),
+      `${this.prefix}:jobbers:workflow-labels`,
+      metricHashKey(this.prefix, clusterMetrics.workflowsStarted),
+      ...args,
+    );
+    if (created === 0) {
+      const existing = await this.get(workflow.id);
+      return { id: existing.id, name: existing.name, state: existing.state, created: false, submitted: [] };
+    }
+    const roots = workflow.nodes.filter((n) => n.dependsOn.length === 0);
+    const submitted = await this.submitNodes(workflow.id, roots, request.traceparent);
+    return { id: workflow.id, name: workflow.name, state: 'running', created: true, submitted };
+  }
+
+  /**
+   * Records a node's final outcome (a failure only once no retry is left) and submits the nodes it
+   * made ready. Safe to repeat: a second call for the same node submits what the first could not.
+   */
+  async advance(
+    ref: WorkflowNodeRef,
+    outcome: 'completed' | 'failed',
+    result?: unknown,
+  ): Promise<NodeAdvance | undefined> {
+    const key = workflowKey(this.prefix, ref.id);
+    let encoded = '';
+    if (outcome === 'completed') {
+      encoded = JSON.stringify(result ?? null);
+      if (encoded.length > maxParentResultBytes)
+        encoded = JSON.stringify({ omitted: true, bytes: encoded.length });
+    }
+    const reply = await this.redis.jobbersAdvanceWorkflow(key, ref.node, outcome, Date.now(), encoded);
+    if (reply.length === 0) return undefined;
+    const [ready, state, finished] = reply;
+    const [name, createdAt, definition] = await Promise.all([
+      this.redis.hget(key, 'label'),
+      this.redis.hget(key, 'createdAt'),
+      ready ? this.nodeDefinitions(ref.id, ready.split(',')) : Promise.resolve([]),
+    ]);
+    const submitted = await this.submitNodes(ref.id, definition);
+    return { state, finished: finished === 1, name: name ?? '', createdAtMs: Number(createdAt), submitted };
+  }
+
+  /** The results of a node's parents, for `ctx.parents`. */
+  async parentResults(ref: WorkflowNodeRef): Promise<Record<string, unknown>> {
+    const key = workflowKey(this.prefix, ref.id);
+    const parents = (await this.redis.hget(key, `d:${ref.node}`)) ?? '';
+    if (!parents) return {};
+    const keys = parents.split(',');
+    const values = await this.redis.hmget(key, ...keys.map((k) => `r:${k}`));
+    return Object.fromEntries(keys.map((k, i) => [k, values[i] == null ? null : JSON.parse(values[i]!)]));
+  }
+
+  async get(id: string): Promise<WorkflowView> {
+    const key = workflowKey(this.prefix, id);
+    const [fields, history] = await Promise.all([
+      this.redis.hgetall(key),
+      this.redis.lrange(`${key}:history`, 0, -1),
+    ]);
+    if (!fields.name) throw new JobbersError('WORKFLOW_NOT_FOUND', `no workflow "${id}"`);
+    const nodes: WorkflowNodeView[] = Object.keys(fields)
+      .filter((f) => f.startsWith('s:'))
+      .map((f) => f.slice(2))
+      .map((node) => ({
+        key: node,
+        task: fields[`t:${node}`]!,
+        taskId: nodeTaskId(id, node),
+        state: fields[`s:${node}`] as WorkflowNodeState,
+        dependsOn: fields[`d:${node}`] ? fields[`d:${node}`]!.split(',') : [],
+        onFailure: fields[`f:${node}`] as NodeFailurePolicy,
+      }));
+    return {
+      id,
+      name: fields.name,
+      state: fields.state as WorkflowState,
+      createdAt: new Date(Number(fields.createdAt)).toISOString(),
+      ...(fields.finishedAt ? { finishedAt: new Date(Number(fields.finishedAt)).toISOString() } : {}),
+      nodes,
+      frontier: nodes.filter((n) => n.state === 'submitted' || n.state === 'ready').map((n) => n.key),
+      history: history.map((line) => {
+        const entry = JSON.parse(line) as {
+          key: string;
+          state: 'completed' | 'failed' | 'skipped';
+          at: number;
+        };
+        return { key: entry.key, state: entry.state, at: new Date(entry.at).toISOString() };
+      }),
+    };
+  }
+
+  /** Workflows newest first; `before` is the cursor (a creation time in ms) of the next page. */
+  async list(limit = 50, before?: number): Promise<{ workflows: WorkflowView[]; nextCursor?: string }> {
+    const ids = await this.redis.zrevrangebyscore(
+      workflowIndexKey(this.prefix),
+      before === undefined ? '+inf' : `(${before}`,
+      '-inf',
+      'WITHSCORES',
+      'LIMIT',
+      0,
+      limit,
+    );
+    const workflows: WorkflowView[] = [];
+    for (let i = 0; i < ids.length; i += 2) {
+      try {
+        workflows.push(await this.get(ids[i]!));
+      } catch (error) {
+        // Removed between the index read and now: left out of the page.
+        if (!(error instanceof JobbersError && error.code === 'WORKFLOW_NOT_FOUND')) throw error;
+      }
+    }
+    const last = ids.length === limit * 2 ? ids[ids.length - 1] : undefined;
+    return { workflows, ...(last ? { nextCursor: last } : {}) };
+  }
+
+  private nodeSubmission(workflowId: string, node: WorkflowNodeRequest, traceparent?: string): SubmitRequest {
+    const { key, dependsOn: _parents, onFailure: _policy, ...submission } = node;
+    return {
+      ...submission,
+      id: nodeTaskId(workflowId, key),
+      workflow: { id: workflowId, node: key },
+      traceparent,
+    };
+  }
+
+  /** The definitions of nodes about to be submitted, read back from the stored workflow request. */
+  private async nodeDefinitions(workflowId: string, keys: string[]): Promise<WorkflowNodeRequest[]> {
+    const stored = await this.redis.hmget(workflowKey(this.prefix, workflowId), ...keys.map((k) => `n:${k}`));
+    return stored.flatMap((json) => (json ? [JSON.parse(json) as WorkflowNodeRequest] : []));
+  }
+
+  private async submitNodes(
+    workflowId: string,
+    nodes: WorkflowNodeRequest[],
+    traceparent?: string,
+  ): Promise<SubmitResult[]> {
+    if (nodes.length === 0) return [];
+    const key = workflowKey(this.prefix, workflowId);
+    const results: SubmitResult[] = [];
+    for (let i = 0; i < nodes.length; i += 1000) {
+      const batch = nodes.slice(i, i + 1000);
+      results.push(
+        ...(await this.client.submitBatch(batch.map((n) => this.nodeSubmission(workflowId, n, traceparent)))),
+      );
+      await this.redis.jobbersMarkSubmitted(key, ...batch.map((n) => n.key));
+    }
+    return results;
+  }
+}

@@ -1,6 +1,6 @@
 // Removes jobs through BullMQ's own removeJob script, one job per call, so BullMQ emits the
 // `removed` event the lifecycle exporter turns into the `removed` transition.
-import { queueRemoveJob } from '@jobbers/core';
+import { bullmqConnection, queueRemoveJob } from '@jobbers/core';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { JobSource } from './sources.js';
@@ -24,12 +24,12 @@ export async function removeJobs(
 ): Promise<RemovalOutcome[]> {
   const outcomes: RemovalOutcome[] = [];
   if (ids.length === 0) return outcomes;
-  const client = await queue.client;
+  const client = await bullmqConnection(queue);
   const removeOne = async (id: string): Promise<RemovalOutcome> => {
     const transaction = client.multi();
-    (transaction as unknown as { exists(key: string): unknown }).exists(queue.toKey(id));
+    transaction.exists(queue.toKey(id));
     // One job per call (never its children), whatever flows a queue may hold.
-    queueRemoveJob(queue, transaction as never, id);
+    queueRemoveJob(queue, transaction, id);
     const replies = await transaction.exec();
     if (!replies) throw new Error(`removing job ${id} was aborted`);
     const [[existsError, exists], [removeError, code]] = replies as [

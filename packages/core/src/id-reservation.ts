@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import type { JobsOptions, Queue } from 'bullmq';
 import type { ChainableCommander, Redis } from 'ioredis';
-import { addJob } from './bullmq/scripts.js';
+import { addJob, bullmqConnection } from './bullmq/scripts.js';
 import { idReservationKey, jobKey } from './keys.js';
 
 /** Longer than any add takes; how long an id stays blocked when its submitter died mid-way. */
@@ -101,7 +101,7 @@ export class IdReservations {
   async addAndRelease(entries: ClaimedJob[], token: string): Promise<void> {
     if (entries.length === 0) return;
     // Every queue shares this connection; BullMQ's client view of it runs BullMQ's scripts.
-    const client = await entries[0]!.queue.client;
+    const client = await bullmqConnection(entries[0]!.queue);
     if (entries.length === 1) {
       // No pipeline for one job (see claim): the two commands are sent at once all the same, in
       // order on the one connection, so the claim is dropped after the add whatever its outcome.
@@ -117,7 +117,7 @@ export class IdReservations {
       if (released.status === 'rejected') throw released.reason;
       return;
     }
-    const pipeline = client.pipeline() as unknown as ChainableCommander;
+    const pipeline = client.pipeline();
     // An add BullMQ could not build never reached the pipeline: its rejection is the only trace.
     const adds = Promise.allSettled(
       entries.map(({ queue, id, task, data, opts }) =>

@@ -2,6 +2,12 @@
 // the same numbers; the documented PromQL takes `max by` over instances, so two managers never
 // double count. Label values for `task` are bounded by the registered types (others: `other`).
 import type { Redis } from 'ioredis';
+import {
+  type JobCountState,
+  jobCountReplies,
+  jobCountsFromReplies,
+  queueJobCountReads,
+} from '../bullmq/job-counts.js';
 import { jobbersKey, queueKey } from '../keys.js';
 import { transitions } from '../lifecycle.js';
 import type { TaskRegistry } from '../task.js';
@@ -10,14 +16,15 @@ import { exporterStateKey } from './exporter.js';
 import { recountProgressKey } from './recount.js';
 import { metricHashKey } from './store.js';
 
-const stateLists: [state: string, kind: 'list' | 'zset', suffix: string][] = [
-  ['waiting', 'list', 'wait'],
-  ['active', 'list', 'active'],
-  ['delayed', 'zset', 'delayed'],
-  ['prioritized', 'zset', 'prioritized'],
-  ['paused', 'list', 'paused'],
-  ['completed', 'zset', 'completed'],
-  ['failed', 'zset', 'failed'],
+/** The states of jobbers_jobs, in the order they are rendered. */
+const jobsGaugeStates: readonly JobCountState[] = [
+  'waiting',
+  'active',
+  'delayed',
+  'prioritized',
+  'paused',
+  'completed',
+  'failed',
 ];
 
 function escapeLabel(value: string): string {
@@ -109,12 +116,8 @@ export async function renderClusterMetrics(options: ExpositionOptions): Promise<
     }
   }
   for (const queue of queues) {
-    const qp = queueKey(prefix, queue);
-    for (const [, kind, suffix] of stateLists) {
-      if (kind === 'list') read.llen(`${qp}:${suffix}`);
-      else read.zcard(`${qp}:${suffix}`);
-    }
-    read.eval(oldestUnappliedScript, 2, exporterStateKey(prefix, queue), `${qp}:events`);
+    queueJobCountReads(read, prefix, queue);
+    read.eval(oldestUnappliedScript, 2, exporterStateKey(prefix, queue), `${queueKey(prefix, queue)}:events`);
   }
   const hashMetrics = [
     clusterMetrics.transitions,
@@ -167,7 +170,8 @@ export async function renderClusterMetrics(options: ExpositionOptions): Promise<
   const jobs = new Map<string, number>();
   const lag = new Map<string, number>();
   for (const queue of queues) {
-    for (const [state] of stateLists) jobs.set(`${queue}${labelSeparator}${state}`, Number(next()));
+    const counts = jobCountsFromReplies(Array.from({ length: jobCountReplies }, next));
+    for (const state of jobsGaugeStates) jobs.set(`${queue}${labelSeparator}${state}`, counts[state]);
     const [redisNowMs, oldest] = next() as [number, string];
     const oldestMs = oldest ? Number(oldest.split('-')[0]) : redisNowMs;
     lag.set(queue, Math.max(0, redisNowMs - oldestMs) / 1000);

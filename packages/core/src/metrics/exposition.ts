@@ -10,6 +10,7 @@ import {
 } from '../bullmq/job-counts.js';
 import { jobbersKey, queueKey } from '../keys.js';
 import { transitions } from '../lifecycle.js';
+import { scripts } from '../lua/registry.js';
 import type { TaskRegistry } from '../task.js';
 import { clusterMetrics, labelSeparator, type MetricDefinition } from './definitions.js';
 import { exporterStateKey } from './exporter.js';
@@ -64,19 +65,6 @@ function tasksOf(registry: TaskRegistry, queue: string): string[] {
     .map((d) => d.name);
 }
 
-// The exporter's lag: how long the oldest event it has not yet applied has been waiting, on Redis's
-// clock ({now ms, id of that event or ''}). Nothing applied yet and nothing waiting is no lag.
-// KEYS[1] exporter state hash, KEYS[2] event stream
-const oldestUnappliedScript = `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local pos = redis.call('HGET', KEYS[1], 'pos')
-if not pos then return {now, ''} end
-local waiting = redis.call('XRANGE', KEYS[2], '(' .. pos, '+', 'COUNT', 1)
-if waiting[1] then return {now, waiting[1][1]} end
-return {now, ''}
-`;
-
 export async function renderClusterMetrics(options: ExpositionOptions): Promise<string> {
   const { redis, prefix, registry } = options;
   const now = options.now ?? Date.now();
@@ -103,6 +91,7 @@ export async function renderClusterMetrics(options: ExpositionOptions): Promise<
     );
   });
 
+  scripts.oldestUnappliedEvent.define(redis);
   const read = redis.pipeline();
   const gaugeRows: { queue: string; task: string; stored: string }[] = [];
   for (const queue of counted) {
@@ -117,7 +106,12 @@ export async function renderClusterMetrics(options: ExpositionOptions): Promise<
   }
   for (const queue of queues) {
     queueJobCountReads(read, prefix, queue);
-    read.eval(oldestUnappliedScript, 2, exporterStateKey(prefix, queue), `${queueKey(prefix, queue)}:events`);
+    // The exporter's lag: how long the oldest event it has not yet applied has waited.
+    scripts.oldestUnappliedEvent.queue(
+      read,
+      [exporterStateKey(prefix, queue), `${queueKey(prefix, queue)}:events`],
+      [],
+    );
   }
   const hashMetrics = [
     clusterMetrics.transitions,

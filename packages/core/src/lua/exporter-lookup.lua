@@ -18,8 +18,9 @@
            prefix while it replays)
   ARGV[7]  the job hash field naming the worker that last activated the job (BullMQ's processedBy)
 
-  Returns one string, joined by NUL: for each unknown job its index entry ('state|task' or '') and
-  the time it became available (state w) or its name (not indexed); for each activated job who
+  Returns one string, joined by NUL: for each unknown job its index entry ('state|task' or '', the
+  state one of the letters of jobState in metrics/lifecycle-book.ts) and the time it became
+  available (state w, available) or its name (not indexed); for each activated job who
   took it; for each maybe-yielded job its yield marks.
 ]]
 local function split(s)

@@ -294,13 +294,11 @@ class QueueExporter {
       await this.waitForEvents(pos);
       return;
     }
-    const soleRole = soleActiveRole(roles, events[0]!.ms);
-    const lookups = await this.lookup(
-      this.book.lookupsFor(events, soleRole !== undefined, this.countedUntil),
-      this.jp,
-    );
-    lookups.soleRole = soleRole;
-    if (this.book.apply(events, lookups)) this.recountRequested = true;
+    const pending = this.book.prepare(events, {
+      soleRole: soleActiveRole(roles, events[0]!.ms),
+      countedUntil: this.countedUntil,
+    });
+    if (pending.apply(await this.lookup(pending.request, this.jp))) this.recountRequested = true;
     this.position = { pos: events[events.length - 1]!.id, added: added + events.length };
     const caughtUp = events.length < this.batchSize - 1;
     if (caughtUp || Date.now() - this.lastCommitAt >= this.commitMs || this.book.pendingWrites > 50_000)
@@ -478,15 +476,13 @@ class QueueExporter {
     if (trimmedPast(info, pos, added)) return 'restart';
     const events = holdBackCutStall(batch.events, replayBatch);
     if (events.length === 0) return { position, caughtUp: true };
-    const soleRole = soleActiveRole(roles, events[0]!.ms);
     // No job is taken as new: the counting may have placed any job, whenever it was added.
-    const lookups = await this.lookup(
-      book.lookupsFor(events, soleRole !== undefined, lastStreamId),
-      this.recounter.bookkeepingPrefix,
-    );
-    lookups.soleRole = soleRole;
+    const pending = book.prepare(events, {
+      soleRole: soleActiveRole(roles, events[0]!.ms),
+      countedUntil: lastStreamId,
+    });
     // A `cleaned` event removed jobs without an event each: what was counted before it is stale.
-    if (book.apply(events, lookups)) return 'cleaned';
+    if (pending.apply(await this.lookup(pending.request, this.recounter.bookkeepingPrefix))) return 'cleaned';
     const next = { pos: events[events.length - 1]!.id, added: added + events.length };
     const args: string[][] = [[this.token, next.pos, String(next.added)]];
     for (const op of book.commitOps()) args.push([op.command, op.key, String(op.args.length)], op.args);

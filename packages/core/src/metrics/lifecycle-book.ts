@@ -5,7 +5,15 @@
 // between two commits costs the commit almost nothing, and applying an event writes nothing but the
 // job's own entry.
 
+import type { Transition } from '../lifecycle.js';
+import { clusterMetrics, labelField } from './definitions.js';
 import { compareStreamIds } from './stream-ids.js';
+
+/** The counters the book adds to: labels queue and task, and for some a third. */
+type CountedMetric =
+  | typeof clusterMetrics.transitions
+  | typeof clusterMetrics.tasksSelected
+  | typeof clusterMetrics.tasksTimedOut;
 
 /**
  * Where the book holds a job. Stored in Redis as the first letter of the job's index entry
@@ -493,7 +501,7 @@ export class LifecycleBook {
     if (e.extra === 'active' || state === jobState.running) {
       if (next?.event === 'stalled' && next.jobId === e.jobId) {
         this.transition(slots, 'timed-out');
-        this.count(slots, 'jobbers_tasks_timed_out_total', '');
+        this.count(slots, clusterMetrics.tasksTimedOut, '');
         consumedNext = true;
       } else if (this.consumeYield(e.jobId)) this.transition(slots, 'yielded');
       else this.transition(slots, 'failed-with-retries');
@@ -510,7 +518,7 @@ export class LifecycleBook {
     this.moveTo(e.jobId, known, slots, jobState.running, e.ms);
     const role = this.roleOf(e.jobId);
     this.transition(slots, 'activated');
-    this.count(slots, 'jobbers_tasks_selected_total', role);
+    this.count(slots, clusterMetrics.tasksSelected, role);
     if (state === jobState.available && sinceMs > 0)
       this.observeTimeInQueue(slots, role, (e.ms - sinceMs) / 1000);
   }
@@ -528,7 +536,8 @@ export class LifecycleBook {
     const known = this.current(e.jobId);
     if (!known) return;
     const { slots } = known;
-    this.transition(slots, e.event);
+    // Called for `completed` and `failed` only.
+    this.transition(slots, e.event as 'completed' | 'failed');
     if (e.event === 'failed') {
       this.transition(slots, 'incident-raised');
       this.moveTo(e.jobId, known, slots, jobState.incident, e.ms);
@@ -606,25 +615,25 @@ export class LifecycleBook {
     return role;
   }
 
-  private transition(slots: TaskSlots, name: string) {
-    this.count(slots, 'jobbers_job_transitions_total', name);
+  private transition(slots: TaskSlots, name: Transition) {
+    this.count(slots, clusterMetrics.transitions, name);
   }
 
   /**
-   * Adds one to `metric` with labels queue, task and, unless empty, `label`. Cells are found by
-   * metric then label, so counting builds no string.
+   * Adds one to `metric` with labels queue, task and, unless empty, `label` (its third label). Cells
+   * are found by metric then label, so counting builds no string.
    */
-  private count(slots: TaskSlots, metric: string, label: string) {
-    let cells = slots.cells.get(metric);
+  private count(slots: TaskSlots, metric: CountedMetric, label: string) {
+    let cells = slots.cells.get(metric.name);
     if (!cells) {
       cells = new Map();
-      slots.cells.set(metric, cells);
+      slots.cells.set(metric.name, cells);
     }
     let cell = cells.get(label);
     if (!cell) {
       cell = {
-        key: this.keys.metricsPrefix + metric,
-        field: label ? `${this.keys.queue}|${slots.task}|${label}` : `${this.keys.queue}|${slots.task}`,
+        key: this.keys.metricsPrefix + metric.name,
+        field: labelField(label ? [this.keys.queue, slots.task, label] : [this.keys.queue, slots.task]),
         by: 0,
       };
       cells.set(label, cell);
@@ -638,8 +647,8 @@ export class LifecycleBook {
     const bounds = this.keys.bucketBounds;
     if (!h) {
       h = {
-        key: `${this.keys.metricsPrefix}jobbers_time_in_queue_seconds`,
-        labels: `${this.keys.queue}|${slots.task}|${role}`,
+        key: this.keys.metricsPrefix + clusterMetrics.timeInQueue.name,
+        labels: labelField([this.keys.queue, slots.task, role]),
         buckets: new Array(bounds.length + 1).fill(0),
         count: 0,
         sumSeconds: 0,

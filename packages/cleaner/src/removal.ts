@@ -1,6 +1,6 @@
 // Removes jobs through BullMQ's own removeJob script, one job per call, so BullMQ emits the
 // `removed` event the lifecycle exporter turns into the `removed` transition.
-import { queueRemoveJob } from '@jobbers/core';
+import { bullmqConnection, queueRemoveJob, scripts } from '@jobbers/core';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { JobSource } from './sources.js';
@@ -24,12 +24,12 @@ export async function removeJobs(
 ): Promise<RemovalOutcome[]> {
   const outcomes: RemovalOutcome[] = [];
   if (ids.length === 0) return outcomes;
-  const client = await queue.client;
+  const client = await bullmqConnection(queue);
   const removeOne = async (id: string): Promise<RemovalOutcome> => {
     const transaction = client.multi();
-    (transaction as unknown as { exists(key: string): unknown }).exists(queue.toKey(id));
+    transaction.exists(queue.toKey(id));
     // One job per call (never its children), whatever flows a queue may hold.
-    queueRemoveJob(queue, transaction as never, id);
+    queueRemoveJob(queue, transaction, id);
     const replies = await transaction.exec();
     if (!replies) throw new Error(`removing job ${id} was aborted`);
     const [[existsError, exists], [removeError, code]] = replies as [
@@ -50,15 +50,6 @@ export async function removeJobs(
   return outcomes;
 }
 
-/** Drops the id from the source only while no job of that id exists: the job was removed by someone else. */
-const dropDanglingScript = `
-if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
-if ARGV[2] == 'zset' then return redis.call('ZREM', KEYS[2], ARGV[1]) end
-return redis.call('LREM', KEYS[2], 1, ARGV[1])
-`;
-
-type DanglingCommand = (jobKey: string, sourceKey: string, id: string, kind: string) => Promise<number>;
-
 /**
  * For ids read from a source whose job hash has since vanished: removes the dangling id from the
  * source (no job, no event) unless a job of that id exists again. Returns whether each id left the
@@ -71,15 +62,13 @@ export async function dropDanglingIds(
   ids: readonly string[],
   inFlight = ids.length,
 ): Promise<boolean[]> {
-  const commands = redis as unknown as { jobbersDropDangling?: DanglingCommand };
-  if (!commands.jobbersDropDangling)
-    redis.defineCommand('jobbersDropDangling', { numberOfKeys: 2, lua: dropDanglingScript });
-  const drop = commands.jobbersDropDangling!.bind(redis);
+  const drop = (id: string) =>
+    scripts.dropDanglingId.run(redis, [jobKeyOf(id), source.key], [id, source.kind]);
   const left: boolean[] = [];
   const step = Math.max(1, inFlight);
   for (let start = 0; start < ids.length; start += step) {
     const batch = ids.slice(start, start + step);
-    const replies = await Promise.all(batch.map((id) => drop(jobKeyOf(id), source.key, id, source.kind)));
+    const replies = await Promise.all(batch.map(drop));
     left.push(...replies.map((reply) => reply !== -1));
   }
   return left;

@@ -4,7 +4,7 @@
 // and finished in between.
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { queueRemoveJob } from './bullmq/scripts.js';
+import { bullmqConnection, queueRemoveJob } from './bullmq/scripts.js';
 import { jobbersKey } from './keys.js';
 import { countProcessError } from './metrics/process-health.js';
 
@@ -60,8 +60,7 @@ export class TaskCanceller {
 
   private async cancelNow(queueName: string, id: string): Promise<CancelOutcome> {
     const queue = this.queue(queueName);
-    // BullMQ types its client narrowly; it is the ioredis connection this canceller made.
-    const client = (await queue.client) as unknown as Redis;
+    const client = await bullmqConnection(queue);
     for (let round = 0; round < maxRounds; round++) {
       await client.watch(queue.toKey(id));
       const state = await queue.getJobState(id);

@@ -4,31 +4,12 @@
 import { randomUUID } from 'node:crypto';
 import type { JobsOptions, Queue } from 'bullmq';
 import type { ChainableCommander, Redis } from 'ioredis';
-import { addJob } from './bullmq/scripts.js';
+import { addJob, bullmqConnection } from './bullmq/scripts.js';
 import { idReservationKey, jobKey } from './keys.js';
+import { scripts } from './lua/registry.js';
 
 /** Longer than any add takes; how long an id stays blocked when its submitter died mid-way. */
 export const claimTtlMs = 10_000;
-
-// KEYS[1] the id's claim; KEYS[2..] the id's job key in every queue, in registry order.
-// ARGV[1] this claim's value, ARGV[2] its time to live in ms.
-// Returns {'existing', index of the queue holding the job (1-based)}, {'pending', the other
-// claim's value} or {'reserved', ''}.
-const claimScript = `
-for i = 2, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 1 then return {'existing', tostring(i - 1)} end
-end
-local held = redis.call('GET', KEYS[1])
-if held then return {'pending', held} end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return {'reserved', ''}
-`;
-
-// KEYS[1] the id's claim; ARGV[1] the value it was claimed with. Deletes it only if still ours.
-const releaseScript = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-`;
 
 export type IdClaim =
   | { outcome: 'reserved' }
@@ -45,11 +26,6 @@ export interface ClaimedJob {
   opts: JobsOptions;
 }
 
-interface ClaimCommands {
-  jobbersClaimId(...args: (string | number)[]): Promise<[string, string]>;
-  jobbersReleaseId(key: string, value: string): Promise<number>;
-}
-
 /** Identifies one submission's claims, so its release never drops another's. */
 export function newClaimToken(): string {
   return randomUUID();
@@ -61,27 +37,26 @@ export class IdReservations {
     private readonly prefix: string,
     private readonly queues: readonly string[],
   ) {
-    connection.defineCommand('jobbersClaimId', { lua: claimScript });
-    connection.defineCommand('jobbersReleaseId', { numberOfKeys: 1, lua: releaseScript });
+    scripts.claimId.define(connection);
+    scripts.releaseIfHeld.define(connection);
   }
 
   /** Claims each id for the task named with it, in one round trip. */
   async claim(entries: { id: string; task: string }[], token: string): Promise<IdClaim[]> {
-    const claimArgs = ({ id, task }: { id: string; task: string }) => {
-      const keys = [idReservationKey(this.prefix, id), ...this.queues.map((q) => jobKey(this.prefix, q, id))];
-      return [keys.length, ...keys, JSON.stringify([token, task]), claimTtlMs];
-    };
+    const claimKeys = (id: string) => [
+      idReservationKey(this.prefix, id),
+      ...this.queues.map((q) => jobKey(this.prefix, q, id)),
+    ];
+    const claimValue = (task: string): [string, number] => [JSON.stringify([token, task]), claimTtlMs];
     let replies: [Error | null, unknown][];
     if (entries.length === 1) {
       // A pipeline copies every script command of the connection (BullMQ's too) when it is made:
       // for one command that costs more than the command.
-      const commands = this.connection as unknown as ClaimCommands;
-      replies = [[null, await commands.jobbersClaimId(...claimArgs(entries[0]!))]];
+      const { id, task } = entries[0]!;
+      replies = [[null, await scripts.claimId.run(this.connection, claimKeys(id), claimValue(task))]];
     } else {
-      const pipeline = this.connection.pipeline() as unknown as ClaimCommands & {
-        exec(): Promise<[Error | null, unknown][] | null>;
-      };
-      for (const entry of entries) pipeline.jobbersClaimId(...claimArgs(entry));
+      const pipeline = this.connection.pipeline();
+      for (const { id, task } of entries) scripts.claimId.queue(pipeline, claimKeys(id), claimValue(task));
       replies = (await pipeline.exec()) ?? [];
     }
     return replies.map(([error, reply]) => {
@@ -101,23 +76,24 @@ export class IdReservations {
   async addAndRelease(entries: ClaimedJob[], token: string): Promise<void> {
     if (entries.length === 0) return;
     // Every queue shares this connection; BullMQ's client view of it runs BullMQ's scripts.
-    const client = await entries[0]!.queue.client;
+    const client = await bullmqConnection(entries[0]!.queue);
     if (entries.length === 1) {
       // No pipeline for one job (see claim): the two commands are sent at once all the same, in
       // order on the one connection, so the claim is dropped after the add whatever its outcome.
       const { queue, id, task, data, opts } = entries[0]!;
       const [added, released] = await Promise.allSettled([
         addJob(queue, client, { id, name: task, data, opts }),
-        (client as unknown as ClaimCommands).jobbersReleaseId(
-          idReservationKey(this.prefix, id),
-          JSON.stringify([token, task]),
+        scripts.releaseIfHeld.run(
+          client,
+          [idReservationKey(this.prefix, id)],
+          [JSON.stringify([token, task])],
         ),
       ]);
       if (added.status === 'rejected') throw added.reason;
       if (released.status === 'rejected') throw released.reason;
       return;
     }
-    const pipeline = client.pipeline() as unknown as ChainableCommander;
+    const pipeline = client.pipeline();
     // An add BullMQ could not build never reached the pipeline: its rejection is the only trace.
     const adds = Promise.allSettled(
       entries.map(({ queue, id, task, data, opts }) =>
@@ -143,9 +119,12 @@ export class IdReservations {
     entries: { id: string; task: string }[],
     token: string,
   ) {
-    const commands = pipeline as unknown as ClaimCommands;
     for (const { id, task } of entries) {
-      commands.jobbersReleaseId(idReservationKey(this.prefix, id), JSON.stringify([token, task]));
+      scripts.releaseIfHeld.queue(
+        pipeline,
+        [idReservationKey(this.prefix, id)],
+        [JSON.stringify([token, task])],
+      );
     }
   }
 }

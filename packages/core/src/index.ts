@@ -11,6 +11,7 @@ export * from './keys.js';
 export * from './lifecycle.js';
 export * from './loader.js';
 export * from './logger.js';
+export * from './lua/registry.js';
 export * from './metrics/definitions.js';
 export * from './metrics/exporter.js';
 export * from './metrics/exposition.js';

@@ -7,6 +7,7 @@ import { afterEach, beforeEach, test } from 'node:test';
 import {
   addJob,
   adjustAttemptsStarted,
+  bullmqConnection,
   extendLeaseWithHeartbeat,
   GatedWorker,
   isLostJobError,
@@ -19,11 +20,11 @@ import {
   queueOwnKey,
   queueOwnKeyNames,
   queueRemoveJob,
+  readJobCounts,
   readJobFinish,
   readLockTokens,
 } from '@jobbers/core';
 import { type Job, Queue, Worker } from 'bullmq';
-import type { ChainableCommander } from 'ioredis';
 import { uniquePrefix, useRedisServer } from '../../../test/support/redis-server.js';
 import { waitFor } from '../../../test/support/wait.js';
 
@@ -238,7 +239,7 @@ test('removal: removeJob in a MULTI answers 1 removed (or gone), 0 locked, and w
   const active = await queue.add(task, {});
   const waiting = await queue.add(task, {});
   await activate();
-  const client = (await queue.client) as unknown as { multi(): ChainableCommander };
+  const client = await bullmqConnection(queue);
   const removeIn = async (id: string) => {
     const transaction = client.multi();
     queueRemoveJob(queue, transaction, id);
@@ -260,7 +261,7 @@ test('removal: removeJob in a MULTI answers 1 removed (or gone), 0 locked, and w
 });
 
 test('adding on a pipeline: addJob adds the job with its id, as Queue.add does', async () => {
-  const client = (await queue.client) as unknown as { pipeline(): ChainableCommander };
+  const client = await bullmqConnection(queue);
   const pipeline = client.pipeline();
   const added = addJob(queue, pipeline, {
     id: 'chosen-id',
@@ -346,7 +347,32 @@ test('state stores: the jobs of each state sit in the key and Redis type named f
   assert.deepEqual(await members('completed'), [done.id]);
   assert.deepEqual(await members('failed'), [failed.id]);
   await queue.pause();
-  assert.deepEqual(await members('paused'), [waiting.id], 'a paused queue keeps its waiting jobs in paused');
+  assert.deepEqual(await members('wait'), [waiting.id], 'a paused queue keeps its waiting jobs in wait');
+  assert.equal(
+    await fixture.redis.hget(queueOwnKey(prefix, 'q', 'meta'), 'paused'),
+    '1',
+    'and is marked paused',
+  );
+});
+
+test('job counts: the waiting jobs of a paused queue count as paused, as the paused list did', async () => {
+  await queue.add(task, {});
+  await queue.add(task, {}, { priority: 2 });
+  const running = await readJobCounts(fixture.redis, prefix, 'q');
+  assert.equal(running.waiting, 1);
+  assert.equal(running.paused, 0);
+  assert.equal(running.prioritized, 1);
+  await queue.pause();
+  const paused = await readJobCounts(fixture.redis, prefix, 'q');
+  assert.equal(paused.waiting, 0);
+  assert.equal(paused.paused, 1);
+  assert.equal(paused.prioritized, 1, 'prioritized jobs stay prioritized');
+  // A queue paused by BullMQ 5 holds its waiting jobs in the paused list until it is resumed.
+  await fixture.redis.rpush(queueOwnKey(prefix, 'q', 'paused'), 'legacy');
+  assert.equal((await readJobCounts(fixture.redis, prefix, 'q')).paused, 2);
+  await queue.resume();
+  const resumed = await readJobCounts(fixture.redis, prefix, 'q');
+  assert.deepEqual([resumed.waiting, resumed.paused], [2, 0], 'resuming moves the paused list to wait');
 });
 
 test('incident retry: retrying a failed job writes waiting from failed, resets atm and keeps ats', async () => {

@@ -121,7 +121,8 @@ function play(s: Scenario, commitAfter: (batch: number) => boolean, checkEachCom
       const yieldsKey = redis.get(`${jp}yields`);
       yieldsKey.set(job, String(Number(yieldsKey.get(job) ?? 0) + 1));
     }
-    const request = book.lookupsFor(events, false, '0-0');
+    const batch = book.prepare(events, { countedUntil: '0-0' });
+    const { request } = batch;
     const committed = new Map(
       request.unknownJobs.map((job) => {
         const indexed = redis.get(`${jp}idx`).get(job);
@@ -131,7 +132,7 @@ function play(s: Scenario, commitAfter: (batch: number) => boolean, checkEachCom
         return [job, { state, task, sinceMs: since }];
       }),
     );
-    book.apply(events, {
+    batch.apply({
       committed,
       takenBy: new Map(request.activatedJobs.map((job) => [job, 'default@host:1'])),
       yieldMarks: new Map(

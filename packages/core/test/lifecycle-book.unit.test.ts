@@ -45,7 +45,7 @@ test('a job submitted, run and completed between two commits leaves no index or 
   const lookups = noLookups();
   lookups.committed.set('1', { state: null, task: 'demo', sinceMs: 0 });
   lookups.takenBy.set('1', 'default@host:1');
-  book.apply(events, lookups);
+  book.prepare(events).apply(lookups);
   const ops = book.commitOps();
   for (const { command, key } of ops)
     assert.ok(!key.startsWith(`${jp}avail`) && key !== `${jp}idx`, `${command} ${key}`);
@@ -59,7 +59,7 @@ test('a job available at the last commit costs one removal from each structure w
   const first = [ev('added', '7', 'demo', 1000), ev('waiting', '7', '', 1000)];
   const lookups = noLookups();
   lookups.committed.set('7', { state: null, task: 'demo', sinceMs: 0 });
-  book.apply(first, lookups);
+  book.prepare(first).apply(lookups);
   const submitted = book.commitOps();
   assert.deepEqual(opsBy(submitted, 'ZADD', `${jp}avail:demo`), ['1000', '7']);
   assert.deepEqual(opsBy(submitted, 'HSET', `${jp}idx`), ['7', 'w|demo']);
@@ -67,7 +67,7 @@ test('a job available at the last commit costs one removal from each structure w
 
   const taken = noLookups();
   taken.takenBy.set('7', 'default@host:1');
-  book.apply([ev('active', '7', 'waiting', 1500), ev('completed', '7', 'active', 1600)], taken);
+  book.prepare([ev('active', '7', 'waiting', 1500), ev('completed', '7', 'active', 1600)]).apply(taken);
   const finished = book.commitOps();
   assert.deepEqual(opsBy(finished, 'ZREM', `${jp}avail:demo`), ['7']);
   assert.deepEqual(opsBy(finished, 'HDEL', `${jp}idx`), ['7']);
@@ -83,7 +83,7 @@ test('a job still running at a commit is written as running, and its index says 
   const lookups = noLookups();
   lookups.committed.set('3', { state: 'w', task: 'demo', sinceMs: 900 });
   lookups.takenBy.set('3', 'other@host:2');
-  book.apply([ev('active', '3', 'waiting', 1000)], lookups);
+  book.prepare([ev('active', '3', 'waiting', 1000)]).apply(lookups);
   const ops = book.commitOps();
   assert.deepEqual(opsBy(ops, 'ZADD', `${jp}running:demo`), ['1000', '3']);
   assert.deepEqual(opsBy(ops, 'HSET', `${jp}idx`), ['3', 'a|demo']);
@@ -100,10 +100,9 @@ test('a yield mark is consumed once, and only up to the marks Redis held', () =>
   const lookups = noLookups();
   lookups.committed.set('5', { state: 'a', task: 'demo', sinceMs: 0 });
   lookups.yieldMarks.set('5', 1);
-  book.apply(
-    [ev('waiting', '5', 'active'), ev('active', '5', 'waiting'), ev('waiting', '5', 'active')],
-    lookups,
-  );
+  book
+    .prepare([ev('waiting', '5', 'active'), ev('active', '5', 'waiting'), ev('waiting', '5', 'active')])
+    .apply(lookups);
   const ops = book.commitOps();
   assert.equal(counter(ops, 'jobbers_job_transitions_total', 'q|demo|yielded'), 1);
   assert.equal(counter(ops, 'jobbers_job_transitions_total', 'q|demo|failed-with-retries'), 1);
@@ -114,7 +113,7 @@ test('a lease expiry (waiting from active, then stalled) is timed-out, not a ret
   const book = new LifecycleBook(keys, []);
   const lookups = noLookups();
   lookups.committed.set('9', { state: 'a', task: 'demo', sinceMs: 0 });
-  book.apply([ev('waiting', '9', 'active'), ev('stalled', '9')], lookups);
+  book.prepare([ev('waiting', '9', 'active'), ev('stalled', '9')]).apply(lookups);
   const ops = book.commitOps();
   assert.equal(counter(ops, 'jobbers_job_transitions_total', 'q|demo|timed-out'), 1);
   assert.equal(counter(ops, 'jobbers_tasks_timed_out_total', 'q|demo'), 1);
@@ -125,12 +124,12 @@ test('lookups ask only for what the book does not already know', () => {
   const book = new LifecycleBook(keys, []);
   const lookups = noLookups();
   lookups.committed.set('1', { state: null, task: 'demo', sinceMs: 0 });
-  book.apply([ev('added', '1', 'demo'), ev('waiting', '1')], lookups);
-  const request = book.lookupsFor([
+  book.prepare([ev('added', '1', 'demo'), ev('waiting', '1')]).apply(lookups);
+  const request = book.prepare([
     ev('active', '1', 'waiting'),
     ev('waiting', '2', 'active'),
     ev('delayed', '1'),
-  ]);
+  ]).request;
   assert.deepEqual(request.unknownJobs, ['2']);
   assert.deepEqual(request.activatedJobs, ['1']);
   assert.deepEqual(request.maybeYielded.sort(), ['1', '2']);
@@ -140,10 +139,9 @@ test('with one role serving the queue, activations need no lookup of who took th
   const book = new LifecycleBook(keys, ['default']);
   const lookups = noLookups();
   lookups.committed.set('4', { state: 'w', task: 'demo', sinceMs: 900 });
-  const request = book.lookupsFor([ev('active', '4', 'waiting', 1000)], true);
-  assert.deepEqual(request.activatedJobs, []);
-  lookups.soleRole = 'default';
-  book.apply([ev('active', '4', 'waiting', 1000)], lookups);
+  const batch = book.prepare([ev('active', '4', 'waiting', 1000)], { soleRole: 'default' });
+  assert.deepEqual(batch.request.activatedJobs, []);
+  batch.apply(lookups);
   const ops = book.commitOps();
   assert.equal(counter(ops, 'jobbers_tasks_selected_total', 'q|demo|default'), 1);
   assert.equal(counter(ops, 'jobbers_time_in_queue_seconds', 'q|demo|default|count'), 1);
@@ -153,11 +151,11 @@ test('a job added after the last recount is new: no lookup; one added before it 
   const book = new LifecycleBook(keys, []);
   const counted = { id: '1000-5', ms: 1000, event: 'added', jobId: 'old', extra: 'demo' };
   const fresh = { id: '2000-0', ms: 2000, event: 'added', jobId: 'new', extra: 'demo' };
-  const request = book.lookupsFor([counted, fresh, ev('waiting', 'new', '', 2000)], false, '1500-0');
-  assert.deepEqual(request.unknownJobs, ['old']);
+  const batch = book.prepare([counted, fresh, ev('waiting', 'new', '', 2000)], { countedUntil: '1500-0' });
+  assert.deepEqual(batch.request.unknownJobs, ['old']);
   const lookups = noLookups();
   lookups.committed.set('old', { state: 'w', task: 'demo', sinceMs: 900 });
-  book.apply([counted, fresh, ev('waiting', 'new', '', 2000)], lookups);
+  batch.apply(lookups);
   const ops = book.commitOps();
   assert.deepEqual(opsBy(ops, 'ZADD', `${jp}avail:demo`), ['2000', 'new']);
   assert.deepEqual(opsBy(ops, 'HSET', `${jp}idx`), ['new', 'w|demo']);
@@ -167,16 +165,16 @@ test('past its memory bound the book forgets after a commit and asks Redis again
   const book = new LifecycleBook(keys, [], 2);
   const lookups = noLookups();
   const events = ['1', '2', '3'].flatMap((id) => [ev('added', id, 'demo'), ev('waiting', id)]);
-  book.apply(events, lookups);
-  assert.deepEqual(book.lookupsFor([ev('active', '1', 'waiting')]).unknownJobs, []);
+  book.prepare(events).apply(lookups);
+  assert.deepEqual(book.prepare([ev('active', '1', 'waiting')]).request.unknownJobs, []);
   book.commitOps();
   book.committedOps();
-  assert.deepEqual(book.lookupsFor([ev('active', '1', 'waiting')]).unknownJobs, ['1']);
+  assert.deepEqual(book.prepare([ev('active', '1', 'waiting')]).request.unknownJobs, ['1']);
 });
 
 test('queue-wide events that name no job ask Redis nothing (the lookup reply stays aligned)', () => {
   const book = new LifecycleBook(keys, []);
-  const request = book.lookupsFor([ev('drained', ''), ev('waiting', '8', 'active'), ev('paused', '')]);
+  const request = book.prepare([ev('drained', ''), ev('waiting', '8', 'active'), ev('paused', '')]).request;
   assert.deepEqual(request.unknownJobs, ['8']);
   assert.deepEqual(request.maybeYielded, ['8']);
 });
@@ -190,36 +188,57 @@ test('the recount boundary orders ids within one millisecond by sequence number,
     jobId,
     extra: 'demo',
   });
-  const request = book.lookupsFor(
+  const request = book.prepare(
     [
       added('1500-9', 'before'),
       added('1500-10', 'after'),
       added('1500-2', 'equal-ms-lower'),
       added('1499-99', 'earlier'),
     ],
-    false,
-    '1500-9',
-  );
+    { countedUntil: '1500-9' },
+  ).request;
   assert.deepEqual(request.unknownJobs.sort(), ['before', 'earlier', 'equal-ms-lower']);
 });
 
 test('a job activated and then waiting again in one batch may have yielded, whatever prev says', () => {
   const book = new LifecycleBook(keys, []);
-  const request = book.lookupsFor([ev('active', '9', 'waiting'), ev('waiting', '9'), ev('waiting', '10')]);
+  const request = book.prepare([
+    ev('active', '9', 'waiting'),
+    ev('waiting', '9'),
+    ev('waiting', '10'),
+  ]).request;
   assert.deepEqual(request.maybeYielded, ['9']);
 });
 
 test('past its bound the book forgets the jobs it learned longest ago, not every job at once', () => {
   const book = new LifecycleBook(keys, ['default'], 100);
   const jobs = Array.from({ length: 120 }, (_, i) => String(i));
-  book.apply(
-    jobs.flatMap((id) => [ev('added', id, 'demo'), ev('waiting', id)]),
-    noLookups(),
-  );
+  book.prepare(jobs.flatMap((id) => [ev('added', id, 'demo'), ev('waiting', id)])).apply(noLookups());
   book.commitOps();
   book.committedOps();
   assert.equal(book.rememberedJobs, 75, 'down to three quarters of the bound');
   // The newest jobs are still known: an event for one needs no lookup.
-  assert.deepEqual(book.lookupsFor([ev('active', '119', 'waiting')], true).unknownJobs, []);
-  assert.deepEqual(book.lookupsFor([ev('active', '0', 'waiting')], true).unknownJobs, ['0']);
+  assert.deepEqual(
+    book.prepare([ev('active', '119', 'waiting')], { soleRole: 'default' }).request.unknownJobs,
+    [],
+  );
+  assert.deepEqual(
+    book.prepare([ev('active', '0', 'waiting')], { soleRole: 'default' }).request.unknownJobs,
+    ['0'],
+  );
+});
+
+test('a batch is applied only with the answer to its own request, once, and before the book changes', () => {
+  const book = new LifecycleBook(keys, []);
+  const first = book.prepare([ev('added', '1', 'demo'), ev('waiting', '1')]);
+  const second = book.prepare([ev('active', '1', 'waiting')]);
+  first.apply(noLookups());
+  assert.throws(() => first.apply(noLookups()), /applied already/);
+  assert.throws(() => second.apply(noLookups()), /changed since this batch was prepared/);
+  const again = book.prepare([ev('active', '1', 'waiting')]);
+  book.commitOps();
+  book.committedOps();
+  assert.throws(() => again.apply(noLookups()), /changed since this batch was prepared/, 'a commit too');
+  book.prepare([ev('active', '1', 'waiting')]).apply(noLookups());
+  assert.deepEqual(opsBy(book.commitOps(), 'HSET', `${jp}idx`), ['1', 'a|demo']);
 });

@@ -3,7 +3,10 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import {
+  defaultProcessMetricsPrefix,
   type ManagerConfig,
+  processMetrics,
+  promMetricOptions,
   registerProcessHealthMetrics,
   TaskClient,
   type TaskRegistry,
@@ -74,7 +77,7 @@ export async function buildManagerApp(options: ManagerAppOptions): Promise<Manag
   // few-ms stalls that delay submissions); its histogram restarts at every scrape.
   collectDefaultMetrics({
     register: processRegistry,
-    prefix: 'jobbers_manager_',
+    prefix: defaultProcessMetricsPrefix.manager,
     eventLoopMonitoringPrecision: 1,
   });
   registerProcessHealthMetrics(processRegistry);
@@ -126,8 +129,7 @@ function clusterMetricsReader(
 ): () => Promise<string> {
   if (!clusterMetrics) return async () => '';
   const up = new Gauge({
-    name: 'jobbers_cluster_metrics_up',
-    help: '1 when this manager could read the cluster-wide metrics from Redis for this scrape, else 0',
+    ...promMetricOptions(processMetrics.clusterMetricsUp),
     registers: [processRegistry],
   });
   let downSince: number | undefined;

@@ -1,5 +1,5 @@
 // POST /v1/queues/:queue/pause and /resume: a paused queue lets running tasks finish, keeps new tasks
-// waiting in BullMQ's paused list (which no worker reads) and runs them once resumed.
+// waiting (counted as paused; no worker takes them) and runs them once resumed.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { clusterMetric, taskInState, useManagerWithWorker } from './support/tasks.js';
@@ -34,7 +34,7 @@ test('pause lets the running task finish and holds new ones; resume runs them', 
 
   assert.equal((await stack.manager.request('GET', `/v1/tasks/${held.body.id}`)).body.state, 'waiting');
   const queue = await stack.manager.request('GET', '/v1/queues/default');
-  assert.equal(queue.body.counts.paused, 1, "the new task sits in BullMQ's paused list");
+  assert.equal(queue.body.counts.paused, 1, 'the new task waits, counted as paused');
   assert.equal(queue.body.counts.waiting, 0);
   assert.equal(queue.body.available['example.echo'], 1, 'a task in a paused queue still counts as available');
   assert.equal(

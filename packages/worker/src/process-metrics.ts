@@ -1,7 +1,12 @@
 // Per-process worker metrics and the health endpoint on WORKER_METRICS_PORT.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { registerProcessHealthMetrics } from '@jobbers/core';
+import {
+  defaultProcessMetricsPrefix,
+  processMetrics,
+  promMetricOptions,
+  registerProcessHealthMetrics,
+} from '@jobbers/core';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 
 export class WorkerProcessMetrics {
@@ -14,21 +19,17 @@ export class WorkerProcessMetrics {
     readonly role: string,
     running: () => number = () => 0,
   ) {
-    collectDefaultMetrics({ register: this.registry, prefix: 'jobbers_worker_' });
+    collectDefaultMetrics({ register: this.registry, prefix: defaultProcessMetricsPrefix.worker });
     registerProcessHealthMetrics(this.registry);
     this.runningTasks = new Gauge({
-      name: 'jobbers_worker_running_tasks',
-      help: 'Tasks this worker process is running now',
-      labelNames: ['role'],
+      ...promMetricOptions(processMetrics.workerRunningTasks),
       registers: [this.registry],
       collect() {
         this.set({ role }, running());
       },
     });
     this.capacity = new Gauge({
-      name: 'jobbers_worker_capacity',
-      help: 'Tasks this worker process may run at once',
-      labelNames: ['role'],
+      ...promMetricOptions(processMetrics.workerCapacity),
       registers: [this.registry],
     });
   }

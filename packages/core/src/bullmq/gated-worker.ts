@@ -1,7 +1,7 @@
 // A BullMQ Worker in manual mode whose activations Jobbers gates, and which takes up the job BullMQ
 // hands over in the call that finishes the previous one (fetch-next). Overrides BullMQ's protected
 // moveToActive and uses its protected nextJobFromJobData.
-import { Job, type RedisClient, Worker, type WorkerOptions } from 'bullmq';
+import { Job, Worker, type WorkerOptions } from 'bullmq';
 
 export interface ActivationGate {
   /** Whether a job may be activated now; false makes the fetch take nothing. */
@@ -33,12 +33,12 @@ export class GatedWorker<T = unknown> extends Worker<T> {
     super(queue, null, { ...options, autorun: false });
   }
 
-  protected override async moveToActive(client: RedisClient, token: string, name?: string): Promise<Job<T>> {
+  protected override async moveToActive(token: string, name?: string): Promise<Job<T>> {
     if (!this.gate.mayActivate()) return undefined as unknown as Job<T>;
     // Only a stale role record costs a wait; the usual activation takes no extra tick.
     const recording = this.gate.beforeActivate();
     if (recording) await recording;
-    return super.moveToActive(client, token, name);
+    return super.moveToActive(token, name);
   }
 
   /**

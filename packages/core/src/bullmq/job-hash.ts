@@ -1,5 +1,5 @@
 // The fields of BullMQ's job hash that Jobbers reads or writes directly, and the one Jobbers adds.
-import { Job, type Queue } from 'bullmq';
+import { Job, type JobJson, type Queue, raw2NextJobData } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { jobKey, queueOwnKey } from './keys.js';
 
@@ -74,7 +74,12 @@ export async function readJobFinish(
   };
 }
 
-/** A Job built from its hash as read with HGETALL (no further read). */
+/**
+ * A Job built from its hash as read with HGETALL (no further read). BullMQ decodes a hash (short
+ * field names, numbers as strings) only in the reply of a move that fetched the next job, so the
+ * hash goes through that decoder, as the flat field list such a reply holds.
+ */
 export function jobFromHash<T = unknown>(queue: Queue, fields: Record<string, string>, id: string): Job<T> {
-  return Job.fromJSON(queue, fields as never, id) as Job<T>;
+  const [json] = raw2NextJobData([Object.entries(fields).flat(), id]) as [JobJson];
+  return Job.fromJSON(queue, json, id) as Job<T>;
 }

@@ -28,7 +28,8 @@ export function queueOwnKey(prefix: string, queue: string, name: string): string
 /**
  * The keys that hold a queue's jobs by state, and their type: lists in the order jobs entered them,
  * sorted sets scored by run-at time (delayed), priority (prioritized) or finish time (completed,
- * failed). `wait` and `paused` together hold the waiting jobs of a running or paused queue.
+ * failed). `wait` holds the waiting jobs of a running or paused queue (BullMQ 6; see job-counts.ts);
+ * `paused` holds those of a queue BullMQ 5 paused, until it is resumed.
  */
 export const jobStateStores = {
   wait: 'list',

@@ -1,4 +1,6 @@
-// The metrics contract: every cluster-wide metric, its type, labels and buckets.
+// The metrics contract: every metric Jobbers serves, its type, labels and buckets. Cluster-wide
+// metrics are kept in Redis and rendered by every manager; per-process metrics by each process.
+// No other module names a metric or its labels.
 
 export type MetricType = 'counter' | 'gauge' | 'histogram';
 
@@ -15,7 +17,7 @@ export const latencyBuckets = [
   0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600,
 ] as const;
 
-const define = <T extends MetricDefinition>(d: T) => d;
+const define = <const T extends MetricDefinition>(d: T) => d;
 
 export const clusterMetrics = {
   jobsAvailable: define({
@@ -151,6 +153,79 @@ export const clusterMetrics = {
 } as const;
 
 export type ClusterMetricKey = keyof typeof clusterMetrics;
+
+/** Metrics each process serves on its own /metrics (prom-client in that process, not Redis). */
+export const processMetrics = {
+  metricsFlushFailures: define({
+    name: 'jobbers_metrics_flush_failures_total',
+    type: 'counter',
+    help: 'Writes of buffered cluster metrics to Redis that failed in this process (each is retried)',
+    labelNames: [],
+  }),
+  metricsDroppedIncrements: define({
+    name: 'jobbers_metrics_dropped_increments_total',
+    type: 'counter',
+    help: 'Metric increments this process dropped because its buffer was full while Redis refused writes',
+    labelNames: [],
+  }),
+  processErrors: define({
+    name: 'jobbers_process_errors_total',
+    type: 'counter',
+    help: 'Errors this process logged and carried on after, by the operation that failed',
+    labelNames: ['operation'],
+  }),
+  clusterMetricsUp: define({
+    name: 'jobbers_cluster_metrics_up',
+    type: 'gauge',
+    help: '1 when this manager could read the cluster-wide metrics from Redis for this scrape, else 0',
+    labelNames: [],
+  }),
+  httpRequests: define({
+    name: 'jobbers_http_requests_total',
+    type: 'counter',
+    help: 'HTTP requests served by this manager',
+    labelNames: ['method', 'route', 'status_code'],
+  }),
+  httpRequestDuration: define({
+    name: 'jobbers_http_request_duration_seconds',
+    type: 'histogram',
+    help: 'HTTP request duration in this manager',
+    labelNames: ['method', 'route', 'status_code'],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+  }),
+  httpInflightRequests: define({
+    name: 'jobbers_http_inflight_requests',
+    type: 'gauge',
+    help: 'HTTP requests in flight in this manager',
+    labelNames: ['method', 'route'],
+  }),
+  workerRunningTasks: define({
+    name: 'jobbers_worker_running_tasks',
+    type: 'gauge',
+    help: 'Tasks this worker process is running now',
+    labelNames: ['role'],
+  }),
+  workerCapacity: define({
+    name: 'jobbers_worker_capacity',
+    type: 'gauge',
+    help: 'Tasks this worker process may run at once',
+    labelNames: ['role'],
+  }),
+} as const;
+
+/** The prefix of prom-client's default process metrics (CPU, memory, event loop) in each process. */
+export const defaultProcessMetricsPrefix = {
+  manager: 'jobbers_manager_',
+  worker: 'jobbers_worker_',
+} as const;
+
+/** What prom-client's metric constructors take from a definition: name, help, labels, buckets. */
+export function promMetricOptions<const D extends MetricDefinition>(
+  metric: D,
+): { name: string; help: string; labelNames: D['labelNames']; buckets?: number[] } {
+  const { name, help, labelNames, buckets } = metric;
+  return buckets ? { name, help, labelNames, buckets: [...buckets] } : { name, help, labelNames };
+}
 
 /** Label values are joined with this in Redis hash fields; names and queues cannot contain it. */
 export const labelSeparator = '|';

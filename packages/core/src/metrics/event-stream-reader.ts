@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { Cluster, type Redis, type RedisOptions } from 'ioredis';
-import { readEventsScript } from './exporter-scripts.js';
+import { scripts } from '../lua/registry.js';
 import type { StreamEvent } from './lifecycle-book.js';
 import { countProcessError } from './process-health.js';
 import {
@@ -69,17 +69,12 @@ export function createEventStreamReader(connection: Redis, redis: Redis): EventS
   return new DirectStreamReader(connection.options);
 }
 
-type ReadEventsCommand = (stream: string, afterId: string, count: number) => Promise<string>;
-
 /** Reads through a Lua script that joins each entry's id, event, jobId and name/prev with NUL. */
 export class LuaStreamReader implements EventStreamReader {
-  constructor(private readonly redis: Redis) {
-    redis.defineCommand('jobbersReadEvents', { numberOfKeys: 1, lua: readEventsScript });
-  }
+  constructor(private readonly redis: Redis) {}
 
   async read(stream: string, afterId: string, count: number): Promise<StreamEvent[]> {
-    const command = (this.redis as unknown as { jobbersReadEvents: ReadEventsCommand }).jobbersReadEvents;
-    return unpackEvents(await command.call(this.redis, stream, `(${afterId}`, count));
+    return unpackEvents(await scripts.readEvents.run(this.redis, [stream], [`(${afterId}`, count]));
   }
 
   async readBatch(stream: string, afterId: string, count: number, rolesKey: string): Promise<EventBatch> {

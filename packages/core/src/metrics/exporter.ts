@@ -7,11 +7,12 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { type Logger, pino } from 'pino';
+import { jobHashField } from '../bullmq/job-hash.js';
 import { jobbersKey, queueKey } from '../keys.js';
+import { scripts } from '../lua/registry.js';
 import { duplicateBlockingConnection, logConnectionOutages } from '../redis.js';
 import { latencyBuckets } from './definitions.js';
-import { createEventStreamReader, type EventStreamReader, luaScript } from './event-stream-reader.js';
-import { commitScript, lookupScript, reconcileScript } from './exporter-scripts.js';
+import { createEventStreamReader, type EventStreamReader } from './event-stream-reader.js';
 import {
   type JobState,
   LifecycleBook,
@@ -52,7 +53,6 @@ const silentLogger = pino({ level: 'silent' });
 const lastStreamId = `${Number.MAX_SAFE_INTEGER}-${Number.MAX_SAFE_INTEGER}`;
 /** How often a recount applies the events written since it began, between its slices. */
 const recountReplayMs = 50;
-const commit = luaScript(commitScript);
 
 export class LifecycleExporter {
   private readonly consumers: QueueExporter[];
@@ -89,8 +89,6 @@ export class LifecycleExporter {
 export function exporterStateKey(prefix: string, queue: string): string {
   return jobbersKey(prefix, queue, 'exporter');
 }
-
-type DefinedCommands = Record<string, (...args: unknown[]) => Promise<unknown>>;
 
 /** Where the leader stands: the last applied stream id and how many entries the stream had then. */
 interface Position {
@@ -156,8 +154,6 @@ class QueueExporter {
     this.minTurnMs = options.minTurnMs ?? 50;
     this.commitMs = options.commitMs ?? 250;
     this.book = this.newBook();
-    this.redis.defineCommand('jobbersExporterLookup', { numberOfKeys: 1, lua: lookupScript });
-    this.redis.defineCommand('jobbersReconcile', { numberOfKeys: 1, lua: reconcileScript });
     this.recounter = new QueueRecount(this.redis, {
       prefix,
       queue,
@@ -181,10 +177,6 @@ class QueueExporter {
     );
   }
 
-  private get commands(): DefinedCommands {
-    return this.redis as unknown as DefinedCommands;
-  }
-
   start() {
     if (this.running) return;
     this.running = true;
@@ -202,13 +194,8 @@ class QueueExporter {
       await this.commit().catch((error) =>
         this.logger.warn({ err: (error as Error).message }, 'final commit failed; the next leader replays'),
       );
-      await this.redis
-        .eval(
-          "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
-          1,
-          this.leaderKey,
-          this.token,
-        )
+      await scripts.releaseIfHeld
+        .run(this.redis, [this.leaderKey], [this.token])
         .catch((error) =>
           this.logger.warn(
             { err: (error as Error).message },
@@ -255,16 +242,7 @@ class QueueExporter {
   private async holdLease(): Promise<boolean> {
     const now = Date.now();
     if (this.isLeader && now - this.leaseRenewedAt < this.leaseMs / 3) return true;
-    const renewed = await this.redis.eval(
-      `local v = redis.call('GET', KEYS[1])
-       if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
-       if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 2 end
-       return 0`,
-      1,
-      this.leaderKey,
-      this.token,
-      this.leaseMs,
-    );
+    const renewed = await scripts.leaseHold.run(this.redis, [this.leaderKey], [this.token, this.leaseMs]);
     const wasLeader = this.isLeader;
     this.isLeader = renewed !== 0;
     if (this.isLeader) this.leaseRenewedAt = now;
@@ -316,13 +294,11 @@ class QueueExporter {
       await this.waitForEvents(pos);
       return;
     }
-    const soleRole = soleActiveRole(roles, events[0]!.ms);
-    const lookups = await this.lookup(
-      this.book.lookupsFor(events, soleRole !== undefined, this.countedUntil),
-      this.jp,
-    );
-    lookups.soleRole = soleRole;
-    if (this.book.apply(events, lookups)) this.recountRequested = true;
+    const pending = this.book.prepare(events, {
+      soleRole: soleActiveRole(roles, events[0]!.ms),
+      countedUntil: this.countedUntil,
+    });
+    if (pending.apply(await this.lookup(pending.request, this.jp))) this.recountRequested = true;
     this.position = { pos: events[events.length - 1]!.id, added: added + events.length };
     const caughtUp = events.length < this.batchSize - 1;
     if (caughtUp || Date.now() - this.lastCommitAt >= this.commitMs || this.book.pendingWrites > 50_000)
@@ -335,15 +311,19 @@ class QueueExporter {
     if (unknownJobs.length + activatedJobs.length + maybeYielded.length === 0)
       return { committed: new Map(), takenBy: new Map(), yieldMarks: new Map() };
     const reply = (
-      (await this.commands.jobbersExporterLookup!(
-        this.stateKey,
-        this.qp,
-        this.jp,
-        unknownJobs.join('\0'),
-        activatedJobs.join('\0'),
-        maybeYielded.join('\0'),
-        bookkeepingPrefix,
-      )) as string
+      await scripts.exporterLookup.run(
+        this.redis,
+        [this.stateKey],
+        [
+          this.qp,
+          this.jp,
+          unknownJobs.join('\0'),
+          activatedJobs.join('\0'),
+          maybeYielded.join('\0'),
+          bookkeepingPrefix,
+          jobHashField.processedBy,
+        ],
+      )
     ).split('\0');
     const expected = 2 * unknownJobs.length + activatedJobs.length + maybeYielded.length;
     if (reply.length !== expected)
@@ -374,7 +354,11 @@ class QueueExporter {
     if (ops.length === 0 && this.position.pos === this.committedPos) return;
     const args: string[][] = [[this.token, this.position.pos, String(this.position.added)]];
     for (const op of ops) args.push([op.command, op.key, String(op.args.length)], op.args);
-    const result = await this.reader.evalScript(commit, [this.stateKey, this.leaderKey], ...args);
+    const result = await this.reader.evalScript(
+      scripts.exporterCommit,
+      [this.stateKey, this.leaderKey],
+      ...args,
+    );
     if (result === '-1') {
       this.isLeader = false;
       this.forget();
@@ -399,11 +383,11 @@ class QueueExporter {
     if (Date.now() - this.lastReconcileAt < this.reconcileMs || !this.position) return;
     this.lastReconcileAt = Date.now();
     const pos = this.position.pos;
-    const [lastId, storedPos, ...counts] = (await this.commands.jobbersReconcile!(
-      this.stateKey,
-      this.qp,
-      this.jp,
-    )) as [string, string, ...number[]];
+    const [lastId, storedPos, ...counts] = await scripts.exporterReconcile.run(
+      this.redis,
+      [this.stateKey],
+      [this.qp, this.jp],
+    );
     if (lastId !== pos || storedPos !== pos) return;
     const [trueAvail, ourAvail, trueActive, ourActive, trueFailed, ourFailed] = counts.map(Number);
     if (trueAvail !== ourAvail || trueActive !== ourActive || trueFailed !== ourFailed) {
@@ -497,20 +481,18 @@ class QueueExporter {
     if (trimmedPast(info, pos, added)) return 'restart';
     const events = holdBackCutStall(batch.events, replayBatch);
     if (events.length === 0) return { position, caughtUp: true };
-    const soleRole = soleActiveRole(roles, events[0]!.ms);
     // No job is taken as new: the counting may have placed any job, whenever it was added.
-    const lookups = await this.lookup(
-      book.lookupsFor(events, soleRole !== undefined, lastStreamId),
-      this.recounter.bookkeepingPrefix,
-    );
-    lookups.soleRole = soleRole;
+    const pending = book.prepare(events, {
+      soleRole: soleActiveRole(roles, events[0]!.ms),
+      countedUntil: lastStreamId,
+    });
     // A `cleaned` event removed jobs without an event each: what was counted before it is stale.
-    if (book.apply(events, lookups)) return 'cleaned';
+    if (pending.apply(await this.lookup(pending.request, this.recounter.bookkeepingPrefix))) return 'cleaned';
     const next = { pos: events[events.length - 1]!.id, added: added + events.length };
     const args: string[][] = [[this.token, next.pos, String(next.added)]];
     for (const op of book.commitOps()) args.push([op.command, op.key, String(op.args.length)], op.args);
     const result = await this.reader.evalScript(
-      commit,
+      scripts.exporterCommit,
       [this.recounter.progressKey, this.leaderKey],
       ...args,
     );
@@ -522,13 +504,7 @@ class QueueExporter {
   /** Renews the lease from inside long work; false (and no longer leading) when it was lost. */
   private async renewLeaseDuringWork(): Promise<boolean> {
     if (Date.now() - this.leaseRenewedAt < this.leaseMs / 3) return true;
-    const renewed = await this.redis.eval(
-      "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0",
-      1,
-      this.leaderKey,
-      this.token,
-      this.leaseMs,
-    );
+    const renewed = await scripts.leaseRenew.run(this.redis, [this.leaderKey], [this.token, this.leaseMs]);
     if (renewed === 1) {
       this.leaseRenewedAt = Date.now();
       return true;

@@ -2,22 +2,30 @@
 // the same numbers; the documented PromQL takes `max by` over instances, so two managers never
 // double count. Label values for `task` are bounded by the registered types (others: `other`).
 import type { Redis } from 'ioredis';
+import {
+  type JobCountState,
+  jobCountReplies,
+  jobCountsFromReplies,
+  queueJobCountReads,
+} from '../bullmq/job-counts.js';
 import { jobbersKey, queueKey } from '../keys.js';
 import { transitions } from '../lifecycle.js';
+import { scripts } from '../lua/registry.js';
 import type { TaskRegistry } from '../task.js';
 import { clusterMetrics, labelSeparator, type MetricDefinition } from './definitions.js';
 import { exporterStateKey } from './exporter.js';
 import { recountProgressKey } from './recount.js';
 import { metricHashKey } from './store.js';
 
-const stateLists: [state: string, kind: 'list' | 'zset', suffix: string][] = [
-  ['waiting', 'list', 'wait'],
-  ['active', 'list', 'active'],
-  ['delayed', 'zset', 'delayed'],
-  ['prioritized', 'zset', 'prioritized'],
-  ['paused', 'list', 'paused'],
-  ['completed', 'zset', 'completed'],
-  ['failed', 'zset', 'failed'],
+/** The states of jobbers_jobs, in the order they are rendered. */
+const jobsGaugeStates: readonly JobCountState[] = [
+  'waiting',
+  'active',
+  'delayed',
+  'prioritized',
+  'paused',
+  'completed',
+  'failed',
 ];
 
 function escapeLabel(value: string): string {
@@ -57,19 +65,6 @@ function tasksOf(registry: TaskRegistry, queue: string): string[] {
     .map((d) => d.name);
 }
 
-// The exporter's lag: how long the oldest event it has not yet applied has been waiting, on Redis's
-// clock ({now ms, id of that event or ''}). Nothing applied yet and nothing waiting is no lag.
-// KEYS[1] exporter state hash, KEYS[2] event stream
-const oldestUnappliedScript = `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local pos = redis.call('HGET', KEYS[1], 'pos')
-if not pos then return {now, ''} end
-local waiting = redis.call('XRANGE', KEYS[2], '(' .. pos, '+', 'COUNT', 1)
-if waiting[1] then return {now, waiting[1][1]} end
-return {now, ''}
-`;
-
 export async function renderClusterMetrics(options: ExpositionOptions): Promise<string> {
   const { redis, prefix, registry } = options;
   const now = options.now ?? Date.now();
@@ -96,6 +91,7 @@ export async function renderClusterMetrics(options: ExpositionOptions): Promise<
     );
   });
 
+  scripts.oldestUnappliedEvent.define(redis);
   const read = redis.pipeline();
   const gaugeRows: { queue: string; task: string; stored: string }[] = [];
   for (const queue of counted) {
@@ -109,12 +105,13 @@ export async function renderClusterMetrics(options: ExpositionOptions): Promise<
     }
   }
   for (const queue of queues) {
-    const qp = queueKey(prefix, queue);
-    for (const [, kind, suffix] of stateLists) {
-      if (kind === 'list') read.llen(`${qp}:${suffix}`);
-      else read.zcard(`${qp}:${suffix}`);
-    }
-    read.eval(oldestUnappliedScript, 2, exporterStateKey(prefix, queue), `${qp}:events`);
+    queueJobCountReads(read, prefix, queue);
+    // The exporter's lag: how long the oldest event it has not yet applied has waited.
+    scripts.oldestUnappliedEvent.queue(
+      read,
+      [exporterStateKey(prefix, queue), `${queueKey(prefix, queue)}:events`],
+      [],
+    );
   }
   const hashMetrics = [
     clusterMetrics.transitions,
@@ -170,7 +167,8 @@ export async function renderClusterMetrics(options: ExpositionOptions): Promise<
   const jobs = new Map<string, number>();
   const lag = new Map<string, number>();
   for (const queue of queues) {
-    for (const [state] of stateLists) jobs.set(`${queue}${labelSeparator}${state}`, Number(next()));
+    const counts = jobCountsFromReplies(Array.from({ length: jobCountReplies }, next));
+    for (const state of jobsGaugeStates) jobs.set(`${queue}${labelSeparator}${state}`, counts[state]);
     const [redisNowMs, oldest] = next() as [number, string];
     const oldestMs = oldest ? Number(oldest.split('-')[0]) : redisNowMs;
     lag.set(queue, Math.max(0, redisNowMs - oldestMs) / 1000);

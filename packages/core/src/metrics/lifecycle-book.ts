@@ -5,10 +5,44 @@
 // between two commits costs the commit almost nothing, and applying an event writes nothing but the
 // job's own entry.
 
+import type { Transition } from '../lifecycle.js';
+import { clusterMetrics, labelField } from './definitions.js';
 import { compareStreamIds } from './stream-ids.js';
 
-/** n: added (not yet waiting), w: available, a: running, d: delayed or waiting for children, f: incident. */
-export type JobState = 'n' | 'w' | 'a' | 'd' | 'f';
+/** The counters the book adds to: labels queue and task, and for some a third. */
+type CountedMetric =
+  | typeof clusterMetrics.transitions
+  | typeof clusterMetrics.tasksSelected
+  | typeof clusterMetrics.tasksTimedOut;
+
+/**
+ * Where the book holds a job. Stored in Redis as the first letter of the job's index entry
+ * (`<bookkeeping prefix>idx`: job id -> `<letter>|<task>`), one letter because the index holds an
+ * entry per job of a backlog; the exporter's lookup script and the recount's scripts read and write
+ * the same letters, so they never change.
+ */
+export const jobState = {
+  /** `n`: added, its `waiting` still to come. In no set. */
+  added: 'n',
+  /** `w`: available (BullMQ wait, paused or prioritized). In its task's `avail:` set, scored by since when. */
+  available: 'w',
+  /** `a`: running (BullMQ active). In its task's `running:` set, scored by since when. */
+  running: 'a',
+  /** `d`: delayed (a submit delay or a backoff) or waiting for children. In no set. */
+  delayed: 'd',
+  /** `f`: an incident (failed with no retries left). In its task's `incidents:` set. */
+  incident: 'f',
+} as const;
+
+export type JobState = (typeof jobState)[keyof typeof jobState];
+
+/** The states whose jobs sit in a sorted set of their task. */
+type SetState = typeof jobState.available | typeof jobState.running | typeof jobState.incident;
+const setStates: readonly SetState[] = [jobState.available, jobState.running, jobState.incident];
+
+function isSetState(state: JobState | null): state is SetState {
+  return state === jobState.available || state === jobState.running || state === jobState.incident;
+}
 
 export interface StreamEvent {
   id: string;
@@ -73,7 +107,7 @@ interface Histogram {
 interface TaskSlots {
   task: string;
   indexValue: Record<JobState, string>;
-  sets: { w: SetWrites; a: SetWrites; f: SetWrites };
+  sets: Record<SetState, SetWrites>;
   /** Counter cells by metric, then by the label after queue and task ('' for none). */
   cells: Map<string, Map<string, Cell>>;
   timeInQueue: Map<string, Histogram>;
@@ -102,12 +136,34 @@ export interface LookupRequest {
   maybeYielded: string[];
 }
 
+/** Redis's answer to a LookupRequest (the exporter's lookup script). */
 export interface LookupResult {
   committed: Map<string, CommittedJob>;
   takenBy: Map<string, string>;
   yieldMarks: Map<string, number>;
-  /** The only role that may have activated jobs in the batch: no `takenBy` needed. */
+}
+
+/** What the exporter knows of a batch besides its events. */
+export interface BatchContext {
+  /** The only role that may have activated the batch's jobs: activations need no read of who took them. */
   soleRole?: string;
+  /**
+   * Where the last recount's count of BullMQ's lists ended: a job added after it is new, nothing in
+   * Redis can know it yet (no lookup). '0-0' (the default) takes no job as new.
+   */
+  countedUntil?: string;
+}
+
+/**
+ * A batch of events that the book will apply once Redis has answered what it must know first. The
+ * only way to apply events: the answer always belongs to the batch that asked, and nothing changes
+ * the book between the question and the answer.
+ */
+export interface PendingBatch {
+  /** What must be read from Redis before the batch can be applied. */
+  readonly request: LookupRequest;
+  /** Applies the batch in stream order with Redis's answer to `request`. Returns true if a recount is due. */
+  apply(answer: LookupResult): boolean;
 }
 
 /** One variadic write of the commit (the commit script splits long ones). */
@@ -125,6 +181,8 @@ export class LifecycleBook {
   private touched: Known[] = [];
   private window = 0;
   private lookupCalls = 0;
+  /** Counts every change to the book, so a batch prepared before one is refused. */
+  private changes = 0;
   private readonly slotsByTask = new Map<string, TaskSlots>();
   private readonly bookkeepingPrefix: string;
   private readonly indexKey: string;
@@ -159,12 +217,37 @@ export class LifecycleBook {
   }
 
   /**
-   * What must be read from Redis before `apply(events)`; who took activated jobs only when
+   * Prepares a batch: what Redis must answer before the book applies these events (read and
+   * answered by the caller, then applied with `apply` of the batch returned). Nothing else may
+   * change the book in between (another batch, a commit, a forget): that batch's `apply` throws.
+   */
+  prepare(events: readonly StreamEvent[], context: BatchContext = {}): PendingBatch {
+    const request = this.lookupsFor(events, context.soleRole !== undefined, context.countedUntil);
+    const preparedAt = this.changes;
+    let applied = false;
+    return {
+      request,
+      apply: (answer) => {
+        if (applied) throw new Error('this batch of events was applied already');
+        if (this.changes !== preparedAt)
+          throw new Error('the book changed since this batch was prepared: prepare it again');
+        applied = true;
+        return this.apply(events, answer, context.soleRole);
+      },
+    };
+  }
+
+  /**
+   * What must be read from Redis before applying `events`; who took activated jobs only when
    * `roleKnown` is false (more than one role may have taken them). A job added after
    * `countedUntil` is new: nothing in Redis can know it yet (the committed bookkeeping reflects only
    * events up to the position, and the last recount only the stream up to `countedUntil`).
    */
-  lookupsFor(events: readonly StreamEvent[], roleKnown = false, countedUntil = '0-0'): LookupRequest {
+  private lookupsFor(
+    events: readonly StreamEvent[],
+    roleKnown: boolean,
+    countedUntil = '0-0',
+  ): LookupRequest {
     const call = ++this.lookupCalls;
     // Sets are made only when needed: in a steady stream every job is known and none yields.
     let unknown: Set<string> | undefined;
@@ -191,7 +274,9 @@ export class LifecycleBook {
       else if (
         e.event === 'waiting' &&
         (e.extra === 'active' ||
-          (known ? known.activatedIn === call || known.state === 'a' : activatedUnknown?.has(jobId)))
+          (known
+            ? known.activatedIn === call || known.state === jobState.running
+            : activatedUnknown?.has(jobId)))
       )
         yielded = withMember(yielded, jobId);
     }
@@ -203,10 +288,15 @@ export class LifecycleBook {
   }
 
   /** Applies a batch in stream order; `lookups` answers `lookupsFor(events)`. Returns true if a recount is due. */
-  apply(events: readonly StreamEvent[], lookups: LookupResult): boolean {
+  private apply(
+    events: readonly StreamEvent[],
+    lookups: LookupResult,
+    soleRole: string | undefined,
+  ): boolean {
+    this.changes++;
     this.committed = lookups.committed;
     this.takenBy = lookups.takenBy;
-    this.soleRole = lookups.soleRole;
+    this.soleRole = soleRole;
     this.yieldMarks = lookups.yieldMarks;
     let recount = false;
     for (let i = 0; i < events.length; i++) {
@@ -258,18 +348,14 @@ export class LifecycleBook {
     for (let i = 0; i < this.touched.length; i++) {
       const job = this.touched[i]!;
       const { id, state, slots, baseState, baseSlots } = job;
-      if (
-        (baseState === 'w' || baseState === 'a' || baseState === 'f') &&
-        !(state === baseState && slots === baseSlots)
-      )
+      if (isSetState(baseState) && !(state === baseState && slots === baseSlots))
         baseSlots.sets[baseState].remove.push(id);
       if (job.strays)
         for (const stray of job.strays)
           for (const s of setStates)
             if (!(state === s && slots === stray) && !(baseState === s && baseSlots === stray))
               stray.sets[s].remove.push(id);
-      if (state === 'w' || state === 'a' || state === 'f')
-        slots.sets[state].add.push(String(job.sinceMs), id);
+      if (isSetState(state)) slots.sets[state].add.push(String(job.sinceMs), id);
       if (state !== null) indexSet.push(id, slots.indexValue[state]);
       else if (baseState !== null) indexRemove.push(id);
     }
@@ -317,6 +403,7 @@ export class LifecycleBook {
 
   /** Called once the commit's ops are in Redis. */
   committedOps() {
+    this.changes++;
     for (const jobId of this.forgotten) if (this.known.get(jobId)?.state === null) this.known.delete(jobId);
     this.forgotten.length = 0;
     for (let i = 0; i < this.touched.length; i++) {
@@ -342,6 +429,7 @@ export class LifecycleBook {
 
   /** Forgets these jobs (between commits only): they are looked up again when met. */
   forgetJobs(jobIds: readonly string[]) {
+    this.changes++;
     for (const jobId of jobIds) this.known.delete(jobId);
   }
 
@@ -380,11 +468,13 @@ export class LifecycleBook {
     const jp = this.bookkeepingPrefix;
     slots = {
       task,
-      indexValue: { n: `n|${task}`, w: `w|${task}`, a: `a|${task}`, d: `d|${task}`, f: `f|${task}` },
+      indexValue: Object.fromEntries(
+        Object.values(jobState).map((state) => [state, `${state}|${task}`]),
+      ) as Record<JobState, string>,
       sets: {
-        w: { key: `${jp}avail:${task}`, add: [], remove: [] },
-        a: { key: `${jp}running:${task}`, add: [], remove: [] },
-        f: { key: `${jp}incidents:${task}`, add: [], remove: [] },
+        [jobState.available]: { key: `${jp}avail:${task}`, add: [], remove: [] },
+        [jobState.running]: { key: `${jp}running:${task}`, add: [], remove: [] },
+        [jobState.incident]: { key: `${jp}incidents:${task}`, add: [], remove: [] },
       },
       cells: new Map(),
       timeInQueue: new Map(),
@@ -398,7 +488,7 @@ export class LifecycleBook {
     if (!e.extra) return;
     const known = this.current(e.jobId);
     if (known?.state) return;
-    this.moveTo(e.jobId, known, this.slotsOf(e.extra), 'n', 0, false);
+    this.moveTo(e.jobId, known, this.slotsOf(e.extra), jobState.added, 0, false);
   }
 
   /** Returns true when it consumed the next event (the `stalled` that follows a lease expiry). */
@@ -406,17 +496,17 @@ export class LifecycleBook {
     const known = this.current(e.jobId);
     if (!known) return false;
     const { slots, state } = known;
-    this.moveTo(e.jobId, known, slots, 'w', e.ms);
+    this.moveTo(e.jobId, known, slots, jobState.available, e.ms);
     let consumedNext = false;
-    if (e.extra === 'active' || state === 'a') {
+    if (e.extra === 'active' || state === jobState.running) {
       if (next?.event === 'stalled' && next.jobId === e.jobId) {
         this.transition(slots, 'timed-out');
-        this.count(slots, 'jobbers_tasks_timed_out_total', '');
+        this.count(slots, clusterMetrics.tasksTimedOut, '');
         consumedNext = true;
       } else if (this.consumeYield(e.jobId)) this.transition(slots, 'yielded');
       else this.transition(slots, 'failed-with-retries');
     } else if (e.extra === 'delayed') this.transition(slots, 'backoff-recurred');
-    else if (e.extra === 'failed' || state === 'f') this.transition(slots, 'incident-resolved');
+    else if (e.extra === 'failed' || state === jobState.incident) this.transition(slots, 'incident-resolved');
     else this.transition(slots, 'created');
     return consumedNext;
   }
@@ -425,19 +515,20 @@ export class LifecycleBook {
     const known = this.current(e.jobId);
     if (!known) return;
     const { slots, state, sinceMs } = known;
-    this.moveTo(e.jobId, known, slots, 'a', e.ms);
+    this.moveTo(e.jobId, known, slots, jobState.running, e.ms);
     const role = this.roleOf(e.jobId);
     this.transition(slots, 'activated');
-    this.count(slots, 'jobbers_tasks_selected_total', role);
-    if (state === 'w' && sinceMs > 0) this.observeTimeInQueue(slots, role, (e.ms - sinceMs) / 1000);
+    this.count(slots, clusterMetrics.tasksSelected, role);
+    if (state === jobState.available && sinceMs > 0)
+      this.observeTimeInQueue(slots, role, (e.ms - sinceMs) / 1000);
   }
 
   private delayed(e: StreamEvent) {
     const known = this.current(e.jobId);
     if (!known) return;
     const { slots, state } = known;
-    this.moveTo(e.jobId, known, slots, 'd', 0);
-    if (e.event === 'delayed' && state === 'a')
+    this.moveTo(e.jobId, known, slots, jobState.delayed, 0);
+    if (e.event === 'delayed' && state === jobState.running)
       this.transition(slots, this.consumeYield(e.jobId) ? 'yielded' : 'failed-with-backoff');
   }
 
@@ -445,10 +536,11 @@ export class LifecycleBook {
     const known = this.current(e.jobId);
     if (!known) return;
     const { slots } = known;
-    this.transition(slots, e.event);
+    // Called for `completed` and `failed` only.
+    this.transition(slots, e.event as 'completed' | 'failed');
     if (e.event === 'failed') {
       this.transition(slots, 'incident-raised');
-      this.moveTo(e.jobId, known, slots, 'f', e.ms);
+      this.moveTo(e.jobId, known, slots, jobState.incident, e.ms);
     } else this.moveTo(e.jobId, known, slots, null, 0);
   }
 
@@ -456,7 +548,8 @@ export class LifecycleBook {
     const known = this.known.get(e.jobId) ?? this.indexedOnly(e.jobId);
     if (known?.state) {
       const { slots, state } = known;
-      if (state === 'w' || state === 'd' || state === 'n') this.transition(slots, 'removed');
+      if (state === jobState.available || state === jobState.delayed || state === jobState.added)
+        this.transition(slots, 'removed');
       this.moveTo(e.jobId, known, slots, null, 0);
     }
     this.yieldsConsumed.delete(e.jobId);
@@ -522,25 +615,25 @@ export class LifecycleBook {
     return role;
   }
 
-  private transition(slots: TaskSlots, name: string) {
-    this.count(slots, 'jobbers_job_transitions_total', name);
+  private transition(slots: TaskSlots, name: Transition) {
+    this.count(slots, clusterMetrics.transitions, name);
   }
 
   /**
-   * Adds one to `metric` with labels queue, task and, unless empty, `label`. Cells are found by
-   * metric then label, so counting builds no string.
+   * Adds one to `metric` with labels queue, task and, unless empty, `label` (its third label). Cells
+   * are found by metric then label, so counting builds no string.
    */
-  private count(slots: TaskSlots, metric: string, label: string) {
-    let cells = slots.cells.get(metric);
+  private count(slots: TaskSlots, metric: CountedMetric, label: string) {
+    let cells = slots.cells.get(metric.name);
     if (!cells) {
       cells = new Map();
-      slots.cells.set(metric, cells);
+      slots.cells.set(metric.name, cells);
     }
     let cell = cells.get(label);
     if (!cell) {
       cell = {
-        key: this.keys.metricsPrefix + metric,
-        field: label ? `${this.keys.queue}|${slots.task}|${label}` : `${this.keys.queue}|${slots.task}`,
+        key: this.keys.metricsPrefix + metric.name,
+        field: labelField(label ? [this.keys.queue, slots.task, label] : [this.keys.queue, slots.task]),
         by: 0,
       };
       cells.set(label, cell);
@@ -554,8 +647,8 @@ export class LifecycleBook {
     const bounds = this.keys.bucketBounds;
     if (!h) {
       h = {
-        key: `${this.keys.metricsPrefix}jobbers_time_in_queue_seconds`,
-        labels: `${this.keys.queue}|${slots.task}|${role}`,
+        key: this.keys.metricsPrefix + clusterMetrics.timeInQueue.name,
+        labels: labelField([this.keys.queue, slots.task, role]),
         buckets: new Array(bounds.length + 1).fill(0),
         count: 0,
         sumSeconds: 0,
@@ -576,8 +669,6 @@ export class LifecycleBook {
     h.sumSeconds += value;
   }
 }
-
-const setStates = ['w', 'a', 'f'] as const;
 
 /** `set` with `member` added; a new set when there was none. */
 function withMember(set: Set<string> | undefined, member: string): Set<string> {

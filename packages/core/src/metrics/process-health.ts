@@ -1,6 +1,7 @@
 // Per-process counters of what a process recovered from: failed metrics flushes, increments dropped
 // by a full buffer, and errors it logged and carried on after (jobbers_process_errors_total).
 import { Counter, type Registry } from 'prom-client';
+import { processMetrics, promMetricOptions } from './definitions.js';
 import { metricsFlushHealth } from './store.js';
 
 const processErrors = new Map<string, number>();
@@ -16,8 +17,7 @@ export function countProcessError(operation: string): void {
 /** Registers jobbers_metrics_flush_failures_total, _dropped_increments_total and _process_errors_total. */
 export function registerProcessHealthMetrics(registry: Registry): void {
   new Counter({
-    name: 'jobbers_metrics_flush_failures_total',
-    help: 'Writes of buffered cluster metrics to Redis that failed in this process (each is retried)',
+    ...promMetricOptions(processMetrics.metricsFlushFailures),
     registers: [registry],
     collect() {
       this.reset();
@@ -25,8 +25,7 @@ export function registerProcessHealthMetrics(registry: Registry): void {
     },
   });
   new Counter({
-    name: 'jobbers_metrics_dropped_increments_total',
-    help: 'Metric increments this process dropped because its buffer was full while Redis refused writes',
+    ...promMetricOptions(processMetrics.metricsDroppedIncrements),
     registers: [registry],
     collect() {
       this.reset();
@@ -34,9 +33,7 @@ export function registerProcessHealthMetrics(registry: Registry): void {
     },
   });
   new Counter({
-    name: 'jobbers_process_errors_total',
-    help: 'Errors this process logged and carried on after, by the operation that failed',
-    labelNames: ['operation'],
+    ...promMetricOptions(processMetrics.processErrors),
     registers: [registry],
     collect() {
       this.reset();

@@ -3,6 +3,7 @@
 // queue, the lifecycle exporter labels activations with it instead of reading each job's `pb`.
 import type { Redis } from 'ioredis';
 import { jobbersKey } from '../keys.js';
+import { scripts } from '../lua/registry.js';
 
 /** A worker refreshes its record this often. */
 export const roleRefreshMs = 15_000;
@@ -15,12 +16,6 @@ export function roleActivityKey(prefix: string, queue: string): string {
   return jobbersKey(prefix, queue, 'roles');
 }
 
-const recordScript = `
-local now = redis.call('TIME')
-redis.call('ZADD', KEYS[1], tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000), ARGV[1])
-return 1
-`;
-
 /** Records that `role` serves `queues` now (one call per queue: queues may live in different slots). */
 export async function recordRoleActivity(
   redis: Redis,
@@ -28,7 +23,9 @@ export async function recordRoleActivity(
   queues: readonly string[],
   role: string,
 ): Promise<void> {
-  await Promise.all(queues.map((queue) => redis.eval(recordScript, 1, roleActivityKey(prefix, queue), role)));
+  await Promise.all(
+    queues.map((queue) => scripts.recordRoleActivity.run(redis, [roleActivityKey(prefix, queue)], [role])),
+  );
 }
 
 /**

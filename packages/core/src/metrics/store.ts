@@ -3,6 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { metricsKey } from '../keys.js';
+import { scripts } from '../lua/registry.js';
 import { bucketIndex, labelField, type MetricDefinition } from './definitions.js';
 
 export function metricHashKey(prefix: string, metric: MetricDefinition): string {
@@ -14,33 +15,6 @@ export function metricHashKey(prefix: string, metric: MetricDefinition): string 
  * (jobbers_metrics_flush_failures_total, jobbers_metrics_dropped_increments_total).
  */
 export const metricsFlushHealth = { failures: 0, droppedIncrements: 0 };
-
-/**
- * Applies one batch once: KEYS[1] records the last batch sequence this process applied, so a batch
- * retried after an ambiguous failure (a timeout after Redis did apply it) is not counted twice.
- * KEYS[2..] are metric hashes. ARGV: seq, ttlSeconds, then (key index, kind i|f, field, value) quads.
- * Returns 1 when applied, 0 when the batch had been applied already. Everything that could fail is
- * checked before the first write (a script is not rolled back): the keys' types here, the number
- * kinds by the caller (a field that ever takes a fraction is always written as a float).
- */
-const applyBatchScript = `
-local last = tonumber(redis.call('GET', KEYS[1]) or '0')
-local seq = tonumber(ARGV[1])
-if seq <= last then return 0 end
-for i = 2, #KEYS do
-  local kind = redis.call('TYPE', KEYS[i])['ok']
-  if kind ~= 'hash' and kind ~= 'none' then
-    return redis.error_reply('WRONGTYPE metric key ' .. KEYS[i] .. ' holds a ' .. kind .. ', not a hash')
-  end
-end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-for i = 3, #ARGV, 4 do
-  local key = KEYS[tonumber(ARGV[i])]
-  if ARGV[i + 1] == 'i' then redis.call('HINCRBY', key, ARGV[i + 2], ARGV[i + 3])
-  else redis.call('HINCRBYFLOAT', key, ARGV[i + 2], ARGV[i + 3]) end
-end
-return 1
-`;
 
 /**
  * How long Redis remembers a process's last applied batch. A batch is in doubt only when Redis
@@ -195,7 +169,8 @@ export class MetricsBuffer {
       }
       keyIndex++;
     }
-    await this.redis.eval(applyBatchScript, keys.length, ...keys, ...args);
+    // Applied once: a batch retried after an ambiguous failure is recognised by its sequence.
+    await scripts.metricsApplyBatch.run(this.redis, keys, args);
   }
 
   private failed(error: unknown) {

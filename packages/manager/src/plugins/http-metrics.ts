@@ -1,27 +1,21 @@
 // Per-process HTTP metrics of this manager.
+
+import { processMetrics, promMetricOptions } from '@jobbers/core';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
 export default fp(async function httpMetricsPlugin(app: FastifyInstance, options: { registry: Registry }) {
-  const labelNames = ['method', 'route', 'status_code'] as const;
   const requests = new Counter({
-    name: 'jobbers_http_requests_total',
-    help: 'HTTP requests served by this manager',
-    labelNames,
+    ...promMetricOptions(processMetrics.httpRequests),
     registers: [options.registry],
   });
   const duration = new Histogram({
-    name: 'jobbers_http_request_duration_seconds',
-    help: 'HTTP request duration in this manager',
-    labelNames,
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    ...promMetricOptions(processMetrics.httpRequestDuration),
     registers: [options.registry],
   });
   const inflight = new Gauge({
-    name: 'jobbers_http_inflight_requests',
-    help: 'HTTP requests in flight in this manager',
-    labelNames: ['method', 'route'],
+    ...promMetricOptions(processMetrics.httpInflightRequests),
     registers: [options.registry],
   });
   const started = new WeakMap<object, bigint>();

@@ -1,18 +1,13 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { type AvailableByTask, countAvailableByTask, JobbersError, type TaskClient } from '@jobbers/core';
+import {
+  type AvailableByTask,
+  countAvailableByTask,
+  JobbersError,
+  readJobCounts,
+  type TaskClient,
+} from '@jobbers/core';
 import type { Redis } from 'ioredis';
 import { errorResponses, QueueList, QueueParams, QueueSummary } from '../schemas.js';
-
-const states = [
-  'waiting',
-  'prioritized',
-  'delayed',
-  'active',
-  'paused',
-  'completed',
-  'failed',
-  'waiting-children',
-] as const;
 
 export type AvailableReader = (queue: string) => Promise<AvailableByTask>;
 
@@ -38,10 +33,9 @@ export const queueRoutes: FastifyPluginAsyncTypebox<QueueRoutesOptions> = async 
   }
 
   async function summary(name: string) {
-    const queue = client.queue(name);
     const [counts, paused, { available, recounting }] = await Promise.all([
-      queue.getJobCounts(...states),
-      queue.isPaused(),
+      readJobCounts(options.connection, client.prefix, name),
+      client.queue(name).isPaused(),
       readAvailable(name),
     ]);
     const tasks = client.registry.definitions

@@ -1,0 +1,19 @@
+--[[
+  Claims a task id for one submission: ids are unique across queues, so the claim is refused when a
+  job with the id exists in any queue or another submission holds the id.
+
+  KEYS[1]     the id's claim
+  KEYS[2..]   the id's job hash in every queue, in registry order
+  ARGV[1]     this claim's value
+  ARGV[2]     how long the claim lives (ms)
+
+  Returns {'existing', index of the queue holding the job (1-based, as a string)},
+  {'pending', the other claim's value} or {'reserved', ''}.
+]]
+for i = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then return {'existing', tostring(i - 1)} end
+end
+local held = redis.call('GET', KEYS[1])
+if held then return {'pending', held} end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return {'reserved', ''}

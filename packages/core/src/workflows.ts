@@ -8,6 +8,7 @@ import type { Redis } from 'ioredis';
 import type { SubmitRequest, SubmitResult, TaskClient } from './client.js';
 import { JobbersError } from './errors.js';
 import { newTaskId, normalizeTaskId } from './ids.js';
+import { scripts } from './lua/registry.js';
 import { clusterMetrics } from './metrics/definitions.js';
 import { metricHashKey } from './metrics/store.js';
 
@@ -177,124 +178,8 @@ function findCycle(keys: string[], children: Map<string, string[]>): string[] | 
   return undefined;
 }
 
-// The workflow hash: name, state, createdAt, finishedAt, open (nodes not final), failed, history
-// (JSON lines), and per node: s:<key> state, t:<key> task, d:<key> parents and c:<key> children
-// (comma-joined), p:<key> parents not yet completed, f:<key> failure policy, n:<key> its submission
-// (JSON), r:<key> result (JSON). Beside it, `<hash>:history`, the final states in order.
-
-// Creates the workflow unless one with its id exists.
-// KEYS[1] workflow hash, KEYS[2] workflow index, KEYS[3] the names used as metric labels, KEYS[4]
-// the started counter's hash; ARGV: id, name, createdAt ms, label limit, then per node: key, task,
-// parents, children, policy, submission (JSON). Returns 1 (created) or 0 (existed).
-// The metrics' workflow label is the name while fewer than the limit are in use, else 'other'.
-const createScript = `
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local label = ARGV[2]
-if redis.call('SISMEMBER', KEYS[3], label) == 0 then
-  if redis.call('SCARD', KEYS[3]) < tonumber(ARGV[4]) then redis.call('SADD', KEYS[3], label) else label = 'other' end
-end
-redis.call('HINCRBY', KEYS[4], label, 1)
-local fields = {'name', ARGV[2], 'label', label, 'state', 'running', 'createdAt', ARGV[3], 'open', 0, 'failed', 0}
-local nodes = 0
-for i = 5, #ARGV, 6 do
-  local key, parents = ARGV[i], ARGV[i + 2]
-  local pending = 0
-  if parents ~= '' then pending = select(2, string.gsub(parents, ',', ',')) + 1 end
-  local state = 'waiting'
-  if pending == 0 then state = 'ready' end
-  for _, v in ipairs({'s:' .. key, state, 't:' .. key, ARGV[i + 1], 'd:' .. key, parents,
-    'c:' .. key, ARGV[i + 3], 'p:' .. key, pending, 'f:' .. key, ARGV[i + 4], 'n:' .. key, ARGV[i + 5]}) do
-    fields[#fields + 1] = v
-  end
-  nodes = nodes + 1
-end
-fields[10] = nodes
-for j = 1, #fields, 1000 do redis.call('HSET', KEYS[1], unpack(fields, j, math.min(j + 999, #fields))) end
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-return 1
-`;
-
-// Records a node's final outcome and answers what to submit next.
-// KEYS[1] workflow hash; ARGV: node key, outcome (completed | failed), now ms, result JSON ('' none)
-// Returns {children of the node that are ready to submit (comma-joined), workflow state, 1 when this
-// call finished the workflow else 0}, or {} when the workflow is gone.
-const advanceScript = `
-local wf, node, outcome, now = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
-if redis.call('EXISTS', wf) == 0 then return {} end
-local function list(s)
-  local out = {}
-  for item in string.gmatch(s or '', '[^,]+') do out[#out + 1] = item end
-  return out
-end
-local function final(state) return state == 'completed' or state == 'failed' or state == 'skipped' end
-local function record(key, state)
-  redis.call('HSET', wf, 's:' .. key, state)
-  redis.call('HINCRBY', wf, 'open', -1)
-  redis.call('RPUSH', wf .. ':history', cjson.encode({key = key, state = state, at = tonumber(now)}))
-end
-local state = redis.call('HGET', wf, 'state')
-local prev = redis.call('HGET', wf, 's:' .. node)
-local finished = 0
-if prev and not final(prev) then
-  record(node, outcome)
-  if outcome == 'completed' then
-    if ARGV[4] ~= '' then redis.call('HSET', wf, 'r:' .. node, ARGV[4]) end
-    for _, child in ipairs(list(redis.call('HGET', wf, 'c:' .. node))) do
-      if redis.call('HINCRBY', wf, 'p:' .. child, -1) == 0 and redis.call('HGET', wf, 's:' .. child) == 'waiting'
-        and state == 'running' then
-        redis.call('HSET', wf, 's:' .. child, 'ready')
-      end
-    end
-  else
-    redis.call('HINCRBY', wf, 'failed', 1)
-    -- Nothing that needs this node can run: its waiting descendants are skipped.
-    local queue = list(redis.call('HGET', wf, 'c:' .. node))
-    local i = 1
-    while queue[i] do
-      local key = queue[i]
-      if redis.call('HGET', wf, 's:' .. key) == 'waiting' then
-        record(key, 'skipped')
-        for _, child in ipairs(list(redis.call('HGET', wf, 'c:' .. key))) do queue[#queue + 1] = child end
-      end
-      i = i + 1
-    end
-    if redis.call('HGET', wf, 'f:' .. node) == 'fail-workflow' and state == 'running' then
-      state = 'failed'
-      redis.call('HSET', wf, 'state', state, 'finishedAt', now)
-      finished = 1
-      -- The workflow failed: no node still waiting will run.
-      local all = redis.call('HGETALL', wf)
-      for j = 1, #all, 2 do
-        if string.sub(all[j], 1, 2) == 's:' and all[j + 1] == 'waiting' then record(string.sub(all[j], 3), 'skipped') end
-      end
-    end
-  end
-  if state == 'running' and tonumber(redis.call('HGET', wf, 'open')) <= 0 then
-    if tonumber(redis.call('HGET', wf, 'failed')) > 0 then state = 'failed' else state = 'completed' end
-    redis.call('HSET', wf, 'state', state, 'finishedAt', now)
-    finished = 1
-  end
-end
-local ready = {}
-for _, child in ipairs(list(redis.call('HGET', wf, 'c:' .. node))) do
-  if redis.call('HGET', wf, 's:' .. child) == 'ready' then ready[#ready + 1] = child end
-end
-return {table.concat(ready, ','), state, finished}
-`;
-
-// Marks ready nodes submitted. KEYS[1] workflow hash; ARGV: node keys.
-const markSubmittedScript = `
-for _, key in ipairs(ARGV) do
-  if redis.call('HGET', KEYS[1], 's:' .. key) == 'ready' then redis.call('HSET', KEYS[1], 's:' .. key, 'submitted') end
-end
-return 1
-`;
-
-type WorkflowRedis = Redis & {
-  jobbersCreateWorkflow(...args: (string | number)[]): Promise<number>;
-  jobbersAdvanceWorkflow(...args: (string | number)[]): Promise<[string, WorkflowState, number] | []>;
-  jobbersMarkSubmitted(...args: (string | number)[]): Promise<number>;
-};
+// The workflow hash and its scripts: lua/workflow-create.lua, workflow-advance.lua and
+// workflow-mark-submitted.lua.
 
 export interface NodeAdvance {
   /** The workflow's metric label: its name, or 'other' past the label limit. */
@@ -308,18 +193,11 @@ export interface NodeAdvance {
 }
 
 export class Workflows {
-  private readonly redis: WorkflowRedis;
-
   constructor(
-    redis: Redis,
+    private readonly redis: Redis,
     private readonly prefix: string,
     private readonly client: TaskClient,
-  ) {
-    this.redis = redis as WorkflowRedis;
-    this.redis.defineCommand('jobbersCreateWorkflow', { numberOfKeys: 4, lua: createScript });
-    this.redis.defineCommand('jobbersAdvanceWorkflow', { numberOfKeys: 1, lua: advanceScript });
-    this.redis.defineCommand('jobbersMarkSubmitted', { numberOfKeys: 1, lua: markSubmittedScript });
-  }
+  ) {}
 
   /**
    * Validates the whole workflow (its shape and every node's task, params and options) before
@@ -354,12 +232,15 @@ export class Workflows {
         JSON.stringify(submission),
       );
     }
-    const created = await this.redis.jobbersCreateWorkflow(
-      workflowKey(this.prefix, workflow.id),
-      workflowIndexKey(this.prefix),
-      `${this.prefix}:jobbers:workflow-labels`,
-      metricHashKey(this.prefix, clusterMetrics.workflowsStarted),
-      ...args,
+    const created = await scripts.workflowCreate.run(
+      this.redis,
+      [
+        workflowKey(this.prefix, workflow.id),
+        workflowIndexKey(this.prefix),
+        `${this.prefix}:jobbers:workflow-labels`,
+        metricHashKey(this.prefix, clusterMetrics.workflowsStarted),
+      ],
+      args,
     );
     if (created === 0) {
       const existing = await this.get(workflow.id);
@@ -386,7 +267,11 @@ export class Workflows {
       if (encoded.length > maxParentResultBytes)
         encoded = JSON.stringify({ omitted: true, bytes: encoded.length });
     }
-    const reply = await this.redis.jobbersAdvanceWorkflow(key, ref.node, outcome, Date.now(), encoded);
+    const reply = await scripts.workflowAdvance.run(
+      this.redis,
+      [key],
+      [ref.node, outcome, Date.now(), encoded],
+    );
     if (reply.length === 0) return undefined;
     const [ready, state, finished] = reply;
     const [name, createdAt, definition] = await Promise.all([
@@ -498,7 +383,11 @@ export class Workflows {
       results.push(
         ...(await this.client.submitBatch(batch.map((n) => this.nodeSubmission(workflowId, n, traceparent)))),
       );
-      await this.redis.jobbersMarkSubmitted(key, ...batch.map((n) => n.key));
+      await scripts.workflowMarkSubmitted.run(
+        this.redis,
+        [key],
+        batch.map((n) => n.key),
+      );
     }
     return results;
   }

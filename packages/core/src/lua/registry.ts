@@ -155,6 +155,36 @@ export const scripts = {
     'lua/metrics-apply-batch.lua',
     'variable',
   ),
+  recountBegin: script<
+    [progress: Key, leaderLock: Key],
+    [token: string, recountPrefix: string, streamPos: string, streamAdded: number, restart: '0' | '1'],
+    1 | 0 | -1
+  >('jobbersBeginRecount', 'lua/recount-begin.lua', 2),
+  recountChunk: script<
+    [progress: Key, leaderLock: Key, stream: Key],
+    [token: string, queueKeyPrefix: string, recountPrefix: string, chunkSize: number, leaseMs: number],
+    [read: number, done: 0 | 1, moved: string] | -1
+  >('jobbersRecountChunk', 'bullmq/lua/recount-chunk.lua', 3),
+  recountSwap: script<
+    [stateHash: Key, leaderLock: Key, progress: Key],
+    [token: string, jobbersPrefix: string, recountPrefix: string],
+    1 | -1
+  >('jobbersSwapRecount', 'lua/recount-swap.lua', 3),
+  workflowCreate: script<[workflow: Key, index: Key, labels: Key, startedCounter: Key], ScriptArg[], 0 | 1>(
+    'jobbersCreateWorkflow',
+    'lua/workflow-create.lua',
+    4,
+  ),
+  workflowAdvance: script<
+    [workflow: Key],
+    [node: string, outcome: 'completed' | 'failed', nowMs: number, result: string],
+    [ready: string, state: 'running' | 'completed' | 'failed', finished: 0 | 1] | []
+  >('jobbersAdvanceWorkflow', 'lua/workflow-advance.lua', 1),
+  workflowMarkSubmitted: script<[workflow: Key], string[], 1>(
+    'jobbersMarkSubmitted',
+    'lua/workflow-mark-submitted.lua',
+    1,
+  ),
   recordRoleActivity: script<[roles: Key], [role: string], 1>(
     'jobbersRecordRole',
     'lua/record-role-activity.lua',

@@ -6,7 +6,7 @@
 // every write is refused unless the caller holds the leader lock.
 import type { Redis } from 'ioredis';
 import { jobbersKey, queueKey } from '../keys.js';
-import { beginRecountScript, recountChunkScript, swapRecountScript } from './exporter-scripts.js';
+import { scripts } from '../lua/registry.js';
 
 export function recountPrefix(prefix: string, queue: string): string {
   return jobbersKey(prefix, queue, 'recount:');
@@ -36,27 +36,16 @@ export interface RecountPosition {
   added: number;
 }
 
-type RecountRedis = Redis & {
-  jobbersBeginRecount(...args: (string | number)[]): Promise<number>;
-  jobbersRecountChunk(...args: (string | number)[]): Promise<number | [number, number, string]>;
-  jobbersSwapRecount(...args: (string | number)[]): Promise<number>;
-};
-
 export class QueueRecount {
   readonly bookkeepingPrefix: string;
   readonly progressKey: string;
   private readonly qp: string;
   private readonly stream: string;
-  private readonly redis: RecountRedis;
 
   constructor(
-    redis: Redis,
+    private readonly redis: Redis,
     private readonly keys: RecountKeys,
   ) {
-    this.redis = redis as RecountRedis;
-    this.redis.defineCommand('jobbersBeginRecount', { numberOfKeys: 2, lua: beginRecountScript });
-    this.redis.defineCommand('jobbersRecountChunk', { numberOfKeys: 3, lua: recountChunkScript });
-    this.redis.defineCommand('jobbersSwapRecount', { numberOfKeys: 3, lua: swapRecountScript });
     this.bookkeepingPrefix = recountPrefix(keys.prefix, keys.queue);
     this.progressKey = recountProgressKey(keys.prefix, keys.queue);
     this.qp = `${queueKey(keys.prefix, keys.queue)}:`;
@@ -69,14 +58,10 @@ export class QueueRecount {
    */
   async begin(restart = false): Promise<'started' | 'resumed' | undefined> {
     const { streamPos, streamAdded } = await streamHead(this.redis, this.stream);
-    const begun = await this.redis.jobbersBeginRecount(
-      this.progressKey,
-      this.keys.leaderKey,
-      this.keys.token,
-      this.bookkeepingPrefix,
-      streamPos,
-      streamAdded,
-      restart ? '1' : '0',
+    const begun = await scripts.recountBegin.run(
+      this.redis,
+      [this.progressKey, this.keys.leaderKey],
+      [this.keys.token, this.bookkeepingPrefix, streamPos, streamAdded, restart ? '1' : '0'],
     );
     if (begun === -1) return undefined;
     return begun === 1 ? 'started' : 'resumed';
@@ -93,15 +78,10 @@ export class QueueRecount {
    * elsewhere than the recount's index said, whatever the replay remembers of them is stale.
    */
   async countChunk(): Promise<{ status: 'counted' | 'done'; moved: string[] } | 'not-leader'> {
-    const reply = await this.redis.jobbersRecountChunk(
-      this.progressKey,
-      this.keys.leaderKey,
-      this.stream,
-      this.keys.token,
-      this.qp,
-      this.bookkeepingPrefix,
-      recountChunkSize,
-      this.keys.leaseMs,
+    const reply = await scripts.recountChunk.run(
+      this.redis,
+      [this.progressKey, this.keys.leaderKey, this.stream],
+      [this.keys.token, this.qp, this.bookkeepingPrefix, recountChunkSize, this.keys.leaseMs],
     );
     if (!Array.isArray(reply)) return 'not-leader';
     return { status: reply[1] === 1 ? 'done' : 'counted', moved: reply[2] ? reply[2].split('\0') : [] };
@@ -109,13 +89,10 @@ export class QueueRecount {
 
   /** Puts the counted bookkeeping in place of the live one; false when the caller does not lead. */
   async swap(): Promise<boolean> {
-    const swapped = await this.redis.jobbersSwapRecount(
-      this.keys.stateKey,
-      this.keys.leaderKey,
-      this.progressKey,
-      this.keys.token,
-      jobbersKey(this.keys.prefix, this.keys.queue, ''),
-      this.bookkeepingPrefix,
+    const swapped = await scripts.recountSwap.run(
+      this.redis,
+      [this.keys.stateKey, this.keys.leaderKey, this.progressKey],
+      [this.keys.token, jobbersKey(this.keys.prefix, this.keys.queue, ''), this.bookkeepingPrefix],
     );
     return swapped === 1;
   }

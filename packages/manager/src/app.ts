@@ -3,6 +3,8 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import {
+  LifecycleFeed,
+  type Logger,
   type ManagerConfig,
   registerProcessHealthMetrics,
   TaskClient,
@@ -17,9 +19,12 @@ import errorsPlugin, { clientError, frameworkError } from './plugins/errors.js';
 import httpMetricsPlugin from './plugins/http-metrics.js';
 import requestBoundsPlugin from './plugins/request-bounds.js';
 import { RequestLogController } from './plugins/request-log.js';
+import { eventRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
 import { type AvailableReader, queueRoutes } from './routes/queues.js';
+import { statsRoutes } from './routes/stats.js';
 import { taskRoutes } from './routes/tasks.js';
+import { workerRoutes } from './routes/workers.js';
 import { createValidatorCompiler, formatSchemaErrors } from './validation.js';
 
 export interface ManagerAppOptions {
@@ -30,6 +35,10 @@ export interface ManagerAppOptions {
   /** Cluster-wide metrics text appended to /metrics (the lifecycle metrics read from Redis). */
   clusterMetrics?: () => Promise<string>;
   availableByTask?: AvailableReader;
+  /** How often to check that the stats history has this minute's snapshot; 0: never. @default 10000 */
+  statsRecordEveryMs?: number;
+  /** Bounds of GET /v1/events (see EventRoutesOptions). */
+  events?: { maxStreams?: number; maxBufferedBytes?: number; keepAliveMs?: number };
   /** A request not fully received in this time is answered 408 and its connection closed. @default 30000 */
   requestTimeoutMs?: number;
 }
@@ -67,6 +76,12 @@ export async function buildManagerApp(options: ManagerAppOptions): Promise<Manag
     registry: options.registry,
   });
   const processRegistry = new Registry();
+  const feed = new LifecycleFeed({
+    connection: options.connection,
+    prefix: options.config.prefix,
+    queues: options.registry.queues,
+    logger: app.log as Logger,
+  });
   // The event-loop delay is sampled every millisecond (prom-client's default, 10 ms, hides the
   // few-ms stalls that delay submissions); its histogram restarts at every scrape.
   collectDefaultMetrics({
@@ -89,6 +104,14 @@ export async function buildManagerApp(options: ManagerAppOptions): Promise<Manag
     async (v1) => {
       await v1.register(authPlugin, { apiKeys: options.config.apiKeys });
       await v1.register(taskRoutes, { client });
+      await v1.register(statsRoutes, {
+        connection: options.connection,
+        keyPrefix: options.config.prefix,
+        registry: options.registry,
+        recordEveryMs: options.statsRecordEveryMs,
+      });
+      await v1.register(workerRoutes, { connection: options.connection, keyPrefix: options.config.prefix });
+      await v1.register(eventRoutes, { feed, registry: options.registry, ...options.events });
       await v1.register(queueRoutes, {
         client,
         connection: options.connection,
@@ -106,6 +129,7 @@ export async function buildManagerApp(options: ManagerAppOptions): Promise<Manag
   });
 
   app.addHook('onClose', async () => {
+    await feed.stop();
     await client.close();
   });
   return { app, client, processRegistry };

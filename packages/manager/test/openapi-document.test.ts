@@ -69,13 +69,16 @@ describe('the OpenAPI document', () => {
     assert.deepEqual(ids.sort(), [
       'cancelTask',
       'getQueue',
+      'getStats',
       'getTask',
       'listQueues',
       'listTasks',
+      'listWorkers',
       'pauseQueue',
       'resumeQueue',
       'retryIncidents',
       'retryTask',
+      'streamEvents',
       'submitTask',
       'submitTasks',
     ]);

@@ -82,6 +82,8 @@ export interface TaskView {
   startedAt?: string;
   finishedAt?: string;
   lastHeartbeatAt?: string;
+  /** The W3C trace id the submission's span belongs to, when the task was traced. */
+  traceId?: string;
   /** Which worker ran each attempt (in GET /v1/tasks/:id, not in listings). */
   attemptsBy?: { attempt: number; worker: string; startedAt: string }[];
   delay?: number;
@@ -415,6 +417,8 @@ export class TaskClient {
       const reason = /^\[(\w+)\]/.exec(job.failedReason)?.[1];
       if (reason) view.error.reason = reason;
     }
+    const traceId = payload.traceparent?.split('-')[1];
+    if (traceId) view.traceId = traceId;
     if (job.delay) view.delay = job.delay;
     if (job.priority) view.priority = job.priority;
     return view;

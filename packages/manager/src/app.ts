@@ -1,4 +1,6 @@
 // The manager's Fastify app: a plugin per concern, schemas on every route.
+import { fileURLToPath } from 'node:url';
+import fastifyStatic from '@fastify/static';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -120,6 +122,15 @@ export async function buildManagerApp(options: ManagerAppOptions): Promise<Manag
     },
     { prefix: '/v1' },
   );
+
+  // The console: static files built into the package; it calls only the /v1 API, with its keys.
+  await app.register(fastifyStatic, {
+    root: fileURLToPath(new URL('./console/', import.meta.url)),
+    prefix: '/ui/',
+    decorateReply: false,
+    cacheControl: false,
+  });
+  app.get('/ui', { schema: { hide: true } }, (_request, reply) => reply.redirect('/ui/'));
 
   const readCluster = clusterMetricsReader(app, processRegistry, options.clusterMetrics);
   app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {

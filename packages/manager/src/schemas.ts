@@ -157,6 +157,7 @@ export const TaskView = Type.Object({
   startedAt: Type.Optional(DateTime('when its last attempt started')),
   finishedAt: Type.Optional(DateTime('when it completed or failed for good')),
   lastHeartbeatAt: Type.Optional(DateTime('its last heartbeat')),
+  traceId: Type.Optional(Type.String({ description: 'the W3C trace id of the submission, when traced' })),
   attemptsBy: Type.Optional(
     Type.Array(
       Type.Object({

@@ -1,8 +1,9 @@
 // Drain throughput with the console open against closed, in one run: a jobbers-manager and a
 // jobbers-worker process; per run the queue is paused, N example.echo tasks are submitted over REST,
 // then resumed and drained, measured from the jobs' own processedOn/finishedOn. "open" has the
-// console's overview in chromium (it follows /v1/events and reloads /v1/stats on events) and one
-// more /v1/events subscriber reading every transition. Rounds alternate the order of the two.
+// console's tasks page in chromium (it follows the whole /v1/events stream) and one
+// more /v1/events subscriber reading every transition (BENCH_CONSOLE_OPEN=browser or =stream keeps
+// only one of the two, to tell their costs apart). Rounds alternate the order of the two variants.
 import { Redis } from 'ioredis';
 import { findChromium, launchChromium } from '../test/support/browser.js';
 import { uniquePrefix } from '../test/support/redis-server.js';
@@ -61,11 +62,17 @@ export async function runConsoleBench(options: ConsoleBenchOptions): Promise<Con
       let eventsRead = 0;
       let closeConsole = async () => {};
       if (variant === 'open') {
-        const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-        await page.goto(`${manager.baseUrl}/ui/#/overview`);
-        await page.locator('[data-live="live"]').waitFor({ timeout: 20_000 });
+        const parts = (process.env.BENCH_CONSOLE_OPEN ?? 'browser,stream').split(',');
+        const page = parts.includes('browser')
+          ? await browser.newPage({ viewport: { width: 1280, height: 900 } })
+          : undefined;
+        await page?.goto(`${manager.baseUrl}/ui/#/tasks`);
+        await page?.locator('[data-live="live"]').waitFor({ timeout: 20_000 });
         const controller = new AbortController();
-        const response = await fetch(`${manager.baseUrl}/v1/events`, { signal: controller.signal });
+        const response = await fetch(
+          `${manager.baseUrl}/v1/events${parts.includes('stream') ? '' : '?id=nothing-matches'}`,
+          { signal: controller.signal },
+        );
         const reading = (async () => {
           const reader = response.body!.getReader();
           const decoder = new TextDecoder();
@@ -78,7 +85,7 @@ export async function runConsoleBench(options: ConsoleBenchOptions): Promise<Con
         closeConsole = async () => {
           controller.abort();
           await reading;
-          await page.close();
+          await page?.close();
         };
       }
       await manager.request('POST', '/v1/queues/default/resume');

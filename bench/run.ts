@@ -436,7 +436,7 @@ const consoleRatioTarget = 0.95;
 async function benchConsole(options: BenchOptions, redisUrl: string): Promise<string[]> {
   heading(
     `Console open vs closed: jobbers-manager + jobbers-worker (concurrency ${options.concurrency}) processes, ` +
-      `${options.jobs} example.echo tasks per drain, ${options.rounds} rounds; open = the overview in chromium ` +
+      `${options.jobs} example.echo tasks per drain, ${options.rounds} rounds; open = the tasks page in chromium ` +
       'plus one more /v1/events subscriber',
   );
   const runs = await runConsoleBench({

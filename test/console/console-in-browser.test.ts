@@ -96,9 +96,15 @@ describe('the console in a browser', {
 
     await page.selectOption('#f-task', 'example.echo');
     await page.getByRole('button', { name: 'Search' }).click();
-    await page.locator('tr[data-id]').first().waitFor();
-    const types = await page.locator('tr[data-id] td:nth-child(2)').allTextContents();
-    assert.ok(types.length > 0 && types.every((t) => t === 'example.echo'), types.join(','));
+    const types = await waitFor(
+      async () => {
+        const shown = await page.locator('tr[data-id] td:nth-child(2)').allTextContents();
+        return shown.length > 0 && shown.every((t) => t === 'example.echo') ? shown : undefined;
+      },
+      { what: 'only example.echo rows' },
+    );
+    assert.ok(!(await page.locator(`tr[data-id="${id}"]`).count()), 'the sleep task is filtered out');
+    assert.ok(types.length >= 3);
   });
 
   test('task detail: cancel a delayed task, retry an incident; attempts name their worker', async () => {

@@ -38,8 +38,14 @@ export interface LifecycleFeedOptions {
   logger: Logger;
   /** How long one blocking read waits before it looks again. @default 5000 */
   blockMs?: number;
-  /** Entries one read takes per stream. @default 500 */
+  /** Entries one read takes per stream. @default 2000 */
   batchSize?: number;
+  /**
+   * The least time between two reads. A blocked reader is woken by every entry added, which under load
+   * costs Redis a wake-up and the feed a round trip per few entries; reading at most this often takes
+   * the entries in batches instead, for at most this much more delay. @default 200
+   */
+  minReadIntervalMs?: number;
   /** Task types remembered by task id (jobs' hashes are read for the others). @default 100000 */
   maxRemembered?: number;
 }
@@ -75,6 +81,7 @@ export class LifecycleFeed {
   private readonly lastState = new Map<string, FeedState>();
   private readonly blockMs: number;
   private readonly batchSize: number;
+  private readonly minReadIntervalMs: number;
   private readonly maxRemembered: number;
   private readers: Redis[] = [];
   private running = false;
@@ -82,7 +89,8 @@ export class LifecycleFeed {
 
   constructor(private readonly options: LifecycleFeedOptions) {
     this.blockMs = options.blockMs ?? 5000;
-    this.batchSize = options.batchSize ?? 500;
+    this.batchSize = options.batchSize ?? 2000;
+    this.minReadIntervalMs = options.minReadIntervalMs ?? 200;
     this.maxRemembered = options.maxRemembered ?? 100_000;
   }
 
@@ -185,8 +193,13 @@ export class LifecycleFeed {
   private async readLoop(reader: Redis, queues: string[]) {
     const keys = queues.map((q) => queueOwnKey(this.options.prefix, q, 'events'));
     let positions: string[] | undefined;
+    let lastReadAt = 0;
+    let behind = false;
     while (this.running && this.readers.includes(reader)) {
       try {
+        const wait = lastReadAt + this.minReadIntervalMs - Date.now();
+        if (wait > 0 && !behind) await new Promise((resolve) => setTimeout(resolve, wait));
+        lastReadAt = Date.now();
         positions ??= await Promise.all(keys.map((key) => lastEntryId(this.options.connection, key)));
         const reply = (await reader.xread(
           'COUNT',
@@ -203,11 +216,13 @@ export class LifecycleFeed {
           this.leave(reader);
           return;
         }
+        behind = false;
         if (!reply) continue;
         const batch: LifecycleFeedEvent[] = [];
         for (const [key, entries] of reply) {
           const index = keys.indexOf(key);
           if (entries.length > 0) positions[index] = entries[entries.length - 1]![0];
+          if (entries.length >= this.batchSize) behind = true;
           batch.push(...(await this.translate(queues[index]!, entries.map(rawEntry))));
         }
         batch.sort((a, b) => compareStreamIds(a.id, b.id));

@@ -41,25 +41,43 @@ export async function api(method, path, body) {
     for (const listener of keyListeners) listener();
   }
   if (!response.ok) {
-    throw new ApiError(response.status, data?.error?.code ?? 'HTTP', data?.error?.message ?? response.statusText);
+    throw new ApiError(
+      response.status,
+      data?.error?.code ?? 'HTTP',
+      data?.error?.message ?? response.statusText,
+    );
   }
   return data;
 }
 
+/** How often a page gets the transitions received meanwhile, as one batch: its renders stay few. */
+const batchMs = 250;
+
 /**
- * Follows GET /v1/events (fetch, so the key goes in a header as everywhere else), calling onEvent
- * for each transition and onState with 'live' | 'reconnecting'. Reconnects with the last id seen.
- * Returns the function that stops it.
+ * Follows GET /v1/events?<query> (fetch, so the key goes in a header as everywhere else), calling
+ * onBatch with the transitions received, at most every 250 ms, and onState with 'live' |
+ * 'reconnecting'. Reconnects with the last id seen. Returns the function that stops it.
  */
-export function followEvents(onEvent, onState) {
+export function followEvents(query, onBatch, onState) {
   let stopped = false;
   let lastId;
   let controller;
+  let batch = [];
+  let timer;
+  const onEvent = (event) => {
+    batch.push(event);
+    timer ??= setTimeout(() => {
+      timer = undefined;
+      const ready = batch;
+      batch = [];
+      if (!stopped) onBatch(ready);
+    }, batchMs);
+  };
   const run = async () => {
     while (!stopped) {
       controller = new AbortController();
       try {
-        const response = await fetch('../v1/events', {
+        const response = await fetch(`../v1/events${query ? `?${query}` : ''}`, {
           headers: headers(lastId ? { 'last-event-id': lastId } : {}),
           signal: controller.signal,
         });
@@ -103,6 +121,7 @@ export function followEvents(onEvent, onState) {
   void run();
   return () => {
     stopped = true;
+    clearTimeout(timer);
     controller?.abort();
   };
 }

@@ -2,13 +2,13 @@
 // live event stream. Hash routes (#/tasks, #/task/<id>, ...) keep every page linkable.
 import { html, render } from 'htm/preact';
 import { useEffect, useState } from 'preact/hooks';
-import { ApiError, api, apiKey, authNeeded, followEvents, setApiKey } from './api.js';
+import { ApiError, api, apiKey, authNeeded, setApiKey } from './api.js';
 import { Incidents } from './pages/incidents.js';
 import { Overview } from './pages/overview.js';
 import { Queues } from './pages/queues.js';
 import { TaskDetail, Tasks } from './pages/tasks.js';
 import { Workers } from './pages/workers.js';
-import { events } from './shared.js';
+import { liveState } from './shared.js';
 
 const pages = [
   ['overview', 'Overview'],
@@ -49,25 +49,24 @@ function KeyForm({ onDone }) {
 function App() {
   const [route, setRoute] = useState(currentRoute());
   const [, redraw] = useState(0);
-  const [live, setLive] = useState('connecting');
+  const [live, setLive] = useState(liveState.value);
   useEffect(() => {
     const onHash = () => setRoute(currentRoute());
     addEventListener('hashchange', onHash);
     const onKey = () => redraw((n) => n + 1);
     authNeeded.listeners.add(onKey);
+    liveState.listeners.add(setLive);
     return () => {
       removeEventListener('hashchange', onHash);
       authNeeded.listeners.delete(onKey);
+      liveState.listeners.delete(setLive);
     };
   }, []);
   const keyState = apiKey();
-  useEffect(() => {
-    if (authNeeded.needed) return undefined;
-    return followEvents((event) => events.publish(event), setLive);
-  }, [keyState, authNeeded.needed]);
 
   if (authNeeded.needed) return html`<${KeyForm} onDone=${() => redraw((n) => n + 1)} />`;
   const { page, arg } = route;
+  // The key is part of each page's identity: a new key mounts the page again (and its stream).
   const content = {
     overview: () => html`<${Overview} />`,
     tasks: () => html`<${Tasks} />`,
@@ -85,10 +84,10 @@ function App() {
             html`<a href=${`#/${id}`} aria-current=${page === id || (id === 'tasks' && page === 'task') ? 'page' : undefined}>${label}</a>`,
         )}
       </nav>
-      <span class="live" role="status" data-live=${live}>${live === 'live' ? '● live' : `○ ${live}`}</span>
+      <span class="live" role="status" data-live=${live}>${live === 'live' ? '● live' : live === 'polling' ? 'refreshed every few seconds' : `○ ${live}`}</span>
       ${keyState ? html`<button class="secondary" type="button" onClick=${() => setApiKey('')}>Forget key</button>` : null}
     </header>
-    ${content ? content() : html`<main><p class="error">No page "${page}".</p></main>`}
+    <div key=${keyState}>${content ? content() : html`<main><p class="error">No page "${page}".</p></main>`}</div>
   `;
 }
 

@@ -1,24 +1,37 @@
 // What the pages share: the live event bus, polling with reload, and formatting.
 import { html } from 'htm/preact';
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
-import { api } from './api.js';
+import { api, followEvents } from './api.js';
 
-/** Lifecycle transitions from the one event stream the app follows. */
-export const events = {
+/** Whether the page shown follows the event stream: 'live', 'reconnecting', 'connecting' or 'polling'. */
+export const liveState = {
+  value: 'polling',
   listeners: new Set(),
-  publish(event) {
-    for (const listener of this.listeners) listener(event);
+  set(value) {
+    this.value = value;
+    for (const listener of this.listeners) listener(value);
   },
 };
 
-export function useEvents(listener) {
-  const current = useRef(listener);
-  current.current = listener;
+/**
+ * Follows the event stream (GET /v1/events?<query>) while the page is shown; onBatch gets the
+ * transitions received, a batch at most every 250 ms.
+ */
+export function useEventStream(query, onBatch) {
+  const current = useRef(onBatch);
+  current.current = onBatch;
   useEffect(() => {
-    const forward = (event) => current.current(event);
-    events.listeners.add(forward);
-    return () => events.listeners.delete(forward);
-  }, []);
+    liveState.set('connecting');
+    const stop = followEvents(
+      query,
+      (batch) => current.current(batch),
+      (state) => liveState.set(state),
+    );
+    return () => {
+      stop();
+      liveState.set('polling');
+    };
+  }, [query]);
 }
 
 /** Loads `path` now and every `everyMs` (0: once); `reload` loads again at once. */
@@ -60,7 +73,9 @@ export function StateBadge({ state }) {
 }
 
 export function ErrorLine({ error }) {
-  return error ? html`<p class="error" role="alert">${error.code ? `${error.code}: ` : ''}${error.message}</p>` : null;
+  return error
+    ? html`<p class="error" role="alert">${error.code ? `${error.code}: ` : ''}${error.message}</p>`
+    : null;
 }
 
 export function seconds(value) {

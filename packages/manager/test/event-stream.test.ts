@@ -137,3 +137,29 @@ test('a stream whose unsent bytes pass the bound is disconnected, not buffered',
   stream.close();
   assert.notEqual(code, 'open', 'the server ended the stream');
 });
+
+test('with API keys the stream needs one, like every /v1 route', async () => {
+  const manager = await startTestManager({
+    redisUrl: stack.redis.url,
+    prefix: stack.prefix,
+    apiKeys: ['events-key'],
+  });
+  others.push(manager);
+  const refused = await manager.request('GET', '/v1/events');
+  assert.equal(refused.status, 401);
+  const wrong = await manager.request('GET', '/v1/events', undefined, { authorization: 'Bearer other-key' });
+  assert.equal(wrong.status, 403);
+  const stream = followEvents(`${manager.baseUrl}/v1/events?task=example.echo`, {
+    Authorization: 'Bearer events-key',
+  });
+  try {
+    await stream.opened();
+    const submitted = await stack.manager.request('POST', '/v1/tasks', { task: 'example.echo', params: {} });
+    await stream.waitForEvent(
+      (e) => e.data.taskId === submitted.body.id && e.data.transition === 'completed',
+      'the completion, with the key',
+    );
+  } finally {
+    stream.close();
+  }
+});

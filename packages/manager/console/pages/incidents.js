@@ -2,7 +2,7 @@
 import { html } from 'htm/preact';
 import { useState } from 'preact/hooks';
 import { api } from '../api.js';
-import { ErrorLine, isoFromLocal, useApi, useEvents, useThrottled } from '../shared.js';
+import { ErrorLine, isoFromLocal, useApi, useEventStream, useThrottled } from '../shared.js';
 import { listQuery, TaskFilters, TaskTable } from './tasks.js';
 
 export function Incidents() {
@@ -10,8 +10,8 @@ export function Incidents() {
   const page = useApi(`/tasks?${listQuery({ ...filters, state: 'failed' })}&limit=500`);
   const [message, setMessage] = useState(undefined);
   const refresh = useThrottled(() => page.reload(), 1000);
-  useEvents((event) => {
-    if (event.state === 'failed' || event.transition === 'incident-resolved') refresh();
+  useEventStream(listQuery({ queue: filters.queue, task: filters.task }), (batch) => {
+    if (batch.some((e) => e.state === 'failed' || e.transition === 'incident-resolved')) refresh();
   });
   const tasks = page.data?.tasks ?? [];
   const retryAll = async () => {
@@ -23,7 +23,9 @@ export function Incidents() {
     if (Object.keys(body).length === 0) body.all = true;
     try {
       const result = await api('POST', '/tasks/retry', body);
-      setMessage({ ok: `Retried ${result.retried} of ${result.matched} matching incidents${result.more ? '; more remain' : ''}.` });
+      setMessage({
+        ok: `Retried ${result.retried} of ${result.matched} matching incidents${result.more ? '; more remain' : ''}.`,
+      });
     } catch (error) {
       setMessage({ error });
     }
@@ -31,7 +33,10 @@ export function Incidents() {
   };
   return html`<main>
     <h2>Incidents</h2>
-    <${TaskFilters} filters=${filters} withState=${false} submitLabel="Preview" onChange=${(f) => { setFilters(f); setMessage(undefined); }} />
+    <${TaskFilters} filters=${filters} withState=${false} submitLabel="Preview" onChange=${(f) => {
+      setFilters(f);
+      setMessage(undefined);
+    }} />
     <${ErrorLine} error=${page.error} />
     ${message?.ok ? html`<p class="notice" role="status">${message.ok}</p>` : html`<${ErrorLine} error=${message?.error} />`}
     <div class="actions">

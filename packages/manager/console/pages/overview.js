@@ -2,33 +2,38 @@
 import { html } from 'htm/preact';
 import { useEffect, useRef } from 'preact/hooks';
 import uPlot from 'uplot';
-import { ErrorLine, rate, seconds, useApi, useEvents, useThrottled } from '../shared.js';
+import { ErrorLine, rate, seconds, useApi } from '../shared.js';
 
 function Chart({ title, at, series }) {
   const box = useRef(null);
+  const plot = useRef(null);
+  const labels = series.map((s) => s.label).join(',');
+  const data = [at.map((ms) => ms / 1000), ...series.map((s) => s.values)];
   useEffect(() => {
     if (!box.current) return undefined;
-    const width = Math.max(260, box.current.clientWidth || 300);
-    const plot = new uPlot(
+    plot.current = new uPlot(
       {
-        width,
+        width: Math.max(260, box.current.clientWidth || 300),
         height: 120,
         legend: { show: true },
         axes: [{}, { size: 40 }],
         series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.color, width: 1.5, spanGaps: true }))],
       },
-      [at.map((ms) => ms / 1000), ...series.map((s) => s.values)],
+      data,
       box.current,
     );
-    return () => plot.destroy();
-  }, [JSON.stringify(at), JSON.stringify(series)]);
+    return () => plot.current?.destroy();
+  }, [labels]);
+  // New points only redraw the plot.
+  useEffect(() => {
+    plot.current?.setData(data);
+  }, [JSON.stringify(data)]);
   return html`<figure class="chart" aria-label=${title}><h4>${title}</h4><div ref=${box}></div></figure>`;
 }
 
 export function Overview() {
-  const stats = useApi('/stats', 10_000);
-  const refresh = useThrottled(() => stats.reload(), 1000);
-  useEvents(refresh);
+  // Polled: the numbers are aggregates, which the event stream would only say to reload.
+  const stats = useApi('/stats', 5000);
   const tasks = stats.data?.tasks ?? [];
   return html`<main>
     <h2>Overview</h2>

@@ -2,15 +2,13 @@
 import { html } from 'htm/preact';
 import { useState } from 'preact/hooks';
 import { api } from '../api.js';
-import { ErrorLine, useApi, useEvents, useThrottled } from '../shared.js';
+import { ErrorLine, useApi } from '../shared.js';
 
 const states = ['waiting', 'prioritized', 'delayed', 'active', 'paused', 'completed', 'failed'];
 
 export function Queues() {
-  const queues = useApi('/queues', 10_000);
+  const queues = useApi('/queues', 3000);
   const [error, setError] = useState(undefined);
-  const refresh = useThrottled(() => queues.reload(), 1000);
-  useEvents(refresh);
   const toggle = async (queue) => {
     try {
       await api('POST', `/queues/${encodeURIComponent(queue.name)}/${queue.paused ? 'resume' : 'pause'}`);
@@ -32,7 +30,9 @@ export function Queues() {
               <td>${q.name}</td>
               <td data-field="status">${q.paused ? 'paused' : 'running'}</td>
               ${states.map((s) => html`<td class="num">${q.counts[s] ?? 0}</td>`)}
-              <td>${Object.entries(q.available).map(([task, n]) => `${task}: ${n}`).join(', ')}</td>
+              <td>${Object.entries(q.available)
+                .map(([task, n]) => `${task}: ${n}`)
+                .join(', ')}</td>
               <td><button type="button" class=${q.paused ? '' : 'secondary'} onClick=${() => toggle(q)}>${q.paused ? `Resume ${q.name}` : `Pause ${q.name}`}</button></td>
             </tr>`,
           )}

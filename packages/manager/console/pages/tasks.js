@@ -3,7 +3,16 @@
 import { html } from 'htm/preact';
 import { useState } from 'preact/hooks';
 import { api } from '../api.js';
-import { ErrorLine, isoFromLocal, StateBadge, time, useApi, useCatalog, useEvents } from '../shared.js';
+import {
+  ErrorLine,
+  isoFromLocal,
+  StateBadge,
+  time,
+  useApi,
+  useCatalog,
+  useEventStream,
+  useThrottled,
+} from '../shared.js';
 
 const states = ['waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed'];
 
@@ -62,14 +71,6 @@ export function listQuery(filters) {
   });
 }
 
-function matches(task, filters) {
-  return (
-    (!filters.queue || task.queue === filters.queue) &&
-    (!filters.task || task.task === filters.task) &&
-    (!filters.state || task.state === filters.state)
-  );
-}
-
 export function TaskTable({ tasks, label }) {
   return html`<div class="scroll">
     <table aria-label=${label}>
@@ -93,18 +94,21 @@ export function Tasks() {
   const [cursor, setCursor] = useState(undefined);
   const path = `/tasks?${listQuery(filters)}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`;
   const page = useApi(path);
-  const [live, setLive] = useState({ added: [], states: {} });
-  useEvents(async (event) => {
-    if (event.transition === 'created' && !cursor) {
-      const task = await api('GET', `/tasks/${encodeURIComponent(event.taskId)}`).catch(() => undefined);
-      if (task && matches(task, filters))
-        setLive((l) => (l.added.some((t) => t.id === task.id) ? l : { ...l, added: [task, ...l.added] }));
-    }
-    setLive((l) => ({ ...l, states: { ...l.states, [event.taskId]: event.state } }));
+  // Transitions change the rows' states in place; new tasks reload the first page (at most once a second).
+  const [states, setStates] = useState({});
+  const reloadFirstPage = useThrottled(() => {
+    if (!cursor) void page.reload();
+  }, 1000);
+  useEventStream(listQuery({ queue: filters.queue, task: filters.task }), (batch) => {
+    if (batch.some((e) => e.transition === 'created')) reloadFirstPage();
+    setStates((known) => {
+      const next = { ...known };
+      for (const e of batch) next[e.taskId] = e.state;
+      return next;
+    });
   });
-  const listed = page.data?.tasks ?? [];
-  const shown = [...live.added.filter((a) => !listed.some((t) => t.id === a.id)), ...listed].map((t) => {
-    const state = live.states[t.id];
+  const shown = (page.data?.tasks ?? []).map((t) => {
+    const state = states[t.id];
     return state && state !== 'removed' ? { ...t, state } : t;
   });
   return html`<main>
@@ -114,7 +118,7 @@ export function Tasks() {
       onChange=${(f) => {
         setFilters(f);
         setCursor(undefined);
-        setLive({ added: [], states: {} });
+        setStates({});
       }}
     />
     <${ErrorLine} error=${page.error} />
@@ -129,9 +133,7 @@ export function Tasks() {
 export function TaskDetail({ id }) {
   const task = useApi(`/tasks/${encodeURIComponent(id)}`);
   const [message, setMessage] = useState(undefined);
-  useEvents((event) => {
-    if (event.taskId === id) void task.reload();
-  });
+  useEventStream(`id=${encodeURIComponent(id)}`, () => void task.reload());
   const act = async (what) => {
     try {
       await api('POST', `/tasks/${encodeURIComponent(id)}/${what}`);

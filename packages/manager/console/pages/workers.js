@@ -19,7 +19,8 @@ export function Workers() {
               <td>
                 ${w.running.length === 0 ? html`<span class="muted">idle</span>` : null}
                 ${w.running.map(
-                  (r) => html`<div data-running=${r.taskId}><a href=${`#/task/${encodeURIComponent(r.taskId)}`}>${r.task} ${r.taskId}</a> attempt ${r.attempt} since ${time(r.startedAt)}</div>`,
+                  (r) =>
+                    html`<div data-running=${r.taskId}><a href=${`#/task/${encodeURIComponent(r.taskId)}`}>${r.task} ${r.taskId}</a> attempt ${r.attempt} since ${time(r.startedAt)}</div>`,
                 )}
               </td>
               <td>${time(w.lastSeenAt)}</td>

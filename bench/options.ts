@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import { type LayoutName, layoutNames } from './layout.js';
 
-export const sectionNames = ['drain', 'cost', 'rest', 'lag', 'recount', 'latency'] as const;
+export const sectionNames = ['drain', 'cost', 'rest', 'lag', 'recount', 'latency', 'console'] as const;
 export type SectionName = (typeof sectionNames)[number];
 
 export const variantNames = ['bullmq', 'jobbers', 'jobbers+exporter', 'jobbers+exporter-process'] as const;
@@ -62,7 +62,7 @@ const numericFlags = {
 type NumericFlag = keyof typeof numericFlags;
 
 export const usage = `npm run bench -- [flags]   (each flag also reads the env var shown)
-  --only drain,cost,rest,lag,recount,latency  sections to run (BENCH_ONLY; default all)
+  --only drain,cost,rest,lag,recount,latency,console  sections to run (BENCH_ONLY; default all)
   --variants LIST         drain variants, of bullmq,jobbers,jobbers+exporter,jobbers+exporter-process
                           (BENCH_VARIANTS; default all)
   --jobs N                no-op jobs per drain run (BENCH_JOBS; default 20000)

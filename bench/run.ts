@@ -3,6 +3,7 @@
 // `npm test`.
 import { Redis } from 'ioredis';
 import { startRedisServer } from '../test/support/redis-server.js';
+import { type ConsoleRun, runConsoleBench } from './console.js';
 import { type DrainRun, type DrainSettings, drainOnce, roundOrder } from './drain.js';
 import { describeEnvironment, describeLoad, machineIsBusy } from './environment.js';
 import { type PhaseCost, runExporterCostBench } from './exporter-cost.js';
@@ -430,6 +431,45 @@ async function benchLatency(options: BenchOptions, redisUrl: string, admin: Redi
   );
 }
 
+const consoleRatioTarget = 0.95;
+
+async function benchConsole(options: BenchOptions, redisUrl: string): Promise<string[]> {
+  heading(
+    `Console open vs closed: jobbers-manager + jobbers-worker (concurrency ${options.concurrency}) processes, ` +
+      `${options.jobs} example.echo tasks per drain, ${options.rounds} rounds; open = the tasks page in chromium ` +
+      'plus one more /v1/events subscriber',
+  );
+  const runs = await runConsoleBench({
+    redisUrl,
+    jobs: options.jobs,
+    rounds: options.rounds,
+    concurrency: options.concurrency,
+    print,
+  });
+  if (typeof runs === 'string') {
+    print(`SKIPPED: ${runs}`);
+    return [`console: skipped (${runs})`];
+  }
+  const ratios: number[] = [];
+  for (let round = 1; round <= options.rounds; round++) {
+    const of = (variant: ConsoleRun['variant']) =>
+      runs.find((r) => r.round === round && r.variant === variant);
+    const open = of('open');
+    const closed = of('closed');
+    if (open && closed) ratios.push(open.jobsPerSecond / closed.jobsPerSecond);
+  }
+  const rates = (variant: ConsoleRun['variant']) =>
+    runs.filter((r) => r.variant === variant).map((r) => r.jobsPerSecond);
+  const ratio = median(ratios);
+  const line =
+    `console: drain with the console open ${formatRate(median(rates('open')))} jobs/s vs closed ` +
+    `${formatRate(median(rates('closed')))} jobs/s; paired ratio median ${formatRatio(ratio)} ` +
+    `(rounds: ${ratios.map(formatRatio).join(', ')}; target >= ${consoleRatioTarget}) ${verdict(ratio >= consoleRatioTarget)}`;
+  print();
+  print(line);
+  return [line];
+}
+
 async function main() {
   const options = parseBenchOptions(process.argv.slice(2));
   if (options === 'help') {
@@ -460,6 +500,7 @@ async function main() {
       summary.push(...(await benchRecount(options, redis.url, admin)));
     if (options.sections.includes('latency'))
       summary.push(...(await benchLatency(options, redis.url, admin)));
+    if (options.sections.includes('console')) summary.push(...(await benchConsole(options, redis.url)));
   } finally {
     admin.disconnect();
     await redis.stop();

@@ -30,6 +30,7 @@ import {
   type TaskQuery,
 } from './tasks-query.js';
 import { traceSubmissions } from './tracing.js';
+import { parseAttemptWorkers } from './workers.js';
 import type { WorkflowNodeRef } from './workflows.js';
 
 export type TaskState =
@@ -84,6 +85,10 @@ export interface TaskView {
   startedAt?: string;
   finishedAt?: string;
   lastHeartbeatAt?: string;
+  /** The W3C trace id the submission's span belongs to, when the task was traced. */
+  traceId?: string;
+  /** Which worker ran each attempt (in GET /v1/tasks/:id, not in listings). */
+  attemptsBy?: { attempt: number; worker: string; startedAt: string }[];
   delay?: number;
   priority?: number;
 }
@@ -376,7 +381,18 @@ export class TaskClient {
     const state = queue ? ((await queue.getJobState(normalized)) as TaskState) : undefined;
     const job = queue ? await queue.getJob(normalized) : undefined;
     if (!job || state === 'unknown') throw new JobbersError('TASK_NOT_FOUND', `no task with id "${id}"`);
-    return this.view(job, state);
+    const [heartbeat, attemptWorkers] = await this.connection.hmget(
+      jobKey(this.prefix, job.queueName, job.id!),
+      jobHashField.lastHeartbeat,
+      jobHashField.attemptWorkers,
+    );
+    const view = await this.view(job, state, heartbeat ?? '');
+    view.attemptsBy = parseAttemptWorkers(attemptWorkers).map((a) => ({
+      attempt: a.attempt,
+      worker: a.worker,
+      startedAt: new Date(a.startedAt).toISOString(),
+    }));
+    return view;
   }
 
   /** `heartbeat`: the job hash's jbhb field when the caller already read it. */
@@ -406,6 +422,8 @@ export class TaskClient {
       const reason = /^\[(\w+)\]/.exec(job.failedReason)?.[1];
       if (reason) view.error.reason = reason;
     }
+    const traceId = payload.traceparent?.split('-')[1];
+    if (traceId) view.traceId = traceId;
     if (job.delay) view.delay = job.delay;
     if (job.priority) view.priority = job.priority;
     return view;

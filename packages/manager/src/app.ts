@@ -1,9 +1,13 @@
 // The manager's Fastify app: a plugin per concern, schemas on every route.
+import { fileURLToPath } from 'node:url';
+import fastifyStatic from '@fastify/static';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import {
   defaultProcessMetricsPrefix,
+  LifecycleFeed,
+  type Logger,
   type ManagerConfig,
   processMetrics,
   promMetricOptions,
@@ -21,9 +25,12 @@ import errorsPlugin, { clientError, frameworkError } from './plugins/errors.js';
 import httpMetricsPlugin from './plugins/http-metrics.js';
 import requestBoundsPlugin from './plugins/request-bounds.js';
 import { RequestLogController } from './plugins/request-log.js';
+import { eventRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
 import { type AvailableReader, queueRoutes } from './routes/queues.js';
+import { statsRoutes } from './routes/stats.js';
 import { taskRoutes } from './routes/tasks.js';
+import { workerRoutes } from './routes/workers.js';
 import { workflowRoutes } from './routes/workflows.js';
 import { createValidatorCompiler, formatSchemaErrors } from './validation.js';
 
@@ -35,6 +42,10 @@ export interface ManagerAppOptions {
   /** Cluster-wide metrics text appended to /metrics (the lifecycle metrics read from Redis). */
   clusterMetrics?: () => Promise<string>;
   availableByTask?: AvailableReader;
+  /** How often to check that the stats history has this minute's snapshot; 0: never. @default 10000 */
+  statsRecordEveryMs?: number;
+  /** Bounds of GET /v1/events (see EventRoutesOptions). */
+  events?: { maxStreams?: number; maxBufferedBytes?: number; keepAliveMs?: number };
   /** A request not fully received in this time is answered 408 and its connection closed. @default 30000 */
   requestTimeoutMs?: number;
 }
@@ -73,6 +84,12 @@ export async function buildManagerApp(options: ManagerAppOptions): Promise<Manag
   });
   const workflows = new Workflows(options.connection, options.config.prefix, client);
   const processRegistry = new Registry();
+  const feed = new LifecycleFeed({
+    connection: options.connection,
+    prefix: options.config.prefix,
+    queues: options.registry.queues,
+    logger: app.log as Logger,
+  });
   // The event-loop delay is sampled every millisecond (prom-client's default, 10 ms, hides the
   // few-ms stalls that delay submissions); its histogram restarts at every scrape.
   collectDefaultMetrics({
@@ -96,6 +113,14 @@ export async function buildManagerApp(options: ManagerAppOptions): Promise<Manag
       await v1.register(authPlugin, { apiKeys: options.config.apiKeys });
       await v1.register(taskRoutes, { client });
       await v1.register(workflowRoutes, { workflows });
+      await v1.register(statsRoutes, {
+        connection: options.connection,
+        keyPrefix: options.config.prefix,
+        registry: options.registry,
+        recordEveryMs: options.statsRecordEveryMs,
+      });
+      await v1.register(workerRoutes, { connection: options.connection, keyPrefix: options.config.prefix });
+      await v1.register(eventRoutes, { feed, registry: options.registry, ...options.events });
       await v1.register(queueRoutes, {
         client,
         connection: options.connection,
@@ -105,6 +130,15 @@ export async function buildManagerApp(options: ManagerAppOptions): Promise<Manag
     { prefix: '/v1' },
   );
 
+  // The console: static files built into the package; it calls only the /v1 API, with its keys.
+  await app.register(fastifyStatic, {
+    root: fileURLToPath(new URL('./console/', import.meta.url)),
+    prefix: '/ui/',
+    decorateReply: false,
+    cacheControl: false,
+  });
+  app.get('/ui', { schema: { hide: true } }, (_request, reply) => reply.redirect('/ui/'));
+
   const readCluster = clusterMetricsReader(app, processRegistry, options.clusterMetrics);
   app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
     const cluster = await readCluster();
@@ -113,6 +147,7 @@ export async function buildManagerApp(options: ManagerAppOptions): Promise<Manag
   });
 
   app.addHook('onClose', async () => {
+    await feed.stop();
     await client.close();
   });
   return { app, client, processRegistry };

@@ -45,6 +45,7 @@ const errorMeanings = {
   413: 'The body is larger than the limit',
   414: 'A path segment is longer than any id or name',
   415: 'The body is not JSON, or it is compressed',
+  429: 'Too many event streams are open on this manager',
   503: 'Redis is not reachable; try again later',
 } as const;
 export type ErrorStatus = keyof typeof errorMeanings;
@@ -163,6 +164,17 @@ export const TaskView = Type.Object({
   startedAt: Type.Optional(DateTime('when its last attempt started')),
   finishedAt: Type.Optional(DateTime('when it completed or failed for good')),
   lastHeartbeatAt: Type.Optional(DateTime('its last heartbeat')),
+  traceId: Type.Optional(Type.String({ description: 'the W3C trace id of the submission, when traced' })),
+  attemptsBy: Type.Optional(
+    Type.Array(
+      Type.Object({
+        attempt: Type.Integer(),
+        worker: Type.String({ description: 'the worker id, as in GET /v1/workers' }),
+        startedAt: DateTime('when the attempt started'),
+      }),
+      { description: 'which worker ran each attempt (GET /v1/tasks/:id only)' },
+    ),
+  ),
   delay: Type.Optional(Type.Integer()),
   priority: Type.Optional(Type.Integer()),
 });
@@ -375,4 +387,86 @@ export const ListWorkflowsQuery = Type.Object(
 export const WorkflowPage = Type.Object({
   workflows: Type.Array(WorkflowView),
   nextCursor: Type.Optional(Type.String()),
+});
+
+export const EventsQuery = Type.Object(
+  {
+    queue: Type.Optional(Type.String({ minLength: 1, maxLength: 64, format: knownQueueFormat })),
+    task: Type.Optional(TaskType('only transitions of this task type')),
+    id: Type.Optional(TaskId('only transitions of this task')),
+    lastEventId: Type.Optional(
+      Type.String({
+        maxLength: 64,
+        pattern: '^[0-9]{1,20}-[0-9]{1,20}$',
+        description:
+          'resume after this event id (as the Last-Event-ID header, which wins when both are sent)',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+const NullableNumber = (description: string) => Type.Union([Type.Number(), Type.Null()], { description });
+const Series = (description: string) => Type.Array(Type.Union([Type.Number(), Type.Null()]), { description });
+
+export const StatsView = Type.Object({
+  at: Type.Number({ description: "Redis's clock when read (ms since the epoch)" }),
+  windowStart: Type.Number({
+    description: 'the rates and quantiles cover windowStart..at (up to 5 minutes)',
+  }),
+  historyMinutes: Type.Integer(),
+  tasks: Type.Array(
+    Type.Object({
+      queue: Type.String(),
+      task: Type.String(),
+      available: Type.Integer(),
+      backlogAgeSeconds: Type.Number(),
+      running: Type.Integer(),
+      incidents: Type.Integer(),
+      createdPerMinute: Type.Number(),
+      completedPerMinute: Type.Number(),
+      failedPerMinute: Type.Number(),
+      timeInQueueP50Seconds: NullableNumber('null without activations in the window'),
+      timeInQueueP95Seconds: NullableNumber('null without activations in the window'),
+      executionP95Seconds: NullableNumber('null without finished attempts in the window'),
+      retryRate: NullableNumber('retried attempts per activation; null without activations'),
+      timeoutRate: NullableNumber('timed-out attempts per activation; null without activations'),
+      history: Type.Object(
+        {
+          at: Type.Array(Type.Number()),
+          available: Type.Array(Type.Integer()),
+          running: Type.Array(Type.Integer()),
+          createdPerMinute: Series('per point: the rate since the previous point'),
+          completedPerMinute: Series('per point: the rate since the previous point'),
+          timeInQueueP95Seconds: Series('per point: since the previous point'),
+          executionP95Seconds: Series('per point: since the previous point'),
+        },
+        { description: 'one point per minute of the last hour, then now' },
+      ),
+    }),
+  ),
+});
+
+export const WorkerList = Type.Object({
+  workers: Type.Array(
+    Type.Object({
+      id: Type.String({ description: 'role@host:pid#suffix' }),
+      role: Type.String(),
+      host: Type.String(),
+      pid: Type.Integer(),
+      queues: Type.Array(Type.String()),
+      concurrency: Type.Integer(),
+      startedAt: DateTime('when the worker started'),
+      lastSeenAt: DateTime('its last heartbeat; a worker unseen for 15 s is gone'),
+      running: Type.Array(
+        Type.Object({
+          taskId: Type.String(),
+          queue: Type.String(),
+          task: Type.String(),
+          attempt: Type.Integer(),
+          startedAt: DateTime('when this attempt started'),
+        }),
+      ),
+    }),
+  ),
 });

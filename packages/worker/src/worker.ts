@@ -1,6 +1,7 @@
 // The worker runtime: takes tasks of its role's queues from BullMQ within its capacity, runs them
 // under their timeout and lease, and stops cleanly: on WORKER_TTL (recycle) or on a signal
 // (each task's shutdown policy).
+import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import {
   adjustAttemptsStarted,
@@ -15,8 +16,11 @@ import {
   markYield,
   queuesForRole,
   type RoleMap,
+  type RunningTask,
   readLockTokens,
+  recordAttemptWorker,
   recordRoleActivity,
+  removeWorkerRecord,
   requireSupportedRedis,
   roleRefreshMs,
   roleStaleMs,
@@ -26,6 +30,7 @@ import {
   unmarkYield,
   type WorkerConfig,
   Workflows,
+  writeWorkerRecord,
 } from '@jobbers/core';
 import type { Job } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -81,6 +86,13 @@ export class JobbersWorker {
   private leaseTimer: NodeJS.Timeout | undefined;
   private roleTimer: NodeJS.Timeout | undefined;
   private roleRecordedAt = 0;
+  /** This process in the registry of live workers (GET /v1/workers). */
+  private readonly registryId: string;
+  private readonly startedAt = Date.now();
+  private readonly registryTasks = new Map<TaskAttempt, RunningTask>();
+  private registryTimer: NodeJS.Timeout | undefined;
+  private registryChanged = true;
+  private registryWrittenAt = 0;
   private resolveStopped!: (reason: StopReason) => void;
 
   constructor(private readonly options: JobbersWorkerOptions) {
@@ -95,6 +107,7 @@ export class JobbersWorker {
       }
     }
     this.name = `${config.role}@${os.hostname()}:${process.pid}`;
+    this.registryId = `${this.name}#${randomBytes(3).toString('hex')}`;
     this.metrics = new WorkerProcessMetrics(config.role, () => this.attempts.size);
     this.metrics.capacity.set({ role: config.role }, config.concurrentTasks);
     this.connection = createRedisConnection(config.redisUrl, {
@@ -206,6 +219,13 @@ export class JobbersWorker {
     );
     this.roleTimer.unref();
     this.outcomes.start();
+    await this.writeRegistryRecord();
+    // At most one write a second while the running tasks change, and one every 5 s regardless.
+    this.registryTimer = setInterval(() => {
+      if (this.registryChanged || Date.now() - this.registryWrittenAt >= 5000)
+        void this.writeRegistryRecord();
+    }, 1000);
+    this.registryTimer.unref();
     this.leaseTimer = setInterval(
       () => void this.renewLeases(),
       Math.max(100, Math.floor(config.leaseMs / 3)),
@@ -237,6 +257,33 @@ export class JobbersWorker {
     this.roleRecordedAt = Date.now();
   }
 
+  private async writeRegistryRecord(): Promise<void> {
+    const { config, logger } = this.options;
+    this.registryChanged = false;
+    const now = Date.now();
+    try {
+      await writeWorkerRecord(this.control, config.prefix, {
+        id: this.registryId,
+        role: config.role,
+        host: os.hostname(),
+        pid: process.pid,
+        queues: [...this.queues],
+        concurrency: config.concurrentTasks,
+        startedAt: this.startedAt,
+        lastSeenAt: now,
+        running: [...this.registryTasks.values()],
+      });
+      this.registryWrittenAt = now;
+    } catch (error) {
+      this.registryChanged = true;
+      countProcessError('write-worker-record');
+      logger.warn(
+        { err: error },
+        'could not write this worker to the registry of live workers; trying again',
+      );
+    }
+  }
+
   private run(consumer: QueueConsumer, { job, token }: FetchedJob): void {
     const { config, registry, logger } = this.options;
     const attempt = new TaskAttempt({
@@ -259,6 +306,23 @@ export class JobbersWorker {
       attempt,
       attempt.settled.then(() => this.afterAttempt(consumer, attempt)),
     );
+    const running: RunningTask = {
+      taskId: job.id!,
+      queue: consumer.queue,
+      task: job.name,
+      attempt: attempt.attempt,
+      startedAt: Date.now(),
+    };
+    this.registryTasks.set(attempt, running);
+    this.registryChanged = true;
+    recordAttemptWorker(this.control, config.prefix, consumer.queue, running.taskId, {
+      attempt: running.attempt,
+      worker: this.registryId,
+      startedAt: running.startedAt,
+    }).catch((error: unknown) => {
+      countProcessError('record-attempt-worker');
+      attempt.log.warn({ err: error }, 'could not record which worker runs this attempt');
+    });
     void attempt.run();
     if (this.gate.ttlReached) this.beginDrain('ttl');
     if (this.signals > 1) void attempt.giveBack(new ShutdownError());
@@ -267,6 +331,8 @@ export class JobbersWorker {
 
   /** Frees the attempt's slot, or passes it to the job BullMQ handed over with the attempt's finish. */
   private async afterAttempt(consumer: QueueConsumer, attempt: TaskAttempt): Promise<void> {
+    this.registryTasks.delete(attempt);
+    this.registryChanged = true;
     if (attempt.handOverRequested) {
       const next = await consumer.bull
         .adopt(attempt.handedOver, attempt.token)
@@ -476,6 +542,11 @@ export class JobbersWorker {
     clearTimeout(this.graceTimer);
     clearInterval(this.leaseTimer);
     clearInterval(this.roleTimer);
+    clearInterval(this.registryTimer);
+    await removeWorkerRecord(this.control, this.options.config.prefix, this.registryId).catch((error) => {
+      countProcessError('remove-worker-record');
+      logger.warn({ err: error }, 'could not remove this worker from the registry: it drops out within 15 s');
+    });
     await Promise.all(
       this.consumers.map((c) => c.bull.close(true).catch((error) => this.closeFailed(c.queue, error))),
     );

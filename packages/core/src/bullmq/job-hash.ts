@@ -21,6 +21,8 @@ export const jobHashField = {
   processedBy: 'pb',
   /** Jobbers' own field: the time (ms) of the task's last heartbeat. */
   lastHeartbeat: 'jbhb',
+  /** Jobbers' own field: `attempt|worker id|started at (ms)` a line, one per attempt (see workers.ts). */
+  attemptWorkers: 'jbw',
 } as const;
 
 /**

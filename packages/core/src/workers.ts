@@ -1,0 +1,140 @@
+// The registry of live workers: each worker keeps a hash with a TTL (role, host, pid, queues,
+// concurrency, the tasks it runs now) and its id in an index scored by when it was last seen; a
+// clean exit removes both, a killed worker drops out when its TTL passes. Each attempt also records
+// which worker ran it, in a field of the job's own hash, so it goes when the task is removed.
+import type { Redis } from 'ioredis';
+import { jobHashField } from './bullmq/job-hash.js';
+import { jobKey } from './bullmq/keys.js';
+
+/** A worker unseen for this long is gone. */
+export const workerTtlMs = 15_000;
+
+export interface RunningTask {
+  taskId: string;
+  queue: string;
+  task: string;
+  attempt: number;
+  /** When this attempt started (ms since the epoch). */
+  startedAt: number;
+}
+
+export interface WorkerRecord {
+  id: string;
+  role: string;
+  host: string;
+  pid: number;
+  queues: string[];
+  concurrency: number;
+  startedAt: number;
+  lastSeenAt: number;
+  running: RunningTask[];
+}
+
+export interface AttemptWorker {
+  attempt: number;
+  worker: string;
+  startedAt: number;
+}
+
+function workersIndexKey(prefix: string): string {
+  return `${prefix}:jobbers:workers`;
+}
+
+function workerKey(prefix: string, id: string): string {
+  return `${prefix}:jobbers:worker:${id}`;
+}
+
+/** Writes the worker's record and renews its TTL. */
+export async function writeWorkerRecord(redis: Redis, prefix: string, record: WorkerRecord): Promise<void> {
+  const key = workerKey(prefix, record.id);
+  await redis
+    .multi()
+    .hset(key, {
+      role: record.role,
+      host: record.host,
+      pid: record.pid,
+      queues: JSON.stringify(record.queues),
+      concurrency: record.concurrency,
+      startedAt: record.startedAt,
+      lastSeenAt: record.lastSeenAt,
+      running: JSON.stringify(record.running),
+    })
+    .pexpire(key, workerTtlMs)
+    .zadd(workersIndexKey(prefix), record.lastSeenAt, record.id)
+    .exec();
+}
+
+export async function removeWorkerRecord(redis: Redis, prefix: string, id: string): Promise<void> {
+  await redis.multi().del(workerKey(prefix, id)).zrem(workersIndexKey(prefix), id).exec();
+}
+
+/** Every live worker, by role, host and pid. Drops from the index the workers whose TTL passed. */
+export async function listWorkers(redis: Redis, prefix: string, nowMs = Date.now()): Promise<WorkerRecord[]> {
+  const index = workersIndexKey(prefix);
+  await redis.zremrangebyscore(index, '-inf', `(${nowMs - workerTtlMs}`);
+  const ids = await redis.zrange(index, 0, -1);
+  const read = redis.pipeline();
+  for (const id of ids) read.hgetall(workerKey(prefix, id));
+  const replies = (await read.exec()) ?? [];
+  const workers: WorkerRecord[] = [];
+  ids.forEach((id, i) => {
+    const [error, hash] = replies[i] ?? [];
+    const h = hash as Record<string, string> | undefined;
+    if (error || !h || !h.role) return;
+    workers.push({
+      id,
+      role: h.role,
+      host: h.host ?? '',
+      pid: Number(h.pid),
+      queues: JSON.parse(h.queues ?? '[]') as string[],
+      concurrency: Number(h.concurrency),
+      startedAt: Number(h.startedAt),
+      lastSeenAt: Number(h.lastSeenAt),
+      running: JSON.parse(h.running ?? '[]') as RunningTask[],
+    });
+  });
+  return workers.sort(
+    (a, b) => a.role.localeCompare(b.role) || a.host.localeCompare(b.host) || a.pid - b.pid,
+  );
+}
+
+// Appends `attempt|worker|startedAt` to the job's line of attempts, unless the job is gone; keeps the
+// field under 8 KiB by dropping the oldest lines. KEYS[1] job hash; ARGV[1] field, ARGV[2] line.
+const appendAttemptScript = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local lines = (redis.call('HGET', KEYS[1], ARGV[1]) or '') .. ARGV[2] .. '\\n'
+while #lines > 8192 do
+  local cut = string.find(lines, '\\n', 1, true)
+  lines = string.sub(lines, cut + 1)
+end
+redis.call('HSET', KEYS[1], ARGV[1], lines)
+return 1
+`;
+
+export async function recordAttemptWorker(
+  redis: Redis,
+  prefix: string,
+  queue: string,
+  taskId: string,
+  entry: AttemptWorker,
+): Promise<void> {
+  await redis.eval(
+    appendAttemptScript,
+    1,
+    jobKey(prefix, queue, taskId),
+    jobHashField.attemptWorkers,
+    `${entry.attempt}|${entry.worker}|${entry.startedAt}`,
+  );
+}
+
+/** Parses the job hash's attempts field, oldest first. */
+export function parseAttemptWorkers(field: string | null | undefined): AttemptWorker[] {
+  if (!field) return [];
+  return field
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => {
+      const [attempt, worker, startedAt] = line.split('|');
+      return { attempt: Number(attempt), worker: worker ?? '', startedAt: Number(startedAt) };
+    });
+}

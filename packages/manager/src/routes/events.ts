@@ -1,0 +1,148 @@
+// GET /v1/events: lifecycle transitions as Server-Sent Events, from the manager's one feed reader.
+// Connections are bounded, and a client that reads slower than transitions arrive is disconnected
+// (it resumes with Last-Event-ID) rather than buffered without end or allowed to slow the reader.
+import type { ServerResponse } from 'node:http';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import {
+  isStreamId,
+  JobbersError,
+  type LifecycleFeed,
+  type LifecycleFeedEvent,
+  normalizeTaskId,
+  type TaskRegistry,
+} from '@jobbers/core';
+import { HttpError } from '../plugins/errors.js';
+import { EventsQuery, errorResponses } from '../schemas.js';
+
+export interface EventRoutesOptions {
+  feed: LifecycleFeed;
+  registry: TaskRegistry;
+  /** Event streams open at once on this manager; more are answered 429. @default 64 */
+  maxStreams?: number;
+  /** Bytes a stream may have waiting to be sent before it is dropped. @default 1048576 */
+  maxBufferedBytes?: number;
+  /** Stream entries read per queue when resuming from Last-Event-ID. @default 1000 */
+  replayLimit?: number;
+  /** A comment line is sent this often so proxies keep the connection open. @default 15000 */
+  keepAliveMs?: number;
+}
+
+export const eventRoutes: FastifyPluginAsyncTypebox<EventRoutesOptions> = async (app, options) => {
+  const maxStreams = options.maxStreams ?? 64;
+  const maxBufferedBytes = options.maxBufferedBytes ?? 1024 * 1024;
+  const replayLimit = options.replayLimit ?? 1000;
+  const keepAliveMs = options.keepAliveMs ?? 15_000;
+  const open = new Set<ServerResponse>();
+
+  // Open streams never end by themselves: close them first, so the server can close.
+  app.addHook('preClose', async () => {
+    for (const raw of open) raw.end();
+  });
+
+  app.get(
+    '/events',
+    {
+      schema: {
+        operationId: 'streamEvents',
+        summary: 'Follow lifecycle transitions live, as Server-Sent Events',
+        description:
+          'Each event is `id: <stream entry id>` and `data: {id, queue, task, taskId, transition, state, at}` (transition as in jobbers_job_transitions_total; a delayed submission is `created` in state `delayed`). Send `Last-Event-ID` (or `lastEventId`) to resume after an event: up to 1,000 entries per queue are replayed. The ids are per queue: resume exactly with a `queue` filter. A client that reads too slowly is disconnected.',
+        tags: ['events'],
+        querystring: EventsQuery,
+        response: {
+          200: {
+            description: 'A stream of `text/event-stream` events that does not end',
+            content: { 'text/event-stream': { schema: { type: 'string' } } },
+          },
+          ...errorResponses(400, 429, 503),
+        },
+      },
+    },
+    async (request, reply) => {
+      const { queue, task, id, lastEventId: fromQuery } = request.query;
+      const header = request.headers['last-event-id'];
+      const afterId = (typeof header === 'string' && header !== '' ? header : undefined) ?? fromQuery;
+      if (afterId !== undefined && !isStreamId(afterId)) {
+        throw new JobbersError(
+          'INVALID_FILTER',
+          `Last-Event-ID must be an event id such as 1733580000000-0, got "${afterId.slice(0, 64)}"`,
+        );
+      }
+      const queues = queuesFor(options.registry, queue, task);
+      const filter = { queue, task, taskId: id === undefined ? undefined : normalizeTaskId(id) };
+      if (open.size >= maxStreams) {
+        throw new HttpError(
+          429,
+          'TOO_MANY_STREAMS',
+          `this manager serves at most ${maxStreams} event streams`,
+        );
+      }
+      const raw = reply.raw;
+      open.add(raw);
+      let unsubscribe: (() => void) | undefined;
+      let keepAlive: NodeJS.Timeout | undefined;
+      const close = () => {
+        open.delete(raw);
+        unsubscribe?.();
+        clearInterval(keepAlive);
+        if (!raw.writableEnded) raw.end();
+      };
+      const write = (text: string) => {
+        if (raw.writableEnded) return;
+        raw.write(text);
+        if (raw.writableLength > maxBufferedBytes) {
+          request.log.info({ bufferedBytes: raw.writableLength }, 'event stream too slow: disconnected');
+          close();
+        }
+      };
+      raw.on('close', close);
+      reply.hijack();
+      raw.writeHead(200, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-cache, no-transform',
+        connection: 'keep-alive',
+        'x-accel-buffering': 'no',
+      });
+      raw.write('retry: 2000\n\n');
+      keepAlive = setInterval(() => write(': keep-alive\n\n'), keepAliveMs);
+      try {
+        const stop = await options.feed.follow({
+          filter,
+          queues,
+          afterId,
+          replayLimit,
+          maxPending: 10_000,
+          onOverflow: close,
+          listener: (event) => write(eventText(event)),
+        });
+        if (raw.writableEnded) stop();
+        else unsubscribe = stop;
+      } catch (error) {
+        // The status is sent; the client sees the stream end and reconnects after `retry`.
+        request.log.warn({ err: error }, 'event stream could not resume: closed');
+        close();
+      }
+      return reply;
+    },
+  );
+};
+
+function eventText(event: LifecycleFeedEvent): string {
+  return `id: ${event.id}\ndata: ${JSON.stringify(event)}\n\n`;
+}
+
+/** The queues a filter can match; an unknown queue or task type is refused. */
+function queuesFor(registry: TaskRegistry, queue: string | undefined, task: string | undefined): string[] {
+  if (queue !== undefined && !registry.queues.includes(queue)) {
+    throw new JobbersError(
+      'UNKNOWN_QUEUE',
+      `unknown queue "${queue}"; known queues: ${registry.queues.join(', ')}`,
+    );
+  }
+  let queues = queue === undefined ? [...registry.queues] : [queue];
+  if (task !== undefined) {
+    const def = registry.get(task);
+    queues = queues.filter((q) => q === def.queue || def.queues?.includes(q));
+  }
+  return queues;
+}

@@ -90,6 +90,34 @@ test('a fan-out/fan-in hands every parent result to the merging node', async () 
   assert.equal(done.history.at(-1).key, 'sum');
 });
 
+test('a fan-out runs a node per params entry and its merge reads each by key', async () => {
+  const submitted = await manager.request('POST', '/v1/workflows', {
+    name: 'fan-out',
+    nodes: [
+      {
+        key: 'sq',
+        task: 'example.square',
+        fanOut: { params: [0, 1, 2, 3].map((n) => ({ n })), queues: ['default'] },
+      },
+      { key: 'sum', task: 'example.sum', params: {}, dependsOn: ['sq'] },
+    ],
+  });
+  assert.equal(submitted.status, 201, JSON.stringify(submitted.body));
+  assert.deepEqual(
+    submitted.body.submitted.map((s: { id: string }) => s.id.split('.').pop()),
+    ['sq-0', 'sq-1', 'sq-2', 'sq-3'],
+  );
+  const done = await finished(submitted.body.id);
+  assert.equal(done.state, 'completed');
+  assert.deepEqual((await task(`${submitted.body.id}.sum`)).result, { value: 14, parts: 4 });
+  const refused = await manager.request('POST', '/v1/workflows', {
+    name: 'fan-out',
+    nodes: [{ key: 'sq', task: 'example.square', fanOut: { params: [{ n: 1 }], queues: ['elsewhere'] } }],
+  });
+  assert.equal(refused.status, 400);
+  assert.match(JSON.stringify(refused.body.error.details), /cannot run on queue/);
+});
+
 test('a failed node fails the workflow and skips what still waits', async () => {
   const submitted = await manager.request('POST', '/v1/workflows', {
     name: 'fails',

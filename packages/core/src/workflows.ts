@@ -22,6 +22,22 @@ export interface WorkflowNodeRequest extends Omit<SubmitRequest, 'id' | 'tracepa
   dependsOn?: string[];
   /** @default 'fail-workflow' */
   onFailure?: NodeFailurePolicy;
+  /**
+   * One node a params entry: the node becomes `<key>-0` ... `<key>-<n-1>`, and a node that depends
+   * on `<key>` depends on all of them (its ctx.parents holds each by its own key).
+   */
+  fanOut?: FanOut;
+}
+
+/** How a fan-out spreads its nodes over queues the task allows. */
+export interface FanOut {
+  /** The params of each node (replaces `params`): 1..1000 entries. */
+  params: unknown[];
+  /** Queues to spread over (each must be one the task allows). Absent: the task's own routing. */
+  queues?: string[];
+  /** round-robin (default): node i on queues[i % n]; hash: by a hash of `params[hashBy]`, so equal values share a queue. */
+  strategy?: 'round-robin' | 'hash';
+  hashBy?: string;
 }
 
 export interface WorkflowRequest {
@@ -105,8 +121,9 @@ interface PreparedWorkflow {
 }
 
 /** Checks the shape of a workflow (names, keys, edges, no cycle); throws INVALID_WORKFLOW. */
-export function prepareWorkflow(request: WorkflowRequest): PreparedWorkflow {
+export function prepareWorkflow(input: WorkflowRequest): PreparedWorkflow {
   const problems: string[] = [];
+  const request = { ...input, nodes: expandFanOuts(input.nodes, problems) };
   if (typeof request.name !== 'string' || !workflowNamePattern.test(request.name))
     problems.push('name must be 1-64 of [A-Za-z0-9_.-], starting with a letter or digit');
   const nodes = Array.isArray(request.nodes) ? request.nodes : [];
@@ -148,6 +165,69 @@ export function prepareWorkflow(request: WorkflowRequest): PreparedWorkflow {
       children: children.get(n.key)!,
     })),
   };
+}
+
+export const maxFanOut = 1000;
+
+/** Replaces each fan-out node by its nodes, and dependencies on it by dependencies on all of them. */
+function expandFanOuts(nodes: WorkflowNodeRequest[] | undefined, problems: string[]): WorkflowNodeRequest[] {
+  if (!Array.isArray(nodes)) return [];
+  const expanded = new Map<string, string[]>();
+  const out: WorkflowNodeRequest[] = [];
+  for (const node of nodes) {
+    const { fanOut, ...rest } = node ?? ({} as WorkflowNodeRequest);
+    if (fanOut === undefined) {
+      out.push(rest);
+      continue;
+    }
+    const where = `fan-out "${String(node.key)}"`;
+    if (!Array.isArray(fanOut.params) || fanOut.params.length === 0 || fanOut.params.length > maxFanOut) {
+      problems.push(`${where}: params must list 1..${maxFanOut} entries`);
+      continue;
+    }
+    const strategy = fanOut.strategy ?? 'round-robin';
+    if (strategy !== 'round-robin' && strategy !== 'hash')
+      problems.push(`${where}: strategy must be round-robin or hash`);
+    if (strategy === 'hash' && typeof fanOut.hashBy !== 'string')
+      problems.push(`${where}: strategy hash needs hashBy`);
+    if (fanOut.queues !== undefined && (!Array.isArray(fanOut.queues) || fanOut.queues.length === 0))
+      problems.push(`${where}: queues must list at least one queue`);
+    if (rest.params !== undefined) problems.push(`${where}: give params or fanOut.params, not both`);
+    if (rest.queue !== undefined && fanOut.queues !== undefined)
+      problems.push(`${where}: give queue or fanOut.queues, not both`);
+    const keys = fanOut.params.map((_, i) => `${node.key}-${i}`);
+    expanded.set(node.key, keys);
+    fanOut.params.forEach((params, i) => {
+      const queues = fanOut.queues;
+      let queue = rest.queue;
+      if (queues?.length) {
+        const value = (params as Record<string, unknown> | null)?.[fanOut.hashBy ?? ''];
+        queue =
+          queues[
+            strategy === 'hash'
+              ? stableHash(JSON.stringify(value ?? null)) % queues.length
+              : i % queues.length
+          ];
+      }
+      out.push({ ...rest, key: keys[i]!, params, ...(queue === undefined ? {} : { queue }) });
+    });
+  }
+  if (expanded.size === 0) return out;
+  return out.map((node) =>
+    node.dependsOn
+      ? { ...node, dependsOn: node.dependsOn.flatMap((parent) => expanded.get(parent) ?? [parent]) }
+      : node,
+  );
+}
+
+/** FNV-1a (32 bits): the same value always picks the same queue, in every process. */
+function stableHash(text: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    hash ^= text.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash;
 }
 
 function findCycle(keys: string[], children: Map<string, string[]>): string[] | undefined {

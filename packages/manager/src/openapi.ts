@@ -114,11 +114,35 @@ function typeWorkflowNodes(document: Document, registry: TaskRegistry, schemas: 
     mapping[def.name] = ref(name).$ref;
     const task = schemas[submitSchemaName(def.name)] as Schema;
     const { id: _id, ...properties } = task.properties;
+    const fanOut = structuredClone(generic.properties.fanOut) as Schema;
+    fanOut.properties.params.items = properties.params;
+    fanOut.properties.queues.items = { ...fanOut.properties.queues.items, enum: properties.queue.enum };
+    const paramsRequired = task.required.includes('params');
     schemas[name] = {
       ...generic,
       description: `A node running a task of type ${def.name}`,
-      required: ['key', ...task.required],
-      properties: { ...generic.properties, ...properties },
+      required: ['key', 'task'],
+      properties: { ...generic.properties, ...properties, fanOut },
+      // Params are required by this task: given once, or per node of a fan-out.
+      ...(paramsRequired
+        ? {
+            anyOf: [
+              { required: ['params'], properties: { params: {} } },
+              { required: ['fanOut'], properties: { fanOut: {} } },
+            ],
+          }
+        : {}),
+      allOf: [
+        // A fan-out's params are each node's: not both.
+        { not: { required: ['params', 'fanOut'], properties: { params: {}, fanOut: {} } } },
+        // A fan-out spreads its nodes over fanOut.queues, or all run on `queue`: not both.
+        {
+          not: {
+            required: ['queue', 'fanOut'],
+            properties: { queue: {}, fanOut: { required: ['queues'], properties: { queues: {} } } },
+          },
+        },
+      ],
     };
   }
   schemas[workflowNodeSchema] = {

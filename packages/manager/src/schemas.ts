@@ -4,6 +4,7 @@ import {
   type CancellableState,
   cancellableStates,
   maxDelayMs,
+  maxFanOut,
   maxPriority,
   maxTimerMs,
   maxWorkflowNodes,
@@ -298,6 +299,30 @@ export const WorkflowNode = Type.Object(
           'keys of the nodes that must complete first; their results reach this one as ctx.parents',
       }),
     ),
+    fanOut: Type.Optional(
+      Type.Object(
+        {
+          params: Type.Array(Type.Unknown(), {
+            minItems: 1,
+            maxItems: maxFanOut,
+            description: 'one node per entry, its params: the node becomes <key>-0 .. <key>-<n-1>',
+          }),
+          queues: Type.Optional(
+            Type.Array(QueueName('a queue the task allows'), {
+              minItems: 1,
+              description: "queues to spread the nodes over; absent: the task's own routing (and partitions)",
+            }),
+          ),
+          strategy: Type.Optional(
+            Type.Union([Type.Literal('round-robin'), Type.Literal('hash')], {
+              description: 'round-robin (default), or hash of params[hashBy]: equal values share a queue',
+            }),
+          ),
+          hashBy: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     onFailure: Type.Optional(
       Type.Union([Type.Literal('fail-workflow'), Type.Literal('continue')], {
         description:
@@ -378,7 +403,7 @@ export const ListWorkflowsQuery = Type.Object(
   {
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 50 })),
     cursor: Type.Optional(
-      Type.String({ pattern: '^[0-9]{1,16}$', description: 'nextCursor of the previous page' }),
+      Type.String({ pattern: '^w[0-9]{1,16}$', description: 'nextCursor of the previous page' }),
     ),
   },
   { additionalProperties: false },

@@ -67,10 +67,10 @@ export const workflowRoutes: FastifyPluginAsyncTypebox<{ workflows: Workflows }>
         response: { 200: WorkflowPage, ...errorResponses(400, 503) },
       },
     },
-    async (request) =>
-      workflows.list(
-        request.query.limit ?? 50,
-        request.query.cursor ? Number(request.query.cursor) : undefined,
-      ),
+    async (request) => {
+      const { cursor, limit = 50 } = request.query;
+      const page = await workflows.list(limit, cursor ? Number(cursor.slice(1)) : undefined);
+      return { workflows: page.workflows, ...(page.nextCursor ? { nextCursor: `w${page.nextCursor}` } : {}) };
+    },
   );
 };

@@ -163,6 +163,49 @@ test('with onFailure continue, only the failed branch stops', async () => {
   });
 });
 
+test('a running workflow is cancelled; a failed one is retried from where it failed', async () => {
+  const held = await manager.request('POST', '/v1/workflows', {
+    name: 'cancelled',
+    nodes: [
+      { key: 'root', task: 'example.sleep', params: { ms: 1 }, delay: 60_000 },
+      { key: 'child', task: 'example.echo', params: {}, dependsOn: ['root'] },
+    ],
+  });
+  const cancelled = await manager.request('POST', `/v1/workflows/${held.body.id}/cancel`);
+  assert.equal(cancelled.status, 200, JSON.stringify(cancelled.body));
+  assert.equal(cancelled.body.state, 'cancelled');
+  const states = Object.fromEntries(
+    cancelled.body.nodes.map((n: { key: string; state: string }) => [n.key, n.state]),
+  );
+  assert.deepEqual(states, { root: 'cancelled', child: 'skipped' });
+  assert.equal(
+    (await manager.request('GET', `/v1/tasks/${held.body.id}.root`)).status,
+    404,
+    'the delayed task is gone',
+  );
+  assert.equal((await manager.request('POST', `/v1/workflows/${held.body.id}/cancel`)).status, 409);
+
+  // Fails on its first attempt only: the retry of the workflow retries it, and the rest follows.
+  const failing = await manager.request('POST', '/v1/workflows', {
+    name: 'retried',
+    nodes: [
+      { key: 'flaky', task: 'example.flaky', params: { failTimes: 1 }, retries: 0 },
+      { key: 'after', task: 'example.echo', params: { after: true }, dependsOn: ['flaky'] },
+    ],
+  });
+  const failed = await finished(failing.body.id);
+  assert.equal(failed.state, 'failed');
+  assert.equal((await manager.request('POST', `/v1/workflows/${failing.body.id}/retry`)).status, 200);
+  const done = await finished(failing.body.id);
+  assert.equal(done.state, 'completed');
+  assert.deepEqual((await task(`${failing.body.id}.after`)).result, { after: true });
+  assert.deepEqual(
+    done.history.map((h: { key: string; state: string }) => `${h.key}:${h.state}`),
+    ['flaky:failed', 'after:skipped', 'flaky:completed', 'after:completed'],
+  );
+  assert.equal((await manager.request('POST', `/v1/workflows/${failing.body.id}/retry`)).status, 409);
+});
+
 test('nodes waiting for their parents are never available, and the workflow counters move', async () => {
   const submitted = await manager.request('POST', '/v1/workflows', {
     name: 'held',

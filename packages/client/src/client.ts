@@ -289,6 +289,19 @@ export class JobbersClient {
       .body;
   }
 
+  /** Cancels a running workflow (409 otherwise). Sent once. */
+  async cancelWorkflow(id: string): Promise<WorkflowView> {
+    return (
+      await this.call<WorkflowView>('POST', `/v1/workflows/${encodeURIComponent(id)}/cancel`, {}, false)
+    ).body;
+  }
+
+  /** Runs a failed workflow again from where it failed (409 otherwise). Sent once. */
+  async retryWorkflow(id: string): Promise<WorkflowView> {
+    return (await this.call<WorkflowView>('POST', `/v1/workflows/${encodeURIComponent(id)}/retry`, {}, false))
+      .body;
+  }
+
   /** Waits until the workflow completed or failed and answers it. */
   async workflowFinished(id: string, options: ResultOptions = {}): Promise<WorkflowView> {
     const timeoutMs = options.timeoutMs ?? 60_000;

@@ -49,9 +49,16 @@ export interface WorkflowRequest {
   traceparent?: string;
 }
 
-export type WorkflowState = 'running' | 'completed' | 'failed';
+export type WorkflowState = 'running' | 'completed' | 'failed' | 'cancelled';
 /** waiting: parents not all completed; ready: submitting; submitted: a task (see its own state). */
-export type WorkflowNodeState = 'waiting' | 'ready' | 'submitted' | 'completed' | 'failed' | 'skipped';
+export type WorkflowNodeState =
+  | 'waiting'
+  | 'ready'
+  | 'submitted'
+  | 'completed'
+  | 'failed'
+  | 'skipped'
+  | 'cancelled';
 
 export interface WorkflowNodeView {
   key: string;
@@ -73,7 +80,7 @@ export interface WorkflowView {
   /** Nodes submitted and not yet finished: where the workflow is now. */
   frontier: string[];
   /** Every node that reached a final state, in the order it did: where the workflow has been. */
-  history: { key: string; state: 'completed' | 'failed' | 'skipped'; at: string }[];
+  history: { key: string; state: 'completed' | 'failed' | 'skipped' | 'cancelled'; at: string }[];
 }
 
 export interface WorkflowCreated {
@@ -361,6 +368,55 @@ export class Workflows {
     ]);
     const submitted = await this.submitNodes(ref.id, definition);
     return { state, finished: finished === 1, name: name ?? '', createdAtMs: Number(createdAt), submitted };
+  }
+
+  /**
+   * Cancels a running workflow: nodes not yet submitted are skipped, submitted tasks that have not
+   * started are cancelled, running ones finish (nothing after them is submitted). 409 unless running.
+   */
+  async cancel(id: string): Promise<WorkflowView> {
+    const key = workflowKey(this.prefix, id);
+    const [before, submitted] = await scripts.workflowCancel.run(this.redis, [key], [Date.now()]);
+    if (before === '') throw new JobbersError('WORKFLOW_NOT_FOUND', `no workflow "${id}"`);
+    if (before !== 'running')
+      throw new JobbersError(
+        'TASK_STATE_CONFLICT',
+        `workflow "${id}" is ${before}: only a running workflow is cancelled`,
+      );
+    const cancelled: string[] = [];
+    for (const node of submitted ? submitted.split(',') : []) {
+      try {
+        await this.client.cancelTask(nodeTaskId(id, node));
+        cancelled.push(node);
+      } catch (error) {
+        // Started or finished meanwhile (409), or gone (404): it runs to its end or is over.
+        if (
+          !(error instanceof JobbersError && ['TASK_STATE_CONFLICT', 'TASK_NOT_FOUND'].includes(error.code))
+        )
+          throw error;
+      }
+    }
+    if (cancelled.length > 0)
+      await scripts.workflowMarkCancelled.run(this.redis, [key], [Date.now(), ...cancelled]);
+    return this.get(id);
+  }
+
+  /**
+   * Runs a failed workflow again from where it failed: failed nodes are retried (as incidents),
+   * skipped ones wait again for their parents. 409 unless failed.
+   */
+  async retry(id: string): Promise<WorkflowView> {
+    const key = workflowKey(this.prefix, id);
+    const [before, failed, ready] = await scripts.workflowRetry.run(this.redis, [key], []);
+    if (before === '') throw new JobbersError('WORKFLOW_NOT_FOUND', `no workflow "${id}"`);
+    if (before !== 'failed')
+      throw new JobbersError(
+        'TASK_STATE_CONFLICT',
+        `workflow "${id}" is ${before}: only a failed workflow is retried`,
+      );
+    for (const node of failed ? failed.split(',') : []) await this.client.retryTask(nodeTaskId(id, node));
+    if (ready) await this.submitNodes(id, await this.nodeDefinitions(id, ready.split(',')));
+    return this.get(id);
   }
 
   /** The results of a node's parents, for `ctx.parents`. */

@@ -351,6 +351,7 @@ const workflowState = Type.Union([
   Type.Literal('running'),
   Type.Literal('completed'),
   Type.Literal('failed'),
+  Type.Literal('cancelled'),
 ]);
 
 export const WorkflowCreated = Type.Object({
@@ -379,6 +380,7 @@ export const WorkflowView = Type.Object({
           Type.Literal('completed'),
           Type.Literal('failed'),
           Type.Literal('skipped'),
+          Type.Literal('cancelled'),
         ],
         { description: 'waiting: parents not all completed; submitted: a task (see its own state)' },
       ),
@@ -390,7 +392,12 @@ export const WorkflowView = Type.Object({
   history: Type.Array(
     Type.Object({
       key: Type.String(),
-      state: Type.Union([Type.Literal('completed'), Type.Literal('failed'), Type.Literal('skipped')]),
+      state: Type.Union([
+        Type.Literal('completed'),
+        Type.Literal('failed'),
+        Type.Literal('skipped'),
+        Type.Literal('cancelled'),
+      ]),
       at: Type.String({ format: 'date-time' }),
     }),
     { description: 'every node that reached a final state, in order: where it has been' },

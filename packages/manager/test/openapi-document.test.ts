@@ -68,6 +68,7 @@ describe('the OpenAPI document', () => {
     const ids = operationsOf(document).map(([, , operation]) => operation.operationId);
     assert.deepEqual(ids.sort(), [
       'cancelTask',
+      'cancelWorkflow',
       'getQueue',
       'getStats',
       'getTask',
@@ -80,6 +81,7 @@ describe('the OpenAPI document', () => {
       'resumeQueue',
       'retryIncidents',
       'retryTask',
+      'retryWorkflow',
       'streamEvents',
       'submitTask',
       'submitTasks',

@@ -185,6 +185,21 @@ export const scripts = {
     'lua/workflow-mark-submitted.lua',
     1,
   ),
+  workflowCancel: script<[workflow: Key], [nowMs: number], [before: string, submitted: string]>(
+    'jobbersCancelWorkflow',
+    'lua/workflow-cancel.lua',
+    1,
+  ),
+  workflowMarkCancelled: script<[workflow: Key], ScriptArg[], number>(
+    'jobbersMarkCancelled',
+    'lua/workflow-mark-cancelled.lua',
+    1,
+  ),
+  workflowRetry: script<[workflow: Key], [], [before: string, failed: string, ready: string]>(
+    'jobbersRetryWorkflow',
+    'lua/workflow-retry.lua',
+    1,
+  ),
   recordRoleActivity: script<[roles: Key], [role: string], 1>(
     'jobbersRecordRole',
     'lua/record-role-activity.lua',

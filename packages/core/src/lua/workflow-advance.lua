@@ -21,7 +21,9 @@ local function list(s)
   for item in string.gmatch(s or '', '[^,]+') do out[#out + 1] = item end
   return out
 end
-local function final(state) return state == 'completed' or state == 'failed' or state == 'skipped' end
+local function final(state)
+  return state == 'completed' or state == 'failed' or state == 'skipped' or state == 'cancelled'
+end
 local function record(key, state)
   redis.call('HSET', wf, 's:' .. key, state)
   redis.call('HINCRBY', wf, 'open', -1)

@@ -73,4 +73,32 @@ export const workflowRoutes: FastifyPluginAsyncTypebox<{ workflows: Workflows }>
       return { workflows: page.workflows, ...(page.nextCursor ? { nextCursor: `w${page.nextCursor}` } : {}) };
     },
   );
+
+  app.post(
+    '/workflows/:id/cancel',
+    {
+      schema: {
+        operationId: 'cancelWorkflow',
+        summary: 'Cancel a running workflow: waiting nodes are skipped, tasks not started are cancelled',
+        tags: ['workflows'],
+        params: WorkflowIdParams,
+        response: { 200: WorkflowView, ...errorResponses(400, 404, 409, ...bodyErrors, 414, 503) },
+      },
+    },
+    async (request) => workflows.cancel(request.params.id),
+  );
+
+  app.post(
+    '/workflows/:id/retry',
+    {
+      schema: {
+        operationId: 'retryWorkflow',
+        summary: 'Run a failed workflow again: its failed nodes are retried, skipped ones wait again',
+        tags: ['workflows'],
+        params: WorkflowIdParams,
+        response: { 200: WorkflowView, ...errorResponses(400, 404, 409, ...bodyErrors, 414, 503) },
+      },
+    },
+    async (request) => workflows.retry(request.params.id),
+  );
 };

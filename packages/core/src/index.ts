@@ -21,6 +21,7 @@ export * from './metrics/role-activity.js';
 export * from './metrics/store.js';
 export * from './redis.js';
 export * from './routing.js';
+export * from './schemas.js';
 export * from './task.js';
 export * from './tasks-query.js';
 export * from './tracing.js';

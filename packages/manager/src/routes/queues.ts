@@ -1,7 +1,15 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { countAvailableByTask, JobbersError, readJobCounts, type TaskClient } from '@jobbers/core';
+import {
+  countAvailableByTask,
+  JobbersError,
+  QueueList,
+  QueueParams,
+  QueueSummary,
+  readJobCounts,
+  type TaskClient,
+} from '@jobbers/core';
 import type { Redis } from 'ioredis';
-import { errorResponses, QueueList, QueueParams, QueueSummary } from '../schemas.js';
+import { errorResponses } from '../schemas.js';
 
 export type AvailableReader = (queue: string) => Promise<Map<string, number>>;
 

@@ -3,20 +3,24 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { type Job, type JobsOptions, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { jobFromHash, jobHashField } from './bullmq/job-hash.js';
-import { type CancellableState, type CancelOutcome, TaskCanceller } from './cancellation.js';
+import { type CancelOutcome, TaskCanceller } from './cancellation.js';
 import { JobbersError } from './errors.js';
 import { claimTtlMs, IdReservations, newClaimToken } from './id-reservation.js';
 import { newTaskId, normalizeTaskId } from './ids.js';
-import {
-  checkIncidentRetryLimit,
-  type IncidentRetrySummary,
-  retryIncident,
-  retryIncidents,
-} from './incidents.js';
+import { checkIncidentRetryLimit, retryIncident, retryIncidents } from './incidents.js';
 import { jobKey } from './keys.js';
 import { countProcessError } from './metrics/process-health.js';
 import { resolveQueue } from './routing.js';
-import { type BackoffPolicy, backoffProblems, maxRetries, maxTimerMs, type TaskRegistry } from './task.js';
+import type {
+  CancelResult,
+  IncidentRetrySummary,
+  SubmitBody,
+  SubmitResult,
+  TaskPage,
+  TaskState,
+  TaskView,
+} from './schemas.js';
+import { backoffProblems, maxRetries, maxTimerMs, type TaskRegistry } from './task.js';
 import {
   decodeCursor,
   defaultPageSize,
@@ -33,80 +37,13 @@ import { traceSubmissions } from './tracing.js';
 import { parseAttemptWorkers } from './workers.js';
 import type { WorkflowNodeRef } from './workflows.js';
 
-export type TaskState =
-  | 'waiting'
-  | 'prioritized'
-  | 'delayed'
-  | 'active'
-  | 'completed'
-  | 'failed'
-  | 'waiting-children'
-  | 'unknown';
-
-export interface SubmitRequest {
-  task: string;
-  params?: unknown;
-  queue?: string;
-  id?: string;
-  /** Milliseconds before the task becomes available. */
-  delay?: number;
-  priority?: number;
-  retries?: number;
-  timeout?: number;
-  backoff?: BackoffPolicy;
+/** A submission: the body of POST /v1/tasks, and the submitter's W3C trace context. */
+export type SubmitRequest = SubmitBody & {
   /** W3C trace context of the submitter. */
   traceparent?: string;
   /** Set for a workflow's node (never from a REST body): the worker advances the workflow. */
   workflow?: WorkflowNodeRef;
-}
-
-export interface SubmitResult {
-  id: string;
-  task: string;
-  queue: string;
-  state: TaskState;
-  created: boolean;
-}
-
-export interface TaskView {
-  id: string;
-  task: string;
-  queue: string;
-  state: TaskState;
-  /** Absent only in a listing that left it out for its size (see `omitted`). */
-  params?: unknown;
-  result?: unknown;
-  /** In a listing: fields left out for their size; GET /v1/tasks/:id or `full` gives them. */
-  omitted?: ('params' | 'result')[];
-  error?: { message: string; reason?: string; stack?: string[] };
-  attempts: number;
-  retries: number;
-  createdAt: string;
-  startedAt?: string;
-  finishedAt?: string;
-  lastHeartbeatAt?: string;
-  /** The W3C trace id the submission's span belongs to, when the task was traced. */
-  traceId?: string;
-  /** Which worker ran each attempt (in GET /v1/tasks/:id, not in listings). */
-  attemptsBy?: { attempt: number; worker: string; startedAt: string }[];
-  delay?: number;
-  priority?: number;
-}
-
-export interface TaskPage {
-  tasks: TaskView[];
-  /** Pass back as `cursor` for the next page; absent after the last page. */
-  nextCursor?: string;
-}
-
-export interface CancelResult {
-  id: string;
-  task: string;
-  queue: string;
-  cancelled: true;
-  /** The state the task was cancelled in: waiting, prioritized or delayed. */
-  previousState: CancellableState;
-}
+};
 
 /** What a job's data holds: the params and what the worker needs beside BullMQ's options. */
 export interface JobPayload {

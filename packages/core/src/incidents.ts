@@ -5,6 +5,7 @@
 import { Job, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { JobbersError } from './errors.js';
+import type { IncidentRetrySummary } from './schemas.js';
 import { type ResolvedFilter, type ScanPosition, scanTasks } from './tasks-query.js';
 
 export const defaultIncidentRetryLimit = 1000;
@@ -34,15 +35,6 @@ export async function retryIncident(queue: Queue, id: string): Promise<IncidentR
     if (state !== 'failed') return { outcome: 'not-failed', state };
     throw error;
   }
-}
-
-export interface IncidentRetrySummary {
-  /** Incidents this call moved back to waiting. */
-  retried: number;
-  /** Incidents that matched the filter (at most the limit); those not retried were resolved or removed meanwhile. */
-  matched: number;
-  /** The limit stopped the run: more matching incidents may remain. */
-  more: boolean;
 }
 
 export function checkIncidentRetryLimit(limit: number | undefined): number {

@@ -5,7 +5,11 @@
 // between has its task run again and advances again, which changes nothing twice (node task ids are
 // fixed, `<workflow id>.<node key>`, and a submitted id is never enqueued twice).
 import type { Redis } from 'ioredis';
-import type { SubmitRequest, SubmitResult, TaskClient } from './client.js';
+import type { SubmitRequest, TaskClient } from './client.js';
+import type { SubmitResult, WorkflowView } from './schemas.js';
+
+type WorkflowNodeView = WorkflowView['nodes'][number];
+
 import { JobbersError } from './errors.js';
 import { newTaskId, normalizeTaskId } from './ids.js';
 import { scripts } from './lua/registry.js';
@@ -60,30 +64,7 @@ export type WorkflowNodeState =
   | 'skipped'
   | 'cancelled';
 
-export interface WorkflowNodeView {
-  key: string;
-  task: string;
-  /** The node's task id (GET /v1/tasks/:id), `<workflow id>.<key>`. */
-  taskId: string;
-  state: WorkflowNodeState;
-  dependsOn: string[];
-  onFailure: NodeFailurePolicy;
-}
-
-export interface WorkflowView {
-  id: string;
-  name: string;
-  state: WorkflowState;
-  createdAt: string;
-  finishedAt?: string;
-  nodes: WorkflowNodeView[];
-  /** Nodes submitted and not yet finished: where the workflow is now. */
-  frontier: string[];
-  /** Every node that reached a final state, in the order it did: where the workflow has been. */
-  history: { key: string; state: 'completed' | 'failed' | 'skipped' | 'cancelled'; at: string }[];
-}
-
-export interface WorkflowCreated {
+export interface WorkflowCreation {
   id: string;
   name: string;
   state: WorkflowState;
@@ -290,7 +271,7 @@ export class Workflows {
    * Validates the whole workflow (its shape and every node's task, params and options) before
    * anything is written; then stores it and submits the nodes without parents.
    */
-  async create(request: WorkflowRequest): Promise<WorkflowCreated> {
+  async create(request: WorkflowRequest): Promise<WorkflowCreation> {
     const workflow = prepareWorkflow(request);
     const problems: { node: string; code: string; message: string }[] = [];
     for (const node of workflow.nodes) {

@@ -1,8 +1,14 @@
 // The OpenAPI document: the route schemas, completed from the registered task types when the app is
 // built, so a client generated from it is typed per task and every check core makes is stated.
 import type { SwaggerOptions } from '@fastify/swagger';
-import { type TaskRegistry, taskIdPattern } from '@jobbers/core';
-import { ErrorBody, knownQueueFormat, taskIdFormat, taskTypeFormat } from './schemas.js';
+import {
+  ErrorBody,
+  knownQueueFormat,
+  type TaskRegistry,
+  taskIdFormat,
+  taskIdPattern,
+  taskTypeFormat,
+} from '@jobbers/core';
 
 /** Stable operation ids of the two submit routes, whose bodies the document makes per task. */
 export const submitOperationId = 'submitTask';

@@ -1,9 +1,10 @@
 // Route validation: bodies are taken as sent (no type coercion: `"priority": true` is an error, not 1);
 // querystrings and path parameters arrive as text, so numbers and booleans there are read from it.
+
+import { knownQueueFormat, taskIdFormat, taskTypeFormat } from '@jobbers/core';
 import { Ajv, type ErrorObject, type Options } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import type { FastifySchemaCompiler } from 'fastify';
-import { knownQueueFormat, taskIdFormat, taskTypeFormat } from './schemas.js';
 
 const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
 

@@ -4,6 +4,7 @@
 import type { ServerResponse } from 'node:http';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import {
+  EventsQuery,
   isStreamId,
   JobbersError,
   type LifecycleFeed,
@@ -12,7 +13,7 @@ import {
   type TaskRegistry,
 } from '@jobbers/core';
 import { HttpError } from '../plugins/errors.js';
-import { EventsQuery, errorResponses } from '../schemas.js';
+import { errorResponses } from '../schemas.js';
 
 export interface EventRoutesOptions {
   feed: LifecycleFeed;

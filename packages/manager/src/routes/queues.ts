@@ -3,11 +3,14 @@ import {
   type AvailableByTask,
   countAvailableByTask,
   JobbersError,
+  QueueList,
+  QueueParams,
+  QueueSummary,
   readJobCounts,
   type TaskClient,
 } from '@jobbers/core';
 import type { Redis } from 'ioredis';
-import { errorResponses, QueueList, QueueParams, QueueSummary } from '../schemas.js';
+import { errorResponses } from '../schemas.js';
 
 export type AvailableReader = (queue: string) => Promise<AvailableByTask>;
 

@@ -4,11 +4,12 @@ import {
   readStatsHistory,
   readStatsSnapshot,
   recordStatsMinute,
+  StatsView,
   summarizeStats,
   type TaskRegistry,
 } from '@jobbers/core';
 import type { Redis } from 'ioredis';
-import { errorResponses, StatsView } from '../schemas.js';
+import { errorResponses } from '../schemas.js';
 
 export interface StatsRoutesOptions {
   connection: Redis;

@@ -1,20 +1,21 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { SubmitRequest, TaskClient } from '@jobbers/core';
-import { retryIncidentsOperationId, submitBatchOperationId, submitOperationId } from '../openapi.js';
 import {
   BatchBody,
   BatchResult,
   CancelResult,
-  errorResponses,
   ListTasksQuery,
   RetryIncidentsBody,
   RetryIncidentsResult,
   SubmitBody,
-  SubmitResult,
+  type SubmitRequest,
+  SubmittedTask,
+  type TaskClient,
   TaskIdParams,
   TaskPage,
   TaskView,
-} from '../schemas.js';
+} from '@jobbers/core';
+import { retryIncidentsOperationId, submitBatchOperationId, submitOperationId } from '../openapi.js';
+import { errorResponses } from '../schemas.js';
 
 /** A POST's body is parsed whatever the route, so it can always be too large or not JSON. */
 const bodyErrors = [413, 415] as const;
@@ -34,10 +35,10 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ client: TaskClient }> = asy
         body: SubmitBody,
         response: {
           200: {
-            ...SubmitResult,
+            ...SubmittedTask,
             description: 'The task with this id existed already: nothing was enqueued',
           },
-          201: { ...SubmitResult, description: 'The task was enqueued' },
+          201: { ...SubmittedTask, description: 'The task was enqueued' },
           ...errorResponses(400, 409, ...bodyErrors, 503),
         },
       },

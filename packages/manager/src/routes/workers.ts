@@ -1,8 +1,8 @@
 // GET /v1/workers: every live worker, from the registry workers keep in Redis.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { listWorkers } from '@jobbers/core';
+import { listWorkers, WorkerList } from '@jobbers/core';
 import type { Redis } from 'ioredis';
-import { errorResponses, WorkerList } from '../schemas.js';
+import { errorResponses } from '../schemas.js';
 
 export interface WorkerRoutesOptions {
   connection: Redis;

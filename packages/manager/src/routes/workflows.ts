@@ -1,15 +1,15 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Workflows } from '@jobbers/core';
-import { submitWorkflowOperationId } from '../openapi.js';
 import {
-  errorResponses,
   ListWorkflowsQuery,
   WorkflowBody,
   WorkflowCreated,
   WorkflowIdParams,
   WorkflowPage,
   WorkflowView,
-} from '../schemas.js';
+} from '@jobbers/core';
+import { submitWorkflowOperationId } from '../openapi.js';
+import { errorResponses } from '../schemas.js';
 
 const bodyErrors = [413, 415] as const;
 

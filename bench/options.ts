@@ -2,7 +2,16 @@
 import { parseArgs } from 'node:util';
 import { type LayoutName, layoutNames } from './layout.js';
 
-export const sectionNames = ['drain', 'cost', 'rest', 'lag', 'recount', 'latency', 'console'] as const;
+export const sectionNames = [
+  'drain',
+  'cost',
+  'rest',
+  'lag',
+  'recount',
+  'latency',
+  'console',
+  'workflow',
+] as const;
 export type SectionName = (typeof sectionNames)[number];
 
 export const variantNames = ['bullmq', 'jobbers', 'jobbers+exporter', 'jobbers+exporter-process'] as const;
@@ -39,6 +48,8 @@ export interface BenchOptions {
   latencySeconds: number;
   /** Interleaved rounds of the latency variants. */
   latencyRounds: number;
+  /** Squares fanned out and merged in the workflow section. */
+  workflowNodes: number;
 }
 
 const numericFlags = {
@@ -57,12 +68,13 @@ const numericFlags = {
   'latency-rate': { env: 'BENCH_LATENCY_RATE', fallback: 1000, min: 1 },
   'latency-seconds': { env: 'BENCH_LATENCY_SECONDS', fallback: 5, min: 1 },
   'latency-rounds': { env: 'BENCH_LATENCY_ROUNDS', fallback: 3, min: 1 },
+  'workflow-nodes': { env: 'BENCH_WORKFLOW_NODES', fallback: 1000, min: 1 },
 } as const;
 
 type NumericFlag = keyof typeof numericFlags;
 
 export const usage = `npm run bench -- [flags]   (each flag also reads the env var shown)
-  --only drain,cost,rest,lag,recount,latency,console  sections to run (BENCH_ONLY; default all)
+  --only drain,cost,rest,lag,recount,latency,console,workflow  sections to run (BENCH_ONLY; default all)
   --variants LIST         drain variants, of bullmq,jobbers,jobbers+exporter,jobbers+exporter-process
                           (BENCH_VARIANTS; default all)
   --jobs N                no-op jobs per drain run (BENCH_JOBS; default 20000)
@@ -87,6 +99,8 @@ export const usage = `npm run bench -- [flags]   (each flag also reads the env v
                           (BENCH_LATENCY_RATE; default 1000)
   --latency-seconds N     seconds per latency run (BENCH_LATENCY_SECONDS; default 5; at most 60)
   --latency-rounds N      interleaved rounds of the latency variants (BENCH_LATENCY_ROUNDS; default 3)
+  --workflow-nodes N      squares a workflow fans out and merges, against the same submitted flat
+                          (BENCH_WORKFLOW_NODES; default 1000)
   --help`;
 
 function readNumber(flag: NumericFlag, raw: string | undefined, problems: string[]): number {
@@ -170,6 +184,7 @@ export function parseBenchOptions(argv: string[]): BenchOptions | 'help' {
     latencyRate: flag('latency-rate'),
     latencySeconds: flag('latency-seconds'),
     latencyRounds: flag('latency-rounds'),
+    workflowNodes: flag('workflow-nodes'),
   };
   if (options.batchSize > 1000) problems.push('--batch-size must be <= 1000 (the API batch limit)');
   if (options.latencySeconds > 60) problems.push('--latency-seconds must be <= 60');

@@ -24,6 +24,7 @@ import {
   table,
   verdict,
 } from './stats.js';
+import { runWorkflowBench, type WorkflowRun } from './workflow.js';
 
 const throughputTarget = 0.9;
 const lagP99TargetMs = 1000;
@@ -431,6 +432,37 @@ async function benchLatency(options: BenchOptions, redisUrl: string, admin: Redi
   );
 }
 
+async function benchWorkflow(options: BenchOptions, redisUrl: string): Promise<string[]> {
+  heading(
+    `Workflow overhead: ${options.workflowNodes} example.square fanned out and merged by example.sum, as one ` +
+      `workflow vs submitted flat (the sum after every square completed), ${options.rounds} rounds`,
+  );
+  const runs = await runWorkflowBench({
+    redisUrl,
+    nodes: options.workflowNodes,
+    rounds: options.rounds,
+    concurrency: options.concurrency,
+    print,
+  });
+  const ratios: number[] = [];
+  for (let round = 1; round <= options.rounds; round++) {
+    const of = (variant: WorkflowRun['variant']) =>
+      runs.find((r) => r.round === round && r.variant === variant);
+    const asWorkflow = of('workflow');
+    const asFlat = of('flat');
+    if (asWorkflow && asFlat) ratios.push(asWorkflow.seconds / asFlat.seconds);
+  }
+  const seconds = (variant: WorkflowRun['variant']) =>
+    median(runs.filter((r) => r.variant === variant).map((r) => r.seconds));
+  const line =
+    `workflow: ${options.workflowNodes}-node fan-out/fan-in ${seconds('workflow').toFixed(2)} s vs flat ` +
+    `${seconds('flat').toFixed(2)} s; time ratio workflow/flat median ${formatRatio(median(ratios))} ` +
+    `(rounds: ${ratios.map(formatRatio).join(', ')}; below 1 is faster than submitting flat)`;
+  print();
+  print(line);
+  return [line];
+}
+
 const consoleRatioTarget = 0.95;
 
 async function benchConsole(options: BenchOptions, redisUrl: string): Promise<string[]> {
@@ -501,6 +533,7 @@ async function main() {
     if (options.sections.includes('latency'))
       summary.push(...(await benchLatency(options, redis.url, admin)));
     if (options.sections.includes('console')) summary.push(...(await benchConsole(options, redis.url)));
+    if (options.sections.includes('workflow')) summary.push(...(await benchWorkflow(options, redis.url)));
   } finally {
     admin.disconnect();
     await redis.stop();

@@ -226,30 +226,77 @@ export class JobbersClient {
   }
 
   /**
-   * Waits until the task completed and answers its result. A failed task (an incident) or one that
-   * is gone (cancelled, cleaned) rejects with TaskFailedError; the time limit with JobbersTimeoutError.
+   * Waits until the task completed and answers its result. It follows the manager's event stream
+   * (GET /v1/events for this task) and reads the task when it moves, and polls where the stream is
+   * not available. A failed task (an incident) or one that is gone (cancelled, cleaned) rejects with
+   * TaskFailedError; the time limit with JobbersTimeoutError.
    */
   async result<T extends TaskLike = TaskLike<unknown, unknown>>(
     id: string,
     options: ResultOptions = {},
   ): Promise<ResultOf<T>> {
     const timeoutMs = options.timeoutMs ?? 60_000;
-    const pollIntervalMs = options.pollIntervalMs ?? 250;
     const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      let view: TaskView;
-      try {
-        view = await this.get(id);
-      } catch (error) {
-        if (error instanceof JobbersApiError && error.status === 404) throw new TaskFailedError(id, 'gone');
-        throw error;
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), timeoutMs);
+    try {
+      const stream = await this.openEvents(id, controller.signal);
+      for (;;) {
+        // Read after subscribing: a task that finished before the stream opened is seen here.
+        const view = await this.readFinished(id);
+        if (view) return this.outcome<T>(view);
+        if (Date.now() >= deadline) break;
+        const moved = stream ? await nextEvent(stream) : false;
+        if (!moved) await sleep(Math.min(options.pollIntervalMs ?? 250, Math.max(0, deadline - Date.now())));
+        if (controller.signal.aborted) break;
       }
-      if (view.state === 'completed') return view.result as ResultOf<T>;
-      if (view.state === 'failed') throw new TaskFailedError(id, 'failed', view.error);
-      const left = deadline - Date.now();
-      if (left <= 0)
-        throw new JobbersTimeoutError(`task ${id} did not finish within ${timeoutMs} ms (${view.state})`);
-      await sleep(Math.min(pollIntervalMs, left));
+    } finally {
+      clearTimeout(timer);
+      controller.abort();
+    }
+    const last = await this.readFinished(id);
+    if (last) return this.outcome<T>(last);
+    throw new JobbersTimeoutError(`task ${id} did not finish within ${timeoutMs} ms`);
+  }
+
+  /** The task once it is final (completed or failed); undefined while it is not. */
+  private async readFinished(id: string): Promise<TaskView | undefined> {
+    try {
+      const view = await this.get(id);
+      return view.state === 'completed' || view.state === 'failed' ? view : undefined;
+    } catch (error) {
+      if (error instanceof JobbersApiError && error.status === 404) throw new TaskFailedError(id, 'gone');
+      throw error;
+    }
+  }
+
+  private outcome<T extends TaskLike>(view: TaskView): ResultOf<T> {
+    if (view.state === 'failed') throw new TaskFailedError(view.id, 'failed', view.error);
+    return view.result as ResultOf<T>;
+  }
+
+  /** The task's event stream, or undefined where the manager serves none (then result() polls). */
+  private async openEvents(
+    id: string,
+    signal: AbortSignal,
+  ): Promise<ReadableStreamDefaultReader<Uint8Array> | undefined> {
+    const headers: Record<string, string> = { accept: 'text/event-stream' };
+    if (this.options.apiKey !== undefined) headers.authorization = `Bearer ${this.options.apiKey}`;
+    try {
+      const response = await this.fetch(`${this.baseUrl}/v1/events?id=${encodeURIComponent(id)}`, {
+        headers,
+        signal,
+      });
+      if (!response.ok || !response.body) {
+        await response.body?.cancel();
+        return undefined;
+      }
+      return response.body.getReader();
+    } catch (error) {
+      if (signal.aborted) return undefined;
+      // No stream (an older manager, a proxy that buffers): polling does the job.
+      if (error instanceof TypeError) return undefined;
+      throw error;
     }
   }
 
@@ -415,3 +462,22 @@ function checkCount(name: string, value: number): number {
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Waits for the next event of a Server-Sent Events stream (any `data:` line); false when the stream
+ * ended or was aborted. Comments (keep-alives) and the retry hint are skipped.
+ */
+async function nextEvent(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<boolean> {
+  const decoder = new TextDecoder();
+  for (;;) {
+    let chunk: ReadableStreamReadResult<Uint8Array>;
+    try {
+      chunk = await reader.read();
+    } catch (error) {
+      if (error instanceof Error && error.name === 'AbortError') return false;
+      throw error;
+    }
+    if (chunk.done) return false;
+    if (/(^|\n)data:/.test(decoder.decode(chunk.value, { stream: true }))) return true;
+  }
+}

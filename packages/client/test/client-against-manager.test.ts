@@ -65,6 +65,39 @@ test('a typed submission runs and its result comes back typed', async () => {
   assert.equal(view.task, 'example.echo');
 });
 
+test('result() waits on the event stream, and polls where there is none', async () => {
+  const reads = { task: 0, events: 0 };
+  const counting = (refuseEvents: boolean) =>
+    createClient({
+      baseUrl: manager.baseUrl,
+      fetch: async (input, init) => {
+        const url = String(input);
+        if (url.includes('/v1/events')) {
+          reads.events++;
+          if (refuseEvents)
+            return new Response('{"error":{"code":"NOT_FOUND","message":"no"}}', { status: 404 });
+        } else if (url.includes('/v1/tasks/')) reads.task++;
+        return fetch(input, init);
+      },
+    });
+  const streamed = counting(false);
+  const { id } = await streamed.submit(sleep, { ms: 1500 });
+  reads.task = 0;
+  assert.deepEqual(await streamed.result<typeof sleep>(id, { timeoutMs: 20_000, pollIntervalMs: 20 }), {
+    sleptMs: 1500,
+  });
+  assert.equal(reads.events, 1, 'one event stream for the wait');
+  assert.ok(reads.task <= 8, `read on events, not every 20 ms for 1.5 s: ${reads.task} reads`);
+
+  const polling = counting(true);
+  const second = await polling.submit(sleep, { ms: 500 });
+  reads.task = 0;
+  assert.deepEqual(await polling.result(second.id, { timeoutMs: 20_000, pollIntervalMs: 20 }), {
+    sleptMs: 500,
+  });
+  assert.ok(reads.task >= 5, `without a stream it polls: ${reads.task} reads`);
+});
+
 test('a submission retried after its answer was lost is one task', async () => {
   let lost = 0;
   const losing = createClient({

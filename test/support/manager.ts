@@ -34,16 +34,19 @@ export async function startTestManager(options: {
   bodyLimitBytes?: number;
   /** Run the lifecycle exporter and serve cluster metrics, as jobbers-manager does. */
   exporter?: boolean;
+  /** The tasks module, as JOBBERS_TASKS names it. @default '@jobbers/examples' */
+  tasks?: string;
   extra?: Partial<ManagerAppOptions>;
 }): Promise<TestManager> {
-  const registry = await loadTasks('@jobbers/examples');
+  const registry = await loadTasks(options.tasks ?? '@jobbers/examples');
   const connection = createRedisConnection(options.redisUrl);
   connection.on('error', () => {});
   const exporter = options.exporter
     ? new LifecycleExporter({
         connection,
         prefix: options.prefix,
-        queues: registry.queues,
+        queues: registry.storageQueues(),
+        queueLabel: (queue) => registry.queueOf(queue),
         roles: ['default'],
         blockMs: 100,
         leaseMs: 3000,

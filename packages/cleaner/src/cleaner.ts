@@ -1,6 +1,7 @@
 // One cleaner run: page through each queue's state sets, keep the tasks that match the filters,
 // remove them through BullMQ, count them in Redis-aggregated metrics.
 import {
+  bullmqPrefix,
   clusterMetrics,
   countProcessError,
   jobbersKey,
@@ -145,7 +146,7 @@ class CleanerRun {
   private async cleanQueue(queueName: string): Promise<void> {
     const queue = new Queue(queueName, {
       connection: this.context.redis,
-      prefix: this.options.prefix,
+      prefix: bullmqPrefix(this.options.prefix, queueName),
       skipVersionCheck: true,
     });
     // BullMQ repeats here the errors of the run's connection, which the CLI reports: count only.

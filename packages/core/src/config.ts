@@ -1,5 +1,6 @@
 // Env and flags are parsed once, here, into one typed config with messages naming the culprit.
 
+import { slotPerQueueMarker } from './bullmq/keys.js';
 import { parseDurationMs } from './durations.js';
 import { JobbersError } from './errors.js';
 
@@ -76,6 +77,17 @@ function readRedisUrl(env: Env, problems: Problems): string {
   return url;
 }
 
+/**
+ * The prefix keys are built from. On a Redis Cluster, a JOBBERS_PREFIX without a hash tag gives each
+ * queue a hash tag of its own (`<prefix>:{<queue>}:<queue>:*`), so queues spread over the masters;
+ * one with a tag (`{jobbers}`) keeps every key in that one slot, the layout of earlier releases. A
+ * single Redis server keeps the prefix as it is.
+ */
+export function keyPrefix(redisUrl: string, prefix: string): string {
+  const clustered = redisUrl.startsWith('redis+cluster://');
+  return clustered && !/\{[^}]+\}/.test(prefix) ? `${prefix}${slotPerQueueMarker}` : prefix;
+}
+
 function readInt(
   env: Env,
   name: string,
@@ -107,15 +119,15 @@ function readCommon(env: Env, problems: Problems): CommonConfig {
       'JOBBERS_TASKS is not set: name the module that defines your tasks (e.g. JOBBERS_TASKS=@jobbers/examples)',
     );
   }
-  const redisUrl = readRedisUrl(env, problems);
-  if (redisUrl.startsWith('redis+cluster://') && !/\{[^}]+\}/.test(prefix)) {
+  if (prefix.includes(slotPerQueueMarker)) {
     problems.add(
-      `JOBBERS_PREFIX="${prefix}" needs a hash tag on Redis Cluster (e.g. {${prefix}}) so each queue's keys share a slot`,
+      `JOBBERS_PREFIX="${prefix}" holds an empty hash tag {}: give a tag with a name ({jobbers}) or none`,
     );
   }
+  const redisUrl = readRedisUrl(env, problems);
   return {
     redisUrl,
-    prefix,
+    prefix: keyPrefix(redisUrl, prefix),
     tasksModule,
     roles: env.JOBBERS_ROLES,
     metricsFlushMs: readInt(env, 'JOBBERS_METRICS_FLUSH_MS', 1000, problems, 10, 60_000),

@@ -2,10 +2,11 @@
 // any queue and no claim by another submission) before it adds the job, and drops the claim once
 // the job exists. A claim left by a submitter that died before adding expires after claimTtlMs.
 import { randomUUID } from 'node:crypto';
-import type { JobsOptions, Queue } from 'bullmq';
+import type { JobsOptions, Queue, RedisClient } from 'bullmq';
 import type { ChainableCommander, Redis } from 'ioredis';
 import { addJob } from './bullmq/scripts.js';
-import { idReservationKey, jobKey } from './keys.js';
+import { idReservationKey, isSlotPerQueue, jobKey } from './keys.js';
+import { execPerNode } from './redis.js';
 
 /** Longer than any add takes; how long an id stays blocked when its submitter died mid-way. */
 export const claimTtlMs = 10_000;
@@ -65,31 +66,72 @@ export class IdReservations {
     connection.defineCommand('jobbersReleaseId', { numberOfKeys: 1, lua: releaseScript });
   }
 
-  /** Claims each id for the task named with it, in one round trip. */
+  /**
+   * Claims each id for the task named with it, in one round trip. With a slot per queue the claim
+   * and the queues' job keys live in different slots: the script then only claims, and the jobs
+   * are looked for once the claims are held (no submission adds an id it has not claimed, so a job
+   * found then was added before the claim, and none can be added after it).
+   */
   async claim(entries: { id: string; task: string }[], token: string): Promise<IdClaim[]> {
+    const claimKeysOnly = isSlotPerQueue(this.prefix);
     const claimArgs = ({ id, task }: { id: string; task: string }) => {
-      const keys = [idReservationKey(this.prefix, id), ...this.queues.map((q) => jobKey(this.prefix, q, id))];
+      const keys = [idReservationKey(this.prefix, id)];
+      if (!claimKeysOnly) keys.push(...this.queues.map((q) => jobKey(this.prefix, q, id)));
       return [keys.length, ...keys, JSON.stringify([token, task]), claimTtlMs];
     };
-    let replies: [Error | null, unknown][];
+    let replies: unknown[];
     if (entries.length === 1) {
       // A pipeline copies every script command of the connection (BullMQ's too) when it is made:
       // for one command that costs more than the command.
       const commands = this.connection as unknown as ClaimCommands;
-      replies = [[null, await commands.jobbersClaimId(...claimArgs(entries[0]!))]];
+      replies = [await commands.jobbersClaimId(...claimArgs(entries[0]!))];
     } else {
-      const pipeline = this.connection.pipeline() as unknown as ClaimCommands & {
-        exec(): Promise<[Error | null, unknown][] | null>;
-      };
-      for (const entry of entries) pipeline.jobbersClaimId(...claimArgs(entry));
-      replies = (await pipeline.exec()) ?? [];
+      replies = await execPerNode(
+        this.connection,
+        entries.map((entry) => ({
+          key: idReservationKey(this.prefix, entry.id),
+          add: (pipeline) => (pipeline as unknown as ClaimCommands).jobbersClaimId(...claimArgs(entry)),
+        })),
+      );
     }
-    return replies.map(([error, reply]) => {
-      if (error) throw error;
+    const claims = replies.map((reply): IdClaim => {
       const [outcome, detail] = reply as [string, string];
       if (outcome === 'existing') return { outcome, queue: this.queues[Number(detail) - 1]! };
       if (outcome === 'pending') return { outcome, task: (JSON.parse(detail) as [string, string])[1] };
       return { outcome: 'reserved' };
+    });
+    return claimKeysOnly ? this.dropClaimsOfExistingIds(entries, claims, token) : claims;
+  }
+
+  private async dropClaimsOfExistingIds(
+    entries: { id: string; task: string }[],
+    claims: IdClaim[],
+    token: string,
+  ): Promise<IdClaim[]> {
+    const reserved = entries.filter((_, i) => claims[i]!.outcome === 'reserved');
+    if (reserved.length === 0) return claims;
+    const exists = await execPerNode(
+      this.connection,
+      reserved.flatMap(({ id }) =>
+        this.queues.map((queue) => {
+          const key = jobKey(this.prefix, queue, id);
+          return { key, add: (pipeline: ChainableCommander) => pipeline.exists(key) };
+        }),
+      ),
+    );
+    const holder = new Map<string, string>();
+    reserved.forEach(({ id }, i) => {
+      const queue = this.queues.find((_q, j) => exists[i * this.queues.length + j] === 1);
+      if (queue !== undefined) holder.set(id, queue);
+    });
+    if (holder.size === 0) return claims;
+    await this.release(
+      reserved.filter(({ id }) => holder.has(id)),
+      token,
+    );
+    return claims.map((claim, i) => {
+      const queue = holder.get(entries[i]!.id);
+      return claim.outcome === 'reserved' && queue !== undefined ? { outcome: 'existing', queue } : claim;
     });
   }
 
@@ -117,6 +159,10 @@ export class IdReservations {
       if (released.status === 'rejected') throw released.reason;
       return;
     }
+    if (isSlotPerQueue(this.prefix)) {
+      await this.addAndReleasePerQueue(client, entries, token);
+      return;
+    }
     const pipeline = client.pipeline() as unknown as ChainableCommander;
     // An add BullMQ could not build never reached the pipeline: its rejection is the only trace.
     const adds = Promise.allSettled(
@@ -130,12 +176,48 @@ export class IdReservations {
     for (const [error] of replies ?? []) if (error) throw error;
   }
 
+  /**
+   * With a slot per queue: one pipeline of adds per queue, all at once, then the releases (their
+   * keys are in other slots) once every add has answered, whatever its outcome.
+   */
+  private async addAndReleasePerQueue(client: RedisClient, entries: ClaimedJob[], token: string) {
+    const byQueue = new Map<string, ClaimedJob[]>();
+    for (const entry of entries) {
+      const group = byQueue.get(entry.queue.name);
+      if (group) group.push(entry);
+      else byQueue.set(entry.queue.name, [entry]);
+    }
+    const added = await Promise.allSettled(
+      [...byQueue.values()].map(async (group) => {
+        const pipeline = client.pipeline() as unknown as ChainableCommander;
+        const adds = Promise.allSettled(
+          group.map(({ queue, id, task, data, opts }) =>
+            addJob(queue, pipeline, { id, name: task, data, opts }),
+          ),
+        );
+        const [replies, outcomes] = await Promise.all([pipeline.exec(), adds]);
+        for (const outcome of outcomes) if (outcome.status === 'rejected') throw outcome.reason;
+        for (const [error] of replies ?? []) if (error) throw error;
+      }),
+    );
+    await this.release(entries, token);
+    for (const outcome of added) if (outcome.status === 'rejected') throw outcome.reason;
+  }
+
   /** Drops this submission's claims on the ids without adding anything (it found a conflict). */
   async release(entries: { id: string; task: string }[], token: string): Promise<void> {
     if (entries.length === 0) return;
-    const pipeline = this.connection.pipeline();
-    this.queueReleases(pipeline, entries, token);
-    for (const [error] of (await pipeline.exec()) ?? []) if (error) throw error;
+    await execPerNode(
+      this.connection,
+      entries.map(({ id, task }) => ({
+        key: idReservationKey(this.prefix, id),
+        add: (pipeline) =>
+          (pipeline as unknown as ClaimCommands).jobbersReleaseId(
+            idReservationKey(this.prefix, id),
+            JSON.stringify([token, task]),
+          ),
+      })),
+    );
   }
 
   private queueReleases(

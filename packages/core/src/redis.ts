@@ -1,5 +1,6 @@
 // The one place Redis connections are made.
-import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import keySlot from 'cluster-key-slot';
+import { type ChainableCommander, Cluster, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
 import { JobbersError } from './errors.js';
 import type { Logger } from './logger.js';
 
@@ -59,14 +60,37 @@ export function createRedisConnection(url: string, options: RedisConnectionOptio
   if (isClusterUrl(url)) {
     const { connectionName, ...redisOptions } = tuned;
     const cluster = new Cluster(clusterSeedNodes(url), {
+      ...clusterFailoverOptions(options.blocking === true),
       redisOptions: { ...redisOptions, connectionName },
       enableOfflineQueue: tuned.enableOfflineQueue ?? true,
-      enableReadyCheck: true,
-      clusterRetryStrategy: (times) => Math.min(100 * times, 2000),
     });
     return cluster as unknown as Redis;
   }
   return new Redis(url, tuned);
+}
+
+/**
+ * How a Redis Cluster connection rides through resharding and failover. MOVED and ASK are followed
+ * at once; TRYAGAIN (a multi-key command during a slot migration), CLUSTERDOWN and a lost master are
+ * retried after a pause, and every redirection or retry of one command counts against
+ * maxRedirections, so a command gives up within a bound instead of waiting forever: about 1.5 s for
+ * the manager's connection (its API answers 503 meanwhile), about 30 s for blocking users (workers,
+ * the exporter), which covers a replica's promotion (cluster-node-timeout plus an election).
+ * The slot map is refreshed on every MOVED and every 5 s, so a promoted replica is found.
+ */
+export function clusterFailoverOptions(blocking: boolean): ClusterOptions {
+  const pauseMs = 250;
+  return {
+    enableReadyCheck: true,
+    clusterRetryStrategy: (times) => Math.min(100 * times, 2000),
+    retryDelayOnMoved: 0,
+    retryDelayOnFailover: pauseMs,
+    retryDelayOnTryAgain: pauseMs,
+    retryDelayOnClusterDown: pauseMs,
+    maxRedirections: blocking ? 120 : 6,
+    slotsRefreshTimeout: 1000,
+    slotsRefreshInterval: 5000,
+  };
 }
 
 /** A new connection to the same Redis (or Cluster) for blocking reads: commands wait while Redis is away. */
@@ -74,6 +98,7 @@ export function duplicateBlockingConnection(connection: Redis): Redis {
   if (connection instanceof Cluster) {
     const cluster = connection as Cluster;
     return cluster.duplicate([], {
+      ...clusterFailoverOptions(true),
       redisOptions: {
         ...cluster.options.redisOptions,
         maxRetriesPerRequest: null,
@@ -87,6 +112,46 @@ export function duplicateBlockingConnection(connection: Redis): Redis {
     enableOfflineQueue: true,
     commandTimeout: undefined,
   });
+}
+
+/** One command of a batch whose keys may live on different masters: the key that routes it, and how to queue it. */
+export interface RoutedCommand {
+  key: string;
+  add(pipeline: ChainableCommander): void;
+}
+
+/**
+ * Runs commands whose keys may live on different Redis Cluster masters (queues with a slot each):
+ * one pipeline per master, all at once; on a single server one pipeline. Replies come back in the
+ * order of the commands; the first error rejects.
+ */
+export async function execPerNode(redis: Redis, commands: readonly RoutedCommand[]): Promise<unknown[]> {
+  const groups = new Map<string, number[]>();
+  const cluster = redis instanceof Cluster ? (redis as Cluster) : undefined;
+  commands.forEach((command, i) => {
+    let group = '';
+    if (cluster) {
+      const slot = keySlot(command.key);
+      group = cluster.slots[slot]?.[0] ?? `slot:${slot}`;
+    }
+    const members = groups.get(group);
+    if (members) members.push(i);
+    else groups.set(group, [i]);
+  });
+  const replies = new Array<unknown>(commands.length);
+  await Promise.all(
+    [...groups.values()].map(async (members) => {
+      const pipeline = redis.pipeline();
+      for (const i of members) commands[i]!.add(pipeline);
+      const results = (await pipeline.exec()) ?? [];
+      members.forEach((commandIndex, j) => {
+        const [error, value] = results[j] ?? [new Error('no reply in the pipeline'), undefined];
+        if (error) throw error;
+        replies[commandIndex] = value;
+      });
+    }),
+  );
+  return replies;
 }
 
 /** Resolves once the connection answers PING, or rejects after timeoutMs. */

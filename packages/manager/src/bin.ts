@@ -82,7 +82,8 @@ async function main() {
     ? new LifecycleExporter({
         connection,
         prefix: config.prefix,
-        queues: registry.queues,
+        queues: registry.storageQueues(),
+        queueLabel: (queue) => registry.queueOf(queue),
         roles,
         logger,
         leaseMs: config.exporterLeaseMs,

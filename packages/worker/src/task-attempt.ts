@@ -9,6 +9,7 @@ import {
   type Logger,
   type MetricsBuffer,
   markYield,
+  queueOfStorage,
   readJobFinish,
   type TaskContext,
   type TaskDefinition,
@@ -180,7 +181,7 @@ export class TaskAttempt {
     return {
       id: job.id!,
       task: job.name,
-      queue: job.queueName,
+      queue: queueOfStorage(job.queueName),
       attempt: this.attempt,
       signal: this.controller.signal,
       heartbeat: () => this.heartbeat(),

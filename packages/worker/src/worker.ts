@@ -4,6 +4,7 @@
 import os from 'node:os';
 import {
   adjustAttemptsStarted,
+  bullmqPrefix,
   countProcessError,
   createRedisConnection,
   GatedWorker,
@@ -146,7 +147,7 @@ export class JobbersWorker {
         queue,
         {
           connection: this.connection,
-          prefix: config.prefix,
+          prefix: bullmqPrefix(config.prefix, queue),
           name: this.name,
           lockDuration: config.leaseMs,
           stalledInterval: Math.max(500, Math.floor(config.leaseMs / 2)),

@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { type Logger, pino } from 'pino';
-import { jobbersKey, queueKey } from '../keys.js';
+import { jobbersKey, queueKey, queueMetricsKey } from '../keys.js';
 import { duplicateBlockingConnection, logConnectionOutages } from '../redis.js';
 import { latencyBuckets } from './definitions.js';
 import { createEventStreamReader, type EventStreamReader, luaScript } from './event-stream-reader.js';
@@ -30,7 +30,13 @@ export interface LifecycleExporterOptions {
   /** A connection the exporter may duplicate; it makes one blocking connection per queue. */
   connection: Redis;
   prefix: string;
+  /** The queues whose event streams it follows: every storage queue (registry.storageQueues()). */
   queues: readonly string[];
+  /**
+   * The queue label of a followed queue's series: a partition's series carry its queue's name.
+   * @default the queue's own name
+   */
+  queueLabel?: (queue: string) => string;
   /** Roles that may appear in the role label; others are reported as `unknown`. */
   roles?: readonly string[];
   logger?: Logger;
@@ -173,8 +179,8 @@ class QueueExporter {
       {
         jobbersPrefix: this.jp,
         bookkeepingPrefix,
-        metricsPrefix: `${this.options.prefix}:jobbers:metrics:`,
-        queue: this.queue,
+        metricsPrefix: queueMetricsKey(this.options.prefix, this.queue, ''),
+        queue: this.options.queueLabel?.(this.queue) ?? this.queue,
         bucketBounds: latencyBuckets,
       },
       this.options.roles ?? [],

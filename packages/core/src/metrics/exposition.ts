@@ -2,13 +2,14 @@
 // the same numbers; the documented PromQL takes `max by` over instances, so two managers never
 // double count. Label values for `task` are bounded by the registered types (others: `other`).
 import type { Redis } from 'ioredis';
-import { jobbersKey, queueKey } from '../keys.js';
+import { isSlotPerQueue, jobbersKey, queueKey } from '../keys.js';
 import { transitions } from '../lifecycle.js';
+import { execPerNode, type RoutedCommand } from '../redis.js';
 import type { TaskRegistry } from '../task.js';
 import { clusterMetrics, labelSeparator, type MetricDefinition } from './definitions.js';
 import { exporterStateKey } from './exporter.js';
 import { recountProgressKey } from './recount.js';
-import { metricHashKey } from './store.js';
+import { metricHashKey, queueMetricHashKey } from './store.js';
 
 const stateLists: [state: string, kind: 'list' | 'zset', suffix: string][] = [
   ['waiting', 'list', 'wait'],
@@ -74,47 +75,61 @@ export async function renderClusterMetrics(options: ExpositionOptions): Promise<
   const { redis, prefix, registry } = options;
   const now = options.now ?? Date.now();
   const queues = registry.queues;
-  const gaugeRead = redis.pipeline();
+  // Series are labelled with the queue; a partitioned queue's partitions are read one by one and
+  // summed under its name (ages and lags: the largest).
+  const storage = registry.storageQueues();
+  const labelOf = (queue: string) => registry.queueOf(queue);
+  // Each queue's keys share a slot; on a Redis Cluster the queues' slots spread over the masters,
+  // so every read goes in one pipeline per master, and the replies are merged here.
+  const gaugeRead: RoutedCommand[] = [];
   const extraTasks = new Map<string, string[]>();
-  for (const queue of queues) {
-    gaugeRead.smembers(jobbersKey(prefix, queue, 'tasks'));
-    gaugeRead.hexists(exporterStateKey(prefix, queue), 'pos');
-    gaugeRead.exists(recountProgressKey(prefix, queue));
+  for (const queue of storage) {
+    const tasksKey = jobbersKey(prefix, queue, 'tasks');
+    gaugeRead.push(
+      { key: tasksKey, add: (p) => p.smembers(tasksKey) },
+      { key: tasksKey, add: (p) => p.hexists(exporterStateKey(prefix, queue), 'pos') },
+      { key: tasksKey, add: (p) => p.exists(recountProgressKey(prefix, queue)) },
+    );
   }
-  const states = ((await gaugeRead.exec()) ?? []).map(([error, value]) => {
-    if (error) throw error;
-    return value;
-  });
-  const taskSets = queues.map((_, i) => (states[3 * i] as string[]) ?? []);
-  // Before the first count of a queue finishes nothing is known: its gauges are absent, not 0.
-  const counted = queues.filter((_, i) => states[3 * i + 1] === 1);
-  const recounting = new Map(queues.map((queue, i) => [queue, Number(states[3 * i + 2])]));
-  queues.forEach((queue, i) => {
+  const states = await execPerNode(redis, gaugeRead);
+  const taskSets = storage.map((_, i) => (states[3 * i] as string[]) ?? []);
+  // Before the first count of a queue (of every partition) finishes nothing is known: its gauges
+  // are absent, not 0.
+  const uncounted = new Set(storage.filter((_, i) => states[3 * i + 1] !== 1).map(labelOf));
+  const counted = storage.filter((queue) => !uncounted.has(labelOf(queue)));
+  const recounting = new Map<string, number>();
+  storage.forEach((queue, i) => {
+    const label = labelOf(queue);
+    recounting.set(label, Math.max(recounting.get(label) ?? 0, Number(states[3 * i + 2])));
     extraTasks.set(
       queue,
-      taskSets[i]!.filter((t) => !tasksOf(registry, queue).includes(t)),
+      taskSets[i]!.filter((t) => !tasksOf(registry, label).includes(t)),
     );
   });
 
-  const read = redis.pipeline();
+  const read: RoutedCommand[] = [];
   const gaugeRows: { queue: string; task: string; stored: string }[] = [];
   for (const queue of counted) {
-    for (const stored of [...tasksOf(registry, queue), ...extraTasks.get(queue)!]) {
-      gaugeRows.push({ queue, task: boundTask(registry, stored), stored });
+    for (const stored of [...tasksOf(registry, labelOf(queue)), ...extraTasks.get(queue)!]) {
+      gaugeRows.push({ queue: labelOf(queue), task: boundTask(registry, stored), stored });
       const jp = jobbersKey(prefix, queue, '');
-      read.zcard(`${jp}avail:${stored}`);
-      read.zrange(`${jp}avail:${stored}`, 0, 0, 'WITHSCORES');
-      read.zcard(`${jp}running:${stored}`);
-      read.zcard(`${jp}incidents:${stored}`);
+      const avail = `${jp}avail:${stored}`;
+      read.push(
+        { key: avail, add: (p) => p.zcard(avail) },
+        { key: avail, add: (p) => p.zrange(avail, 0, 0, 'WITHSCORES') },
+        { key: avail, add: (p) => p.zcard(`${jp}running:${stored}`) },
+        { key: avail, add: (p) => p.zcard(`${jp}incidents:${stored}`) },
+      );
     }
   }
-  for (const queue of queues) {
+  for (const queue of storage) {
     const qp = queueKey(prefix, queue);
     for (const [, kind, suffix] of stateLists) {
-      if (kind === 'list') read.llen(`${qp}:${suffix}`);
-      else read.zcard(`${qp}:${suffix}`);
+      const key = `${qp}:${suffix}`;
+      read.push({ key, add: (p) => (kind === 'list' ? p.llen(key) : p.zcard(key)) });
     }
-    read.eval(oldestUnappliedScript, 2, exporterStateKey(prefix, queue), `${qp}:events`);
+    const stateKey = exporterStateKey(prefix, queue);
+    read.push({ key: stateKey, add: (p) => p.eval(oldestUnappliedScript, 2, stateKey, `${qp}:events`) });
   }
   const hashMetrics = [
     clusterMetrics.transitions,
@@ -128,12 +143,18 @@ export async function renderClusterMetrics(options: ExpositionOptions): Promise<
     clusterMetrics.completionsRejected,
     clusterMetrics.cleanerRemoved,
   ];
-  for (const metric of hashMetrics) read.hgetall(metricHashKey(prefix, metric));
-  read.hget(metricHashKey(prefix, clusterMetrics.cleanerLastSuccess), '');
-  const replies = ((await read.exec()) ?? []).map(([error, value]) => {
-    if (error) throw error;
-    return value;
-  });
+  // With a slot per queue each queue keeps its own hash of each metric; they are merged below.
+  const hashQueues = isSlotPerQueue(prefix) ? storage : [undefined];
+  for (const metric of hashMetrics) {
+    for (const queue of hashQueues) {
+      const key =
+        queue === undefined ? metricHashKey(prefix, metric) : queueMetricHashKey(prefix, queue, metric);
+      read.push({ key, add: (p) => p.hgetall(key) });
+    }
+  }
+  const lastSuccessKey = metricHashKey(prefix, clusterMetrics.cleanerLastSuccess);
+  read.push({ key: lastSuccessKey, add: (p) => p.hget(lastSuccessKey, '') });
+  const replies = await execPerNode(redis, read);
   let r = 0;
   const next = () => replies[r++];
 
@@ -166,18 +187,23 @@ export async function renderClusterMetrics(options: ExpositionOptions): Promise<
 
   const jobs = new Map<string, number>();
   const lag = new Map<string, number>();
-  for (const queue of queues) {
-    for (const [state] of stateLists) jobs.set(`${queue}${labelSeparator}${state}`, Number(next()));
+  for (const queue of storage) {
+    const label = labelOf(queue);
+    for (const [state] of stateLists) add(jobs, `${label}${labelSeparator}${state}`, Number(next()));
     const [redisNowMs, oldest] = next() as [number, string];
     const oldestMs = oldest ? Number(oldest.split('-')[0]) : redisNowMs;
-    lag.set(queue, Math.max(0, redisNowMs - oldestMs) / 1000);
+    maxInto(lag, label, Math.max(0, redisNowMs - oldestMs) / 1000);
   }
   gauge(clusterMetrics.jobs, jobs);
   gauge(clusterMetrics.exporterLag, lag);
   gauge(clusterMetrics.exporterRecounting, recounting);
 
   for (const metric of hashMetrics) {
-    const stored = (next() as Record<string, string>) ?? {};
+    const stored: Record<string, string> = {};
+    for (const _ of hashQueues) {
+      for (const [field, value] of Object.entries((next() as Record<string, string>) ?? {}))
+        stored[field] = stored[field] === undefined ? value : String(Number(stored[field]) + Number(value));
+    }
     out +=
       metric.type === 'histogram'
         ? renderHistogram(metric, stored, registry)

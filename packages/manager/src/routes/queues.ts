@@ -33,13 +33,21 @@ export const queueRoutes: FastifyPluginAsyncTypebox<QueueRoutesOptions> = async 
     return name;
   }
 
+  /** A partitioned queue's counts are the sums over its partitions (paused when any is). */
   async function summary(name: string) {
-    const queue = client.queue(name);
-    const [counts, paused, available] = await Promise.all([
-      queue.getJobCounts(...states),
-      queue.isPaused(),
-      readAvailable(name),
-    ]);
+    const parts = await Promise.all(
+      client.registry.storageQueues(name).map(async (storage) => {
+        const queue = client.queue(storage);
+        return Promise.all([queue.getJobCounts(...states), queue.isPaused(), readAvailable(storage)]);
+      }),
+    );
+    const counts: Record<string, number> = {};
+    const available = new Map<string, number>();
+    for (const [partCounts, , partAvailable] of parts) {
+      for (const [state, count] of Object.entries(partCounts)) counts[state] = (counts[state] ?? 0) + count;
+      for (const [task, count] of partAvailable) available.set(task, (available.get(task) ?? 0) + count);
+    }
+    const paused = parts.some(([, partPaused]) => partPaused);
     const tasks = client.registry.definitions
       .filter((d) => d.queue === name || d.queues?.includes(name))
       .map((d) => d.name);

@@ -36,6 +36,8 @@ export async function startTestManager(options: {
   exporter?: boolean;
   /** The tasks module, as JOBBERS_TASKS names it. @default '@jobbers/examples' */
   tasks?: string;
+  /** Roles the exporter may name in the role label. @default ['default'] */
+  roles?: string[];
   extra?: Partial<ManagerAppOptions>;
 }): Promise<TestManager> {
   const registry = await loadTasks(options.tasks ?? '@jobbers/examples');
@@ -47,7 +49,7 @@ export async function startTestManager(options: {
         prefix: options.prefix,
         queues: registry.storageQueues(),
         queueLabel: (queue) => registry.queueOf(queue),
-        roles: ['default'],
+        roles: options.roles ?? ['default'],
         blockMs: 100,
         leaseMs: 3000,
       }).start()

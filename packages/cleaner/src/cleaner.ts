@@ -10,6 +10,7 @@ import {
   MetricsBuffer,
   type MetricsFlushLogger,
   metricHashKey,
+  queueOfStorage,
 } from '@jobbers/core';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -246,7 +247,11 @@ class CleanerRun {
     });
     for (const [task, count] of removedByTask) {
       this.removed.add(queue.name, task, state, count);
-      this.metrics?.increment(clusterMetrics.cleanerRemoved, [queue.name, task, state], count);
+      this.metrics?.increment(
+        clusterMetrics.cleanerRemoved,
+        [queueOfStorage(queue.name), task, state],
+        count,
+      );
     }
     if (removedIds.length > 0) {
       await this.context.redis.hdel(jobbersKey(this.options.prefix, queue.name, 'yields'), ...removedIds);

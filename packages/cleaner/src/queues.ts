@@ -42,13 +42,15 @@ export async function selectQueues(
   redis: Redis,
   registry: TaskRegistry | undefined,
 ): Promise<string[]> {
-  if (options.queues) return [...options.queues].sort();
+  // A partitioned queue is cleaned partition by partition (its storage queues).
+  if (options.queues) return options.queues.flatMap((q) => registry?.storageQueues(q) ?? [q]).sort();
   if (!registry) return discoverQueues(redis, options.prefix);
-  if (!options.tasks) return registry.queues;
+  if (!options.tasks) return registry.storageQueues();
   const queues = new Set<string>();
   for (const task of options.tasks) {
     const def = registry.get(task);
-    for (const queue of [def.queue, ...(def.queues ?? [])]) queues.add(queue);
+    for (const queue of [def.queue, ...(def.queues ?? [])])
+      for (const storage of registry.storageQueues(queue)) queues.add(storage);
   }
   return [...queues].sort();
 }

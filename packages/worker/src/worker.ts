@@ -14,6 +14,7 @@ import {
   logConnectionOutages,
   MetricsBuffer,
   markYield,
+  queueOfStorage,
   queuesForRole,
   type RoleMap,
   readLockTokens,
@@ -141,7 +142,14 @@ export class JobbersWorker {
     const { config, logger } = this.options;
     if (this.phase !== 'new') return;
     this.phase = 'starting';
-    for (const queue of this.queues) {
+    // A partitioned queue is consumed through every partition, which share the queue's capacity.
+    const storage = this.queues.flatMap((logical) => {
+      const slots = new QueueSlots(
+        Math.min(config.queueCapacity[logical] ?? config.concurrentTasks, config.concurrentTasks),
+      );
+      return this.options.registry.storageQueues(logical).map((queue) => ({ queue, slots }));
+    });
+    for (const { queue, slots } of storage) {
       const accepting = () => this.phase === 'running';
       const bull = new GatedWorker<JobPayload>(
         queue,
@@ -163,9 +171,6 @@ export class JobbersWorker {
         },
       );
       bull.on('error', (error) => logger.error({ err: error, queue }, 'queue worker error'));
-      const slots = new QueueSlots(
-        Math.min(config.queueCapacity[queue] ?? config.concurrentTasks, config.concurrentTasks),
-      );
       const fetcher = new QueueFetcher({
         queue,
         bull,
@@ -212,7 +217,9 @@ export class JobbersWorker {
         role: config.role,
         queues: this.queues,
         concurrency: config.concurrentTasks,
-        queueCapacity: Object.fromEntries(this.consumers.map((c) => [c.queue, c.slots.limit])),
+        queueCapacity: Object.fromEntries(
+          this.consumers.map((c) => [queueOfStorage(c.queue), c.slots.limit]),
+        ),
         ttl: config.ttlTasks,
         leaseMs: config.leaseMs,
       },
@@ -223,7 +230,12 @@ export class JobbersWorker {
   /** Tells the lifecycle exporter this role serves its queues (it labels activations by role). */
   private async recordRole(): Promise<void> {
     const { config } = this.options;
-    await recordRoleActivity(this.connection, config.prefix, this.queues, config.role);
+    await recordRoleActivity(
+      this.connection,
+      config.prefix,
+      this.queues.flatMap((queue) => this.options.registry.storageQueues(queue)),
+      config.role,
+    );
     this.roleRecordedAt = Date.now();
   }
 

@@ -144,7 +144,9 @@ export async function renderClusterMetrics(options: ExpositionOptions): Promise<
     clusterMetrics.cleanerRemoved,
   ];
   // With a slot per queue each queue keeps its own hash of each metric; they are merged below.
-  const hashQueues = isSlotPerQueue(prefix) ? storage : [undefined];
+  // The exporter writes a partition's series in the partition's slot; workers and the cleaner, which
+  // label by the queue, write them in the queue's own slot.
+  const hashQueues = isSlotPerQueue(prefix) ? [...new Set([...storage, ...queues])] : [undefined];
   for (const metric of hashMetrics) {
     for (const queue of hashQueues) {
       const key =

@@ -3,10 +3,21 @@
 // the job exists. A claim left by a submitter that died before adding expires after claimTtlMs.
 import { randomUUID } from 'node:crypto';
 import type { JobsOptions, Queue, RedisClient } from 'bullmq';
-import type { ChainableCommander, Redis } from 'ioredis';
+import keySlot from 'cluster-key-slot';
+import { type ChainableCommander, Cluster, type Redis } from 'ioredis';
 import { addJob } from './bullmq/scripts.js';
 import { idReservationKey, isSlotPerQueue, jobKey } from './keys.js';
+import { countProcessError } from './metrics/process-health.js';
 import { execPerNode } from './redis.js';
+
+/** How long a submission on a Redis Cluster with replicas waits for a replica to hold its tasks. */
+export const replicaAckTimeoutMs = 500;
+
+/** True when the master serving `key` has a replica (by the client's slot map). */
+function hasReplica(connection: Redis, key: string): boolean {
+  if (!(connection instanceof Cluster)) return false;
+  return ((connection as Cluster).slots[keySlot(key)]?.length ?? 0) > 1;
+}
 
 /** Longer than any add takes; how long an id stays blocked when its submitter died mid-way. */
 export const claimTtlMs = 10_000;
@@ -144,6 +155,10 @@ export class IdReservations {
     if (entries.length === 0) return;
     // Every queue shares this connection; BullMQ's client view of it runs BullMQ's scripts.
     const client = await entries[0]!.queue.client;
+    if (isSlotPerQueue(this.prefix)) {
+      await this.addAndReleasePerQueue(client, entries, token);
+      return;
+    }
     if (entries.length === 1) {
       // No pipeline for one job (see claim): the two commands are sent at once all the same, in
       // order on the one connection, so the claim is dropped after the add whatever its outcome.
@@ -157,10 +172,6 @@ export class IdReservations {
       ]);
       if (added.status === 'rejected') throw added.reason;
       if (released.status === 'rejected') throw released.reason;
-      return;
-    }
-    if (isSlotPerQueue(this.prefix)) {
-      await this.addAndReleasePerQueue(client, entries, token);
       return;
     }
     const pipeline = client.pipeline() as unknown as ChainableCommander;
@@ -178,7 +189,11 @@ export class IdReservations {
 
   /**
    * With a slot per queue: one pipeline of adds per queue, all at once, then the releases (their
-   * keys are in other slots) once every add has answered, whatever its outcome.
+   * keys are in other slots) once every add has answered, whatever its outcome. When the queue's
+   * master has a replica, its pipeline ends with WAIT 1: a task is acknowledged once a replica holds
+   * it too, so a master that dies right after the add loses no acknowledged task when its replica
+   * takes over (after replicaAckTimeoutMs without a replica's ack it is acknowledged all the same,
+   * and counted in jobbers_process_errors_total{operation="replica-ack-timeout"}).
    */
   private async addAndReleasePerQueue(client: RedisClient, entries: ClaimedJob[], token: string) {
     const byQueue = new Map<string, ClaimedJob[]>();
@@ -195,9 +210,12 @@ export class IdReservations {
             addJob(queue, pipeline, { id, name: task, data, opts }),
           ),
         );
+        const awaitReplica = hasReplica(this.connection, group[0]!.queue.toKey(group[0]!.id));
+        if (awaitReplica) pipeline.call('WAIT', 1, replicaAckTimeoutMs);
         const [replies, outcomes] = await Promise.all([pipeline.exec(), adds]);
         for (const outcome of outcomes) if (outcome.status === 'rejected') throw outcome.reason;
         for (const [error] of replies ?? []) if (error) throw error;
+        if (awaitReplica && replies?.at(-1)?.[1] === 0) countProcessError('replica-ack-timeout');
       }),
     );
     await this.release(entries, token);

@@ -126,6 +126,46 @@ export interface RoutedCommand {
  * order of the commands; the first error rejects.
  */
 export async function execPerNode(redis: Redis, commands: readonly RoutedCommand[]): Promise<unknown[]> {
+  const replies = new Array<unknown>(commands.length);
+  let pending = commands.map((_, i) => i);
+  for (let attempt = 1; ; attempt++) {
+    const results = await execGroupedByNode(
+      redis,
+      pending.map((i) => commands[i]!),
+    );
+    const redirected: number[] = [];
+    results.forEach(([error, value], j) => {
+      const index = pending[j]!;
+      if (!error) replies[index] = value;
+      else if (isRedirection(error) && attempt < maxRedirectedAttempts) redirected.push(index);
+      else throw error;
+    });
+    if (redirected.length === 0) return replies;
+    // A command redirected (MOVED, ASK) or refused during a failover or resharding was not run: it
+    // is sent again, regrouped by the refreshed slot map, a bounded number of times. A pipeline of
+    // several slots is not retried by ioredis itself unless every reply is the same redirection.
+    await refreshSlots(redis);
+    await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
+    pending = redirected;
+  }
+}
+
+const maxRedirectedAttempts = 6;
+
+function isRedirection(error: Error): boolean {
+  return /^(MOVED|ASK|TRYAGAIN|CLUSTERDOWN) /.test(error.message);
+}
+
+function refreshSlots(redis: Redis): Promise<void> {
+  if (!(redis instanceof Cluster)) return Promise.resolve();
+  return new Promise((resolve) => (redis as Cluster).refreshSlotsCache(() => resolve()));
+}
+
+/** One pipeline per master (per slot before the slot map is known); [error, reply] per command. */
+async function execGroupedByNode(
+  redis: Redis,
+  commands: readonly RoutedCommand[],
+): Promise<[Error | null, unknown][]> {
   const groups = new Map<string, number[]>();
   const cluster = redis instanceof Cluster ? (redis as Cluster) : undefined;
   commands.forEach((command, i) => {
@@ -138,16 +178,21 @@ export async function execPerNode(redis: Redis, commands: readonly RoutedCommand
     if (members) members.push(i);
     else groups.set(group, [i]);
   });
-  const replies = new Array<unknown>(commands.length);
+  const replies = new Array<[Error | null, unknown]>(commands.length);
   await Promise.all(
     [...groups.values()].map(async (members) => {
       const pipeline = redis.pipeline();
       for (const i of members) commands[i]!.add(pipeline);
-      const results = (await pipeline.exec()) ?? [];
+      let results: [Error | null, unknown][];
+      try {
+        results = (await pipeline.exec()) ?? [];
+      } catch (error) {
+        // The slot map changed between grouping and sending: every command of the group goes again.
+        if (!(error instanceof Error) || !error.message.includes('same slots allocation group')) throw error;
+        results = members.map(() => [new Error('MOVED (regroup)'), undefined]);
+      }
       members.forEach((commandIndex, j) => {
-        const [error, value] = results[j] ?? [new Error('no reply in the pipeline'), undefined];
-        if (error) throw error;
-        replies[commandIndex] = value;
+        replies[commandIndex] = results[j] ?? [new Error('no reply in the pipeline'), undefined];
       });
     }),
   );

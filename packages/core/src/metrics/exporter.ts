@@ -149,6 +149,10 @@ class QueueExporter {
     // Commands that fail meanwhile fail the turn, which is logged and retried.
     logConnectionOutages(this.redis, this.logger, 'lifecycle-exporter');
     logConnectionOutages(this.blocking, this.logger, 'lifecycle-exporter blocking reads');
+    // A Redis Cluster node lost (a master failing over): check the stored position at once.
+    this.redis.on('-node', () => {
+      this.lastReconcileAt = 0;
+    });
     this.qp = `${queueKey(prefix, queue)}:`;
     this.jp = jobbersKey(prefix, queue, '');
     this.stateKey = exporterStateKey(prefix, queue);
@@ -410,6 +414,17 @@ class QueueExporter {
       this.qp,
       this.jp,
     )) as [string, string, ...number[]];
+    if (storedPos !== this.committedPos && this.committedPos !== undefined) {
+      // Redis holds an older position than this leader committed: a replica promoted after its
+      // master died lacked the last writes. What it holds is consistent with its own stream, but
+      // the book here is not: count again from BullMQ's lists.
+      const committed = this.committedPos;
+      this.forget();
+      await this.recount(
+        `stored position ${storedPos || '(none)'} is behind the committed ${committed}: writes were lost (failover)`,
+      );
+      return;
+    }
     if (lastId !== pos || storedPos !== pos) return;
     const [trueAvail, ourAvail, trueActive, ourActive, trueFailed, ourFailed] = counts.map(Number);
     if (trueAvail !== ourAvail || trueActive !== ourActive || trueFailed !== ourFailed) {

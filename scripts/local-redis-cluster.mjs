@@ -53,6 +53,8 @@ async function startNode(dir, nodeTimeoutMs) {
   args.push('--appendonly', 'no', '--dir', dir, '--cluster-enabled', 'yes');
   args.push('--cluster-config-file', path.join(dir, `nodes-${port}.conf`));
   args.push('--cluster-node-timeout', String(nodeTimeoutMs));
+  // A lone node (a one-master cluster) learns no address of its own from peers: announce it.
+  args.push('--cluster-announce-ip', '127.0.0.1');
   // A replica whose master died long ago still fails over: losing no slot beats strict freshness.
   args.push('--cluster-replica-validity-factor', '0');
   const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -104,14 +106,29 @@ export async function startLocalRedisCluster({ masters = 3, replicas = 1, nodeTi
   try {
     for (let i = 0; i < masters * (1 + replicas); i++) nodes.push(await startNode(dir, nodeTimeoutMs));
     const addresses = nodes.map((n) => `127.0.0.1:${n.port}`);
-    await run('redis-cli', [
-      '--cluster',
-      'create',
-      ...addresses,
-      '--cluster-replicas',
-      String(replicas),
-      '--cluster-yes',
-    ]);
+    if (masters < 3) {
+      // redis-cli --cluster create wants 3 masters; smaller clusters are joined by hand.
+      if (replicas > 0) throw new Error('replicas need at least 3 masters');
+      const per = Math.ceil(16384 / masters);
+      for (const [i, node] of nodes.entries()) {
+        if (i > 0) await cli(nodes[0].port, 'CLUSTER', 'MEET', '127.0.0.1', String(node.port));
+        await cli(
+          node.port,
+          'CLUSTER',
+          'ADDSLOTSRANGE',
+          String(i * per),
+          String(Math.min(16383, (i + 1) * per - 1)),
+        );
+      }
+    } else
+      await run('redis-cli', [
+        '--cluster',
+        'create',
+        ...addresses,
+        '--cluster-replicas',
+        String(replicas),
+        '--cluster-yes',
+      ]);
     await waitFor(
       async () => {
         const states = await Promise.all(nodes.map((n) => cli(n.port, 'CLUSTER', 'INFO')));

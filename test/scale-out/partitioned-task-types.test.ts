@@ -12,6 +12,7 @@ import {
   partitionOfValue,
   partitionQueueName,
   queueKey,
+  renderClusterMetrics,
 } from '@jobbers/core';
 import type { Redis } from 'ioredis';
 import { startTestManager, type TestManager } from '../support/manager.js';
@@ -134,6 +135,22 @@ test('partitioned task types keep per-key order, drain every partition and keep 
   );
   assert.equal(metricValue(waiting, 'jobbers_jobs_available', { queue: 'spread', task: 'scale.spread' }), 30);
   assert.equal(metricValue(waiting, 'jobbers_jobs', { queue: 'orders', state: 'waiting' }), 300);
+  // Asked for, the job gauges carry the partition: one series per partition, summing to the queue's.
+  const registry = await loadTasks(clusterTasks);
+  const byPartition = parseExposition(
+    await renderClusterMetrics({ redis, prefix, registry, partitionLabel: true }),
+  );
+  for (let p = 0; p < 4; p++) {
+    const truth = await redis.llen(`${queueKey(prefix, `orders~${p}`)}:wait`);
+    const labels = { queue: 'orders', task: 'scale.ordered', partition: String(p) };
+    assert.equal(metricValue(byPartition, 'jobbers_jobs_available', labels), truth);
+    assert.equal(
+      metricValue(byPartition, 'jobbers_jobs', { queue: 'orders', state: 'waiting', partition: String(p) }),
+      truth,
+    );
+  }
+  assert.equal(metricValue(byPartition, 'jobbers_jobs_available', { queue: 'orders' }), 300);
+  assert.ok(!waiting.some((s) => 'partition' in s.labels), 'a partition label without asking');
   const summary = await manager.request('GET', '/v1/queues/orders');
   assert.equal(summary.body.counts.waiting, 300);
   assert.equal(summary.body.available['scale.ordered'], 300);

@@ -20,6 +20,11 @@ export interface ManagerConfig extends CommonConfig {
   apiKeys: string[];
   bodyLimitBytes: number;
   runExporter: boolean;
+  /**
+   * JOBBERS_METRICS_PARTITION_LABEL: a `partition` label on the job gauges of partitioned queues.
+   * @default false
+   */
+  metricsPartitionLabel: boolean;
   /** How long the exporter's leadership of a queue lasts unless renewed (it renews every third). @default 10000 */
   exporterLeaseMs: number;
 }
@@ -250,6 +255,7 @@ export function loadManagerConfig(env: Env = process.env): ManagerConfig {
     apiKeys: readApiKeys(env, problems),
     bodyLimitBytes: readInt(env, 'MANAGER_BODY_LIMIT_BYTES', 1024 * 1024, problems, 1024),
     runExporter: readOnOff(env, 'JOBBERS_EXPORTER', true, problems),
+    metricsPartitionLabel: readOnOff(env, 'JOBBERS_METRICS_PARTITION_LABEL', false, problems),
     exporterLeaseMs: readInt(env, 'JOBBERS_EXPORTER_LEASE_MS', 10_000, problems, 100, 600_000),
   };
   problems.throwIfAny();

@@ -97,7 +97,13 @@ async function main() {
     registry,
     connection,
     logger,
-    clusterMetrics: () => renderClusterMetrics({ redis: connection, prefix: config.prefix, registry }),
+    clusterMetrics: () =>
+      renderClusterMetrics({
+        redis: connection,
+        prefix: config.prefix,
+        registry,
+        partitionLabel: config.metricsPartitionLabel,
+      }),
     availableByTask: (queue) => readAvailableByTask(connection, config.prefix, queue),
   });
   await app.listen({ host: config.host, port: config.port });

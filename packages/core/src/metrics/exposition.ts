@@ -45,6 +45,14 @@ export interface ExpositionOptions {
   registry: TaskRegistry;
   roles?: readonly string[];
   now?: number;
+  /**
+   * Adds a `partition` label (the partition's index; empty for a queue that is not partitioned) to
+   * the gauges of jobs in Redis: jobbers_jobs_available, its age, jobbers_jobs_running,
+   * jobbers_incidents and jobbers_jobs. Each partitioned queue then has that many times the series.
+   * Counters and histograms keep the queue alone. JOBBERS_METRICS_PARTITION_LABEL on the manager.
+   * @default false
+   */
+  partitionLabel?: boolean;
 }
 
 /** Maps a stored task label to a bounded one. */
@@ -108,10 +116,17 @@ export async function renderClusterMetrics(options: ExpositionOptions): Promise<
   });
 
   const read: RoutedCommand[] = [];
-  const gaugeRows: { queue: string; task: string; stored: string }[] = [];
+  const gaugeRows: { queue: string; task: string; stored: string; part: string[] }[] = [];
+  const partOf = (queue: string) =>
+    options.partitionLabel ? [String(registry.partitionIndexOf(queue) ?? '')] : [];
   for (const queue of counted) {
     for (const stored of [...tasksOf(registry, labelOf(queue)), ...extraTasks.get(queue)!]) {
-      gaugeRows.push({ queue: labelOf(queue), task: boundTask(registry, stored), stored });
+      gaugeRows.push({
+        queue: labelOf(queue),
+        task: boundTask(registry, stored),
+        stored,
+        part: partOf(queue),
+      });
       const jp = jobbersKey(prefix, queue, '');
       const avail = `${jp}avail:${stored}`;
       read.push(
@@ -169,7 +184,7 @@ export async function renderClusterMetrics(options: ExpositionOptions): Promise<
   const maxInto = (map: Map<string, number>, key: string, value: number) =>
     map.set(key, Math.max(map.get(key) ?? 0, value));
   for (const row of gaugeRows) {
-    const key = `${row.queue}${labelSeparator}${row.task}`;
+    const key = [row.queue, row.task, ...row.part].join(labelSeparator);
     add(available, key, Number(next()));
     const oldest = next() as string[];
     maxInto(age, key, oldest.length === 2 ? Math.max(0, (now - Number(oldest[1])) / 1000) : 0);
@@ -182,21 +197,24 @@ export async function renderClusterMetrics(options: ExpositionOptions): Promise<
     for (const [key, value] of values)
       out += `${metric.name}${labelText(metric.labelNames, key.split(labelSeparator))} ${formatNumber(value)}\n`;
   };
-  gauge(clusterMetrics.jobsAvailable, available);
-  gauge(clusterMetrics.jobsAvailableAge, age);
-  gauge(clusterMetrics.jobsRunning, running);
-  gauge(clusterMetrics.incidents, incidents);
+  const partitioned = (metric: MetricDefinition): MetricDefinition =>
+    options.partitionLabel ? { ...metric, labelNames: [...metric.labelNames, 'partition'] } : metric;
+  gauge(partitioned(clusterMetrics.jobsAvailable), available);
+  gauge(partitioned(clusterMetrics.jobsAvailableAge), age);
+  gauge(partitioned(clusterMetrics.jobsRunning), running);
+  gauge(partitioned(clusterMetrics.incidents), incidents);
 
   const jobs = new Map<string, number>();
   const lag = new Map<string, number>();
   for (const queue of storage) {
     const label = labelOf(queue);
-    for (const [state] of stateLists) add(jobs, `${label}${labelSeparator}${state}`, Number(next()));
+    for (const [state] of stateLists)
+      add(jobs, [label, state, ...partOf(queue)].join(labelSeparator), Number(next()));
     const [redisNowMs, oldest] = next() as [number, string];
     const oldestMs = oldest ? Number(oldest.split('-')[0]) : redisNowMs;
     maxInto(lag, label, Math.max(0, redisNowMs - oldestMs) / 1000);
   }
-  gauge(clusterMetrics.jobs, jobs);
+  gauge(partitioned(clusterMetrics.jobs), jobs);
   gauge(clusterMetrics.exporterLag, lag);
   gauge(clusterMetrics.exporterRecounting, recounting);
 

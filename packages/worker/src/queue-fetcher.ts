@@ -57,8 +57,11 @@ export class QueueFetcher {
       await slots.whenFree();
       if (!accepting()) break;
       if (this.idle) await this.waitForWork();
-      else if (!(await gate.reserve())) break;
-      else await this.takeReserved();
+      else if (!slots.tryReserve()) continue;
+      else if (!(await gate.reserve())) {
+        slots.cancel();
+        break;
+      } else await this.takeReserved();
     }
   }
 
@@ -67,11 +70,12 @@ export class QueueFetcher {
     const fetched = await this.fetch(false);
     if (!fetched) {
       gate.cancel();
+      slots.cancel();
       this.idle = true;
       return;
     }
     gate.commit();
-    slots.take();
+    slots.commit();
     if (!this.options.accepting()) {
       await this.release(fetched);
       return;
@@ -84,12 +88,13 @@ export class QueueFetcher {
     const fetched = await this.fetch(true);
     if (!fetched) return;
     this.idle = false;
-    if (!accepting() || !gate.tryTake()) {
+    const slot = accepting() && slots.tryTake();
+    if (!slot || !gate.tryTake()) {
+      if (slot) slots.release();
       this.options.logger.debug({ taskId: fetched.job.id }, 'no free slot for a new job: giving it back');
       await this.options.giveBack(fetched);
       return;
     }
-    slots.take();
     this.options.start(fetched);
   }
 

@@ -177,7 +177,7 @@ export async function runExporterLagBench(settings: LagSettings): Promise<LagRes
       pendingAgeMs: summarize(pendingAge),
       recounts: recountsAfter - recountsBefore,
       catchUpAfterLoadMs,
-      availableAfter: Object.fromEntries(available),
+      availableAfter: Object.fromEntries(available.available ?? []),
     };
   } finally {
     if (worker) await stopWorkerProcess(worker);

@@ -10,6 +10,7 @@ export const sectionNames = [
   'recount',
   'latency',
   'console',
+  'cluster',
   'workflow',
 ] as const;
 export type SectionName = (typeof sectionNames)[number];
@@ -48,6 +49,10 @@ export interface BenchOptions {
   latencySeconds: number;
   /** Interleaved rounds of the latency variants. */
   latencyRounds: number;
+  /** No-op tasks per drain in the cluster section. */
+  clusterJobs: number;
+  /** Interleaved rounds of 1 master vs 3 masters in the cluster section. */
+  clusterRounds: number;
   /** Squares fanned out and merged in the workflow section. */
   workflowNodes: number;
 }
@@ -68,13 +73,16 @@ const numericFlags = {
   'latency-rate': { env: 'BENCH_LATENCY_RATE', fallback: 1000, min: 1 },
   'latency-seconds': { env: 'BENCH_LATENCY_SECONDS', fallback: 5, min: 1 },
   'latency-rounds': { env: 'BENCH_LATENCY_ROUNDS', fallback: 3, min: 1 },
+  'cluster-jobs': { env: 'BENCH_CLUSTER_JOBS', fallback: 12_000, min: 100 },
+  'cluster-rounds': { env: 'BENCH_CLUSTER_ROUNDS', fallback: 3, min: 1 },
   'workflow-nodes': { env: 'BENCH_WORKFLOW_NODES', fallback: 1000, min: 1 },
 } as const;
 
 type NumericFlag = keyof typeof numericFlags;
 
 export const usage = `npm run bench -- [flags]   (each flag also reads the env var shown)
-  --only drain,cost,rest,lag,recount,latency,console,workflow  sections to run (BENCH_ONLY; default all)
+  --only drain,cost,rest,lag,recount,latency,console,cluster,workflow  sections to run (BENCH_ONLY;
+                          default all)
   --variants LIST         drain variants, of bullmq,jobbers,jobbers+exporter,jobbers+exporter-process
                           (BENCH_VARIANTS; default all)
   --jobs N                no-op jobs per drain run (BENCH_JOBS; default 20000)
@@ -99,6 +107,9 @@ export const usage = `npm run bench -- [flags]   (each flag also reads the env v
                           (BENCH_LATENCY_RATE; default 1000)
   --latency-seconds N     seconds per latency run (BENCH_LATENCY_SECONDS; default 5; at most 60)
   --latency-rounds N      interleaved rounds of the latency variants (BENCH_LATENCY_ROUNDS; default 3)
+  --cluster-jobs N        no-op tasks per drain on Redis Cluster, 1 vs 3 masters (BENCH_CLUSTER_JOBS;
+                          default 12000)
+  --cluster-rounds N      interleaved rounds of 1 vs 3 masters (BENCH_CLUSTER_ROUNDS; default 3)
   --workflow-nodes N      squares a workflow fans out and merges, against the same submitted flat
                           (BENCH_WORKFLOW_NODES; default 1000)
   --help`;
@@ -184,6 +195,8 @@ export function parseBenchOptions(argv: string[]): BenchOptions | 'help' {
     latencyRate: flag('latency-rate'),
     latencySeconds: flag('latency-seconds'),
     latencyRounds: flag('latency-rounds'),
+    clusterJobs: flag('cluster-jobs'),
+    clusterRounds: flag('cluster-rounds'),
     workflowNodes: flag('workflow-nodes'),
   };
   if (options.batchSize > 1000) problems.push('--batch-size must be <= 1000 (the API batch limit)');

@@ -3,6 +3,7 @@
 // `npm test`.
 import { Redis } from 'ioredis';
 import { startRedisServer } from '../test/support/redis-server.js';
+import { runClusterBench } from './cluster.js';
 import { type ConsoleRun, runConsoleBench } from './console.js';
 import { type DrainRun, type DrainSettings, drainOnce, roundOrder } from './drain.js';
 import { describeEnvironment, describeLoad, machineIsBusy } from './environment.js';
@@ -502,6 +503,22 @@ async function benchConsole(options: BenchOptions, redisUrl: string): Promise<st
   return [line];
 }
 
+async function benchCluster(options: BenchOptions): Promise<string[]> {
+  heading(
+    `Redis Cluster: ${options.clusterJobs} no-op tasks over 6 queues drained on 1 master vs 3 masters, ${options.clusterRounds} interleaved rounds`,
+  );
+  const { runs, lines } = await runClusterBench({
+    jobs: options.clusterJobs,
+    rounds: options.clusterRounds,
+    concurrency: options.concurrency,
+  });
+  for (const line of lines) print(line);
+  return [1, 3].map((masters) => {
+    const rates = runs.filter((r) => r.masters === masters).map((r) => r.jobsPerSecond);
+    return `cluster, ${masters} master(s): ${formatRate(median(rates))} jobs/s median of ${rates.map((r) => formatRate(r)).join(', ')}`;
+  });
+}
+
 async function main() {
   const options = parseBenchOptions(process.argv.slice(2));
   if (options === 'help') {
@@ -533,6 +550,7 @@ async function main() {
     if (options.sections.includes('latency'))
       summary.push(...(await benchLatency(options, redis.url, admin)));
     if (options.sections.includes('console')) summary.push(...(await benchConsole(options, redis.url)));
+    if (options.sections.includes('cluster')) summary.push(...(await benchCluster(options)));
     if (options.sections.includes('workflow')) summary.push(...(await benchWorkflow(options, redis.url)));
   } finally {
     admin.disconnect();

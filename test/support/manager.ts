@@ -34,17 +34,22 @@ export async function startTestManager(options: {
   bodyLimitBytes?: number;
   /** Run the lifecycle exporter and serve cluster metrics, as jobbers-manager does. */
   exporter?: boolean;
+  /** The tasks module, as JOBBERS_TASKS names it. @default '@jobbers/examples' */
+  tasks?: string;
+  /** Roles the exporter may name in the role label. @default ['default'] */
+  roles?: string[];
   extra?: Partial<ManagerAppOptions>;
 }): Promise<TestManager> {
-  const registry = await loadTasks('@jobbers/examples');
+  const registry = await loadTasks(options.tasks ?? '@jobbers/examples');
   const connection = createRedisConnection(options.redisUrl);
   connection.on('error', () => {});
   const exporter = options.exporter
     ? new LifecycleExporter({
         connection,
         prefix: options.prefix,
-        queues: registry.queues,
-        roles: ['default'],
+        queues: registry.storageQueues(),
+        queueLabel: (queue) => registry.queueOf(queue),
+        roles: options.roles ?? ['default'],
         blockMs: 100,
         leaseMs: 3000,
       }).start()

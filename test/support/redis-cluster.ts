@@ -1,71 +1,57 @@
-// A private Redis Cluster of three masters for scale-out tests.
-import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { promisify } from 'node:util';
+// A private Redis Cluster for scale-out tests, started by scripts/local-redis-cluster.mjs (the script
+// users run to try Jobbers on a cluster): three masters, with replicas when a test needs failover.
+import type { ChildProcess } from 'node:child_process';
 import { Redis } from 'ioredis';
-import { freePort, type RedisServer, startRedisServer } from './redis-server.js';
-import { waitFor } from './wait.js';
+// @ts-expect-error the script is plain JavaScript, without declarations
+import { startLocalRedisCluster } from '../../scripts/local-redis-cluster.mjs';
 
-const run = promisify(execFile);
+export interface RedisClusterNode {
+  port: number;
+  url: string;
+  process: ChildProcess;
+}
 
 export interface RedisCluster {
   url: string;
-  nodes: RedisServer[];
+  nodes: RedisClusterNode[];
   stop(): Promise<void>;
 }
 
-export async function startRedisCluster(size = 3): Promise<RedisCluster> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'jobbers-cluster-'));
-  const nodes: RedisServer[] = [];
-  for (let i = 0; i < size; i++) {
-    const port = await freePort();
-    nodes.push(
-      await startRedisServer(
-        [
-          '--cluster-enabled',
-          'yes',
-          '--cluster-config-file',
-          path.join(dir, `nodes-${port}.conf`),
-          '--dir',
-          dir,
-        ],
-        port,
-      ),
-    );
-  }
-  const addresses = nodes.map((n) => `127.0.0.1:${n.port}`);
-  await run('redis-cli', ['--cluster', 'create', ...addresses, '--cluster-replicas', '0', '--cluster-yes']);
-  // Ready when every node is ok and all nodes give the same slot map (gossip has converged).
-  await waitFor(
-    async () => {
-      const views = await Promise.all(
-        nodes.map(async (n) => {
-          const client = new Redis(n.url, { lazyConnect: true, maxRetriesPerRequest: 0 });
-          client.on('error', () => {});
-          try {
-            await client.connect();
-            if (!/cluster_state:ok/.test(await client.cluster('INFO'))) return undefined;
-            const slots = (await client.cluster('SLOTS')) as [number, number, [string, number]][];
-            return JSON.stringify(
-              slots.map(([from, to, [, port]]) => [from, to, port]).sort((a, b) => a[0]! - b[0]!),
-            );
-          } finally {
-            client.disconnect();
-          }
-        }),
-      );
-      return views.every((v) => v !== undefined && v === views[0]);
-    },
-    { timeoutMs: 20_000, what: 'the cluster to be ok and agree on its slots' },
-  );
-  return {
-    url: `redis+cluster://${addresses.join(',')}`,
-    nodes,
-    stop: async () => {
-      await Promise.all(nodes.map((n) => n.stop()));
-      rmSync(dir, { recursive: true, force: true });
-    },
+export async function startRedisCluster(
+  options: { masters?: number; replicas?: number; nodeTimeoutMs?: number } = {},
+): Promise<RedisCluster> {
+  const started = (await startLocalRedisCluster({ replicas: 0, ...options })) as {
+    url: string;
+    nodes: { port: number; process: ChildProcess }[];
+    stop(): Promise<void>;
   };
+  return {
+    url: started.url,
+    nodes: started.nodes.map((n) => ({ ...n, url: `redis://127.0.0.1:${n.port}` })),
+    stop: started.stop,
+  };
+}
+
+/** Runs one command on one node (not through cluster routing), e.g. CLUSTER KEYSLOT or INFO. */
+export async function onNode<T>(
+  node: RedisClusterNode,
+  command: string,
+  ...args: (string | number)[]
+): Promise<T> {
+  const client = new Redis(node.url, { lazyConnect: true, maxRetriesPerRequest: 0 });
+  client.on('error', () => {});
+  try {
+    await client.connect();
+    return (await client.call(command, ...args)) as T;
+  } finally {
+    client.disconnect();
+  }
+}
+
+/** The port of the master serving a slot, from CLUSTER SLOTS as `node` sees it. */
+export async function masterOfSlot(node: RedisClusterNode, slot: number): Promise<number> {
+  const ranges = await onNode<[number, number, [string, number]][]>(node, 'CLUSTER', 'SLOTS');
+  const range = ranges.find(([from, to]) => slot >= from && slot <= to);
+  if (!range) throw new Error(`no master serves slot ${slot}`);
+  return range[2][1];
 }

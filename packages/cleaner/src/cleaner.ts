@@ -1,6 +1,7 @@
 // One cleaner run: page through each queue's state sets, keep the tasks that match the filters,
 // remove them through BullMQ, count them in Redis-aggregated metrics.
 import {
+  bullmqPrefix,
   clusterMetrics,
   countProcessError,
   jobbersKey,
@@ -9,6 +10,7 @@ import {
   MetricsBuffer,
   type MetricsFlushLogger,
   metricHashKey,
+  queueOfStorage,
 } from '@jobbers/core';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -145,7 +147,7 @@ class CleanerRun {
   private async cleanQueue(queueName: string): Promise<void> {
     const queue = new Queue(queueName, {
       connection: this.context.redis,
-      prefix: this.options.prefix,
+      prefix: bullmqPrefix(this.options.prefix, queueName),
       skipVersionCheck: true,
     });
     // BullMQ repeats here the errors of the run's connection, which the CLI reports: count only.
@@ -245,7 +247,11 @@ class CleanerRun {
     });
     for (const [task, count] of removedByTask) {
       this.removed.add(queue.name, task, state, count);
-      this.metrics?.increment(clusterMetrics.cleanerRemoved, [queue.name, task, state], count);
+      this.metrics?.increment(
+        clusterMetrics.cleanerRemoved,
+        [queueOfStorage(queue.name), task, state],
+        count,
+      );
     }
     if (removedIds.length > 0) {
       await this.context.redis.hdel(jobbersKey(this.options.prefix, queue.name, 'yields'), ...removedIds);

@@ -1,5 +1,5 @@
 // Which queues a run visits: the ones named, the registry's, or those found in Redis.
-import { queueNamePattern, type TaskRegistry } from '@jobbers/core';
+import { bullmqPrefix, isSlotPerQueue, queueNamePattern, type TaskRegistry } from '@jobbers/core';
 import { Cluster, type Redis } from 'ioredis';
 import type { CleanerOptions } from './options.js';
 
@@ -13,7 +13,9 @@ const scanCount = 1000;
 export async function discoverQueues(redis: Redis, prefix: string): Promise<string[]> {
   const found = new Set<string>();
   const nodes = redis instanceof Cluster ? (redis as Cluster).nodes('master') : [redis];
-  for (const node of nodes) await scanQueues(node, `${prefix}:`, found);
+  // With a slot per queue, BullMQ's prefix of queue q is `<base>:{q}` (see bullmqPrefix).
+  const head = isSlotPerQueue(prefix) ? bullmqPrefix(prefix, '').slice(0, -1) : `${prefix}:`;
+  for (const node of nodes) await scanQueues(node, head, found);
   return [...found].sort();
 }
 
@@ -26,7 +28,10 @@ async function scanQueues(node: Redis, head: string, found: Set<string>): Promis
       const suffixAt = key.lastIndexOf(':');
       const suffix = key.slice(suffixAt + 1);
       if (suffix !== 'meta' && suffix !== 'id') continue;
-      const queue = key.slice(head.length, suffixAt);
+      const rest = key.slice(head.length, suffixAt);
+      // `q}:q` with a slot per queue: the tag and the name agree.
+      const tagged = /^([^}]*)\}:(.*)$/.exec(rest);
+      const queue = tagged ? (tagged[1] === tagged[2] ? tagged[1]! : '') : rest;
       if (queueNamePattern.test(queue)) found.add(queue);
     }
   } while (cursor !== '0');
@@ -37,13 +42,15 @@ export async function selectQueues(
   redis: Redis,
   registry: TaskRegistry | undefined,
 ): Promise<string[]> {
-  if (options.queues) return [...options.queues].sort();
+  // A partitioned queue is cleaned partition by partition (its storage queues).
+  if (options.queues) return options.queues.flatMap((q) => registry?.storageQueues(q) ?? [q]).sort();
   if (!registry) return discoverQueues(redis, options.prefix);
-  if (!options.tasks) return registry.queues;
+  if (!options.tasks) return registry.storageQueues();
   const queues = new Set<string>();
   for (const task of options.tasks) {
     const def = registry.get(task);
-    for (const queue of [def.queue, ...(def.queues ?? [])]) queues.add(queue);
+    for (const queue of [def.queue, ...(def.queues ?? [])])
+      for (const storage of registry.storageQueues(queue)) queues.add(storage);
   }
   return [...queues].sort();
 }

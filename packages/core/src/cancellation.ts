@@ -5,7 +5,7 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { bullmqConnection, queueRemoveJob } from './bullmq/scripts.js';
-import { jobbersKey } from './keys.js';
+import { bullmqPrefix, jobbersKey } from './keys.js';
 import { countProcessError } from './metrics/process-health.js';
 
 export const cancellableStates = ['waiting', 'prioritized', 'delayed'] as const;
@@ -51,7 +51,7 @@ export class TaskCanceller {
         // A failed command reaches the caller; the shared connection logs the outage: count only.
         this.connection.on('error', () => countProcessError('cancel-connection'));
       }
-      queue = new Queue(name, { connection: this.connection, prefix: this.prefix });
+      queue = new Queue(name, { connection: this.connection, prefix: bullmqPrefix(this.prefix, name) });
       queue.on('error', () => countProcessError('cancel-queue'));
       this.queues.set(name, queue);
     }

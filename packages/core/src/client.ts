@@ -8,9 +8,10 @@ import { JobbersError } from './errors.js';
 import { claimTtlMs, IdReservations, newClaimToken } from './id-reservation.js';
 import { newTaskId, normalizeTaskId } from './ids.js';
 import { checkIncidentRetryLimit, retryIncident, retryIncidents } from './incidents.js';
-import { jobKey } from './keys.js';
+import { bullmqPrefix, jobKey } from './keys.js';
 import { countProcessError } from './metrics/process-health.js';
-import { resolveQueue } from './routing.js';
+import { execPerNode, type RoutedCommand } from './redis.js';
+import { PartitionRouter, resolveQueue } from './routing.js';
 import type {
   CancelResult,
   IncidentRetrySummary,
@@ -66,7 +67,10 @@ const claimPollMs = 5;
 interface PreparedSubmission {
   id: string;
   task: string;
+  /** The queue the submission routed to, as clients name it. */
   queue: string;
+  /** The queue that stores it: the queue itself, or the partition picked for it. */
+  storageQueue: string;
   payload: JobPayload;
   options: JobsOptions;
 }
@@ -84,17 +88,24 @@ export class TaskClient {
   private readonly queues = new Map<string, Queue>();
   private readonly canceller: TaskCanceller;
   private readonly reservations: IdReservations;
+  private readonly partitions: PartitionRouter;
 
   constructor(options: TaskClientOptions) {
     this.connection = options.connection;
     this.prefix = options.prefix;
     this.registry = options.registry;
     this.canceller = new TaskCanceller(options.connection, options.prefix);
-    this.reservations = new IdReservations(options.connection, options.prefix, options.registry.queues);
+    this.reservations = new IdReservations(
+      options.connection,
+      options.prefix,
+      options.registry.storageQueues(),
+    );
+    this.partitions = new PartitionRouter(options.registry);
   }
 
+  /** The BullMQ queue storing tasks: a queue, or one partition of a partitioned queue. */
   queue(name: string): Queue {
-    if (!this.registry.queues.includes(name)) {
+    if (!this.registry.queues.includes(name) && this.registry.queueOf(name) === name) {
       throw new JobbersError(
         'UNKNOWN_QUEUE',
         `unknown queue "${name}"; known queues: ${this.registry.queues.join(', ')}`,
@@ -102,7 +113,7 @@ export class TaskClient {
     }
     let queue = this.queues.get(name);
     if (!queue) {
-      queue = new Queue(name, { connection: this.connection, prefix: this.prefix });
+      queue = new Queue(name, { connection: this.connection, prefix: bullmqPrefix(this.prefix, name) });
       // BullMQ repeats here the errors of the shared connection, whose owner logs them: count only.
       queue.on('error', () => countProcessError('queue-connection'));
       this.queues.set(name, queue);
@@ -159,7 +170,8 @@ export class TaskClient {
       removeOnComplete: false,
       removeOnFail: false,
     };
-    return { id, task: def.name, queue, payload, options };
+    const storageQueue = this.partitions.storageQueue(def, queue, params);
+    return { id, task: def.name, queue, storageQueue, payload, options };
   }
 
   async submit(request: SubmitRequest): Promise<SubmitResult> {
@@ -238,7 +250,7 @@ export class TaskClient {
   private addClaimed(prepared: PreparedSubmission[], token: string): Promise<void> {
     return this.reservations.addAndRelease(
       prepared.map((p) => ({
-        queue: this.queue(p.queue),
+        queue: this.queue(p.storageQueue),
         id: p.id,
         task: p.task,
         data: p.payload,
@@ -280,7 +292,7 @@ export class TaskClient {
     return {
       id: p.id,
       task: job.name,
-      queue: queueName,
+      queue: this.registry.queueOf(queueName),
       state: (await job.getState()) as TaskState,
       created: false,
     };
@@ -288,19 +300,17 @@ export class TaskClient {
 
   /** For each id, the queue holding a task with that id, if any. */
   async findQueues(ids: string[]): Promise<(string | undefined)[]> {
-    const queues = this.registry.queues;
+    const queues = this.registry.storageQueues();
     if (ids.length === 0) return [];
-    const pipeline = this.connection.pipeline();
-    for (const id of ids) for (const q of queues) pipeline.exists(jobKey(this.prefix, q, id));
-    const replies = (await pipeline.exec()) ?? [];
-    return ids.map((_, i) => {
-      for (const [j, q] of queues.entries()) {
-        const [error, exists] = replies[i * queues.length + j] ?? [];
-        if (error) throw error;
-        if (exists === 1) return q;
+    const checks: RoutedCommand[] = [];
+    for (const id of ids) {
+      for (const q of queues) {
+        const key = jobKey(this.prefix, q, id);
+        checks.push({ key, add: (p) => p.exists(key) });
       }
-      return undefined;
-    });
+    }
+    const replies = await execPerNode(this.connection, checks);
+    return ids.map((_, i) => queues.find((_q, j) => replies[i * queues.length + j] === 1));
   }
 
   async findJob(id: string): Promise<Job | undefined> {
@@ -343,7 +353,7 @@ export class TaskClient {
     const view: TaskView = {
       id: job.id!,
       task: job.name,
-      queue: job.queueName,
+      queue: this.registry.queueOf(job.queueName),
       state: resolvedState,
       params: payload.params,
       attempts: job.attemptsStarted ?? job.attemptsMade,
@@ -384,14 +394,16 @@ export class TaskClient {
   /** Views of the tasks found, in order, read in one pipeline; tasks removed since are left out. */
   private async viewsOf(found: FoundTask[], fieldMaxBytes: number): Promise<TaskView[]> {
     if (found.length === 0) return [];
-    const pipeline = this.connection.pipeline();
-    for (const { queue, id } of found) pipeline.hgetall(jobKey(this.prefix, queue, id));
-    const replies = (await pipeline.exec()) ?? [];
+    const replies = await execPerNode(
+      this.connection,
+      found.map(({ queue, id }) => {
+        const key = jobKey(this.prefix, queue, id);
+        return { key, add: (p) => p.hgetall(key) };
+      }),
+    );
     const views: TaskView[] = [];
     for (const [i, { queue, id, state }] of found.entries()) {
-      const [error, raw] = replies[i] ?? [];
-      if (error) throw error;
-      const fields = raw as Record<string, string>;
+      const fields = replies[i] as Record<string, string>;
       if (!fields?.name) continue;
       const omitted: ('params' | 'result')[] = [];
       if ((fields.data?.length ?? 0) > fieldMaxBytes) omitted.push('params');
@@ -463,7 +475,7 @@ export class TaskClient {
     return {
       id: normalized,
       task: job!.name,
-      queue: job!.queueName,
+      queue: this.registry.queueOf(job!.queueName),
       cancelled: true,
       previousState: result.previousState,
     };
@@ -471,11 +483,13 @@ export class TaskClient {
 
   /** Workers take no new task from a paused queue; running tasks finish. */
   async pauseQueue(name: string): Promise<void> {
-    await this.queue(name).pause();
+    this.queue(name);
+    await Promise.all(this.registry.storageQueues(name).map((q) => this.queue(q).pause()));
   }
 
   async resumeQueue(name: string): Promise<void> {
-    await this.queue(name).resume();
+    this.queue(name);
+    await Promise.all(this.registry.storageQueues(name).map((q) => this.queue(q).resume()));
   }
 
   async close(): Promise<void> {

@@ -1,5 +1,6 @@
 // Env and flags are parsed once, here, into one typed config with messages naming the culprit.
 
+import { slotPerQueueMarker } from './bullmq/keys.js';
 import { parseDurationMs } from './durations.js';
 import { JobbersError } from './errors.js';
 
@@ -19,6 +20,11 @@ export interface ManagerConfig extends CommonConfig {
   apiKeys: string[];
   bodyLimitBytes: number;
   runExporter: boolean;
+  /**
+   * JOBBERS_METRICS_PARTITION_LABEL: a `partition` label on the job gauges of partitioned queues.
+   * @default false
+   */
+  metricsPartitionLabel: boolean;
   /** How long the exporter's leadership of a queue lasts unless renewed (it renews every third). @default 10000 */
   exporterLeaseMs: number;
 }
@@ -76,6 +82,17 @@ function readRedisUrl(env: Env, problems: Problems): string {
   return url;
 }
 
+/**
+ * The prefix keys are built from. On a Redis Cluster, a JOBBERS_PREFIX without a hash tag gives each
+ * queue a hash tag of its own (`<prefix>:{<queue>}:<queue>:*`), so queues spread over the masters;
+ * one with a tag (`{jobbers}`) keeps every key in that one slot, the layout of earlier releases. A
+ * single Redis server keeps the prefix as it is.
+ */
+export function keyPrefix(redisUrl: string, prefix: string): string {
+  const clustered = redisUrl.startsWith('redis+cluster://');
+  return clustered && !/\{[^}]+\}/.test(prefix) ? `${prefix}${slotPerQueueMarker}` : prefix;
+}
+
 function readInt(
   env: Env,
   name: string,
@@ -107,15 +124,15 @@ function readCommon(env: Env, problems: Problems): CommonConfig {
       'JOBBERS_TASKS is not set: name the module that defines your tasks (e.g. JOBBERS_TASKS=@jobbers/examples)',
     );
   }
-  const redisUrl = readRedisUrl(env, problems);
-  if (redisUrl.startsWith('redis+cluster://') && !/\{[^}]+\}/.test(prefix)) {
+  if (prefix.includes(slotPerQueueMarker)) {
     problems.add(
-      `JOBBERS_PREFIX="${prefix}" needs a hash tag on Redis Cluster (e.g. {${prefix}}) so each queue's keys share a slot`,
+      `JOBBERS_PREFIX="${prefix}" holds an empty hash tag {}: give a tag with a name ({jobbers}) or none`,
     );
   }
+  const redisUrl = readRedisUrl(env, problems);
   return {
     redisUrl,
-    prefix,
+    prefix: keyPrefix(redisUrl, prefix),
     tasksModule,
     roles: env.JOBBERS_ROLES,
     metricsFlushMs: readInt(env, 'JOBBERS_METRICS_FLUSH_MS', 1000, problems, 10, 60_000),
@@ -238,6 +255,7 @@ export function loadManagerConfig(env: Env = process.env): ManagerConfig {
     apiKeys: readApiKeys(env, problems),
     bodyLimitBytes: readInt(env, 'MANAGER_BODY_LIMIT_BYTES', 1024 * 1024, problems, 1024),
     runExporter: readOnOff(env, 'JOBBERS_EXPORTER', true, problems),
+    metricsPartitionLabel: readOnOff(env, 'JOBBERS_METRICS_PARTITION_LABEL', false, problems),
     exporterLeaseMs: readInt(env, 'JOBBERS_EXPORTER_LEASE_MS', 10_000, problems, 100, 600_000),
   };
   problems.throwIfAny();

@@ -50,13 +50,28 @@ const redisDownMessages = [
   'ENOTFOUND',
   'Reached the max retries per request limit',
   'Command timed out',
+  // A Redis Cluster losing a master: retries ran out before a replica was promoted.
+  'Too many Cluster redirections',
+  'Failed to refresh slots cache',
+  'None of startup nodes is available',
+  "Cluster isn't ready",
 ];
 
 /**
  * Error replies of a Redis (or Cluster) that is up but cannot serve now: failover, resharding,
  * loading, out of memory (maxmemory under noeviction), a replica promoted away under us.
  */
-const notServingReplies = ['CLUSTERDOWN ', 'TRYAGAIN ', 'LOADING ', 'MASTERDOWN ', 'OOM ', 'READONLY '];
+const notServingReplies = [
+  'CLUSTERDOWN ',
+  'TRYAGAIN ',
+  'LOADING ',
+  'MASTERDOWN ',
+  'OOM ',
+  'READONLY ',
+  // Redirections left over once the retries ran out (a slot map still settling after a failover).
+  'MOVED ',
+  'ASK ',
+];
 
 /** True when an error from ioredis means Redis cannot be reached (as opposed to a bad command). */
 export function isRedisUnavailableError(error: unknown): boolean {

@@ -3,10 +3,22 @@
 // the job exists. A claim left by a submitter that died before adding expires after claimTtlMs.
 import { randomUUID } from 'node:crypto';
 import type { JobsOptions, Queue } from 'bullmq';
-import type { ChainableCommander, Redis } from 'ioredis';
+import keySlot from 'cluster-key-slot';
+import { type ChainableCommander, Cluster, type Redis } from 'ioredis';
 import { addJob, bullmqConnection } from './bullmq/scripts.js';
-import { idReservationKey, jobKey } from './keys.js';
+import { idReservationKey, isSlotPerQueue, jobKey } from './keys.js';
 import { scripts } from './lua/registry.js';
+import { countProcessError } from './metrics/process-health.js';
+import { execPerNode } from './redis.js';
+
+/** How long a submission on a Redis Cluster with replicas waits for a replica to hold its tasks. */
+export const replicaAckTimeoutMs = 500;
+
+/** True when the master serving `key` has a replica (by the client's slot map). */
+function hasReplica(connection: Redis, key: string): boolean {
+  if (!(connection instanceof Cluster)) return false;
+  return ((connection as Cluster).slots[keySlot(key)]?.length ?? 0) > 1;
+}
 
 /** Longer than any add takes; how long an id stays blocked when its submitter died mid-way. */
 export const claimTtlMs = 10_000;
@@ -41,30 +53,73 @@ export class IdReservations {
     scripts.releaseIfHeld.define(connection);
   }
 
-  /** Claims each id for the task named with it, in one round trip. */
+  /**
+   * Claims each id for the task named with it, in one round trip. With a slot per queue the claim
+   * and the queues' job keys live in different slots: the script then only claims, and the jobs
+   * are looked for once the claims are held (no submission adds an id it has not claimed, so a job
+   * found then was added before the claim, and none can be added after it).
+   */
   async claim(entries: { id: string; task: string }[], token: string): Promise<IdClaim[]> {
-    const claimKeys = (id: string) => [
-      idReservationKey(this.prefix, id),
-      ...this.queues.map((q) => jobKey(this.prefix, q, id)),
-    ];
+    const claimKeysOnly = isSlotPerQueue(this.prefix);
+    const claimKeys = (id: string) => {
+      const keys = [idReservationKey(this.prefix, id)];
+      if (!claimKeysOnly) keys.push(...this.queues.map((q) => jobKey(this.prefix, q, id)));
+      return keys;
+    };
     const claimValue = (task: string): [string, number] => [JSON.stringify([token, task]), claimTtlMs];
-    let replies: [Error | null, unknown][];
+    let replies: unknown[];
     if (entries.length === 1) {
       // A pipeline copies every script command of the connection (BullMQ's too) when it is made:
       // for one command that costs more than the command.
       const { id, task } = entries[0]!;
-      replies = [[null, await scripts.claimId.run(this.connection, claimKeys(id), claimValue(task))]];
+      replies = [await scripts.claimId.run(this.connection, claimKeys(id), claimValue(task))];
     } else {
-      const pipeline = this.connection.pipeline();
-      for (const { id, task } of entries) scripts.claimId.queue(pipeline, claimKeys(id), claimValue(task));
-      replies = (await pipeline.exec()) ?? [];
+      replies = await execPerNode(
+        this.connection,
+        entries.map(({ id, task }) => ({
+          key: idReservationKey(this.prefix, id),
+          add: (pipeline) => scripts.claimId.queue(pipeline, claimKeys(id), claimValue(task)),
+        })),
+      );
     }
-    return replies.map(([error, reply]) => {
-      if (error) throw error;
+    const claims = replies.map((reply): IdClaim => {
       const [outcome, detail] = reply as [string, string];
       if (outcome === 'existing') return { outcome, queue: this.queues[Number(detail) - 1]! };
       if (outcome === 'pending') return { outcome, task: (JSON.parse(detail) as [string, string])[1] };
       return { outcome: 'reserved' };
+    });
+    return claimKeysOnly ? this.dropClaimsOfExistingIds(entries, claims, token) : claims;
+  }
+
+  private async dropClaimsOfExistingIds(
+    entries: { id: string; task: string }[],
+    claims: IdClaim[],
+    token: string,
+  ): Promise<IdClaim[]> {
+    const reserved = entries.filter((_, i) => claims[i]!.outcome === 'reserved');
+    if (reserved.length === 0) return claims;
+    const exists = await execPerNode(
+      this.connection,
+      reserved.flatMap(({ id }) =>
+        this.queues.map((queue) => {
+          const key = jobKey(this.prefix, queue, id);
+          return { key, add: (pipeline: ChainableCommander) => pipeline.exists(key) };
+        }),
+      ),
+    );
+    const holder = new Map<string, string>();
+    reserved.forEach(({ id }, i) => {
+      const queue = this.queues.find((_q, j) => exists[i * this.queues.length + j] === 1);
+      if (queue !== undefined) holder.set(id, queue);
+    });
+    if (holder.size === 0) return claims;
+    await this.release(
+      reserved.filter(({ id }) => holder.has(id)),
+      token,
+    );
+    return claims.map((claim, i) => {
+      const queue = holder.get(entries[i]!.id);
+      return claim.outcome === 'reserved' && queue !== undefined ? { outcome: 'existing', queue } : claim;
     });
   }
 
@@ -77,6 +132,10 @@ export class IdReservations {
     if (entries.length === 0) return;
     // Every queue shares this connection; BullMQ's client view of it runs BullMQ's scripts.
     const client = await bullmqConnection(entries[0]!.queue);
+    if (isSlotPerQueue(this.prefix)) {
+      await this.addAndReleasePerQueue(client, entries, token);
+      return;
+    }
     if (entries.length === 1) {
       // No pipeline for one job (see claim): the two commands are sent at once all the same, in
       // order on the one connection, so the claim is dropped after the add whatever its outcome.
@@ -106,12 +165,59 @@ export class IdReservations {
     for (const [error] of replies ?? []) if (error) throw error;
   }
 
+  /**
+   * With a slot per queue: one pipeline of adds per queue, all at once, then the releases (their
+   * keys are in other slots) once every add has answered, whatever its outcome. When the queue's
+   * master has a replica, its pipeline ends with WAIT 1: a task is acknowledged once a replica holds
+   * it too, so a master that dies right after the add loses no acknowledged task when its replica
+   * takes over (after replicaAckTimeoutMs without a replica's ack it is acknowledged all the same,
+   * and counted in jobbers_process_errors_total{operation="replica-ack-timeout"}).
+   */
+  private async addAndReleasePerQueue(client: Redis, entries: ClaimedJob[], token: string) {
+    const byQueue = new Map<string, ClaimedJob[]>();
+    for (const entry of entries) {
+      const group = byQueue.get(entry.queue.name);
+      if (group) group.push(entry);
+      else byQueue.set(entry.queue.name, [entry]);
+    }
+    const added = await Promise.allSettled(
+      [...byQueue.values()].map(async (group) => {
+        const pipeline = client.pipeline();
+        const adds = Promise.allSettled(
+          group.map(({ queue, id, task, data, opts }) =>
+            addJob(queue, pipeline, { id, name: task, data, opts }),
+          ),
+        );
+        const awaitReplica = hasReplica(
+          this.connection,
+          jobKey(this.prefix, group[0]!.queue.name, group[0]!.id),
+        );
+        if (awaitReplica) pipeline.call('WAIT', 1, replicaAckTimeoutMs);
+        const [replies, outcomes] = await Promise.all([pipeline.exec(), adds]);
+        for (const outcome of outcomes) if (outcome.status === 'rejected') throw outcome.reason;
+        for (const [error] of replies ?? []) if (error) throw error;
+        if (awaitReplica && replies?.at(-1)?.[1] === 0) countProcessError('replica-ack-timeout');
+      }),
+    );
+    await this.release(entries, token);
+    for (const outcome of added) if (outcome.status === 'rejected') throw outcome.reason;
+  }
+
   /** Drops this submission's claims on the ids without adding anything (it found a conflict). */
   async release(entries: { id: string; task: string }[], token: string): Promise<void> {
     if (entries.length === 0) return;
-    const pipeline = this.connection.pipeline();
-    this.queueReleases(pipeline, entries, token);
-    for (const [error] of (await pipeline.exec()) ?? []) if (error) throw error;
+    await execPerNode(
+      this.connection,
+      entries.map(({ id, task }) => ({
+        key: idReservationKey(this.prefix, id),
+        add: (pipeline) =>
+          scripts.releaseIfHeld.queue(
+            pipeline,
+            [idReservationKey(this.prefix, id)],
+            [JSON.stringify([token, task])],
+          ),
+      })),
+    );
   }
 
   private queueReleases(

@@ -35,6 +35,12 @@ export interface LifecycleFeedOptions {
   connection: Redis;
   prefix: string;
   queues: readonly string[];
+  /**
+   * Where a partitioned queue keeps its jobs (TaskRegistry answers both): its partitions' streams are
+   * followed, and their transitions carry the queue's name.
+   * @default every queue is its own storage
+   */
+  partitions?: { storageQueues(queue: string): string[]; queueOf(storageQueue: string): string };
   logger: Logger;
   /** How long one blocking read waits before it looks again. @default 5000 */
   blockMs?: number;
@@ -83,6 +89,8 @@ export class LifecycleFeed {
   private readonly batchSize: number;
   private readonly minReadIntervalMs: number;
   private readonly maxRemembered: number;
+  /** The stream (storage queue) each event came from, for ordering per stream. */
+  private readonly streamOf = new WeakMap<LifecycleFeedEvent, string>();
   private readers: Redis[] = [];
   private running = false;
   private loops: Promise<void>[] = [];
@@ -107,16 +115,27 @@ export class LifecycleFeed {
     };
   }
 
-  /** Transitions after `afterId` in one queue's stream, oldest first, at most `limit` entries read. */
+  /**
+   * Transitions after `afterId` in one queue's stream (each partition's, for a partitioned queue),
+   * oldest first per stream, at most `limit` entries read per stream.
+   */
   async replay(queue: string, afterId: string, limit: number): Promise<LifecycleFeedEvent[]> {
-    const entries = await this.options.connection.xrange(
-      queueOwnKey(this.options.prefix, queue, 'events'),
-      `(${afterId}`,
-      '+',
-      'COUNT',
-      limit,
-    );
-    return this.translate(queue, entries.map(rawEntry));
+    const events: LifecycleFeedEvent[] = [];
+    for (const storage of this.storageQueues(queue)) {
+      const entries = await this.options.connection.xrange(
+        queueOwnKey(this.options.prefix, storage, 'events'),
+        `(${afterId}`,
+        '+',
+        'COUNT',
+        limit,
+      );
+      events.push(...(await this.translate(storage, entries.map(rawEntry))));
+    }
+    return events;
+  }
+
+  private storageQueues(queue: string): string[] {
+    return this.options.partitions?.storageQueues(queue) ?? [queue];
   }
 
   /**
@@ -137,9 +156,10 @@ export class LifecycleFeed {
     const lastSent = new Map<string, string>();
     const deliver = (event: LifecycleFeedEvent) => {
       if (!options.queues.includes(event.queue) || !matchesFeedFilter(event, options.filter)) return;
-      const last = lastSent.get(event.queue);
+      const stream = this.streamOf.get(event) ?? event.queue;
+      const last = lastSent.get(stream);
       if (last !== undefined && compareStreamIds(event.id, last) <= 0) return;
-      lastSent.set(event.queue, event.id);
+      lastSent.set(stream, event.id);
       options.listener(event);
     };
     let pending: LifecycleFeedEvent[] | undefined = options.afterId === undefined ? undefined : [];
@@ -178,10 +198,8 @@ export class LifecycleFeed {
     this.running = true;
     // One read follows every queue on a single server; on a Cluster, whose queues live in different
     // slots, each queue has a reader of its own.
-    const groups =
-      this.options.connection instanceof Cluster
-        ? this.options.queues.map((q) => [q])
-        : [[...this.options.queues]];
+    const streams = this.options.queues.flatMap((q) => this.storageQueues(q));
+    const groups = this.options.connection instanceof Cluster ? streams.map((q) => [q]) : [streams];
     for (const queues of groups) {
       const reader = duplicateBlockingConnection(this.options.connection);
       logConnectionOutages(reader, this.options.logger, 'lifecycle feed');
@@ -269,15 +287,17 @@ export class LifecycleFeed {
         const oldest = this.lastState.keys().next().value;
         if (oldest !== undefined) this.lastState.delete(oldest);
       }
-      events.push({
+      const event: LifecycleFeedEvent = {
         id: e.id,
-        queue,
+        queue: this.options.partitions?.queueOf(queue) ?? queue,
         task: this.taskOf.get(e.jobId) ?? null,
         taskId: e.jobId,
         transition,
         state,
         at: Number(e.id.split('-')[0]),
-      });
+      };
+      this.streamOf.set(event, queue);
+      events.push(event);
       if (state === 'completed' || state === 'removed') this.lastState.delete(e.jobId);
     }
     return events;

@@ -1,5 +1,6 @@
 // The one place Redis connections are made.
-import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import keySlot from 'cluster-key-slot';
+import { type ChainableCommander, Cluster, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
 import { JobbersError } from './errors.js';
 import type { Logger } from './logger.js';
 
@@ -59,14 +60,37 @@ export function createRedisConnection(url: string, options: RedisConnectionOptio
   if (isClusterUrl(url)) {
     const { connectionName, ...redisOptions } = tuned;
     const cluster = new Cluster(clusterSeedNodes(url), {
+      ...clusterFailoverOptions(options.blocking === true),
       redisOptions: { ...redisOptions, connectionName },
       enableOfflineQueue: tuned.enableOfflineQueue ?? true,
-      enableReadyCheck: true,
-      clusterRetryStrategy: (times) => Math.min(100 * times, 2000),
     });
     return cluster as unknown as Redis;
   }
   return new Redis(url, tuned);
+}
+
+/**
+ * How a Redis Cluster connection rides through resharding and failover. MOVED and ASK are followed
+ * at once; TRYAGAIN (a multi-key command during a slot migration), CLUSTERDOWN and a lost master are
+ * retried after a pause, and every redirection or retry of one command counts against
+ * maxRedirections, so a command gives up within a bound instead of waiting forever: about 1.5 s for
+ * the manager's connection (its API answers 503 meanwhile), about 30 s for blocking users (workers,
+ * the exporter), which covers a replica's promotion (cluster-node-timeout plus an election).
+ * The slot map is refreshed on every MOVED and every 5 s, so a promoted replica is found.
+ */
+export function clusterFailoverOptions(blocking: boolean): ClusterOptions {
+  const pauseMs = 250;
+  return {
+    enableReadyCheck: true,
+    clusterRetryStrategy: (times) => Math.min(100 * times, 2000),
+    retryDelayOnMoved: 0,
+    retryDelayOnFailover: pauseMs,
+    retryDelayOnTryAgain: pauseMs,
+    retryDelayOnClusterDown: pauseMs,
+    maxRedirections: blocking ? 120 : 6,
+    slotsRefreshTimeout: 1000,
+    slotsRefreshInterval: 5000,
+  };
 }
 
 /** A new connection to the same Redis (or Cluster) for blocking reads: commands wait while Redis is away. */
@@ -74,6 +98,7 @@ export function duplicateBlockingConnection(connection: Redis): Redis {
   if (connection instanceof Cluster) {
     const cluster = connection as Cluster;
     return cluster.duplicate([], {
+      ...clusterFailoverOptions(true),
       redisOptions: {
         ...cluster.options.redisOptions,
         maxRetriesPerRequest: null,
@@ -87,6 +112,91 @@ export function duplicateBlockingConnection(connection: Redis): Redis {
     enableOfflineQueue: true,
     commandTimeout: undefined,
   });
+}
+
+/** One command of a batch whose keys may live on different masters: the key that routes it, and how to queue it. */
+export interface RoutedCommand {
+  key: string;
+  add(pipeline: ChainableCommander): void;
+}
+
+/**
+ * Runs commands whose keys may live on different Redis Cluster masters (queues with a slot each):
+ * one pipeline per master, all at once; on a single server one pipeline. Replies come back in the
+ * order of the commands; the first error rejects.
+ */
+export async function execPerNode(redis: Redis, commands: readonly RoutedCommand[]): Promise<unknown[]> {
+  const replies = new Array<unknown>(commands.length);
+  let pending = commands.map((_, i) => i);
+  for (let attempt = 1; ; attempt++) {
+    const results = await execGroupedByNode(
+      redis,
+      pending.map((i) => commands[i]!),
+    );
+    const redirected: number[] = [];
+    results.forEach(([error, value], j) => {
+      const index = pending[j]!;
+      if (!error) replies[index] = value;
+      else if (isRedirection(error) && attempt < maxRedirectedAttempts) redirected.push(index);
+      else throw error;
+    });
+    if (redirected.length === 0) return replies;
+    // A command redirected (MOVED, ASK) or refused during a failover or resharding was not run: it
+    // is sent again, regrouped by the refreshed slot map, a bounded number of times. A pipeline of
+    // several slots is not retried by ioredis itself unless every reply is the same redirection.
+    await refreshSlots(redis);
+    await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
+    pending = redirected;
+  }
+}
+
+const maxRedirectedAttempts = 6;
+
+function isRedirection(error: Error): boolean {
+  return /^(MOVED|ASK|TRYAGAIN|CLUSTERDOWN) /.test(error.message);
+}
+
+function refreshSlots(redis: Redis): Promise<void> {
+  if (!(redis instanceof Cluster)) return Promise.resolve();
+  return new Promise((resolve) => (redis as Cluster).refreshSlotsCache(() => resolve()));
+}
+
+/** One pipeline per master (per slot before the slot map is known); [error, reply] per command. */
+async function execGroupedByNode(
+  redis: Redis,
+  commands: readonly RoutedCommand[],
+): Promise<[Error | null, unknown][]> {
+  const groups = new Map<string, number[]>();
+  const cluster = redis instanceof Cluster ? (redis as Cluster) : undefined;
+  commands.forEach((command, i) => {
+    let group = '';
+    if (cluster) {
+      const slot = keySlot(command.key);
+      group = cluster.slots[slot]?.[0] ?? `slot:${slot}`;
+    }
+    const members = groups.get(group);
+    if (members) members.push(i);
+    else groups.set(group, [i]);
+  });
+  const replies = new Array<[Error | null, unknown]>(commands.length);
+  await Promise.all(
+    [...groups.values()].map(async (members) => {
+      const pipeline = redis.pipeline();
+      for (const i of members) commands[i]!.add(pipeline);
+      let results: [Error | null, unknown][];
+      try {
+        results = (await pipeline.exec()) ?? [];
+      } catch (error) {
+        // The slot map changed between grouping and sending: every command of the group goes again.
+        if (!(error instanceof Error) || !error.message.includes('same slots allocation group')) throw error;
+        results = members.map(() => [new Error('MOVED (regroup)'), undefined]);
+      }
+      members.forEach((commandIndex, j) => {
+        replies[commandIndex] = results[j] ?? [new Error('no reply in the pipeline'), undefined];
+      });
+    }),
+  );
+  return replies;
 }
 
 /** Resolves once the connection answers PING, or rejects after timeoutMs. */

@@ -1,6 +1,7 @@
-// Routing: which queue a submission goes to, which queues a worker role serves.
+// Routing: which queue a submission goes to (and which partition of it), which queues a worker role serves.
+import { createHash } from 'node:crypto';
 import { JobbersError } from './errors.js';
-import { queueNamePattern, type TaskDefinition, type TaskRegistry } from './task.js';
+import { partitionQueueName, queueNamePattern, type TaskDefinition, type TaskRegistry } from './task.js';
 
 export type RoleMap = ReadonlyMap<string, readonly string[]>;
 
@@ -12,6 +13,46 @@ export function resolveQueue(def: TaskDefinition, requested?: string): string {
     'QUEUE_NOT_ALLOWED',
     `task "${def.name}" cannot run on queue "${requested}"; allowed: ${[def.queue, ...(def.queues ?? [])].join(', ')}`,
   );
+}
+
+/**
+ * Picks the partition of a partitioned queue for each submission: by the hash of the task's
+ * `partitionBy` param (a string as it is, anything else as its JSON text), so every task with one
+ * value goes to one partition and keeps its order there; round-robin without `partitionBy` (each
+ * manager keeps its own turn).
+ */
+export class PartitionRouter {
+  private readonly turns = new Map<string, number>();
+
+  constructor(private readonly registry: TaskRegistry) {}
+
+  /** The queue that stores the submission: `queue` itself unless it is partitioned. */
+  storageQueue(def: TaskDefinition, queue: string, params: unknown): string {
+    const partitions = this.registry.partitionsOf(queue);
+    if (partitions <= 1) return queue;
+    if (def.partitionBy === undefined) {
+      const turn = this.turns.get(queue) ?? 0;
+      this.turns.set(queue, (turn + 1) % partitions);
+      return partitionQueueName(queue, turn);
+    }
+    const value =
+      params !== null && typeof params === 'object'
+        ? (params as Record<string, unknown>)[def.partitionBy]
+        : undefined;
+    if (value === undefined) {
+      throw new JobbersError(
+        'INVALID_PARAMS',
+        `task "${def.name}" is partitioned by param "${def.partitionBy}", which the params lack`,
+      );
+    }
+    return partitionQueueName(queue, partitionOfValue(value, partitions));
+  }
+}
+
+/** The partition of a partitionBy value: the first 4 bytes of its SHA-1, modulo the partitions. */
+export function partitionOfValue(value: unknown, partitions: number): number {
+  const text = typeof value === 'string' ? value : JSON.stringify(value);
+  return createHash('sha1').update(text).digest().readUInt32BE(0) % partitions;
 }
 
 /**

@@ -43,6 +43,17 @@ export interface TaskDefinition<P = any, R = unknown> {
   /** Execution timeout in milliseconds; 0 or absent means none. */
   timeout?: number;
   shutdown: ShutdownPolicy;
+  /**
+   * Spreads the task's queue over this many partition queues (each a slot of its own on a Redis
+   * Cluster, so on its own master). Every task type of a partitioned queue declares the same number;
+   * workers of a role serving the queue consume every partition; metrics keep the queue's name.
+   */
+  partitions?: number;
+  /**
+   * The param whose value picks the partition (by hash), so tasks with one value stay in order
+   * within one partition. Absent: round-robin.
+   */
+  partitionBy?: string;
   run(params: P, ctx: TaskContext): Promise<R> | R;
 }
 
@@ -52,6 +63,8 @@ export type TaskInput<P, R> = Omit<TaskDefinition<P, R>, 'retries' | 'shutdown'>
 const taskNamePattern = /^[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)*$/i;
 export const queueNamePattern = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 export const maxRetries = 100;
+/** The most partitions a queue may have. */
+export const maxPartitions = 256;
 /** The longest a Node timer can wait (2^31-1 ms, about 24.8 days): bounds timeouts and backoff delays. */
 export const maxTimerMs = 2 ** 31 - 1;
 
@@ -92,7 +105,37 @@ function definitionProblems(def: TaskDefinition): string[] {
     problems.push('shutdown must be finish, reenqueue or fail');
   }
   if (typeof def.run !== 'function') problems.push('run must be a function');
+  problems.push(...partitionProblems(def));
   return problems;
+}
+
+function partitionProblems(def: TaskDefinition): string[] {
+  const problems: string[] = [];
+  if (def.partitions !== undefined) {
+    if (!Number.isInteger(def.partitions) || def.partitions < 1 || def.partitions > maxPartitions)
+      problems.push(`partitions must be an integer 1..${maxPartitions}`);
+    if (def.queues?.length) problems.push('a partitioned task runs on its one queue: drop queues');
+  }
+  if (def.partitionBy !== undefined) {
+    if (def.partitions === undefined) problems.push('partitionBy needs partitions');
+    if (typeof def.partitionBy !== 'string' || def.partitionBy === '')
+      problems.push('partitionBy must name a param');
+  }
+  return problems;
+}
+
+/**
+ * The queue that stores partition `index` of a partitioned queue. `~` is not allowed in queue
+ * names, so a partition never collides with a queue of its own.
+ */
+export function partitionQueueName(queue: string, index: number): string {
+  return `${queue}~${index}`;
+}
+
+/** The queue a storage queue belongs to: the name before `~` for a partition, else the name itself. */
+export function queueOfStorage(storageQueue: string): string {
+  const cut = storageQueue.lastIndexOf('~');
+  return cut < 0 ? storageQueue : storageQueue.slice(0, cut);
 }
 
 export function backoffProblems(backoff: BackoffPolicy): string[] {
@@ -115,9 +158,15 @@ export class TaskRegistry {
   private readonly byName = new Map<string, TaskDefinition>();
   private readonly validators = new Map<string, ValidateFunction>();
 
+  /** Partitions per partitioned queue. */
+  private readonly partitionCounts = new Map<string, number>();
+  /** The queue each partition queue belongs to. */
+  private readonly partitionOwner = new Map<string, string>();
+
   constructor(definitions: Iterable<TaskDefinition>) {
     const ajv = addFormats(new Ajv({ allErrors: true, strict: false, coerceTypes: false }));
-    for (const def of definitions) {
+    const all = [...definitions];
+    for (const def of all) {
       if (this.byName.has(def.name)) {
         throw new JobbersError('TASKS_MODULE_INVALID', `task "${def.name}" is defined twice`);
       }
@@ -131,6 +180,62 @@ export class TaskRegistry {
         );
       }
     }
+    this.checkPartitions(all);
+  }
+
+  /** Every task type of a partitioned queue declares the same number of partitions. */
+  private checkPartitions(definitions: TaskDefinition[]): void {
+    for (const def of definitions) {
+      if (def.partitions === undefined || def.partitions <= 1) continue;
+      const known = this.partitionCounts.get(def.queue);
+      if (known !== undefined && known !== def.partitions) {
+        throw new JobbersError(
+          'TASKS_MODULE_INVALID',
+          `queue "${def.queue}" is declared with ${known} and ${def.partitions} partitions: give every task type of it the same number`,
+        );
+      }
+      this.partitionCounts.set(def.queue, def.partitions);
+    }
+    for (const def of definitions) {
+      for (const queue of [def.queue, ...(def.queues ?? [])]) {
+        const count = this.partitionCounts.get(queue);
+        if (count !== undefined && def.partitions !== count) {
+          throw new JobbersError(
+            'TASKS_MODULE_INVALID',
+            `task "${def.name}" runs on queue "${queue}", which has ${count} partitions: declare partitions: ${count}`,
+          );
+        }
+      }
+    }
+    for (const [queue, count] of this.partitionCounts)
+      for (let i = 0; i < count; i++) this.partitionOwner.set(partitionQueueName(queue, i), queue);
+  }
+
+  /** The partitions of a queue; 1 when it is not partitioned. */
+  partitionsOf(queue: string): number {
+    return this.partitionCounts.get(queue) ?? 1;
+  }
+
+  /**
+   * The queues that store a queue's tasks (its partitions, or the queue itself), or every queue's
+   * when none is named: what workers consume, the exporter follows and id lookups search.
+   */
+  storageQueues(queue?: string): string[] {
+    if (queue === undefined) return this.queues.flatMap((q) => this.storageQueues(q));
+    const count = this.partitionCounts.get(queue);
+    if (count === undefined) return [queue];
+    return Array.from({ length: count }, (_, i) => partitionQueueName(queue, i));
+  }
+
+  /** The queue a storage queue belongs to (the queue itself when it is not a partition). */
+  queueOf(storageQueue: string): string {
+    return this.partitionOwner.get(storageQueue) ?? storageQueue;
+  }
+
+  /** The partition index of a storage queue, undefined when it is not a partition. */
+  partitionIndexOf(storageQueue: string): number | undefined {
+    if (!this.partitionOwner.has(storageQueue)) return undefined;
+    return Number(storageQueue.slice(storageQueue.lastIndexOf('~') + 1));
   }
 
   get names(): string[] {

@@ -132,6 +132,8 @@ export function resolveFilter(
     if (filter.queue !== undefined) resolveQueue(def, filter.queue);
     else queues = queues.filter((q) => q === def.queue || def.queues?.includes(q));
   }
+  // A partitioned queue is scanned partition by partition.
+  queues = queues.flatMap((q) => registry.storageQueues(q));
   const beforeMs = parseTime('before', filter.before);
   const afterMs = parseTime('after', filter.after);
   if (beforeMs !== undefined && afterMs !== undefined && afterMs >= beforeMs) {

@@ -5,6 +5,7 @@
 import type { Redis } from 'ioredis';
 import { jobHashField } from './bullmq/job-hash.js';
 import { jobKey } from './bullmq/keys.js';
+import { sharedKey } from './keys.js';
 
 /** A worker unseen for this long is gone. */
 export const workerTtlMs = 15_000;
@@ -37,11 +38,11 @@ export interface AttemptWorker {
 }
 
 function workersIndexKey(prefix: string): string {
-  return `${prefix}:jobbers:workers`;
+  return sharedKey(prefix, 'workers');
 }
 
 function workerKey(prefix: string, id: string): string {
-  return `${prefix}:jobbers:worker:${id}`;
+  return sharedKey(prefix, `worker:${id}`);
 }
 
 /** Writes the worker's record and renews its TTL. */

@@ -12,6 +12,7 @@ type WorkflowNodeView = WorkflowView['nodes'][number];
 
 import { JobbersError } from './errors.js';
 import { newTaskId, normalizeTaskId } from './ids.js';
+import { sharedKey } from './keys.js';
 import { scripts } from './lua/registry.js';
 import { clusterMetrics } from './metrics/definitions.js';
 import { metricHashKey } from './metrics/store.js';
@@ -90,12 +91,12 @@ const workflowNamePattern = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const failurePolicies: readonly NodeFailurePolicy[] = ['fail-workflow', 'continue'];
 
 export function workflowKey(prefix: string, id: string): string {
-  return `${prefix}:jobbers:workflow:${id}`;
+  return sharedKey(prefix, `workflow:${id}`);
 }
 
 /** Every workflow by creation time, for listings. */
 export function workflowIndexKey(prefix: string): string {
-  return `${prefix}:jobbers:workflows`;
+  return sharedKey(prefix, 'workflows');
 }
 
 export function nodeTaskId(workflowId: string, key: string): string {
@@ -305,7 +306,7 @@ export class Workflows {
       [
         workflowKey(this.prefix, workflow.id),
         workflowIndexKey(this.prefix),
-        `${this.prefix}:jobbers:workflow-labels`,
+        sharedKey(this.prefix, 'workflow-labels'),
         metricHashKey(this.prefix, clusterMetrics.workflowsStarted),
       ],
       args,

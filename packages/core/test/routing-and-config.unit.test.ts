@@ -110,13 +110,15 @@ test('config defaults follow the design', () => {
   assert.deepEqual(worker.queueCapacity, { default: 8, images: 2 });
 });
 
-test('loading tasks by package name finds the four examples', async () => {
+test('loading tasks by package name finds the six examples', async () => {
   const examples = await loadTasks('@jobbers/examples');
   assert.deepEqual(examples.names.sort(), [
     'example.echo',
     'example.flaky',
     'example.heartbeat',
     'example.sleep',
+    'example.square',
+    'example.sum',
   ]);
   assert.deepEqual(examples.queues, ['default']);
 });

@@ -88,6 +88,7 @@ export async function buildManagerApp(options: ManagerAppOptions): Promise<Manag
     connection: options.connection,
     prefix: options.config.prefix,
     queues: options.registry.queues,
+    partitions: options.registry,
     logger: app.log as Logger,
   });
   // The event-loop delay is sampled every millisecond (prom-client's default, 10 ms, hides the

@@ -82,7 +82,8 @@ async function main() {
     ? new LifecycleExporter({
         connection,
         prefix: config.prefix,
-        queues: registry.queues,
+        queues: registry.storageQueues(),
+        queueLabel: (queue) => registry.queueOf(queue),
         roles,
         logger,
         leaseMs: config.exporterLeaseMs,
@@ -96,7 +97,13 @@ async function main() {
     registry,
     connection,
     logger,
-    clusterMetrics: () => renderClusterMetrics({ redis: connection, prefix: config.prefix, registry }),
+    clusterMetrics: () =>
+      renderClusterMetrics({
+        redis: connection,
+        prefix: config.prefix,
+        registry,
+        partitionLabel: config.metricsPartitionLabel,
+      }),
     availableByTask: (queue) => readAvailableByTask(connection, config.prefix, queue),
   });
   await app.listen({ host: config.host, port: config.port });

@@ -129,10 +129,15 @@ export class CapacityGate {
   }
 }
 
-/** The cap of one queue; only that queue's fetcher waits on it. */
+/**
+ * The cap of one queue, shared by the fetchers of its partitions when it is partitioned: a fetcher
+ * holds a slot for its non-blocking fetch (tryReserve, then commit or cancel) or takes one for a job
+ * that arrived while it waited (tryTake), so the queue never runs more than its limit.
+ */
 export class QueueSlots {
   private running = 0;
-  private waiter: (() => void) | undefined;
+  private reserved = 0;
+  private waiters: (() => void)[] = [];
 
   constructor(readonly limit: number) {}
 
@@ -140,31 +145,51 @@ export class QueueSlots {
     return this.running;
   }
 
-  /** Resolves once the queue has room for one more task. */
-  whenFree(): Promise<void> {
-    if (this.running < this.limit) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.waiter = resolve;
-    });
+  private hasRoom(): boolean {
+    return this.running + this.reserved < this.limit;
   }
 
-  take(): void {
+  /** Resolves once the queue looks to have room for one more task (it holds nothing). */
+  whenFree(): Promise<void> {
+    if (this.hasRoom()) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  /** Holds a slot for one fetch; false when another fetcher of the queue took the room. */
+  tryReserve(): boolean {
+    if (!this.hasRoom()) return false;
+    this.reserved++;
+    return true;
+  }
+
+  /** The reserved fetch found a job: it runs in the reserved slot. */
+  commit(): void {
+    this.reserved--;
     this.running++;
+  }
+
+  /** The reserved fetch found nothing: the slot goes back. */
+  cancel(): void {
+    this.reserved--;
+    this.wake();
+  }
+
+  /** For a job fetched without a reservation: takes a slot now if one is free. */
+  tryTake(): boolean {
+    if (!this.hasRoom()) return false;
+    this.running++;
+    return true;
   }
 
   release(): void {
     this.running--;
-    if (this.running < this.limit && this.waiter) {
-      const waiter = this.waiter;
-      this.waiter = undefined;
-      waiter();
-    }
+    this.wake();
   }
 
-  /** Wakes a waiting fetcher so it can notice the worker is stopping. */
+  /** Wakes the waiting fetchers: to look for room again, or to notice the worker is stopping. */
   wake(): void {
-    const waiter = this.waiter;
-    this.waiter = undefined;
-    waiter?.();
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const waiter of waiters) waiter();
   }
 }

@@ -1,7 +1,7 @@
 // Task outcomes observed where they happen: processed, execution time, end-to-end latency,
 // retries, execution timeouts and rejected completions, buffered and flushed to Redis
 // (cluster-wide, shared).
-import { clusterMetrics, type MetricsBuffer, type NodeAdvance } from '@jobbers/core';
+import { clusterMetrics, type MetricsBuffer, type NodeAdvance, queueOfStorage } from '@jobbers/core';
 import type { Job } from 'bullmq';
 
 export function isTimeoutError(error: Error | undefined): boolean {
@@ -11,7 +11,7 @@ export function isTimeoutError(error: Error | undefined): boolean {
 /** After a successful moveToCompleted. */
 export function recordCompleted(buffer: MetricsBuffer, job: Job): void {
   const now = job.finishedOn ?? Date.now();
-  const labels = [job.queueName, job.name, 'completed'];
+  const labels = [queueOfStorage(job.queueName), job.name, 'completed'];
   buffer.increment(clusterMetrics.tasksProcessed, labels);
   if (job.processedOn) buffer.observe(clusterMetrics.executionTime, labels, (now - job.processedOn) / 1000);
   buffer.observe(clusterMetrics.endToEndLatency, labels, (now - job.timestamp) / 1000);
@@ -21,19 +21,20 @@ export function recordCompleted(buffer: MetricsBuffer, job: Job): void {
 export function recordFailed(buffer: MetricsBuffer, job: Job, error: Error): void {
   const final = Boolean(job.finishedOn);
   const now = job.finishedOn || Date.now();
-  if (isTimeoutError(error)) buffer.increment(clusterMetrics.tasksTimedOut, [job.queueName, job.name]);
+  if (isTimeoutError(error))
+    buffer.increment(clusterMetrics.tasksTimedOut, [queueOfStorage(job.queueName), job.name]);
   if (final) {
-    const labels = [job.queueName, job.name, 'failed'];
+    const labels = [queueOfStorage(job.queueName), job.name, 'failed'];
     buffer.increment(clusterMetrics.tasksProcessed, labels);
     buffer.observe(clusterMetrics.endToEndLatency, labels, (now - job.timestamp) / 1000);
     if (job.processedOn) buffer.observe(clusterMetrics.executionTime, labels, (now - job.processedOn) / 1000);
     return;
   }
-  buffer.increment(clusterMetrics.tasksRetried, [job.queueName, job.name]);
+  buffer.increment(clusterMetrics.tasksRetried, [queueOfStorage(job.queueName), job.name]);
   if (job.processedOn) {
     buffer.observe(
       clusterMetrics.executionTime,
-      [job.queueName, job.name, 'retried'],
+      [queueOfStorage(job.queueName), job.name, 'retried'],
       (now - job.processedOn) / 1000,
     );
   }
@@ -41,7 +42,7 @@ export function recordFailed(buffer: MetricsBuffer, job: Job, error: Error): voi
 
 /** A completion from a worker that had lost the job: Redis refused it, nothing was applied. */
 export function recordRejectedCompletion(buffer: MetricsBuffer, job: Job): void {
-  buffer.increment(clusterMetrics.completionsRejected, [job.queueName, job.name]);
+  buffer.increment(clusterMetrics.completionsRejected, [queueOfStorage(job.queueName), job.name]);
 }
 
 /** The step that finished a workflow (its last node, or a node whose failure fails it). */

@@ -34,11 +34,19 @@ export interface QueueFetcherOptions {
 }
 
 const errorPauseMs = 1000;
+/**
+ * How long a blocking wait for work may last before it counts as stuck. BullMQ bounds the wait to
+ * its drain delay (a second here) plus a watchdog; a Redis Cluster master lost mid-wait can still
+ * leave it unsettled, and the queue would be followed no more.
+ */
+export const stuckWaitMs = 15_000;
 
 export class QueueFetcher {
   private tokens = 0;
   private idle = false;
   private loop: Promise<void> | undefined;
+  /** A blocking wait that outlived stuckWaitMs and has not settled yet: poll without blocking meanwhile. */
+  private stuckWait: Promise<unknown> | undefined;
 
   constructor(private readonly options: QueueFetcherOptions) {}
 
@@ -57,8 +65,11 @@ export class QueueFetcher {
       await slots.whenFree();
       if (!accepting()) break;
       if (this.idle) await this.waitForWork();
-      else if (!(await gate.reserve())) break;
-      else await this.takeReserved();
+      else if (!slots.tryReserve()) continue;
+      else if (!(await gate.reserve())) {
+        slots.cancel();
+        break;
+      } else await this.takeReserved();
     }
   }
 
@@ -67,11 +78,12 @@ export class QueueFetcher {
     const fetched = await this.fetch(false);
     if (!fetched) {
       gate.cancel();
+      slots.cancel();
       this.idle = true;
       return;
     }
     gate.commit();
-    slots.take();
+    slots.commit();
     if (!this.options.accepting()) {
       await this.release(fetched);
       return;
@@ -81,15 +93,16 @@ export class QueueFetcher {
 
   private async waitForWork(): Promise<void> {
     const { gate, slots, accepting } = this.options;
-    const fetched = await this.fetch(true);
+    const fetched = this.stuckWait ? await this.poll() : await this.fetch(true);
     if (!fetched) return;
     this.idle = false;
-    if (!accepting() || !gate.tryTake()) {
+    const slot = accepting() && slots.tryTake();
+    if (!slot || !gate.tryTake()) {
+      if (slot) slots.release();
       this.options.logger.debug({ taskId: fetched.job.id }, 'no free slot for a new job: giving it back');
       await this.options.giveBack(fetched);
       return;
     }
-    slots.take();
     this.options.start(fetched);
   }
 
@@ -103,11 +116,20 @@ export class QueueFetcher {
     }
   }
 
+  /** While a blocking wait is stuck: one fetch without blocking, after a pause when it finds nothing. */
+  private async poll(): Promise<FetchedJob | undefined> {
+    const fetched = await this.fetch(false);
+    if (!fetched && this.options.accepting())
+      await new Promise((resolve) => setTimeout(resolve, errorPauseMs));
+    return fetched;
+  }
+
   private async fetch(block: boolean): Promise<FetchedJob | undefined> {
     const { bull, logger, queue } = this.options;
     const token = `${bull.id}:${this.tokens++}`;
     try {
-      const job = await bull.getNextJob(token, { block });
+      const next = bull.getNextJob(token, { block });
+      const job = block ? await this.unlessStuck(next, token) : await next;
       return job ? { job, token } : undefined;
     } catch (error) {
       if (!this.options.accepting()) return undefined;
@@ -116,5 +138,37 @@ export class QueueFetcher {
       await new Promise((resolve) => setTimeout(resolve, errorPauseMs));
       return undefined;
     }
+  }
+
+  /**
+   * The blocking wait's job, or undefined once it has lasted stuckWaitMs: the queue is then polled
+   * until the wait settles, and a job it activates late is given back (nothing runs it here).
+   */
+  private async unlessStuck(
+    next: Promise<Job<JobPayload> | undefined>,
+    token: string,
+  ): Promise<Job<JobPayload> | undefined> {
+    let timer: NodeJS.Timeout | undefined;
+    const stuck = new Promise<'stuck'>((resolve) => {
+      timer = setTimeout(() => resolve('stuck'), stuckWaitMs);
+    });
+    try {
+      const outcome = await Promise.race([next, stuck]);
+      if (outcome !== 'stuck') return outcome;
+    } finally {
+      clearTimeout(timer);
+    }
+    const { logger, queue } = this.options;
+    countProcessError('fetch-stuck');
+    logger.warn({ queue, waitedMs: stuckWaitMs }, 'waiting for work is stuck; polling the queue meanwhile');
+    this.stuckWait = next
+      .then(async (job) => {
+        if (job) await this.options.giveBack({ job, token });
+      })
+      .catch((error: unknown) => logger.warn({ err: error, queue }, 'a stuck wait for work failed'))
+      .finally(() => {
+        this.stuckWait = undefined;
+      });
+    return undefined;
   }
 }

@@ -9,6 +9,7 @@ import {
   type Logger,
   type MetricsBuffer,
   markYield,
+  queueOfStorage,
   readJobFinish,
   type TaskContext,
   type TaskDefinition,
@@ -192,7 +193,7 @@ export class TaskAttempt {
     return {
       id: job.id!,
       task: job.name,
-      queue: job.queueName,
+      queue: queueOfStorage(job.queueName),
       attempt: this.attempt,
       parents: this.parents,
       signal: this.controller.signal,

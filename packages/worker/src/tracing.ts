@@ -3,6 +3,7 @@ import {
   contextFromTraceparent,
   type JobPayload,
   jobbersTracer,
+  queueOfStorage,
   recordSpanFailure,
   spanAttributes,
   tracingEnabled,
@@ -15,7 +16,7 @@ export function traceExecution<T>(job: Job<JobPayload>, run: () => Promise<T>): 
   const attributes = {
     [spanAttributes.taskId]: job.id ?? '',
     [spanAttributes.taskType]: job.name,
-    [spanAttributes.queue]: job.queueName,
+    [spanAttributes.queue]: queueOfStorage(job.queueName),
     [spanAttributes.attempt]: job.attemptsStarted || job.attemptsMade + 1,
     [spanAttributes.messagingSystem]: 'jobbers',
     [spanAttributes.messagingOperation]: 'process',

@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import {
   adjustAttemptsStarted,
+  bullmqPrefix,
   countProcessError,
   createRedisConnection,
   GatedWorker,
@@ -14,6 +15,7 @@ import {
   logConnectionOutages,
   MetricsBuffer,
   markYield,
+  queueOfStorage,
   queuesForRole,
   type RoleMap,
   type RunningTask,
@@ -164,13 +166,20 @@ export class JobbersWorker {
     const { config, logger } = this.options;
     if (this.phase !== 'new') return;
     this.phase = 'starting';
-    for (const queue of this.queues) {
+    // A partitioned queue is consumed through every partition, which share the queue's capacity.
+    const storage = this.queues.flatMap((logical) => {
+      const slots = new QueueSlots(
+        Math.min(config.queueCapacity[logical] ?? config.concurrentTasks, config.concurrentTasks),
+      );
+      return this.options.registry.storageQueues(logical).map((queue) => ({ queue, slots }));
+    });
+    for (const { queue, slots } of storage) {
       const accepting = () => this.phase === 'running';
       const bull = new GatedWorker<JobPayload>(
         queue,
         {
           connection: this.connection,
-          prefix: config.prefix,
+          prefix: bullmqPrefix(config.prefix, queue),
           name: this.name,
           lockDuration: config.leaseMs,
           stalledInterval: Math.max(500, Math.floor(config.leaseMs / 2)),
@@ -186,9 +195,6 @@ export class JobbersWorker {
         },
       );
       bull.on('error', (error) => logger.error({ err: error, queue }, 'queue worker error'));
-      const slots = new QueueSlots(
-        Math.min(config.queueCapacity[queue] ?? config.concurrentTasks, config.concurrentTasks),
-      );
       const fetcher = new QueueFetcher({
         queue,
         bull,
@@ -242,7 +248,9 @@ export class JobbersWorker {
         role: config.role,
         queues: this.queues,
         concurrency: config.concurrentTasks,
-        queueCapacity: Object.fromEntries(this.consumers.map((c) => [c.queue, c.slots.limit])),
+        queueCapacity: Object.fromEntries(
+          this.consumers.map((c) => [queueOfStorage(c.queue), c.slots.limit]),
+        ),
         ttl: config.ttlTasks,
         leaseMs: config.leaseMs,
       },
@@ -253,7 +261,12 @@ export class JobbersWorker {
   /** Tells the lifecycle exporter this role serves its queues (it labels activations by role). */
   private async recordRole(): Promise<void> {
     const { config } = this.options;
-    await recordRoleActivity(this.connection, config.prefix, this.queues, config.role);
+    await recordRoleActivity(
+      this.connection,
+      config.prefix,
+      this.queues.flatMap((queue) => this.options.registry.storageQueues(queue)),
+      config.role,
+    );
     this.roleRecordedAt = Date.now();
   }
 

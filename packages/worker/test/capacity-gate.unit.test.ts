@@ -60,7 +60,8 @@ test('close answers every waiting reservation with false', async () => {
 test('a queue cap wakes its fetcher when a slot frees up, or when told to stop', async () => {
   const slots = new QueueSlots(1);
   await slots.whenFree();
-  slots.take();
+  assert.equal(slots.tryReserve(), true);
+  slots.commit();
   let woke = false;
   const waiting = slots.whenFree().then(() => {
     woke = true;
@@ -70,8 +71,26 @@ test('a queue cap wakes its fetcher when a slot frees up, or when told to stop',
   slots.release();
   await waiting;
   assert.equal(woke, true);
-  slots.take();
+  assert.equal(slots.tryTake(), true);
   const stopping = slots.whenFree();
   slots.wake();
   await stopping;
+});
+
+test('the fetchers of a partitioned queue share its cap: never more than the limit', async () => {
+  const slots = new QueueSlots(2);
+  // Three partition fetchers see room at once; only two get a slot.
+  await Promise.all([slots.whenFree(), slots.whenFree(), slots.whenFree()]);
+  const granted = [slots.tryReserve(), slots.tryReserve(), slots.tryTake()];
+  assert.deepEqual(granted, [true, true, false]);
+  slots.commit();
+  slots.cancel();
+  assert.equal(slots.runningTasks, 1);
+  assert.equal(slots.tryTake(), true);
+  assert.equal(slots.tryReserve(), false);
+  const both = Promise.all([slots.whenFree(), slots.whenFree()]);
+  slots.release();
+  await both;
+  assert.equal(slots.tryReserve(), true);
+  assert.equal(slots.tryTake(), false);
 });

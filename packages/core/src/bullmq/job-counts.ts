@@ -20,7 +20,7 @@ export const jobCountStates = [
 export type JobCountState = (typeof jobCountStates)[number];
 export type JobCounts = Record<JobCountState, number>;
 
-/** The reads queueJobCountReads queues, in order, after the paused flag. */
+/** The reads jobCountReads makes, in order, after the paused flag. */
 const countReads: [store: string, kind: 'list' | 'zset'][] = [
   ['wait', 'list'],
   ['paused', 'list'],
@@ -32,17 +32,33 @@ const countReads: [store: string, kind: 'list' | 'zset'][] = [
   ['waiting-children', 'zset'],
 ];
 
-/** How many replies queueJobCountReads adds to a pipeline. */
+/** How many replies the reads of jobCountReads (or queueJobCountReads) give. */
 export const jobCountReplies = countReads.length + 1;
+
+/**
+ * The reads of one queue's job counts, in order, each with the key that routes it (every one is in
+ * the queue's slot): for batches that pipeline several queues per Redis Cluster master.
+ */
+export function jobCountReads(
+  prefix: string,
+  queue: string,
+): { key: string; add(commands: ChainableCommander): void }[] {
+  const meta = queueOwnKey(prefix, queue, 'meta');
+  return [
+    { key: meta, add: (commands) => commands.hexists(meta, 'paused') },
+    ...countReads.map(([store, kind]) => {
+      const key = queueOwnKey(prefix, queue, store);
+      return {
+        key,
+        add: (commands: ChainableCommander) => (kind === 'list' ? commands.llen(key) : commands.zcard(key)),
+      };
+    }),
+  ];
+}
 
 /** Queues on `commands` the reads of one queue's job counts; jobCountsFromReplies reads their replies. */
 export function queueJobCountReads(commands: ChainableCommander, prefix: string, queue: string): void {
-  commands.hexists(queueOwnKey(prefix, queue, 'meta'), 'paused');
-  for (const [store, kind] of countReads) {
-    const key = queueOwnKey(prefix, queue, store);
-    if (kind === 'list') commands.llen(key);
-    else commands.zcard(key);
-  }
+  for (const read of jobCountReads(prefix, queue)) read.add(commands);
 }
 
 /** The counts from the jobCountReplies replies queueJobCountReads asked for, in order. */

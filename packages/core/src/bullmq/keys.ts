@@ -1,13 +1,33 @@
 // How BullMQ names its Redis keys: `<prefix>:<queue>` for the queue, `<prefix>:<queue>:<id>` for a
 // job's hash, `<prefix>:<queue>:<name>` for the queue's own keys (`wait`, `events`, `stalled`, ...).
+// The prefix BullMQ is given depends on the key layout (see slotPerQueue below).
 import { QueueKeys } from 'bullmq';
 
+/**
+ * A Jobbers prefix ending in this empty hash tag (e.g. `jobbers{}`, which the config makes of
+ * `JOBBERS_PREFIX=jobbers` on a Redis Cluster URL) gives each queue a hash tag of its own: BullMQ's
+ * prefix for queue `q` is `jobbers:{q}`, so each queue's keys share one slot and different queues
+ * land on different masters. Any other prefix is given to BullMQ as it is (one slot for everything
+ * when it holds a hash tag such as `{jobbers}`, no tag at all on a single Redis server).
+ */
+export const slotPerQueueMarker = '{}';
+
+/** True when the prefix gives each queue a hash tag of its own. */
+export function isSlotPerQueue(prefix: string): boolean {
+  return prefix.endsWith(slotPerQueueMarker);
+}
+
+/** The `prefix` option BullMQ's Queue and Worker take for this queue. */
+export function bullmqPrefix(prefix: string, queue: string): string {
+  return isSlotPerQueue(prefix) ? `${prefix.slice(0, -slotPerQueueMarker.length)}:{${queue}}` : prefix;
+}
+
 export function queueKey(prefix: string, queue: string): string {
-  return `${prefix}:${queue}`;
+  return `${bullmqPrefix(prefix, queue)}:${queue}`;
 }
 
 export function jobKey(prefix: string, queue: string, id: string): string {
-  return `${prefix}:${queue}:${id}`;
+  return `${queueKey(prefix, queue)}:${id}`;
 }
 
 /** The key holding the token of the worker that has the job active (its lease). */

@@ -3,7 +3,8 @@
   job with the id exists in any queue or another submission holds the id.
 
   KEYS[1]     the id's claim
-  KEYS[2..]   the id's job hash in every queue, in registry order
+  KEYS[2..]   the id's job hash in every queue, in registry order (none when each queue has a slot
+              of its own: the caller then looks for the jobs once the claim is held)
   ARGV[1]     this claim's value
   ARGV[2]     how long the claim lives (ms)
 

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { type Logger, pino } from 'pino';
 import { jobHashField } from '../bullmq/job-hash.js';
-import { jobbersKey, queueKey } from '../keys.js';
+import { jobbersKey, queueKey, queueMetricsKey } from '../keys.js';
 import { scripts } from '../lua/registry.js';
 import { duplicateBlockingConnection, logConnectionOutages } from '../redis.js';
 import { latencyBuckets } from './definitions.js';
@@ -31,7 +31,13 @@ export interface LifecycleExporterOptions {
   /** A connection the exporter may duplicate; it makes one blocking connection per queue. */
   connection: Redis;
   prefix: string;
+  /** The queues whose event streams it follows: every storage queue (registry.storageQueues()). */
   queues: readonly string[];
+  /**
+   * The queue label of a followed queue's series: a partition's series carry its queue's name.
+   * @default the queue's own name
+   */
+  queueLabel?: (queue: string) => string;
   /** Roles that may appear in the role label; others are reported as `unknown`. */
   roles?: readonly string[];
   logger?: Logger;
@@ -141,6 +147,10 @@ class QueueExporter {
     // Commands that fail meanwhile fail the turn, which is logged and retried.
     logConnectionOutages(this.redis, this.logger, 'lifecycle-exporter');
     logConnectionOutages(this.blocking, this.logger, 'lifecycle-exporter blocking reads');
+    // A Redis Cluster node lost (a master failing over): check the stored position at once.
+    this.redis.on('-node', () => {
+      this.lastReconcileAt = 0;
+    });
     this.qp = `${queueKey(prefix, queue)}:`;
     this.jp = jobbersKey(prefix, queue, '');
     this.stateKey = exporterStateKey(prefix, queue);
@@ -169,8 +179,8 @@ class QueueExporter {
       {
         jobbersPrefix: this.jp,
         bookkeepingPrefix,
-        metricsPrefix: `${this.options.prefix}:jobbers:metrics:`,
-        queue: this.queue,
+        metricsPrefix: queueMetricsKey(this.options.prefix, this.queue, ''),
+        queue: this.options.queueLabel?.(this.queue) ?? this.queue,
         bucketBounds: latencyBuckets,
       },
       this.options.roles ?? [],
@@ -388,6 +398,17 @@ class QueueExporter {
       [this.stateKey],
       [this.qp, this.jp],
     );
+    if (storedPos !== this.committedPos && this.committedPos !== undefined) {
+      // Redis holds an older position than this leader committed: a replica promoted after its
+      // master died lacked the last writes. What it holds is consistent with its own stream, but
+      // the book here is not: count again from BullMQ's lists.
+      const committed = this.committedPos;
+      this.forget();
+      await this.recount(
+        `stored position ${storedPos || '(none)'} is behind the committed ${committed}: writes were lost (failover)`,
+      );
+      return;
+    }
     if (lastId !== pos || storedPos !== pos) return;
     const [trueAvail, ourAvail, trueActive, ourActive, trueFailed, ourFailed] = counts.map(Number);
     if (trueAvail !== ourAvail || trueActive !== ourActive || trueFailed !== ourFailed) {

@@ -4,18 +4,19 @@
 import type { Redis } from 'ioredis';
 import {
   type JobCountState,
+  jobCountReads,
   jobCountReplies,
   jobCountsFromReplies,
-  queueJobCountReads,
 } from '../bullmq/job-counts.js';
-import { jobbersKey, queueKey } from '../keys.js';
+import { isSlotPerQueue, jobbersKey, queueKey } from '../keys.js';
 import { transitions } from '../lifecycle.js';
 import { scripts } from '../lua/registry.js';
+import { execPerNode, type RoutedCommand } from '../redis.js';
 import type { TaskRegistry } from '../task.js';
 import { clusterMetrics, labelSeparator, type MetricDefinition } from './definitions.js';
 import { exporterStateKey } from './exporter.js';
 import { recountProgressKey } from './recount.js';
-import { metricHashKey } from './store.js';
+import { metricHashKey, queueMetricHashKey } from './store.js';
 
 /** The states of jobbers_jobs, in the order they are rendered. */
 const jobsGaugeStates: readonly JobCountState[] = [
@@ -52,6 +53,14 @@ export interface ExpositionOptions {
   registry: TaskRegistry;
   roles?: readonly string[];
   now?: number;
+  /**
+   * Adds a `partition` label (the partition's index; empty for a queue that is not partitioned) to
+   * the gauges of jobs in Redis: jobbers_jobs_available, its age, jobbers_jobs_running,
+   * jobbers_incidents and jobbers_jobs. Each partitioned queue then has that many times the series.
+   * Counters and histograms keep the queue alone. JOBBERS_METRICS_PARTITION_LABEL on the manager.
+   * @default false
+   */
+  partitionLabel?: boolean;
 }
 
 /** Maps a stored task label to a bounded one. */
@@ -69,49 +78,70 @@ export async function renderClusterMetrics(options: ExpositionOptions): Promise<
   const { redis, prefix, registry } = options;
   const now = options.now ?? Date.now();
   const queues = registry.queues;
-  const gaugeRead = redis.pipeline();
+  // Series are labelled with the queue; a partitioned queue's partitions are read one by one and
+  // summed under its name (ages and lags: the largest).
+  const storage = registry.storageQueues();
+  const labelOf = (queue: string) => registry.queueOf(queue);
+  // Each queue's keys share a slot; on a Redis Cluster the queues' slots spread over the masters,
+  // so every read goes in one pipeline per master, and the replies are merged here.
+  const gaugeRead: RoutedCommand[] = [];
   const extraTasks = new Map<string, string[]>();
-  for (const queue of queues) {
-    gaugeRead.smembers(jobbersKey(prefix, queue, 'tasks'));
-    gaugeRead.hexists(exporterStateKey(prefix, queue), 'pos');
-    gaugeRead.exists(recountProgressKey(prefix, queue));
+  for (const queue of storage) {
+    const tasksKey = jobbersKey(prefix, queue, 'tasks');
+    gaugeRead.push(
+      { key: tasksKey, add: (p) => p.smembers(tasksKey) },
+      { key: tasksKey, add: (p) => p.hexists(exporterStateKey(prefix, queue), 'pos') },
+      { key: tasksKey, add: (p) => p.exists(recountProgressKey(prefix, queue)) },
+    );
   }
-  const states = ((await gaugeRead.exec()) ?? []).map(([error, value]) => {
-    if (error) throw error;
-    return value;
-  });
-  const taskSets = queues.map((_, i) => (states[3 * i] as string[]) ?? []);
-  // Before the first count of a queue finishes nothing is known: its gauges are absent, not 0.
-  const counted = queues.filter((_, i) => states[3 * i + 1] === 1);
-  const recounting = new Map(queues.map((queue, i) => [queue, Number(states[3 * i + 2])]));
-  queues.forEach((queue, i) => {
+  const states = await execPerNode(redis, gaugeRead);
+  const taskSets = storage.map((_, i) => (states[3 * i] as string[]) ?? []);
+  // Before the first count of a queue (of every partition) finishes nothing is known: its gauges
+  // are absent, not 0.
+  const uncounted = new Set(storage.filter((_, i) => states[3 * i + 1] !== 1).map(labelOf));
+  const counted = storage.filter((queue) => !uncounted.has(labelOf(queue)));
+  const recounting = new Map<string, number>();
+  storage.forEach((queue, i) => {
+    const label = labelOf(queue);
+    recounting.set(label, Math.max(recounting.get(label) ?? 0, Number(states[3 * i + 2])));
     extraTasks.set(
       queue,
-      taskSets[i]!.filter((t) => !tasksOf(registry, queue).includes(t)),
+      taskSets[i]!.filter((t) => !tasksOf(registry, label).includes(t)),
     );
   });
 
   scripts.oldestUnappliedEvent.define(redis);
-  const read = redis.pipeline();
-  const gaugeRows: { queue: string; task: string; stored: string }[] = [];
+  const read: RoutedCommand[] = [];
+  const gaugeRows: { queue: string; task: string; stored: string; part: string[] }[] = [];
+  const partOf = (queue: string) =>
+    options.partitionLabel ? [String(registry.partitionIndexOf(queue) ?? '')] : [];
   for (const queue of counted) {
-    for (const stored of [...tasksOf(registry, queue), ...extraTasks.get(queue)!]) {
-      gaugeRows.push({ queue, task: boundTask(registry, stored), stored });
+    for (const stored of [...tasksOf(registry, labelOf(queue)), ...extraTasks.get(queue)!]) {
+      gaugeRows.push({
+        queue: labelOf(queue),
+        task: boundTask(registry, stored),
+        stored,
+        part: partOf(queue),
+      });
       const jp = jobbersKey(prefix, queue, '');
-      read.zcard(`${jp}avail:${stored}`);
-      read.zrange(`${jp}avail:${stored}`, 0, 0, 'WITHSCORES');
-      read.zcard(`${jp}running:${stored}`);
-      read.zcard(`${jp}incidents:${stored}`);
+      const avail = `${jp}avail:${stored}`;
+      read.push(
+        { key: avail, add: (p) => p.zcard(avail) },
+        { key: avail, add: (p) => p.zrange(avail, 0, 0, 'WITHSCORES') },
+        { key: avail, add: (p) => p.zcard(`${jp}running:${stored}`) },
+        { key: avail, add: (p) => p.zcard(`${jp}incidents:${stored}`) },
+      );
     }
   }
-  for (const queue of queues) {
-    queueJobCountReads(read, prefix, queue);
+  for (const queue of storage) {
+    read.push(...jobCountReads(prefix, queue));
     // The exporter's lag: how long the oldest event it has not yet applied has waited.
-    scripts.oldestUnappliedEvent.queue(
-      read,
-      [exporterStateKey(prefix, queue), `${queueKey(prefix, queue)}:events`],
-      [],
-    );
+    const stateKey = exporterStateKey(prefix, queue);
+    const eventsKey = `${queueKey(prefix, queue)}:events`;
+    read.push({
+      key: stateKey,
+      add: (p) => scripts.oldestUnappliedEvent.queue(p, [stateKey, eventsKey], []),
+    });
   }
   const hashMetrics = [
     clusterMetrics.transitions,
@@ -128,12 +158,20 @@ export async function renderClusterMetrics(options: ExpositionOptions): Promise<
     clusterMetrics.workflowsFinished,
     clusterMetrics.workflowDuration,
   ];
-  for (const metric of hashMetrics) read.hgetall(metricHashKey(prefix, metric));
-  read.hget(metricHashKey(prefix, clusterMetrics.cleanerLastSuccess), '');
-  const replies = ((await read.exec()) ?? []).map(([error, value]) => {
-    if (error) throw error;
-    return value;
-  });
+  // With a slot per queue each queue keeps its own hash of each metric; they are merged below.
+  // The exporter writes a partition's series in the partition's slot; workers and the cleaner, which
+  // label by the queue, write them in the queue's own slot.
+  const hashQueues = isSlotPerQueue(prefix) ? [...new Set([...storage, ...queues])] : [undefined];
+  for (const metric of hashMetrics) {
+    for (const queue of hashQueues) {
+      const key =
+        queue === undefined ? metricHashKey(prefix, metric) : queueMetricHashKey(prefix, queue, metric);
+      read.push({ key, add: (p) => p.hgetall(key) });
+    }
+  }
+  const lastSuccessKey = metricHashKey(prefix, clusterMetrics.cleanerLastSuccess);
+  read.push({ key: lastSuccessKey, add: (p) => p.hget(lastSuccessKey, '') });
+  const replies = await execPerNode(redis, read);
   let r = 0;
   const next = () => replies[r++];
 
@@ -146,7 +184,7 @@ export async function renderClusterMetrics(options: ExpositionOptions): Promise<
   const maxInto = (map: Map<string, number>, key: string, value: number) =>
     map.set(key, Math.max(map.get(key) ?? 0, value));
   for (const row of gaugeRows) {
-    const key = `${row.queue}${labelSeparator}${row.task}`;
+    const key = [row.queue, row.task, ...row.part].join(labelSeparator);
     add(available, key, Number(next()));
     const oldest = next() as string[];
     maxInto(age, key, oldest.length === 2 ? Math.max(0, (now - Number(oldest[1])) / 1000) : 0);
@@ -159,26 +197,34 @@ export async function renderClusterMetrics(options: ExpositionOptions): Promise<
     for (const [key, value] of values)
       out += `${metric.name}${labelText(metric.labelNames, key.split(labelSeparator))} ${formatNumber(value)}\n`;
   };
-  gauge(clusterMetrics.jobsAvailable, available);
-  gauge(clusterMetrics.jobsAvailableAge, age);
-  gauge(clusterMetrics.jobsRunning, running);
-  gauge(clusterMetrics.incidents, incidents);
+  const partitioned = (metric: MetricDefinition): MetricDefinition =>
+    options.partitionLabel ? { ...metric, labelNames: [...metric.labelNames, 'partition'] } : metric;
+  gauge(partitioned(clusterMetrics.jobsAvailable), available);
+  gauge(partitioned(clusterMetrics.jobsAvailableAge), age);
+  gauge(partitioned(clusterMetrics.jobsRunning), running);
+  gauge(partitioned(clusterMetrics.incidents), incidents);
 
   const jobs = new Map<string, number>();
   const lag = new Map<string, number>();
-  for (const queue of queues) {
+  for (const queue of storage) {
+    const label = labelOf(queue);
     const counts = jobCountsFromReplies(Array.from({ length: jobCountReplies }, next));
-    for (const state of jobsGaugeStates) jobs.set(`${queue}${labelSeparator}${state}`, counts[state]);
+    for (const state of jobsGaugeStates)
+      add(jobs, [label, state, ...partOf(queue)].join(labelSeparator), counts[state]);
     const [redisNowMs, oldest] = next() as [number, string];
     const oldestMs = oldest ? Number(oldest.split('-')[0]) : redisNowMs;
-    lag.set(queue, Math.max(0, redisNowMs - oldestMs) / 1000);
+    maxInto(lag, label, Math.max(0, redisNowMs - oldestMs) / 1000);
   }
-  gauge(clusterMetrics.jobs, jobs);
+  gauge(partitioned(clusterMetrics.jobs), jobs);
   gauge(clusterMetrics.exporterLag, lag);
   gauge(clusterMetrics.exporterRecounting, recounting);
 
   for (const metric of hashMetrics) {
-    const stored = (next() as Record<string, string>) ?? {};
+    const stored: Record<string, string> = {};
+    for (const _ of hashQueues) {
+      for (const [field, value] of Object.entries((next() as Record<string, string>) ?? {}))
+        stored[field] = stored[field] === undefined ? value : String(Number(stored[field]) + Number(value));
+    }
     out +=
       metric.type === 'histogram'
         ? renderHistogram(metric, stored, registry)

@@ -3,10 +3,11 @@
 // quantiles and small charts need no Prometheus. Any manager may record the minute's snapshot; the
 // first one to do so wins, and the set never holds more than `historyMinutes` + 2 snapshots.
 import type { Redis } from 'ioredis';
-import { jobbersKey, metricsKey } from '../keys.js';
+import { isSlotPerQueue, jobbersKey, metricsKey } from '../keys.js';
+import { execPerNode, type RoutedCommand } from '../redis.js';
 import type { TaskRegistry } from '../task.js';
 import { clusterMetrics, labelSeparator } from './definitions.js';
-import { metricHashKey } from './store.js';
+import { metricHashKey, queueMetricHashKey } from './store.js';
 
 /** Minutes of history kept and charted. */
 export const historyMinutes = 60;
@@ -73,13 +74,22 @@ export async function readStatsSnapshot(
 ): Promise<StatsSnapshot> {
   const pairs = pairsOf(registry);
   const bucketCount = (clusterMetrics.timeInQueue.buckets?.length ?? 0) + 1;
-  const read = redis.pipeline();
-  read.time();
+  // Each queue's keys share a slot (a partitioned queue's: each partition's); on a Redis Cluster the
+  // reads go in one pipeline per master, and a partitioned queue's numbers are summed here.
+  const read: RoutedCommand[] = [];
+  const at = await redisNowMs(redis);
   for (const [queue, task] of pairs) {
-    read.zcard(jobbersKey(prefix, queue, `avail:${task}`));
-    read.zrange(jobbersKey(prefix, queue, `avail:${task}`), 0, 0, 'WITHSCORES');
-    read.zcard(jobbersKey(prefix, queue, `running:${task}`));
-    read.zcard(jobbersKey(prefix, queue, `incidents:${task}`));
+    for (const storage of registry.storageQueues(queue)) {
+      const avail = jobbersKey(prefix, storage, `avail:${task}`);
+      const running = jobbersKey(prefix, storage, `running:${task}`);
+      const incidents = jobbersKey(prefix, storage, `incidents:${task}`);
+      read.push(
+        { key: avail, add: (p) => p.zcard(avail) },
+        { key: avail, add: (p) => p.zrange(avail, 0, 0, 'WITHSCORES') },
+        { key: avail, add: (p) => p.zcard(running) },
+        { key: avail, add: (p) => p.zcard(incidents) },
+      );
+    }
   }
   const hashes = [
     clusterMetrics.transitions,
@@ -89,50 +99,59 @@ export async function readStatsSnapshot(
     clusterMetrics.timeInQueue,
     clusterMetrics.executionTime,
   ];
-  for (const metric of hashes) read.hgetall(metricHashKey(prefix, metric));
-  const replies = ((await read.exec()) ?? []).map(([error, value]) => {
-    if (error) throw error;
-    return value;
-  });
-  const [seconds, micros] = replies[0] as [string, string];
-  const at = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+  // With a slot per queue each queue (and partition) keeps its own hash of each metric.
+  const hashQueues = isSlotPerQueue(prefix)
+    ? [...new Set([...registry.storageQueues(), ...registry.queues])]
+    : [undefined];
+  for (const metric of hashes) {
+    for (const queue of hashQueues) {
+      const key =
+        queue === undefined ? metricHashKey(prefix, metric) : queueMetricHashKey(prefix, queue, metric);
+      read.push({ key, add: (p) => p.hgetall(key) });
+    }
+  }
+  const replies = await execPerNode(redis, read);
   const tasks: Record<string, TaskSnapshot> = {};
-  let r = 1;
+  let r = 0;
   for (const [queue, task] of pairs) {
     const t = emptyTask(bucketCount);
-    t.available = Number(replies[r++]);
-    const oldest = replies[r++] as string[];
-    t.oldestAvailableMs = oldest.length === 2 ? Number(oldest[1]) : 0;
-    t.running = Number(replies[r++]);
-    t.incidents = Number(replies[r++]);
+    for (const _storage of registry.storageQueues(queue)) {
+      t.available += Number(replies[r++]);
+      const oldest = replies[r++] as string[];
+      if (oldest.length === 2) {
+        const oldestMs = Number(oldest[1]);
+        t.oldestAvailableMs = t.oldestAvailableMs === 0 ? oldestMs : Math.min(t.oldestAvailableMs, oldestMs);
+      }
+      t.running += Number(replies[r++]);
+      t.incidents += Number(replies[r++]);
+    }
     tasks[`${queue}${labelSeparator}${task}`] = t;
   }
-  const [transitionsHash, processed, retried, timedOut, timeInQueue, execution] = replies.slice(r) as Record<
-    string,
-    string
-  >[];
+  const [transitionsHashes, processed, retried, timedOut, timeInQueue, execution] = hashes.map(() =>
+    Array.from({ length: hashQueues.length }, () => replies[r++] as Record<string, string> | undefined),
+  ) as (Record<string, string> | undefined)[][];
   const each = (
-    hash: Record<string, string> | undefined,
+    stored: (Record<string, string> | undefined)[],
     apply: (t: TaskSnapshot, rest: string[], value: number) => void,
   ) => {
-    for (const [field, raw] of Object.entries(hash ?? {})) {
+    for (const [field, raw] of stored.flatMap((hash) => Object.entries(hash ?? {}))) {
       const [queue, task, ...rest] = field.split(labelSeparator);
       const t = tasks[`${queue}${labelSeparator}${task}`];
       if (t) apply(t, rest, Number(raw));
     }
   };
-  each(transitionsHash, (t, [transition], value) => {
+  each(transitionsHashes!, (t, [transition], value) => {
     if (transition === 'created') t.created += value;
     else if (transition === 'activated') t.activated += value;
   });
-  each(processed, (t, [status], value) => {
+  each(processed!, (t, [status], value) => {
     if (status === 'completed') t.completed += value;
     else if (status === 'failed') t.failed += value;
   });
-  each(retried, (t, _rest, value) => {
+  each(retried!, (t, _rest, value) => {
     t.retried += value;
   });
-  each(timedOut, (t, _rest, value) => {
+  each(timedOut!, (t, _rest, value) => {
     t.timedOut += value;
   });
   const bucketsInto =
@@ -140,8 +159,8 @@ export async function readStatsSnapshot(
       const part = rest[rest.length - 1] ?? '';
       if (part.startsWith('b')) t[key][Number(part.slice(1))]! += value;
     };
-  each(timeInQueue, bucketsInto('timeInQueue'));
-  each(execution, bucketsInto('execution'));
+  each(timeInQueue!, bucketsInto('timeInQueue'));
+  each(execution!, bucketsInto('execution'));
   return { at, tasks };
 }
 

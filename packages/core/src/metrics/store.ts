@@ -2,12 +2,24 @@
 // Processes add to it in batches (MetricsBuffer); the manager reads it for /metrics.
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { metricsKey } from '../keys.js';
+import { isSlotPerQueue, metricsKey, queueMetricsKey } from '../keys.js';
 import { scripts } from '../lua/registry.js';
+import { execPerNode } from '../redis.js';
 import { bucketIndex, labelField, type MetricDefinition } from './definitions.js';
 
+/** The hash of a metric without a queue label (or of every queue's series when queues share a slot). */
 export function metricHashKey(prefix: string, metric: MetricDefinition): string {
   return metricsKey(prefix, metric.name);
+}
+
+/** The hash holding one queue's series of a metric whose first label is the queue. */
+export function queueMetricHashKey(prefix: string, queue: string, metric: MetricDefinition): string {
+  return queueMetricsKey(prefix, queue, metric.name);
+}
+
+/** True when a metric's series are stored per queue (its first label is the queue). */
+export function isPerQueueMetric(metric: MetricDefinition): boolean {
+  return metric.labelNames[0] === 'queue';
 }
 
 /**
@@ -63,7 +75,12 @@ export class MetricsBuffer {
   /** A batch sent that failed; it is retried, with its sequence number, before the next one. */
   private unsent: { seq: number; batch: Batch; fields: number } | undefined;
   private seq = 0;
-  private readonly appliedKey: string;
+  private readonly processId = randomBytes(8).toString('hex');
+  /**
+   * The queue whose slot each metric hash lives in ('' for keys outside any queue's slot): one
+   * script call per slot applies a batch, each recording the batch in a key of that slot.
+   */
+  private readonly keySlotGroup = new Map<string, string>();
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<boolean> | undefined;
   private failingSince: number | undefined;
@@ -80,7 +97,6 @@ export class MetricsBuffer {
     this.flushMs = options.flushMs ?? 1000;
     this.maxPendingFields = options.maxPendingFields ?? 100_000;
     this.logger = options.logger;
-    this.appliedKey = metricsKey(prefix, `applied:${randomBytes(8).toString('hex')}`);
   }
 
   start(): this {
@@ -99,15 +115,28 @@ export class MetricsBuffer {
   }
 
   increment(metric: MetricDefinition, labels: readonly string[], value = 1): void {
-    this.add(metricHashKey(this.prefix, metric), labelField(labels), value);
+    this.add(this.keyOf(metric, labels), labelField(labels), value);
   }
 
   observe(metric: MetricDefinition, labels: readonly string[], valueSeconds: number): void {
-    const key = metricHashKey(this.prefix, metric);
+    const key = this.keyOf(metric, labels);
     const field = labelField(labels);
     this.add(key, `${field}${'|'}b${bucketIndex(metric.buckets ?? [], valueSeconds)}`, 1);
     this.add(key, `${field}|sum`, valueSeconds);
     this.add(key, `${field}|count`, 1);
+  }
+
+  private keyOf(metric: MetricDefinition, labels: readonly string[]): string {
+    if (!isPerQueueMetric(metric) || labels[0] === undefined) return metricHashKey(this.prefix, metric);
+    const key = queueMetricHashKey(this.prefix, labels[0], metric);
+    if (!this.keySlotGroup.has(key)) this.keySlotGroup.set(key, isSlotPerQueue(this.prefix) ? labels[0] : '');
+    return key;
+  }
+
+  private appliedKey(group: string): string {
+    return group === ''
+      ? metricsKey(this.prefix, `applied:${this.processId}`)
+      : queueMetricsKey(this.prefix, group, `applied:${this.processId}`);
   }
 
   private add(key: string, field: string, value: number) {
@@ -159,18 +188,42 @@ export class MetricsBuffer {
     }
   }
 
+  /**
+   * One script call per slot group, all at once. A batch that failed in some groups is retried whole:
+   * the groups that applied it already skip it by its sequence number.
+   */
   private async apply(seq: number, batch: Batch): Promise<void> {
-    const keys = [this.appliedKey, ...batch.keys()];
-    const args: (string | number)[] = [seq, appliedSeqTtlSeconds];
-    let keyIndex = 2;
-    for (const fields of batch.values()) {
-      for (const [field, value] of fields) {
-        args.push(keyIndex, isFloatField(field, value) ? 'f' : 'i', field, value);
-      }
-      keyIndex++;
+    const groups = new Map<string, string[]>();
+    for (const key of batch.keys()) {
+      const group = this.keySlotGroup.get(key) ?? '';
+      const keys = groups.get(group);
+      if (keys) keys.push(key);
+      else groups.set(group, [key]);
     }
+    const calls = [...groups].map(([group, metricKeys]) => {
+      const keys = [this.appliedKey(group), ...metricKeys];
+      const args: (string | number)[] = [seq, appliedSeqTtlSeconds];
+      metricKeys.forEach((key, i) => {
+        for (const [field, value] of batch.get(key)!) {
+          args.push(i + 2, isFloatField(field, value) ? 'f' : 'i', field, value);
+        }
+      });
+      return { keys, args };
+    });
     // Applied once: a batch retried after an ambiguous failure is recognised by its sequence.
-    await scripts.metricsApplyBatch.run(this.redis, keys, args);
+    if (calls.length === 1) {
+      const { keys, args } = calls[0]!;
+      await scripts.metricsApplyBatch.run(this.redis, keys, args);
+      return;
+    }
+    scripts.metricsApplyBatch.define(this.redis);
+    await execPerNode(
+      this.redis,
+      calls.map(({ keys, args }) => ({
+        key: keys[0]!,
+        add: (pipeline) => scripts.metricsApplyBatch.queue(pipeline, keys, args),
+      })),
+    );
   }
 
   private failed(error: unknown) {

@@ -35,12 +35,31 @@ export const queueRoutes: FastifyPluginAsyncTypebox<QueueRoutesOptions> = async 
     return name;
   }
 
+  /** A partitioned queue's counts are the sums over its partitions (paused when any is). */
   async function summary(name: string) {
-    const [counts, paused, { available, recounting }] = await Promise.all([
-      readJobCounts(options.connection, client.prefix, name),
-      client.queue(name).isPaused(),
-      readAvailable(name),
-    ]);
+    const parts = await Promise.all(
+      client.registry
+        .storageQueues(name)
+        .map((storage) =>
+          Promise.all([
+            readJobCounts(options.connection, client.prefix, storage),
+            client.queue(storage).isPaused(),
+            readAvailable(storage),
+          ]),
+        ),
+    );
+    const counts: Record<string, number> = {};
+    // Unknown while any partition has not been counted yet; recounting while any is.
+    let available: Map<string, number> | undefined = new Map();
+    for (const [partCounts, , partAvailable] of parts) {
+      for (const [state, count] of Object.entries(partCounts)) counts[state] = (counts[state] ?? 0) + count;
+      if (!partAvailable.available) available = undefined;
+      for (const [task, count] of partAvailable.available ?? []) {
+        available?.set(task, (available.get(task) ?? 0) + count);
+      }
+    }
+    const paused = parts.some(([, partPaused]) => partPaused);
+    const recounting = parts.some(([, , partAvailable]) => partAvailable.recounting);
     const tasks = client.registry.definitions
       .filter((d) => d.queue === name || d.queues?.includes(name))
       .map((d) => d.name);

@@ -4,6 +4,7 @@
 // console's tasks page in chromium (it follows the whole /v1/events stream) and one
 // more /v1/events subscriber reading every transition (BENCH_CONSOLE_OPEN=browser or =stream keeps
 // only one of the two, to tell their costs apart). Rounds alternate the order of the two variants.
+import { readdirSync, readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { findChromium, launchChromium } from '../test/support/browser.js';
 import { uniquePrefix } from '../test/support/redis-server.js';
@@ -20,6 +21,45 @@ export interface ConsoleRun {
   jobsPerSecond: number;
   /** Transitions the extra subscriber read during the run (open only). */
   eventsRead: number;
+  /** CPU time (ms) during the drain: the manager, the worker and every chromium process. */
+  cpuMs: { manager: number; worker: number; chromium: number };
+}
+
+/** CPU time (ms) a process has used, from /proc (0 where it cannot be read). */
+function cpuMsOf(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/** The chromium processes this bench started: descendants of this process running chromium. */
+function chromiumPids(): number[] {
+  const parentOf = new Map<number, number>();
+  const chromium: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const pid = Number(entry);
+      parentOf.set(pid, Number(readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]));
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').startsWith('/usr/lib/chromium/')) chromium.push(pid);
+    } catch {
+      // The process ended while the list was read.
+    }
+  }
+  const ours = (pid: number): boolean => {
+    for (let p = parentOf.get(pid); p !== undefined && p > 1; p = parentOf.get(p))
+      if (p === process.pid) return true;
+    return false;
+  };
+  return chromium.filter(ours);
+}
+
+function cpuNow(managerPid: number, workerPid: number) {
+  const chromium = new Map(chromiumPids().map((pid) => [pid, cpuMsOf(pid)]));
+  return { manager: cpuMsOf(managerPid), worker: cpuMsOf(workerPid), chromium };
 }
 
 export interface ConsoleBenchOptions {
@@ -88,6 +128,7 @@ export async function runConsoleBench(options: ConsoleBenchOptions): Promise<Con
           await page?.close();
         };
       }
+      const cpuBefore = cpuNow(manager.child.pid!, worker.child.pid!);
       await manager.request('POST', '/v1/queues/default/resume');
       const last = ids[ids.length - 1]!;
       await waitFor(async () => (await redis.hget(`${prefix}:default:${last}`, 'finishedOn')) !== null, {
@@ -105,6 +146,14 @@ export async function runConsoleBench(options: ConsoleBenchOptions): Promise<Con
         if (processedOn) first = Math.min(first, Number(processedOn));
         if (finishedOn) end = Math.max(end, Number(finishedOn));
       }
+      const cpuAfter = cpuNow(manager.child.pid!, worker.child.pid!);
+      let chromiumMs = 0;
+      for (const [pid, ms] of cpuAfter.chromium) chromiumMs += ms - (cpuBefore.chromium.get(pid) ?? 0);
+      const cpuMs = {
+        manager: cpuAfter.manager - cpuBefore.manager,
+        worker: cpuAfter.worker - cpuBefore.worker,
+        chromium: chromiumMs,
+      };
       await closeConsole();
       const windowMs = Math.max(1, end - first);
       return {
@@ -114,6 +163,7 @@ export async function runConsoleBench(options: ConsoleBenchOptions): Promise<Con
         windowMs,
         jobsPerSecond: (ids.length / windowMs) * 1000,
         eventsRead,
+        cpuMs,
       };
     };
     await drain(0, 'closed');
@@ -125,7 +175,7 @@ export async function runConsoleBench(options: ConsoleBenchOptions): Promise<Con
         const run = await drain(round, variant);
         runs.push(run);
         options.print(
-          `round ${round}  console ${variant.padEnd(6)} ${Math.round(run.jobsPerSecond)} jobs/s (${run.jobs} jobs in ${run.windowMs} ms${variant === 'open' ? `; the extra subscriber read ${run.eventsRead} transitions` : ''})`,
+          `round ${round}  console ${variant.padEnd(6)} ${Math.round(run.jobsPerSecond)} jobs/s (${run.jobs} jobs in ${run.windowMs} ms${variant === 'open' ? `; the extra subscriber read ${run.eventsRead} transitions` : ''}; cpu ms manager ${Math.round(run.cpuMs.manager)}, worker ${Math.round(run.cpuMs.worker)}, chromium ${Math.round(run.cpuMs.chromium)})`,
         );
       }
     }

@@ -101,9 +101,14 @@ export function Tasks() {
   }, 1000);
   useEventStream(listQuery({ queue: filters.queue, task: filters.task }), (batch) => {
     if (batch.some((e) => e.transition === 'created')) reloadFirstPage();
+    // Only the rows shown keep a state: a long session does not collect every task it saw.
+    const shownIds = new Set((page.data?.tasks ?? []).map((t) => t.id));
+    const changes = batch.filter((e) => shownIds.has(e.taskId));
+    if (changes.length === 0) return;
     setStates((known) => {
-      const next = { ...known };
-      for (const e of batch) next[e.taskId] = e.state;
+      const next = {};
+      for (const id of shownIds) if (known[id]) next[id] = known[id];
+      for (const e of changes) next[e.taskId] = e.state;
       return next;
     });
   });

@@ -127,8 +127,16 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventRoutesOptions> = async 
   );
 };
 
+// Every stream that takes an event sends the same text: it is made once.
+const texts = new WeakMap<LifecycleFeedEvent, string>();
+
 function eventText(event: LifecycleFeedEvent): string {
-  return `id: ${event.id}\ndata: ${JSON.stringify(event)}\n\n`;
+  let text = texts.get(event);
+  if (text === undefined) {
+    text = `id: ${event.id}\ndata: ${JSON.stringify(event)}\n\n`;
+    texts.set(event, text);
+  }
+  return text;
 }
 
 /** The queues a filter can match; an unknown queue or task type is refused. */

@@ -4,12 +4,17 @@
 // console's tasks page in chromium (it follows the whole /v1/events stream) and one
 // more /v1/events subscriber reading every transition (BENCH_CONSOLE_OPEN=browser or =stream keeps
 // only one of the two, to tell their costs apart). Rounds alternate the order of the two variants.
+// A console's browser runs on its user's machine, not the server's: as the drain bench does for the
+// exporter's process, chromium gets only CPU nothing else wants (SCHED_IDLE), unless
+// BENCH_CONSOLE_BROWSER=normal, which shows what sharing this machine's cores with it costs. The
+// manager, which serves the streams, runs as usual: its cost is measured in full.
 import { readdirSync, readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { findChromium, launchChromium } from '../test/support/browser.js';
 import { uniquePrefix } from '../test/support/redis-server.js';
 import { startManagerProcess, startWorkerProcess } from '../test/support/stack.js';
 import { waitFor } from '../test/support/wait.js';
+import { idlePriorityUnavailable, runWhenIdle } from './layout.js';
 
 export type ConsoleVariant = 'closed' | 'open';
 
@@ -73,6 +78,12 @@ export interface ConsoleBenchOptions {
 export async function runConsoleBench(options: ConsoleBenchOptions): Promise<ConsoleRun[] | string> {
   const chromiumPath = findChromium();
   if (!chromiumPath) return 'no chromium: the console section needs one (apt-get install -y chromium)';
+  const browserIdle = process.env.BENCH_CONSOLE_BROWSER !== 'normal' && !idlePriorityUnavailable();
+  options.print(
+    browserIdle
+      ? "chromium at idle priority (SCHED_IDLE): the browser is the user's machine, not the server's"
+      : 'chromium at normal priority, sharing the cores with the manager, the worker and redis-server',
+  );
   const prefix = uniquePrefix('bench-console');
   const env = { REDIS_URL: options.redisUrl, JOBBERS_PREFIX: prefix, LOG_LEVEL: 'warn' };
   const manager = await startManagerProcess(env);
@@ -108,6 +119,7 @@ export async function runConsoleBench(options: ConsoleBenchOptions): Promise<Con
           : undefined;
         await page?.goto(`${manager.baseUrl}/ui/#/tasks`);
         await page?.locator('[data-live="live"]').waitFor({ timeout: 20_000 });
+        if (browserIdle) for (const pid of chromiumPids()) runWhenIdle(pid);
         const controller = new AbortController();
         const response = await fetch(
           `${manager.baseUrl}/v1/events${parts.includes('stream') ? '' : '?id=nothing-matches'}`,

@@ -87,13 +87,21 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventRoutesOptions> = async 
         clearInterval(keepAlive);
         if (!raw.writableEnded) raw.end();
       };
-      const write = (text: string) => {
+      // The feed delivers a batch at once: its events leave in one write, not a write each.
+      let unsent = '';
+      const flush = () => {
+        const text = unsent;
+        unsent = '';
         if (raw.writableEnded) return;
         raw.write(text);
         if (raw.writableLength > maxBufferedBytes) {
           request.log.info({ bufferedBytes: raw.writableLength }, 'event stream too slow: disconnected');
           close();
         }
+      };
+      const write = (text: string) => {
+        if (unsent === '') setImmediate(flush);
+        unsent += text;
       };
       raw.on('close', close);
       reply.hijack();

@@ -2,13 +2,16 @@
 // jobbers-worker process; per run the queue is paused, N example.echo tasks are submitted over REST,
 // then resumed and drained, measured from the jobs' own processedOn/finishedOn. "open" has the
 // console's tasks page in chromium (it follows the whole /v1/events stream) and one
-// more /v1/events subscriber reading every transition (BENCH_CONSOLE_OPEN=browser or =stream keeps
+// more /v1/events subscriber, `curl -N`, reading every transition (BENCH_CONSOLE_OPEN=browser or =stream keeps
 // only one of the two, to tell their costs apart). Rounds alternate the order of the two variants.
-// A console's browser runs on its user's machine, not the server's: as the drain bench does for the
-// exporter's process, chromium gets only CPU nothing else wants (SCHED_IDLE), unless
-// BENCH_CONSOLE_BROWSER=normal, which shows what sharing this machine's cores with it costs. The
+// The clients run on their users' machines, not the server's: as the drain bench does for the
+// exporter's process, chromium and curl get only CPU nothing else wants (SCHED_IDLE), unless
+// BENCH_CONSOLE_CLIENTS=normal, which shows what sharing this machine's cores with them costs. The
 // manager, which serves the streams, runs as usual: its cost is measured in full.
-import { readdirSync, readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { Redis } from 'ioredis';
 import { findChromium, launchChromium } from '../test/support/browser.js';
 import { uniquePrefix } from '../test/support/redis-server.js';
@@ -78,11 +81,11 @@ export interface ConsoleBenchOptions {
 export async function runConsoleBench(options: ConsoleBenchOptions): Promise<ConsoleRun[] | string> {
   const chromiumPath = findChromium();
   if (!chromiumPath) return 'no chromium: the console section needs one (apt-get install -y chromium)';
-  const browserIdle = process.env.BENCH_CONSOLE_BROWSER !== 'normal' && !idlePriorityUnavailable();
+  const clientsIdle = process.env.BENCH_CONSOLE_CLIENTS !== 'normal' && !idlePriorityUnavailable();
   options.print(
-    browserIdle
-      ? "chromium at idle priority (SCHED_IDLE): the browser is the user's machine, not the server's"
-      : 'chromium at normal priority, sharing the cores with the manager, the worker and redis-server',
+    clientsIdle
+      ? "chromium and curl at idle priority (SCHED_IDLE): the clients are their users' machines, not the server's"
+      : 'chromium and curl at normal priority, sharing the cores with the manager, the worker and redis-server',
   );
   const prefix = uniquePrefix('bench-console');
   const env = { REDIS_URL: options.redisUrl, JOBBERS_PREFIX: prefix, LOG_LEVEL: 'warn' };
@@ -119,24 +122,26 @@ export async function runConsoleBench(options: ConsoleBenchOptions): Promise<Con
           : undefined;
         await page?.goto(`${manager.baseUrl}/ui/#/tasks`);
         await page?.locator('[data-live="live"]').waitFor({ timeout: 20_000 });
-        if (browserIdle) for (const pid of chromiumPids()) runWhenIdle(pid);
-        const controller = new AbortController();
-        const response = await fetch(
-          `${manager.baseUrl}/v1/events${parts.includes('stream') ? '' : '?id=nothing-matches'}`,
-          { signal: controller.signal },
+        if (clientsIdle) for (const pid of chromiumPids()) runWhenIdle(pid);
+        // The second subscriber is `curl -N`, as a person would follow the stream, writing to a file.
+        const output = path.join(tmpdir(), `jobbers-bench-events-${process.pid}-${round}.txt`);
+        const url = `${manager.baseUrl}/v1/events${parts.includes('stream') ? '' : '?id=nothing-matches'}`;
+        const curl = spawn(
+          clientsIdle ? 'chrt' : 'curl',
+          [...(clientsIdle ? ['--idle', '0', 'curl'] : []), '-N', '-s', '-o', output, url],
+          {
+            stdio: 'ignore',
+          },
         );
-        const reading = (async () => {
-          const reader = response.body!.getReader();
-          const decoder = new TextDecoder();
-          for (;;) {
-            const { value, done } = await reader.read();
-            if (done) return;
-            eventsRead += decoder.decode(value).split('\ndata: ').length - 1;
-          }
-        })().catch(() => undefined);
+        const curlExited = new Promise((resolve) => curl.on('exit', resolve));
+        await waitFor(() => existsSync(output) && readFileSync(output, 'utf8').includes('retry:'), {
+          what: 'curl -N to receive the stream',
+        });
         closeConsole = async () => {
-          controller.abort();
-          await reading;
+          curl.kill();
+          await curlExited;
+          eventsRead = readFileSync(output, 'utf8').split('\ndata: ').length - 1;
+          rmSync(output, { force: true });
           await page?.close();
         };
       }

@@ -2,13 +2,22 @@
 // jobbers-worker process; per run the queue is paused, N example.echo tasks are submitted over REST,
 // then resumed and drained, measured from the jobs' own processedOn/finishedOn. "open" has the
 // console's tasks page in chromium (it follows the whole /v1/events stream) and one
-// more /v1/events subscriber reading every transition (BENCH_CONSOLE_OPEN=browser or =stream keeps
+// more /v1/events subscriber, `curl -N`, reading every transition (BENCH_CONSOLE_OPEN=browser or =stream keeps
 // only one of the two, to tell their costs apart). Rounds alternate the order of the two variants.
+// The clients run on their users' machines, not the server's: as the drain bench does for the
+// exporter's process, chromium and curl get only CPU nothing else wants (SCHED_IDLE), unless
+// BENCH_CONSOLE_CLIENTS=normal, which shows what sharing this machine's cores with them costs. The
+// manager, which serves the streams, runs as usual: its cost is measured in full.
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { Redis } from 'ioredis';
 import { findChromium, launchChromium } from '../test/support/browser.js';
 import { uniquePrefix } from '../test/support/redis-server.js';
 import { startManagerProcess, startWorkerProcess } from '../test/support/stack.js';
 import { waitFor } from '../test/support/wait.js';
+import { idlePriorityUnavailable, runWhenIdle } from './layout.js';
 
 export type ConsoleVariant = 'closed' | 'open';
 
@@ -20,6 +29,45 @@ export interface ConsoleRun {
   jobsPerSecond: number;
   /** Transitions the extra subscriber read during the run (open only). */
   eventsRead: number;
+  /** CPU time (ms) during the drain: the manager, the worker and every chromium process. */
+  cpuMs: { manager: number; worker: number; chromium: number };
+}
+
+/** CPU time (ms) a process has used, from /proc (0 where it cannot be read). */
+function cpuMsOf(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/** The chromium processes this bench started: descendants of this process running chromium. */
+function chromiumPids(): number[] {
+  const parentOf = new Map<number, number>();
+  const chromium: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const pid = Number(entry);
+      parentOf.set(pid, Number(readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]));
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').startsWith('/usr/lib/chromium/')) chromium.push(pid);
+    } catch {
+      // The process ended while the list was read.
+    }
+  }
+  const ours = (pid: number): boolean => {
+    for (let p = parentOf.get(pid); p !== undefined && p > 1; p = parentOf.get(p))
+      if (p === process.pid) return true;
+    return false;
+  };
+  return chromium.filter(ours);
+}
+
+function cpuNow(managerPid: number, workerPid: number) {
+  const chromium = new Map(chromiumPids().map((pid) => [pid, cpuMsOf(pid)]));
+  return { manager: cpuMsOf(managerPid), worker: cpuMsOf(workerPid), chromium };
 }
 
 export interface ConsoleBenchOptions {
@@ -33,6 +81,12 @@ export interface ConsoleBenchOptions {
 export async function runConsoleBench(options: ConsoleBenchOptions): Promise<ConsoleRun[] | string> {
   const chromiumPath = findChromium();
   if (!chromiumPath) return 'no chromium: the console section needs one (apt-get install -y chromium)';
+  const clientsIdle = process.env.BENCH_CONSOLE_CLIENTS !== 'normal' && !idlePriorityUnavailable();
+  options.print(
+    clientsIdle
+      ? "chromium and curl at idle priority (SCHED_IDLE): the clients are their users' machines, not the server's"
+      : 'chromium and curl at normal priority, sharing the cores with the manager, the worker and redis-server',
+  );
   const prefix = uniquePrefix('bench-console');
   const env = { REDIS_URL: options.redisUrl, JOBBERS_PREFIX: prefix, LOG_LEVEL: 'warn' };
   const manager = await startManagerProcess(env);
@@ -68,26 +122,30 @@ export async function runConsoleBench(options: ConsoleBenchOptions): Promise<Con
           : undefined;
         await page?.goto(`${manager.baseUrl}/ui/#/tasks`);
         await page?.locator('[data-live="live"]').waitFor({ timeout: 20_000 });
-        const controller = new AbortController();
-        const response = await fetch(
-          `${manager.baseUrl}/v1/events${parts.includes('stream') ? '' : '?id=nothing-matches'}`,
-          { signal: controller.signal },
+        if (clientsIdle) for (const pid of chromiumPids()) runWhenIdle(pid);
+        // The second subscriber is `curl -N`, as a person would follow the stream, writing to a file.
+        const output = path.join(tmpdir(), `jobbers-bench-events-${process.pid}-${round}.txt`);
+        const url = `${manager.baseUrl}/v1/events${parts.includes('stream') ? '' : '?id=nothing-matches'}`;
+        const curl = spawn(
+          clientsIdle ? 'chrt' : 'curl',
+          [...(clientsIdle ? ['--idle', '0', 'curl'] : []), '-N', '-s', '-o', output, url],
+          {
+            stdio: 'ignore',
+          },
         );
-        const reading = (async () => {
-          const reader = response.body!.getReader();
-          const decoder = new TextDecoder();
-          for (;;) {
-            const { value, done } = await reader.read();
-            if (done) return;
-            eventsRead += decoder.decode(value).split('\ndata: ').length - 1;
-          }
-        })().catch(() => undefined);
+        const curlExited = new Promise((resolve) => curl.on('exit', resolve));
+        await waitFor(() => existsSync(output) && readFileSync(output, 'utf8').includes('retry:'), {
+          what: 'curl -N to receive the stream',
+        });
         closeConsole = async () => {
-          controller.abort();
-          await reading;
+          curl.kill();
+          await curlExited;
+          eventsRead = readFileSync(output, 'utf8').split('\ndata: ').length - 1;
+          rmSync(output, { force: true });
           await page?.close();
         };
       }
+      const cpuBefore = cpuNow(manager.child.pid!, worker.child.pid!);
       await manager.request('POST', '/v1/queues/default/resume');
       const last = ids[ids.length - 1]!;
       await waitFor(async () => (await redis.hget(`${prefix}:default:${last}`, 'finishedOn')) !== null, {
@@ -105,6 +163,14 @@ export async function runConsoleBench(options: ConsoleBenchOptions): Promise<Con
         if (processedOn) first = Math.min(first, Number(processedOn));
         if (finishedOn) end = Math.max(end, Number(finishedOn));
       }
+      const cpuAfter = cpuNow(manager.child.pid!, worker.child.pid!);
+      let chromiumMs = 0;
+      for (const [pid, ms] of cpuAfter.chromium) chromiumMs += ms - (cpuBefore.chromium.get(pid) ?? 0);
+      const cpuMs = {
+        manager: cpuAfter.manager - cpuBefore.manager,
+        worker: cpuAfter.worker - cpuBefore.worker,
+        chromium: chromiumMs,
+      };
       await closeConsole();
       const windowMs = Math.max(1, end - first);
       return {
@@ -114,6 +180,7 @@ export async function runConsoleBench(options: ConsoleBenchOptions): Promise<Con
         windowMs,
         jobsPerSecond: (ids.length / windowMs) * 1000,
         eventsRead,
+        cpuMs,
       };
     };
     await drain(0, 'closed');
@@ -125,7 +192,7 @@ export async function runConsoleBench(options: ConsoleBenchOptions): Promise<Con
         const run = await drain(round, variant);
         runs.push(run);
         options.print(
-          `round ${round}  console ${variant.padEnd(6)} ${Math.round(run.jobsPerSecond)} jobs/s (${run.jobs} jobs in ${run.windowMs} ms${variant === 'open' ? `; the extra subscriber read ${run.eventsRead} transitions` : ''})`,
+          `round ${round}  console ${variant.padEnd(6)} ${Math.round(run.jobsPerSecond)} jobs/s (${run.jobs} jobs in ${run.windowMs} ms${variant === 'open' ? `; the extra subscriber read ${run.eventsRead} transitions` : ''}; cpu ms manager ${Math.round(run.cpuMs.manager)}, worker ${Math.round(run.cpuMs.worker)}, chromium ${Math.round(run.cpuMs.chromium)})`,
         );
       }
     }

@@ -88,6 +88,9 @@ describe('the console in a browser', {
     const row = page.locator(`tr[data-id="${id}"]`);
     await row.waitFor({ timeout: 10_000 });
     await row.locator('[data-state="completed"]').waitFor({ timeout: 15_000 });
+    await waitFor(async () => (await row.locator('td').nth(6).textContent()) !== '–', {
+      what: 'the finish time to show',
+    });
     assert.equal(
       await page.evaluate(() => (window as unknown as { notReloaded?: boolean }).notReloaded),
       true,

@@ -217,6 +217,8 @@ export class LifecycleFeed {
       try {
         const wait = lastReadAt + this.minReadIntervalMs - Date.now();
         if (wait > 0 && !behind) await new Promise((resolve) => setTimeout(resolve, wait));
+        // Stopped while waiting: a read sent now on the closed connection would wait for ever.
+        if (!this.running || !this.readers.includes(reader)) return;
         lastReadAt = Date.now();
         positions ??= await Promise.all(keys.map((key) => lastEntryId(this.options.connection, key)));
         const reply = (await reader.xread(

@@ -94,10 +94,10 @@ export function followEvents(query, onBatch, onState) {
           const { value, done } = await reader.read();
           if (done) break;
           pending += value;
-          let end = pending.indexOf('\n\n');
-          while (end !== -1) {
-            const block = pending.slice(0, end);
-            pending = pending.slice(end + 2);
+          // Split once per chunk: slicing the rest after every event would copy it per event.
+          const blocks = pending.split('\n\n');
+          pending = blocks.pop() ?? '';
+          for (const block of blocks) {
             let id;
             let data;
             for (const line of block.split('\n')) {
@@ -106,7 +106,6 @@ export function followEvents(query, onBatch, onState) {
             }
             if (id) lastId = id;
             if (data) onEvent(JSON.parse(data));
-            end = pending.indexOf('\n\n');
           }
         }
       } catch (error) {

@@ -94,16 +94,21 @@ export function Tasks() {
   const [cursor, setCursor] = useState(undefined);
   const path = `/tasks?${listQuery(filters)}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`;
   const page = useApi(path);
-  // Transitions change the rows' states in place; new tasks reload the first page (at most once a second).
+  // Transitions change the rows' states in place; new and finished tasks reload the page (at most once a second).
   const [states, setStates] = useState({});
-  const reloadFirstPage = useThrottled(() => {
-    if (!cursor) void page.reload();
-  }, 1000);
+  const reloadPage = useThrottled(() => void page.reload(), 1000);
   useEventStream(listQuery({ queue: filters.queue, task: filters.task }), (batch) => {
-    if (batch.some((e) => e.transition === 'created')) reloadFirstPage();
+    if (!cursor && batch.some((e) => e.transition === 'created')) reloadPage();
+    // Only the rows shown keep a state: a long session does not collect every task it saw.
+    const shownIds = new Set((page.data?.tasks ?? []).map((t) => t.id));
+    const changes = batch.filter((e) => shownIds.has(e.taskId));
+    if (changes.length === 0) return;
+    // A row that finished gets its finish time and attempts from the listing.
+    if (changes.some((e) => e.state === 'completed' || e.state === 'failed')) reloadPage();
     setStates((known) => {
-      const next = { ...known };
-      for (const e of batch) next[e.taskId] = e.state;
+      const next = {};
+      for (const id of shownIds) if (known[id]) next[id] = known[id];
+      for (const e of changes) next[e.taskId] = e.state;
       return next;
     });
   });

@@ -88,13 +88,21 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventRoutesOptions> = async 
         clearInterval(keepAlive);
         if (!raw.writableEnded) raw.end();
       };
-      const write = (text: string) => {
+      // The feed delivers a batch at once: its events leave in one write, not a write each.
+      let unsent = '';
+      const flush = () => {
+        const text = unsent;
+        unsent = '';
         if (raw.writableEnded) return;
         raw.write(text);
         if (raw.writableLength > maxBufferedBytes) {
           request.log.info({ bufferedBytes: raw.writableLength }, 'event stream too slow: disconnected');
           close();
         }
+      };
+      const write = (text: string) => {
+        if (unsent === '') setImmediate(flush);
+        unsent += text;
       };
       raw.on('close', close);
       reply.hijack();
@@ -128,8 +136,16 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventRoutesOptions> = async 
   );
 };
 
+// Every stream that takes an event sends the same text: it is made once.
+const texts = new WeakMap<LifecycleFeedEvent, string>();
+
 function eventText(event: LifecycleFeedEvent): string {
-  return `id: ${event.id}\ndata: ${JSON.stringify(event)}\n\n`;
+  let text = texts.get(event);
+  if (text === undefined) {
+    text = `id: ${event.id}\ndata: ${JSON.stringify(event)}\n\n`;
+    texts.set(event, text);
+  }
+  return text;
 }
 
 /** The queues a filter can match; an unknown queue or task type is refused. */

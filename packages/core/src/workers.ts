@@ -6,6 +6,7 @@ import type { Redis } from 'ioredis';
 import { jobHashField } from './bullmq/job-hash.js';
 import { jobKey } from './bullmq/keys.js';
 import { sharedKey } from './keys.js';
+import { scripts } from './lua/registry.js';
 
 /** A worker unseen for this long is gone. */
 export const workerTtlMs = 15_000;
@@ -99,19 +100,6 @@ export async function listWorkers(redis: Redis, prefix: string, nowMs = Date.now
   );
 }
 
-// Appends `attempt|worker|startedAt` to the job's line of attempts, unless the job is gone; keeps the
-// field under 8 KiB by dropping the oldest lines. KEYS[1] job hash; ARGV[1] field, ARGV[2] line.
-const appendAttemptScript = `
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local lines = (redis.call('HGET', KEYS[1], ARGV[1]) or '') .. ARGV[2] .. '\\n'
-while #lines > 8192 do
-  local cut = string.find(lines, '\\n', 1, true)
-  lines = string.sub(lines, cut + 1)
-end
-redis.call('HSET', KEYS[1], ARGV[1], lines)
-return 1
-`;
-
 export async function recordAttemptWorker(
   redis: Redis,
   prefix: string,
@@ -119,12 +107,10 @@ export async function recordAttemptWorker(
   taskId: string,
   entry: AttemptWorker,
 ): Promise<void> {
-  await redis.eval(
-    appendAttemptScript,
-    1,
-    jobKey(prefix, queue, taskId),
-    jobHashField.attemptWorkers,
-    `${entry.attempt}|${entry.worker}|${entry.startedAt}`,
+  await scripts.recordAttemptWorker.run(
+    redis,
+    [jobKey(prefix, queue, taskId)],
+    [jobHashField.attemptWorkers, `${entry.attempt}|${entry.worker}|${entry.startedAt}`],
   );
 }
 

@@ -200,6 +200,16 @@ export const scripts = {
     'lua/workflow-retry.lua',
     1,
   ),
+  recordAttemptWorker: script<[jobHash: Key], [field: string, line: string], 0 | 1>(
+    'jobbersRecordAttemptWorker',
+    'lua/record-attempt-worker.lua',
+    1,
+  ),
+  recordStatsMinute: script<
+    [history: Key],
+    [minuteMs: number, snapshot: string, oldestKeptMs: number, ttlMs: number],
+    0 | 1
+  >('jobbersRecordStatsMinute', 'lua/record-stats-minute.lua', 1),
   recordRoleActivity: script<[roles: Key], [role: string], 1>(
     'jobbersRecordRole',
     'lua/record-role-activity.lua',

@@ -4,6 +4,7 @@
 // first one to do so wins, and the set never holds more than `historyMinutes` + 2 snapshots.
 import type { Redis } from 'ioredis';
 import { isSlotPerQueue, jobbersKey, metricsKey } from '../keys.js';
+import { scripts } from '../lua/registry.js';
 import { execPerNode, type RoutedCommand } from '../redis.js';
 import type { TaskRegistry } from '../task.js';
 import { clusterMetrics, labelSeparator } from './definitions.js';
@@ -164,17 +165,6 @@ export async function readStatsSnapshot(
   return { at, tasks };
 }
 
-// Adds the snapshot unless this minute has one; drops those older than the history.
-// KEYS[1] history set; ARGV: minute start (ms), snapshot JSON, oldest minute kept (ms), ttl (ms).
-// Returns 1 when added.
-const recordMinuteScript = `
-if redis.call('ZCOUNT', KEYS[1], ARGV[1], ARGV[1]) > 0 then return 0 end
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-return 1
-`;
-
 /** Records this minute's snapshot unless a manager already has; returns whether this call did. */
 export async function recordStatsMinute(
   redis: Redis,
@@ -187,14 +177,10 @@ export async function recordStatsMinute(
   if ((await redis.zcount(key, minute, minute)) > 0) return false;
   const snapshot = await readStatsSnapshot(redis, prefix, registry);
   const oldestKept = minute - (historyMinutes + 1) * 60_000;
-  const added = await redis.eval(
-    recordMinuteScript,
-    1,
-    key,
-    minute,
-    JSON.stringify(snapshot),
-    oldestKept,
-    (historyMinutes + 5) * 60_000,
+  const added = await scripts.recordStatsMinute.run(
+    redis,
+    [key],
+    [minute, JSON.stringify(snapshot), oldestKept, (historyMinutes + 5) * 60_000],
   );
   return added === 1;
 }

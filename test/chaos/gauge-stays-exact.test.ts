@@ -16,6 +16,7 @@ import {
   type SubmitRequest,
   TaskClient,
   type TaskRegistry,
+  Workflows,
 } from '@jobbers/core';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -129,6 +130,26 @@ test('the available gauge stays exact through SIGKILL, exporter restart and a tr
   await Promise.all([first.waitForOutput(/worker started/), doomed.waitForOutput(/worker started/)]);
 
   await submit(mixedBatch(2400, () => 5 + Math.floor(Math.random() * 40)));
+  // Workflows too: their waiting nodes are not BullMQ jobs, their submitted ones are counted as any.
+  const workflows = new Workflows(redis, prefix, client);
+  const workflowIds: string[] = [];
+  const submitWorkflows = async (count: number) => {
+    for (let w = 0; w < count; w++) {
+      const created = await workflows.create({
+        name: 'chaos',
+        nodes: [
+          {
+            key: 'sq',
+            task: 'example.square',
+            fanOut: { params: Array.from({ length: 10 }, (_, n) => ({ n })) },
+          },
+          { key: 'sum', task: 'example.sum', params: {}, dependsOn: ['sq'] },
+        ],
+      });
+      workflowIds.push(created.id);
+    }
+  };
+  await submitWorkflows(30);
   await waitFor(async () => (await counts()).completed >= 600, {
     timeoutMs: 60_000,
     what: '600 completions',
@@ -170,6 +191,7 @@ test('the available gauge stays exact through SIGKILL, exporter restart and a tr
     { timeoutMs: 20_000, what: "the killed worker's jobs to be recovered after their lease" },
   );
   await submit(mixedBatch(1200, () => 200));
+  await submitWorkflows(30);
   await waitFor(async () => (await counts()).completed >= 2800, {
     timeoutMs: 90_000,
     what: '2800 completions',
@@ -195,18 +217,34 @@ test('the available gauge stays exact through SIGKILL, exporter restart and a tr
       `jobbers_jobs_available{task="${task}"} equals the available jobs in Redis`,
     );
   }
+  const views = await Promise.all(workflowIds.map((id) => workflows.get(id)));
+  const finished = views.filter((v) => v.state === 'completed');
+  t.diagnostic(`workflows completed ${finished.length} of ${views.length}`);
+  assert.ok(finished.length >= 30, 'the workflows submitted before the kill completed');
+  for (const view of views) {
+    const keys = view.history.map((h) => h.key);
+    assert.equal(new Set(keys).size, keys.length, `${view.id}: each node finished once`);
+    assert.ok(view.state !== 'failed', `${view.id} did not fail`);
+  }
   const recounts = Number(await redis.hget(exporterStateKey(prefix, 'default'), 'recounts'));
   assert.ok(recounts >= 2, `the trimmed stream forced a recount (recounts: ${recounts})`);
 
   const finisher = startWorker();
   await finisher.waitForOutput(/worker started/);
-  const total = 2400 + 300 + 1200;
+  // Every workflow: ten squares and a sum.
+  const total = 2400 + 300 + 1200 + workflowIds.length * 11;
   await waitFor(async () => (await counts()).completed === total, {
     timeoutMs: 90_000,
     what: 'every task to complete',
   });
   finisher.kill('SIGTERM');
   await finisher.exited;
+  const ended = await Promise.all(workflowIds.map((id) => workflows.get(id)));
+  assert.deepEqual(
+    [...new Set(ended.map((v) => v.state))],
+    ['completed'],
+    'every workflow completed once its nodes ran',
+  );
   await standby.waitUntilCaughtUp();
 
   const final = await clusterSamples(redis, prefix, registry);

@@ -70,6 +70,11 @@ test('a chain runs each node after the one before it', async () => {
   );
   assert.deepEqual(c.result, { step: 3 });
   assert.deepEqual(done.frontier, []);
+  for (const node of done.nodes) {
+    assert.equal(node.taskState, 'completed', `${node.key}: the node's task is read back`);
+    assert.equal(node.attempts, 1);
+    assert.ok(node.startedAt <= node.finishedAt, `${node.key}: its times`);
+  }
 });
 
 test('a fan-out/fan-in hands every parent result to the merging node', async () => {
@@ -253,6 +258,22 @@ test('a repeated workflow id submits nothing; bad workflows are refused whole', 
   assert.equal(again.status, 200);
   assert.deepEqual(again.body.submitted, []);
 
+  const byName = await manager.request('GET', '/v1/workflows?name=chain');
+  assert.deepEqual(
+    byName.body.workflows.map((w: { name: string }) => w.name),
+    ['chain'],
+  );
+  const failedOnes = await manager.request('GET', '/v1/workflows?state=failed&limit=500');
+  assert.ok(failedOnes.body.workflows.length >= 2);
+  assert.ok(failedOnes.body.workflows.every((w: { state: string }) => w.state === 'failed'));
+  const firstPage = await manager.request('GET', '/v1/workflows?limit=2');
+  const secondPage = await manager.request(
+    'GET',
+    `/v1/workflows?limit=2&cursor=${firstPage.body.nextCursor}`,
+  );
+  assert.equal(secondPage.status, 200);
+  const seen = [...firstPage.body.workflows, ...secondPage.body.workflows].map((w: { id: string }) => w.id);
+  assert.equal(new Set(seen).size, 4, 'the next page carries on where the first stopped');
   const listed = async () => (await manager.request('GET', '/v1/workflows?limit=500')).body.workflows.length;
   const before = await listed();
   for (const [nodes, problem] of [

@@ -376,7 +376,16 @@ export const WorkflowView = Type.Object({
       ),
       dependsOn: Type.Array(Type.String()),
       onFailure: Type.Union([Type.Literal('fail-workflow'), Type.Literal('continue')]),
+      taskState: Type.Optional(TaskState),
+      attempts: Type.Optional(
+        Type.Integer({ description: "the node task's attempts (GET of one workflow)" }),
+      ),
+      startedAt: Type.Optional(DateTime("when the node task's last attempt started")),
+      finishedAt: Type.Optional(DateTime('when the node task completed or failed for good')),
     }),
+  ),
+  tasksOmitted: Type.Optional(
+    Type.Boolean({ description: 'true when more than 1,000 nodes were submitted: read their tasks instead' }),
   ),
   frontier: Type.Array(Type.String(), { description: 'nodes submitted and not finished: where it is now' }),
   history: Type.Array(
@@ -401,6 +410,13 @@ export const WorkflowIdParams = Type.Object({ id: TaskId('the workflow id') });
 export const ListWorkflowsQuery = Type.Object(
   {
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 50 })),
+    name: Type.Optional(
+      Type.String({
+        pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$',
+        description: 'only workflows of this name',
+      }),
+    ),
+    state: Type.Optional(workflowState),
     cursor: Type.Optional(
       Type.String({ pattern: '^w[0-9]{1,16}$', description: 'nextCursor of the previous page' }),
     ),

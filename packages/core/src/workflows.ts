@@ -82,6 +82,10 @@ export interface WorkflowNodeRef {
 }
 
 export const maxWorkflowNodes = 10_000;
+/** Workflows one listing page examines at most. */
+const maxListExamined = 10_000;
+/** GET /v1/workflows/:id reads the tasks of at most this many submitted nodes. */
+export const maxNodeDetails = 1000;
 /** Distinct workflow names the metrics label as themselves; later ones are 'other'. */
 export const maxWorkflowLabels = 100;
 /** A node's result kept for its children's `ctx.parents`; larger ones are left out (read the task). */
@@ -411,6 +415,33 @@ export class Workflows {
     return Object.fromEntries(keys.map((k, i) => [k, values[i] == null ? null : JSON.parse(values[i]!)]));
   }
 
+  /**
+   * The workflow with, for each node submitted (up to maxNodeDetails of them), its task's state,
+   * attempts and times: one read per node, 32 at a time.
+   */
+  async getWithTasks(id: string): Promise<WorkflowView> {
+    const view = await this.get(id);
+    const submitted = view.nodes.filter((n) => !['waiting', 'ready', 'skipped'].includes(n.state));
+    if (submitted.length > maxNodeDetails) return { ...view, tasksOmitted: true };
+    for (let i = 0; i < submitted.length; i += 32) {
+      await Promise.all(
+        submitted.slice(i, i + 32).map(async (node) => {
+          try {
+            const task = await this.client.getTask(node.taskId);
+            node.taskState = task.state;
+            node.attempts = task.attempts;
+            if (task.startedAt) node.startedAt = task.startedAt;
+            if (task.finishedAt) node.finishedAt = task.finishedAt;
+          } catch (error) {
+            // Cancelled, or removed by the cleaner: the node's own state says what it was.
+            if (!(error instanceof JobbersError && error.code === 'TASK_NOT_FOUND')) throw error;
+          }
+        }),
+      );
+    }
+    return view;
+  }
+
   async get(id: string): Promise<WorkflowView> {
     const key = workflowKey(this.prefix, id);
     const [fields, history] = await Promise.all([
@@ -440,7 +471,7 @@ export class Workflows {
       history: history.map((line) => {
         const entry = JSON.parse(line) as {
           key: string;
-          state: 'completed' | 'failed' | 'skipped';
+          state: 'completed' | 'failed' | 'skipped' | 'cancelled';
           at: number;
         };
         return { key: entry.key, state: entry.state, at: new Date(entry.at).toISOString() };
@@ -448,28 +479,50 @@ export class Workflows {
     };
   }
 
-  /** Workflows newest first; `before` is the cursor (a creation time in ms) of the next page. */
-  async list(limit = 50, before?: number): Promise<{ workflows: WorkflowView[]; nextCursor?: string }> {
-    const ids = await this.redis.zrevrangebyscore(
-      workflowIndexKey(this.prefix),
-      before === undefined ? '+inf' : `(${before}`,
-      '-inf',
-      'WITHSCORES',
-      'LIMIT',
-      0,
-      limit,
-    );
+  /**
+   * Workflows newest first, optionally of one name and in one state; `before` is the cursor (a
+   * creation time in ms) of the next page. A page examines at most 10,000 workflows, so with narrow
+   * filters it may be short and still carry a cursor.
+   */
+  async list(
+    limit = 50,
+    before?: number,
+    filter: { name?: string; state?: WorkflowState } = {},
+  ): Promise<{ workflows: WorkflowView[]; nextCursor?: string }> {
     const workflows: WorkflowView[] = [];
-    for (let i = 0; i < ids.length; i += 2) {
-      try {
-        workflows.push(await this.get(ids[i]!));
-      } catch (error) {
+    let cursor = before;
+    let examined = 0;
+    while (workflows.length < limit && examined < maxListExamined) {
+      const window = await this.redis.zrevrangebyscore(
+        workflowIndexKey(this.prefix),
+        cursor === undefined ? '+inf' : `(${cursor}`,
+        '-inf',
+        'WITHSCORES',
+        'LIMIT',
+        0,
+        200,
+      );
+      if (window.length === 0) return { workflows };
+      const ids = window.filter((_, i) => i % 2 === 0);
+      const heads = await Promise.all(
+        ids.map((id) => this.redis.hmget(workflowKey(this.prefix, id), 'name', 'state')),
+      );
+      for (const [i, id] of ids.entries()) {
+        examined++;
+        cursor = Number(window[i * 2 + 1]);
+        const [name, state] = heads[i]!;
         // Removed between the index read and now: left out of the page.
-        if (!(error instanceof JobbersError && error.code === 'WORKFLOW_NOT_FOUND')) throw error;
+        if (name === null) continue;
+        if ((filter.name && name !== filter.name) || (filter.state && state !== filter.state)) continue;
+        workflows.push(await this.get(id));
+        if (workflows.length === limit) break;
+      }
+      if (window.length < 400) {
+        if (workflows.length < limit) return { workflows };
+        break;
       }
     }
-    const last = ids.length === limit * 2 ? ids[ids.length - 1] : undefined;
-    return { workflows, ...(last ? { nextCursor: last } : {}) };
+    return { workflows, ...(cursor === undefined ? {} : { nextCursor: String(cursor) }) };
   }
 
   private nodeSubmission(workflowId: string, node: WorkflowNodeRequest, traceparent?: string): SubmitRequest {

@@ -53,7 +53,7 @@ export const workflowRoutes: FastifyPluginAsyncTypebox<{ workflows: Workflows }>
         response: { 200: WorkflowView, ...errorResponses(400, 404, 414, 503) },
       },
     },
-    async (request) => workflows.get(request.params.id),
+    async (request) => workflows.getWithTasks(request.params.id),
   );
 
   app.get(
@@ -68,8 +68,8 @@ export const workflowRoutes: FastifyPluginAsyncTypebox<{ workflows: Workflows }>
       },
     },
     async (request) => {
-      const { cursor, limit = 50 } = request.query;
-      const page = await workflows.list(limit, cursor ? Number(cursor.slice(1)) : undefined);
+      const { cursor, limit = 50, name, state } = request.query;
+      const page = await workflows.list(limit, cursor ? Number(cursor.slice(1)) : undefined, { name, state });
       return { workflows: page.workflows, ...(page.nextCursor ? { nextCursor: `w${page.nextCursor}` } : {}) };
     },
   );

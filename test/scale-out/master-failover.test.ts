@@ -163,7 +163,28 @@ test('a master SIGKILLed under load: its replica takes over, nothing is lost, on
       return completed >= ids.size;
     },
     { timeoutMs: 90_000, intervalMs: 250, what: `all ${ids.size} acknowledged tasks to complete` },
-  );
+  ).catch(async (error) => {
+    // Where the others are: still queued or running (stuck), or gone (lost).
+    const where: Record<string, unknown> = {};
+    for (const queue of queues) {
+      const qp = queueKey(prefix, queue);
+      const completed = new Set(await redis.zrange(`${qp}:completed`, 0, -1));
+      const missing = acknowledged.filter((t) => t.queue === queue && !completed.has(t.id));
+      const states = await Promise.all(
+        missing
+          .slice(0, 5)
+          .map(async (t) => `${t.id}:${(await manager.request('GET', `/v1/tasks/${t.id}`)).body.state}`),
+      );
+      where[queue] = {
+        missing: missing.length,
+        wait: await redis.llen(`${qp}:wait`),
+        active: await redis.llen(`${qp}:active`),
+        delayed: await redis.zcard(`${qp}:delayed`),
+        states,
+      };
+    }
+    throw new Error(`${(error as Error).message}: ${JSON.stringify(where)}`);
+  });
   for (const queue of queues) {
     const completed = new Set(await redis.zrange(`${queueKey(prefix, queue)}:completed`, 0, -1));
     const mine = acknowledged.filter((t) => t.queue === queue);

@@ -1,5 +1,11 @@
 // Which queues a run visits: the ones named, the registry's, or those found in Redis.
-import { bullmqPrefix, isSlotPerQueue, queueNamePattern, type TaskRegistry } from '@jobbers/core';
+import {
+  bullmqPrefix,
+  isSlotPerQueue,
+  queueNamePattern,
+  queueOfStorage,
+  type TaskRegistry,
+} from '@jobbers/core';
 import { Cluster, type Redis } from 'ioredis';
 import type { CleanerOptions } from './options.js';
 
@@ -32,7 +38,8 @@ async function scanQueues(node: Redis, head: string, found: Set<string>): Promis
       // `q}:q` with a slot per queue: the tag and the name agree.
       const tagged = /^([^}]*)\}:(.*)$/.exec(rest);
       const queue = tagged ? (tagged[1] === tagged[2] ? tagged[1]! : '') : rest;
-      if (queueNamePattern.test(queue)) found.add(queue);
+      // A partition (`<queue>~<i>`) is cleaned as a queue of its own.
+      if (queueNamePattern.test(queueOfStorage(queue)) && /^[^~]*(~\d+)?$/.test(queue)) found.add(queue);
     }
   } while (cursor !== '0');
 }

@@ -2,7 +2,15 @@
 // queues on every master and removes through BullMQ as on a single Redis.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { clusterMetrics, createRedisConnection, metricHashKey, waitForRedis } from '@jobbers/core';
+import {
+  clusterMetrics,
+  createRedisConnection,
+  keyPrefix,
+  metricHashKey,
+  queueKey,
+  queueMetricHashKey,
+  waitForRedis,
+} from '@jobbers/core';
 import type { Redis } from 'ioredis';
 import { type RedisCluster, startRedisCluster } from '../../../test/support/redis-cluster.js';
 import { uniquePrefix } from '../../../test/support/redis-server.js';
@@ -51,4 +59,32 @@ test('prunes every queue it finds across the cluster, counting in the cluster-wi
     await redis.hget(metricHashKey(prefix, clusterMetrics.cleanerRemoved), 'beta|bulk.old|completed'),
     '300',
   );
+});
+
+test('with a slot per queue it finds the queues on their masters and counts per queue', async () => {
+  const base = uniquePrefix('spread');
+  const prefix = keyPrefix(cluster.url, base);
+  for (const queue of ['alpha', 'beta', 'gamma']) {
+    await writeCompletedJobs(redis, prefix, queue, { count: 120, task: 'bulk.old', ageMs: 2 * 86_400_000 });
+  }
+  const result = await runCleanerBin({ redisUrl: cluster.url, prefix: base }, [
+    '--state',
+    'completed',
+    '--older-than',
+    '1d',
+    '--json',
+  ]);
+  assert.equal(result.code, 0, result.stderr);
+  assert.deepEqual(result.report!.queues, ['alpha', 'beta', 'gamma']);
+  assert.deepEqual(result.report!.removed.byQueue, { alpha: 120, beta: 120, gamma: 120 });
+  for (const queue of ['alpha', 'beta', 'gamma']) {
+    assert.equal(await redis.zcard(`${queueKey(prefix, queue)}:completed`), 0);
+    assert.equal(
+      await redis.hget(
+        queueMetricHashKey(prefix, queue, clusterMetrics.cleanerRemoved),
+        `${queue}|bulk.old|completed`,
+      ),
+      '120',
+    );
+  }
 });

@@ -347,13 +347,19 @@ export class Workflows {
     );
     if (reply.length === 0) return undefined;
     const [ready, state, finished] = reply;
-    const [name, createdAt, definition] = await Promise.all([
-      this.redis.hget(key, 'label'),
-      this.redis.hget(key, 'createdAt'),
+    // Most steps make nothing ready and finish nothing: they cost the script call alone.
+    const [[name, createdAt], definition] = await Promise.all([
+      finished === 1 ? this.redis.hmget(key, 'label', 'createdAt') : Promise.resolve([null, null]),
       ready ? this.nodeDefinitions(ref.id, ready.split(',')) : Promise.resolve([]),
     ]);
     const submitted = await this.submitNodes(ref.id, definition);
-    return { state, finished: finished === 1, name: name ?? '', createdAtMs: Number(createdAt), submitted };
+    return {
+      state,
+      finished: finished === 1,
+      name: name ?? '',
+      createdAtMs: Number(createdAt ?? 0),
+      submitted,
+    };
   }
 
   /**

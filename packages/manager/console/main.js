@@ -95,5 +95,6 @@ addEventListener('unhandledrejection', (e) => {
   if (e.reason instanceof ApiError) console.warn(e.reason.message);
 });
 // A first call tells whether a key is needed before any page loads.
-api('GET', '/queues').catch(() => undefined);
+// A 401 asks for the key (api() does it); anything else is said, the pages then show their own errors.
+api('GET', '/queues').catch((error) => console.warn(`first call to the API failed: ${error.message}`));
 render(html`<${App} />`, document.getElementById('app'));

@@ -16,6 +16,7 @@ import { sharedKey } from './keys.js';
 import { scripts } from './lua/registry.js';
 import { clusterMetrics } from './metrics/definitions.js';
 import { metricHashKey } from './metrics/store.js';
+import { partitionOfValue } from './routing.js';
 
 /** What a failed node (an incident: no retries left) does to the rest of its workflow. */
 export type NodeFailurePolicy = 'fail-workflow' | 'continue';
@@ -40,7 +41,7 @@ export interface FanOut {
   params: unknown[];
   /** Queues to spread over (each must be one the task allows). Absent: the task's own routing. */
   queues?: string[];
-  /** round-robin (default): node i on queues[i % n]; hash: by a hash of `params[hashBy]`, so equal values share a queue. */
+  /** round-robin (default): node i on queues[i % n]; hash: by `params[hashBy]`, as partitionBy picks a partition, so equal values share a queue. */
   strategy?: 'round-robin' | 'hash';
   hashBy?: string;
 }
@@ -196,11 +197,7 @@ function expandFanOuts(nodes: WorkflowNodeRequest[] | undefined, problems: strin
       if (queues?.length) {
         const value = (params as Record<string, unknown> | null)?.[fanOut.hashBy ?? ''];
         queue =
-          queues[
-            strategy === 'hash'
-              ? stableHash(JSON.stringify(value ?? null)) % queues.length
-              : i % queues.length
-          ];
+          queues[strategy === 'hash' ? partitionOfValue(value ?? null, queues.length) : i % queues.length];
       }
       out.push({ ...rest, key: keys[i]!, params, ...(queue === undefined ? {} : { queue }) });
     });
@@ -211,16 +208,6 @@ function expandFanOuts(nodes: WorkflowNodeRequest[] | undefined, problems: strin
       ? { ...node, dependsOn: node.dependsOn.flatMap((parent) => expanded.get(parent) ?? [parent]) }
       : node,
   );
-}
-
-/** FNV-1a (32 bits): the same value always picks the same queue, in every process. */
-function stableHash(text: string): number {
-  let hash = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) {
-    hash ^= text.charCodeAt(i);
-    hash = Math.imul(hash, 0x01000193) >>> 0;
-  }
-  return hash;
 }
 
 function findCycle(keys: string[], children: Map<string, string[]>): string[] | undefined {

@@ -3,6 +3,7 @@
 import {
   countProcessError,
   extendLeaseWithHeartbeat,
+  isFinalFailure,
   isLostJobError,
   isRedisUnavailableError,
   type JobPayload,
@@ -294,9 +295,7 @@ export class TaskAttempt {
   }
 
   private async fail(error: Error): Promise<Settlement> {
-    const attempts = this.job.opts.attempts ?? 1;
-    if (error instanceof UnrecoverableError || this.job.attemptsMade + 1 >= attempts)
-      await this.advanceWorkflow('failed');
+    if (isFinalFailure(this.job, error)) await this.advanceWorkflow('failed');
     try {
       const fetchNext = this.requestHandOver();
       this.handedOver = await untilRedisAnswers(

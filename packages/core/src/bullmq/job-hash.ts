@@ -1,5 +1,5 @@
 // The fields of BullMQ's job hash that Jobbers reads or writes directly, and the one Jobbers adds.
-import { Job, type JobJson, type Queue, raw2NextJobData } from 'bullmq';
+import { Job, type JobJson, type Queue, raw2NextJobData, UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { jobKey, queueOwnKey } from './keys.js';
 
@@ -84,4 +84,12 @@ export async function readJobFinish(
 export function jobFromHash<T = unknown>(queue: Queue, fields: Record<string, string>, id: string): Job<T> {
   const [json] = raw2NextJobData([Object.entries(fields).flat(), id]) as [JobJson];
   return Job.fromJSON(queue, json, id) as Job<T>;
+}
+
+/**
+ * Whether a failed attempt ends the job (an incident) rather than leading to a retry: BullMQ's rule,
+ * known before the move so what depends on it (a workflow's next step) can be done first.
+ */
+export function isFinalFailure(job: Job, error: Error): boolean {
+  return error instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
 }

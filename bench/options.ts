@@ -28,9 +28,15 @@ export interface BenchOptions {
   concurrency: number;
   /** Interleaved rounds; each round runs every drain variant once. */
   rounds: number;
-  /** pinned: the worker on core 0, redis-server and the exporter's process on the last core. */
-  layout: LayoutName;
+  /**
+   * Drain layouts, each a drain of its own: pinned (the worker on core 0, redis-server and the
+   * exporter's process at idle priority on the last core: a manager with CPU of its own) and shared
+   * (the OS places everything at default priority: one box, as `npm start` or compose run it).
+   */
+  layouts: LayoutName[];
   restSeconds: number;
+  /** Interleaved rounds of the REST variants. */
+  restRounds: number;
   restConnections: number;
   batchSize: number;
   lagSeconds: number;
@@ -61,9 +67,10 @@ const numericFlags = {
   jobs: { env: 'BENCH_JOBS', fallback: 20_000, min: 100 },
   concurrency: { env: 'BENCH_CONCURRENCY', fallback: 50, min: 1 },
   rounds: { env: 'BENCH_ROUNDS', fallback: 6, min: 1 },
-  'rest-seconds': { env: 'BENCH_REST_SECONDS', fallback: 10, min: 1 },
+  'rest-seconds': { env: 'BENCH_REST_SECONDS', fallback: 8, min: 1 },
+  'rest-rounds': { env: 'BENCH_REST_ROUNDS', fallback: 3, min: 1 },
   'rest-connections': { env: 'BENCH_REST_CONNECTIONS', fallback: 50, min: 1 },
-  'batch-size': { env: 'BENCH_BATCH_SIZE', fallback: 100, min: 1 },
+  'batch-size': { env: 'BENCH_BATCH_SIZE', fallback: 500, min: 1 },
   'lag-seconds': { env: 'BENCH_LAG_SECONDS', fallback: 20, min: 1 },
   'lag-rate': { env: 'BENCH_LAG_RATE', fallback: 1250, min: 1 },
   'lag-sample-ms': { env: 'BENCH_LAG_SAMPLE_MS', fallback: 50, min: 5 },
@@ -88,12 +95,15 @@ export const usage = `npm run bench -- [flags]   (each flag also reads the env v
   --jobs N                no-op jobs per drain run (BENCH_JOBS; default 20000)
   --concurrency N         worker concurrency, both workers (BENCH_CONCURRENCY; default 50)
   --rounds N              interleaved drain rounds (BENCH_ROUNDS; default 6)
-  --layout pinned|shared  drain CPUs: pinned puts the worker on core 0 and redis-server with the
-                          exporter's process on the last core; shared lets the OS place them
-                          (BENCH_LAYOUT; default pinned, shared where taskset/chrt are missing)
-  --rest-seconds N        duration of each REST load (BENCH_REST_SECONDS; default 10)
+  --layout pinned,shared  drain layouts, each drained in full: pinned puts the worker on core 0 and
+                          redis-server with the exporter's process (idle priority) on the last core;
+                          shared lets the OS place every process at default priority, as one box
+                          running npm start does (BENCH_LAYOUT; default both; pinned falls back to
+                          shared where taskset/chrt are missing)
+  --rest-seconds N        duration of each REST load (BENCH_REST_SECONDS; default 8)
+  --rest-rounds N         interleaved rounds of the REST variants (BENCH_REST_ROUNDS; default 3)
   --rest-connections N    autocannon connections (BENCH_REST_CONNECTIONS; default 50)
-  --batch-size N          tasks per POST /v1/tasks/batch (BENCH_BATCH_SIZE; default 100)
+  --batch-size N          tasks per POST /v1/tasks/batch (BENCH_BATCH_SIZE; default 500)
   --lag-seconds N         duration of the exporter-lag load (BENCH_LAG_SECONDS; default 20)
   --lag-rate N            echo jobs submitted per second in the lag load (BENCH_LAG_RATE; default 1250)
   --lag-sample-ms N       lag sampling interval (BENCH_LAG_SAMPLE_MS; default 50)
@@ -146,14 +156,6 @@ function readList<T extends string>(
   return known.filter((s) => wanted.includes(s));
 }
 
-function readLayout(raw: string | undefined, problems: string[]): LayoutName {
-  const value = (raw ?? process.env.BENCH_LAYOUT ?? '').trim();
-  if (value === '') return 'pinned';
-  if (layoutNames.includes(value as LayoutName)) return value as LayoutName;
-  problems.push(`--layout / BENCH_LAYOUT = "${value}" must be one of ${layoutNames.join(', ')}`);
-  return 'pinned';
-}
-
 export function parseBenchOptions(argv: string[]): BenchOptions | 'help' {
   const { values: parsed } = parseArgs({
     args: argv,
@@ -182,8 +184,9 @@ export function parseBenchOptions(argv: string[]): BenchOptions | 'help' {
     jobs: flag('jobs'),
     concurrency: flag('concurrency'),
     rounds: flag('rounds'),
-    layout: readLayout(values.layout as string | undefined, problems),
+    layouts: readList('layout', 'BENCH_LAYOUT', layoutNames, values.layout as string | undefined, problems),
     restSeconds: flag('rest-seconds'),
+    restRounds: flag('rest-rounds'),
     restConnections: flag('rest-connections'),
     batchSize: flag('batch-size'),
     lagSeconds: flag('lag-seconds'),

@@ -10,10 +10,17 @@ import { describeEnvironment, describeLoad, machineIsBusy } from './environment.
 import { type PhaseCost, runExporterCostBench } from './exporter-cost.js';
 import { runExporterLagBench } from './exporter-lag.js';
 import { type LatencyRun, latencyVariants, runLatencyBench } from './latency.js';
-import { cpusOf, idlePriorityUnavailable, pinnedPlan, pinningUnavailable, pinProcess } from './layout.js';
+import {
+  cpusOf,
+  idlePriorityUnavailable,
+  type LayoutName,
+  pinnedPlan,
+  pinningUnavailable,
+  pinProcess,
+} from './layout.js';
 import { type BenchOptions, parseBenchOptions, usage, type VariantName } from './options.js';
 import { type RecountBenchResult, runRecountBench } from './recount.js';
-import { runRestBench } from './rest.js';
+import { type RestVariant, restVariants, runRestBench } from './rest.js';
 import {
   formatMs,
   formatRate,
@@ -41,10 +48,10 @@ function heading(title: string) {
  * Places the drain's processes (layout.ts) and answers the settings to drain with, a line saying
  * where everything runs, and how to undo the pinning.
  */
-function placeDrain(options: BenchOptions, settings: DrainSettings, redisPid: number) {
+function placeDrain(layout: LayoutName, settings: DrainSettings, redisPid: number) {
   const idleProblem = idlePriorityUnavailable();
-  const pinProblem = options.layout === 'pinned' ? pinningUnavailable() : undefined;
-  if (options.layout === 'pinned' && !pinProblem) {
+  const pinProblem = layout === 'pinned' ? pinningUnavailable() : undefined;
+  if (layout === 'pinned' && !pinProblem) {
     const plan = pinnedPlan();
     const before = { self: cpusOf(process.pid), redis: cpusOf(redisPid) };
     const undo = () => {
@@ -66,12 +73,22 @@ function placeDrain(options: BenchOptions, settings: DrainSettings, redisPid: nu
       undo,
     };
   }
-  const why = pinProblem ? ` (pinned asked for, but ${pinProblem})` : '';
+  if (pinProblem) {
+    // Pinned asked for but impossible here: the OS places everything, the exporter's process still
+    // gets only idle CPU where it can, so the figure stays that of a manager with CPU of its own.
+    return {
+      settings: { ...settings, exporterPlacement: { idlePriority: !idleProblem } },
+      describe:
+        `layout: pinned asked for, but ${pinProblem}: the OS places every process; the exporter's own ` +
+        (idleProblem ? `process runs at normal priority (${idleProblem})` : 'process runs at idle priority'),
+      undo: () => {},
+    };
+  }
   return {
-    settings: { ...settings, exporterPlacement: { idlePriority: !idleProblem } },
+    settings: { ...settings, exporterPlacement: { idlePriority: false } },
     describe:
-      `layout: shared${why}. The OS places every process; the exporter's own process runs ` +
-      (idleProblem ? `at normal priority (${idleProblem})` : 'at idle priority'),
+      'layout: shared (one box). The OS places every process, all at default priority, as `npm start` ' +
+      'or compose on one machine runs them',
     undo: () => {},
   };
 }
@@ -86,13 +103,18 @@ async function benchDrain(
     `Drain throughput: ${options.jobs} no-op jobs per run, concurrency ${options.concurrency}, ` +
       `${options.rounds} interleaved rounds of ${options.variants.join(' / ')}`,
   );
-  const placement = placeDrain(options, settings, redisPid);
-  print(placement.describe);
-  try {
-    return await drainRounds(options, placement.settings, placement.describe);
-  } finally {
-    placement.undo();
+  const summary: string[] = [];
+  for (const layout of options.layouts) {
+    const placement = placeDrain(layout, settings, redisPid);
+    print();
+    print(placement.describe);
+    try {
+      summary.push(...(await drainRounds(options, placement.settings, placement.describe)));
+    } finally {
+      placement.undo();
+    }
   }
+  return summary;
 }
 
 async function drainRounds(
@@ -223,49 +245,80 @@ function pairedRatios(runs: readonly DrainRun[], over: VariantName, under: Varia
 
 async function benchRest(options: BenchOptions, redisUrl: string, admin: Redis): Promise<string[]> {
   heading(
-    `REST submit throughput: manager in-process on 127.0.0.1 (exporter on), autocannon ` +
-      `${options.restConnections} connections, ${options.restSeconds} s per route`,
+    `REST submit throughput: a jobbers-manager process (production defaults) against a minimal ` +
+      `Fastify + BullMQ process (bench/minimal-route.ts); autocannon ${options.restConnections} ` +
+      `connections, ${options.restSeconds} s per run, batches of ${options.batchSize}, ` +
+      `${options.restRounds} interleaved rounds`,
   );
-  const runs = await runRestBench({
-    redisUrl,
-    admin,
-    seconds: options.restSeconds,
-    connections: options.restConnections,
-    batchSize: options.batchSize,
-  });
+  const runs = await runRestBench(
+    {
+      redisUrl,
+      admin,
+      seconds: options.restSeconds,
+      connections: options.restConnections,
+      batchSize: options.batchSize,
+      rounds: options.restRounds,
+    },
+    (r) =>
+      print(
+        `round ${r.round}  ${r.variant.padEnd(16)} ${formatRate(r.requestsPerSecond).padStart(7)} req/s ` +
+          `${formatRate(r.tasksPerSecond).padStart(8)} tasks/s  p50 ${formatMs(r.p50Ms)} p99 ${formatMs(r.p99Ms)}` +
+          `  server cpu ${r.serverCpuUsPerRequest.toFixed(0)} us/req  non-2xx ${r.non2xx} errors ${r.errors}`,
+      ),
+  );
+  const of = (variant: RestVariant) => runs.filter((r) => r.variant === variant);
+  print();
   print(
     table(
-      ['route', 'req/s', 'tasks/s', 'p50', 'p99', 'max', '2xx', 'non-2xx', 'errors', 'enqueued', 'recounts'],
-      runs.map((r) => [
-        `POST ${r.route}${r.tasksPerRequest > 1 ? ` (${r.tasksPerRequest}/req)` : ''}`,
-        formatRate(r.requestsPerSecond),
-        formatRate(r.tasksPerSecond),
-        formatMs(r.p50Ms),
-        formatMs(r.p99Ms),
-        formatMs(r.maxMs),
-        r.ok,
-        r.non2xx,
-        r.errors,
-        r.enqueued,
-        r.exporterRecounts,
+      ['variant', 'median req/s', 'min', 'max', 'tasks/s', 'p99', 'server cpu us/req', 'non-2xx'],
+      restVariants.map((v) => [
+        v,
+        formatRate(median(of(v).map((r) => r.requestsPerSecond))),
+        formatRate(Math.min(...of(v).map((r) => r.requestsPerSecond))),
+        formatRate(Math.max(...of(v).map((r) => r.requestsPerSecond))),
+        formatRate(median(of(v).map((r) => r.tasksPerSecond))),
+        formatMs(median(of(v).map((r) => r.p99Ms))),
+        median(of(v).map((r) => r.serverCpuUsPerRequest)).toFixed(0),
+        of(v).reduce((sum, r) => sum + r.non2xx + r.errors, 0),
       ]),
     ),
-  );
-  print('(enqueued also counts requests still in flight when the load stopped: at most one per connection;');
-  print(
-    ' recounts: times the exporter fell behind the trimmed event stream and recounted, after its first count)',
   );
   for (const r of runs) {
     const accepted = r.ok * r.tasksPerRequest;
     const inFlight = options.restConnections * r.tasksPerRequest;
     if (r.enqueued < accepted || r.enqueued > accepted + inFlight)
-      print(`WARNING: ${r.route}: ${accepted} tasks acknowledged but ${r.enqueued} enqueued`);
+      print(
+        `WARNING: ${r.variant} round ${r.round}: ${accepted} tasks acknowledged but ${r.enqueued} enqueued`,
+      );
   }
-  return runs.map(
-    (r) =>
-      `POST ${r.route}: ${formatRate(r.requestsPerSecond)} req/s, ${formatRate(r.tasksPerSecond)} tasks/s, ` +
-      `p50 ${formatMs(r.p50Ms)}, p99 ${formatMs(r.p99Ms)}, non-2xx ${r.non2xx}`,
-  );
+  const summary: string[] = [];
+  const ratio = (label: string, over: RestVariant, under: RestVariant, target: number) => {
+    const pairs = runs
+      .filter((r) => r.variant === over)
+      .flatMap((r) => {
+        const base = runs.find((b) => b.variant === under && b.round === r.round);
+        return base && base.requestsPerSecond > 0 ? [r.requestsPerSecond / base.requestsPerSecond] : [];
+      });
+    const value =
+      median(of(over).map((r) => r.requestsPerSecond)) / median(of(under).map((r) => r.requestsPerSecond));
+    const interval = pairs.length >= 4 ? medianInterval(pairs) : undefined;
+    const spread = interval
+      ? `same-round median ${formatRatio(median(pairs))} (95% interval ${formatRatio(interval.low)}-${formatRatio(interval.high)})`
+      : `same-round ${pairs.map(formatRatio).join(', ')}`;
+    const goal = interval ? settledVerdict(value, interval, target) : verdict(value >= target);
+    const cpu =
+      median(of(under).map((r) => r.serverCpuUsPerRequest)) /
+      median(of(over).map((r) => r.serverCpuUsPerRequest));
+    summary.push(
+      `${label.padEnd(48)} ${formatRatio(value)}  ${spread}; target >= ${target}: ${goal}; ` +
+        `server CPU per request ${cpu > 0 ? (1 / cpu).toFixed(2) : '-'}x the baseline's`,
+    );
+  };
+  ratio('REST single submit / minimal queue.add route', 'jobbers single', 'baseline single', 0.7);
+  ratio(`REST batch of ${options.batchSize} / minimal addBulk route`, 'jobbers batch', 'baseline batch', 0.8);
+  print();
+  for (const line of summary) print(line);
+  return summary;
 }
 
 async function benchCost(options: BenchOptions, settings: DrainSettings): Promise<string[]> {

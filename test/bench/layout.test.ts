@@ -8,18 +8,20 @@ import { after, test } from 'node:test';
 import { allCpus, pinningUnavailable, pinProcess, runWhenIdle } from '../../bench/layout.js';
 import { parseBenchOptions } from '../../bench/options.js';
 
-test('--layout defaults to pinned, takes shared, and refuses anything else with a clear error', () => {
+test('--layout defaults to both layouts, takes one or both, and refuses anything else with a clear error', () => {
   const previous = process.env.BENCH_LAYOUT;
   delete process.env.BENCH_LAYOUT;
+  const layouts = (argv: string[]) => (parseBenchOptions(argv) as { layouts: string[] }).layouts;
   try {
-    assert.equal((parseBenchOptions([]) as { layout: string }).layout, 'pinned');
-    assert.equal((parseBenchOptions(['--layout', 'shared']) as { layout: string }).layout, 'shared');
+    assert.deepEqual(layouts([]), ['pinned', 'shared']);
+    assert.deepEqual(layouts(['--layout', 'shared']), ['shared']);
+    assert.deepEqual(layouts(['--layout', 'shared,pinned']), ['pinned', 'shared']);
     process.env.BENCH_LAYOUT = 'shared';
-    assert.equal((parseBenchOptions([]) as { layout: string }).layout, 'shared');
-    assert.equal((parseBenchOptions(['--layout', 'pinned']) as { layout: string }).layout, 'pinned');
+    assert.deepEqual(layouts([]), ['shared']);
+    assert.deepEqual(layouts(['--layout', 'pinned']), ['pinned']);
     assert.throws(
       () => parseBenchOptions(['--layout', 'diagonal']),
-      /--layout \/ BENCH_LAYOUT = "diagonal" must be one of pinned, shared/,
+      /--layout \/ BENCH_LAYOUT: unknown value "diagonal" \(known: pinned, shared\)/,
     );
   } finally {
     if (previous === undefined) delete process.env.BENCH_LAYOUT;

@@ -3,13 +3,21 @@
 // process and redis-server spend applying the events, per job. Unlike drain throughput, nothing
 // else runs while it is measured, so the figure moves little from run to run: it is the one to
 // compare when changing the exporter.
-import { createRedisConnection, queueKey, roleActivityKey, TaskClient, waitForRedis } from '@jobbers/core';
+import {
+  createRedisConnection,
+  type EventStreamReaderKind,
+  queueKey,
+  roleActivityKey,
+  TaskClient,
+  waitForRedis,
+} from '@jobbers/core';
 import type { Redis } from 'ioredis';
 import {
   noopTask,
   queue,
   redisCpuSeconds,
   registry,
+  roundOrder,
   startJobbers,
   waitForDrain,
   workerConfig,
@@ -30,12 +38,27 @@ export interface PhaseCost {
   redisUs: number;
 }
 
+/** How the replaying exporter reads the stream: its production reader, or plain ioredis. */
+export const costReaders = ['auto', 'ioredis'] as const satisfies readonly EventStreamReaderKind[];
+
+export interface CostReplay {
+  round: number;
+  reader: EventStreamReaderKind;
+  /** Applying the submissions: `added` and `waiting`, two entries per job. */
+  submit: PhaseCost;
+  /** Applying the drain: `active` and `completed`, two entries per job. */
+  drain: PhaseCost;
+  /**
+   * How long the exporter took to apply each phase once its entries were all there: its lag when
+   * events come faster than it applies them (the most one queue's drain can make it work).
+   */
+  submitCatchUpMs: number;
+  drainCatchUpMs: number;
+}
+
 export interface ExporterCostResult {
   jobs: number;
-  /** Applying the submissions: `added` and `waiting`, two entries per job. */
-  submit: PhaseCost[];
-  /** Applying the drain: `active` and `completed`, two entries per job. */
-  drain: PhaseCost[];
+  replays: CostReplay[];
 }
 
 // Copies the entries of KEYS[1] from ARGV[1] to ARGV[2] (XRANGE bounds) onto KEYS[2], ids kept.
@@ -66,9 +89,10 @@ async function evalUsec(admin: Redis): Promise<number> {
  * replayed copy are a snapshot taken before the drain, so after the drain they disagree with the
  * events on purpose.
  */
-function startExporter(redisUrl: string, prefix: string) {
+function startExporter(redisUrl: string, prefix: string, streamReader: EventStreamReaderKind = 'auto') {
   return startManagerExporter(redisUrl, prefix, registry, 'bench-exporter-cost', {
     reconcileMs: 3_600_000,
+    streamReader,
   });
 }
 
@@ -129,36 +153,43 @@ async function replay(
   settings: ExporterCostSettings,
   recording: Recording,
   round: number,
-): Promise<{ submit: PhaseCost; drain: PhaseCost }> {
+  reader: EventStreamReaderKind,
+): Promise<CostReplay> {
   const { admin, jobs } = settings;
-  const prefix = `bench-cost-replay-${process.pid}-${round}`;
+  const prefix = `bench-cost-replay-${process.pid}-${round}-${reader}`;
   const stream = `${queueKey(prefix, queue)}:events`;
   await admin.eval(copyPrefix, 0, `${recording.snapshot}:`, `${prefix}:`);
   // Started and caught up (with nothing: the stream does not exist yet) before anything is measured.
-  const { exporter, stop } = await startExporter(settings.redisUrl, prefix);
+  const { exporter, stop } = await startExporter(settings.redisUrl, prefix, reader);
   try {
     await exporter.waitUntilCaughtUp(30_000);
-    const phase = async (from: string, to: string): Promise<PhaseCost> => {
+    const phase = async (from: string, to: string): Promise<PhaseCost & { catchUpMs: number }> => {
       const redisBefore = await redisCpuSeconds(admin);
       const evalBefore = await evalUsec(admin);
       const nodeBefore = process.cpuUsage();
       await admin.eval(copyEntries, 2, recording.events, stream, from, to);
+      const copied = Date.now();
       await exporter.waitUntilCaughtUp(120_000);
+      const catchUpMs = Date.now() - copied;
       const node = process.cpuUsage(nodeBefore);
       const copying = (await evalUsec(admin)) - evalBefore;
       const redisUs = ((await redisCpuSeconds(admin)) - redisBefore) * 1e6 - copying;
-      return { nodeUs: (node.user + node.system) / jobs, redisUs: Math.max(0, redisUs) / jobs };
+      return { nodeUs: (node.user + node.system) / jobs, redisUs: Math.max(0, redisUs) / jobs, catchUpMs };
     };
-    const submit = await phase('-', recording.prefillEnd);
-    const drain = await phase(`(${recording.prefillEnd}`, '+');
-    return { submit, drain };
+    const { catchUpMs: submitCatchUpMs, ...submit } = await phase('-', recording.prefillEnd);
+    const { catchUpMs: drainCatchUpMs, ...drain } = await phase(`(${recording.prefillEnd}`, '+');
+    return { round, reader, submit, drain, submitCatchUpMs, drainCatchUpMs };
   } finally {
     await stop();
     await admin.eval(deletePrefix, 0, `${prefix}:`);
   }
 }
 
-export async function runExporterCostBench(settings: ExporterCostSettings): Promise<ExporterCostResult> {
+/** Replays alternate the readers (the order rotated each round); `onReplay` sees each as it ends. */
+export async function runExporterCostBench(
+  settings: ExporterCostSettings,
+  onReplay: (replay: CostReplay) => void = () => {},
+): Promise<ExporterCostResult> {
   const connection = createRedisConnection(settings.redisUrl, {
     connectionName: 'bench-exporter-cost-record',
   });
@@ -167,13 +198,15 @@ export async function runExporterCostBench(settings: ExporterCostSettings): Prom
   let recording: Recording | undefined;
   try {
     recording = await record(settings, connection);
-    // One replay to warm up (JIT, Redis's allocator), not counted.
-    await replay(settings, recording, 0);
-    const result: ExporterCostResult = { jobs: settings.jobs, submit: [], drain: [] };
+    // One replay per reader to warm up (JIT, Redis's allocator), not counted.
+    for (const reader of costReaders) await replay(settings, recording, 0, reader);
+    const result: ExporterCostResult = { jobs: settings.jobs, replays: [] };
     for (let round = 1; round <= settings.repeats; round++) {
-      const { submit, drain } = await replay(settings, recording, round);
-      result.submit.push(submit);
-      result.drain.push(drain);
+      for (const reader of roundOrder(costReaders, round - 1)) {
+        const run = await replay(settings, recording, round, reader);
+        result.replays.push(run);
+        onReplay(run);
+      }
     }
     return result;
   } finally {

@@ -7,7 +7,7 @@ import { runClusterBench } from './cluster.js';
 import { type ConsoleRun, runConsoleBench } from './console.js';
 import { type DrainRun, type DrainSettings, drainOnce, roundOrder } from './drain.js';
 import { describeEnvironment, describeLoad, machineIsBusy } from './environment.js';
-import { type PhaseCost, runExporterCostBench } from './exporter-cost.js';
+import { type CostReplay, costReaders, runExporterCostBench } from './exporter-cost.js';
 import { runExporterLagBench } from './exporter-lag.js';
 import { type LatencyRun, latencyVariants, runLatencyBench } from './latency.js';
 import {
@@ -331,41 +331,57 @@ async function benchRest(options: BenchOptions, redisUrl: string, admin: Redis):
 async function benchCost(options: BenchOptions, settings: DrainSettings): Promise<string[]> {
   heading(
     `Exporter cost: ${options.jobs} no-op jobs submitted and drained once (recorded), then applied by a ` +
-      `fresh exporter ${options.costRepeats} times with nothing else running`,
+      `fresh exporter ${options.costRepeats} times per reader with nothing else running; readers: ` +
+      `auto (the production reader: its own socket and decoder) and ioredis (plain XRANGE), alternating`,
   );
-  const result = await runExporterCostBench({ ...settings, repeats: options.costRepeats });
-  const describe = (name: string, costs: PhaseCost[]) => {
-    const node = costs.map((c) => c.nodeUs);
-    const redis = costs.map((c) => c.redisUs);
-    return [
-      name,
-      median(node).toFixed(2),
-      Math.min(...node).toFixed(2),
-      median(redis).toFixed(2),
-      Math.min(...redis).toFixed(2),
-      median(costs.map((c) => c.nodeUs + c.redisUs)).toFixed(2),
-    ];
-  };
-  const rows = [
-    describe('submissions (added, waiting)', result.submit),
-    describe('drain (active, completed)', result.drain),
-  ];
-  for (const [k, c] of result.drain.entries())
+  const result = await runExporterCostBench({ ...settings, repeats: options.costRepeats }, (r) =>
     print(
-      `replay ${k + 1}  submissions node ${result.submit[k]!.nodeUs.toFixed(2)} us, redis ${result.submit[k]!.redisUs.toFixed(2)} us;` +
-        `  drain node ${c.nodeUs.toFixed(2)} us, redis ${c.redisUs.toFixed(2)} us  (per job)`,
-    );
+      `replay ${r.round}  ${r.reader.padEnd(7)}  submissions node ${r.submit.nodeUs.toFixed(2)} us, redis ` +
+        `${r.submit.redisUs.toFixed(2)} us, caught up in ${formatMs(r.submitCatchUpMs)};  drain node ` +
+        `${r.drain.nodeUs.toFixed(2)} us, redis ${r.drain.redisUs.toFixed(2)} us, caught up in ` +
+        `${formatMs(r.drainCatchUpMs)}  (per job)`,
+    ),
+  );
+  const of = (reader: string) => result.replays.filter((r) => r.reader === reader);
+  const rows: string[][] = [];
+  for (const reader of costReaders) {
+    for (const [name, pick, lag] of [
+      ['submissions (added, waiting)', (r: CostReplay) => r.submit, (r: CostReplay) => r.submitCatchUpMs],
+      ['drain (active, completed)', (r: CostReplay) => r.drain, (r: CostReplay) => r.drainCatchUpMs],
+    ] as const) {
+      const costs = of(reader).map(pick);
+      rows.push([
+        reader,
+        name,
+        median(costs.map((c) => c.nodeUs)).toFixed(2),
+        median(costs.map((c) => c.redisUs)).toFixed(2),
+        median(costs.map((c) => c.nodeUs + c.redisUs)).toFixed(2),
+        formatMs(median(of(reader).map(lag))),
+      ]);
+    }
+  }
   print();
   print(
     table(
-      ['phase (2 stream entries per job)', 'node us/job', 'min', 'redis us/job', 'min', 'total (medians)'],
+      ['reader', 'phase (2 stream entries per job)', 'node us/job', 'redis us/job', 'total', 'caught up in'],
       rows,
     ),
   );
-  return rows.map(
-    (r) =>
-      `exporter cost, ${r[0]}: node ${r[1]} us + redis ${r[3]} us per job (medians of ${options.costRepeats})`,
-  );
+  const total = (reader: string) =>
+    median(of(reader).map((r) => r.submit.nodeUs + r.submit.redisUs + r.drain.nodeUs + r.drain.redisUs));
+  const node = (reader: string) => median(of(reader).map((r) => r.submit.nodeUs + r.drain.nodeUs));
+  const lag = (reader: string) => median(of(reader).map((r) => r.submitCatchUpMs + r.drainCatchUpMs));
+  return [
+    ...rows
+      .filter((r) => r[0] === 'auto')
+      .map(
+        (r) =>
+          `exporter cost, ${r[1]}: node ${r[2]} us + redis ${r[3]} us per job (medians of ${options.costRepeats})`,
+      ),
+    `exporter cost, the direct reader against ioredis: node ${(node('auto') / node('ioredis')).toFixed(2)}x, ` +
+      `node + redis ${(total('auto') / total('ioredis')).toFixed(2)}x, catch-up time ` +
+      `${(lag('auto') / lag('ioredis')).toFixed(2)}x (${formatMs(lag('auto'))} vs ${formatMs(lag('ioredis'))})`,
+  ];
 }
 
 async function benchLag(options: BenchOptions, redisUrl: string, admin: Redis): Promise<string[]> {

@@ -20,6 +20,7 @@ import {
   createEventStreamReader,
   DirectStreamReader,
   type EventStreamReader,
+  IoredisStreamReader,
   LuaStreamReader,
   luaScript,
 } from '../src/metrics/event-stream-reader.js';
@@ -71,7 +72,7 @@ async function readAll(reader: EventStreamReader, stream: string, batch: number)
   }
 }
 
-test('the direct and the Lua reader give the same events for a stream BullMQ wrote', async () => {
+test('the direct, the Lua and the ioredis reader give the same events for a stream BullMQ wrote', async () => {
   const prefix = uniquePrefix('read');
   const connection = createRedisConnection(fixture.server.url, { blocking: true });
   const queue = new Queue('q', { connection, prefix });
@@ -101,6 +102,7 @@ test('the direct and the Lua reader give the same events for a stream BullMQ wro
   const fromDirect = await readAll(direct, stream, 7);
   const fromLua = await readAll(lua, stream, 7);
   assert.deepEqual(fromDirect, fromLua);
+  assert.deepEqual(await readAll(new IoredisStreamReader(connection), stream, 7), fromDirect);
   assert.equal(fromDirect.length, await connection.xlen(stream));
   const kinds = new Set(fromDirect.map((e) => e.event));
   for (const kind of ['added', 'waiting', 'active', 'completed', 'failed', 'retries-exhausted'])
@@ -200,7 +202,7 @@ test('an error reply fails only that read; a refused connection name is ignored;
   assert.doesNotMatch((await redis.call('CLIENT', 'LIST')) as string, /name=closing:events /);
 });
 
-test('both readers run a script with thousands of arguments in several lists, load it again after SCRIPT FLUSH, and pass errors on', async () => {
+test('every reader runs a script with thousands of arguments in several lists, load it again after SCRIPT FLUSH, and pass errors on', async () => {
   const { redis, server } = fixture;
   // Adds every argument after the first to the set named by the key, and answers the set's size.
   const script = luaScript(`
@@ -211,6 +213,7 @@ test('both readers run a script with thousands of arguments in several lists, lo
   const readers: [string, EventStreamReader][] = [
     ['direct', track(new DirectStreamReader(new Redis(server.url, { lazyConnect: true }).options))],
     ['lua', new LuaStreamReader(redis)],
+    ['ioredis', new IoredisStreamReader(redis)],
   ];
   for (const [name, reader] of readers) {
     const key = uniquePrefix(name);
@@ -238,7 +241,7 @@ test('both readers run a script with thousands of arguments in several lists, lo
   assert.equal((await direct.read(stream, '0-0', 10)).length, 1, 'the next read connects again');
 });
 
-test("a turn's reads: both readers answer the same events, stream info and roles, and a missing stream as an error", async () => {
+test("a turn's reads: every reader answers the same events, stream info and roles, and a missing stream as an error", async () => {
   const { redis, server } = fixture;
   const stream = uniquePrefix('batch');
   const rolesKey = uniquePrefix('roles');
@@ -249,6 +252,7 @@ test("a turn's reads: both readers answer the same events, stream info and roles
   const readers: [string, EventStreamReader][] = [
     ['direct', track(new DirectStreamReader(new Redis(server.url, { lazyConnect: true }).options))],
     ['lua', new LuaStreamReader(redis)],
+    ['ioredis', new IoredisStreamReader(redis)],
   ];
   const answers = [];
   for (const [name, reader] of readers) {
@@ -282,13 +286,15 @@ test("a turn's reads: both readers answer the same events, stream info and roles
     );
     answers.push({ ...batch, streamInfo: info });
   }
-  assert.deepEqual(answers[0], answers[1], 'both readers answer alike');
+  assert.deepEqual(answers[0], answers[1], 'the Lua reader answers as the direct one');
+  assert.deepEqual(answers[0], answers[2], 'the ioredis reader answers as the direct one');
 });
 
 test('Redis Cluster, Sentinel and key-prefixed connections get the Lua reader', () => {
   const { server, redis } = fixture;
   const standalone = new Redis(server.url, { lazyConnect: true });
   assert.ok(createEventStreamReader(standalone, redis) instanceof DirectStreamReader);
+  assert.ok(createEventStreamReader(standalone, redis, 'ioredis') instanceof IoredisStreamReader);
   const cluster = new Cluster([{ host: '127.0.0.1', port: server.port }], { lazyConnect: true });
   assert.ok(createEventStreamReader(cluster as unknown as Redis, redis) instanceof LuaStreamReader);
   const prefixed = new Redis(server.url, { lazyConnect: true, keyPrefix: 'x:' });

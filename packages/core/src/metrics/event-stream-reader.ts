@@ -61,8 +61,19 @@ function isNoScript(error: unknown): boolean {
   return error instanceof Error && error.message.startsWith('NOSCRIPT');
 }
 
-/** The direct reader where the connection is to one Redis server, else the Lua reader. */
-export function createEventStreamReader(connection: Redis, redis: Redis): EventStreamReader {
+/**
+ * How the exporter reads: `auto` (the direct reader where the connection is to one Redis server,
+ * else the Lua reader), or `ioredis`: plain XRANGE through ioredis, which decodes every field of
+ * every entry, as a general client does; the bench measures what the direct reader buys against it.
+ */
+export type EventStreamReaderKind = 'auto' | 'ioredis';
+
+export function createEventStreamReader(
+  connection: Redis,
+  redis: Redis,
+  kind: EventStreamReaderKind = 'auto',
+): EventStreamReader {
+  if (kind === 'ioredis') return new IoredisStreamReader(redis);
   if (connection instanceof Cluster) return new LuaStreamReader(redis);
   const { sentinels, keyPrefix } = connection.options;
   if ((sentinels && sentinels.length > 0) || keyPrefix) return new LuaStreamReader(redis);
@@ -106,6 +117,61 @@ export class LuaStreamReader implements EventStreamReader {
   cancelRead() {}
 
   close() {}
+}
+
+/** XRANGE through ioredis: every field of every entry decoded into strings, then picked from. */
+export class IoredisStreamReader implements EventStreamReader {
+  private readonly lua: LuaStreamReader;
+
+  constructor(private readonly redis: Redis) {
+    this.lua = new LuaStreamReader(redis);
+  }
+
+  async read(stream: string, afterId: string, count: number): Promise<StreamEvent[]> {
+    return eventsOfEntries(await this.redis.xrange(stream, `(${afterId}`, '+', 'COUNT', count));
+  }
+
+  async readBatch(stream: string, afterId: string, count: number, rolesKey: string): Promise<EventBatch> {
+    const [[rangeError, range], [infoError, info], [rolesError, roles]] = (await this.redis
+      .pipeline()
+      .xrange(stream, `(${afterId}`, '+', 'COUNT', count)
+      .xinfo('STREAM', stream)
+      .zrange(rolesKey, 0, -1, 'WITHSCORES')
+      .exec()) as [
+      [Error | null, [string, string[]][]],
+      [Error | null, unknown[]],
+      [Error | null, string[] | null],
+    ];
+    if (rangeError) throw rangeError;
+    if (rolesError) throw rolesError;
+    return { events: eventsOfEntries(range), streamInfo: infoError ?? info, roles: roles ?? [] };
+  }
+
+  evalScript(script: LuaScript, keys: readonly string[], ...args: (readonly string[])[]): Promise<string> {
+    return this.lua.evalScript(script, keys, ...args);
+  }
+
+  cancelRead() {}
+
+  close() {}
+}
+
+/** The book's events of XRANGE entries: id, event, jobId and the name (added) or prev (any other). */
+function eventsOfEntries(entries: [string, string[]][]): StreamEvent[] {
+  return entries.map(([id, fields]) => {
+    let event = '';
+    let jobId = '';
+    let extra = '';
+    for (let i = 0; i + 1 < fields.length; i += 2) {
+      const field = fields[i];
+      if (field === 'event') event = fields[i + 1]!;
+      else if (field === 'jobId') jobId = fields[i + 1]!;
+      else if (field === 'name' && event === 'added') extra = fields[i + 1]!;
+      else if (field === 'prev' && event !== 'added') extra = fields[i + 1]!;
+    }
+    const dash = id.indexOf('-');
+    return { id, ms: Number(dash === -1 ? id : id.slice(0, dash)), event, jobId, extra };
+  });
 }
 
 function unpackEvents(packed: string): StreamEvent[] {

@@ -12,7 +12,14 @@ import { jobbersKey, queueKey, queueMetricsKey } from '../keys.js';
 import { scripts } from '../lua/registry.js';
 import { duplicateBlockingConnection, logConnectionOutages } from '../redis.js';
 import { latencyBuckets } from './definitions.js';
-import { createEventStreamReader, type EventStreamReader } from './event-stream-reader.js';
+import {
+  createEventStreamReader,
+  type EventStreamReader,
+  type EventStreamReaderKind,
+} from './event-stream-reader.js';
+
+export type { EventStreamReaderKind } from './event-stream-reader.js';
+
 import {
   type JobState,
   LifecycleBook,
@@ -52,6 +59,12 @@ export interface LifecycleExporterOptions {
   minTurnMs?: number;
   /** While events keep coming, commit the applied events at least this often (default 250 ms). */
   commitMs?: number;
+  /**
+   * How the event stream is read (event-stream-reader.ts): `auto` picks the cheapest reader the
+   * connection allows; `ioredis` reads through ioredis, to measure what the direct reader buys.
+   * @default 'auto'
+   */
+  streamReader?: EventStreamReaderKind;
 }
 
 const silentLogger = pino({ level: 'silent' });
@@ -142,7 +155,7 @@ class QueueExporter {
     const { prefix } = options;
     this.redis = duplicateBlockingConnection(options.connection);
     this.blocking = duplicateBlockingConnection(options.connection);
-    this.reader = createEventStreamReader(options.connection, this.redis);
+    this.reader = createEventStreamReader(options.connection, this.redis, options.streamReader);
     this.logger = (options.logger ?? silentLogger).child({ queue, component: 'lifecycle-exporter' });
     // Commands that fail meanwhile fail the turn, which is logged and retried.
     logConnectionOutages(this.redis, this.logger, 'lifecycle-exporter');

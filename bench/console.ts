@@ -89,7 +89,13 @@ export async function runConsoleBench(options: ConsoleBenchOptions): Promise<Con
   );
   const prefix = uniquePrefix('bench-console');
   const env = { REDIS_URL: options.redisUrl, JOBBERS_PREFIX: prefix, LOG_LEVEL: 'warn' };
-  const manager = await startManagerProcess(env);
+  // BENCH_CONSOLE_PROFILE=<dir>: the manager writes a V8 CPU profile of the whole run there.
+  const profileDir = process.env.BENCH_CONSOLE_PROFILE;
+  const manager = await startManagerProcess(
+    env,
+    profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+  );
+  if (profileDir) options.print(`the manager's CPU profile goes to ${profileDir}`);
   const worker = await startWorkerProcess({
     ...env,
     LOG_LEVEL: 'info',
@@ -196,6 +202,12 @@ export async function runConsoleBench(options: ConsoleBenchOptions): Promise<Con
         );
       }
     }
+  } catch (error) {
+    // A process that ended says why in its output.
+    if (manager.child.exitCode !== null)
+      options.print(`the manager exited: ${manager.output().slice(-4000)}`);
+    if (worker.child.exitCode !== null) options.print(`the worker exited: ${worker.output().slice(-4000)}`);
+    throw error;
   } finally {
     await browser.close();
     await worker.stop();

@@ -88,21 +88,14 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventRoutesOptions> = async 
         clearInterval(keepAlive);
         if (!raw.writableEnded) raw.end();
       };
-      // The feed delivers a batch at once: its events leave in one write, not a write each.
-      let unsent = '';
-      const flush = () => {
-        const text = unsent;
-        unsent = '';
+      // Each batch of the feed leaves in one write; a write that leaves too much unsent drops the client.
+      const send = (chunk: string | Buffer) => {
         if (raw.writableEnded) return;
-        raw.write(text);
+        raw.write(chunk);
         if (raw.writableLength > maxBufferedBytes) {
           request.log.info({ bufferedBytes: raw.writableLength }, 'event stream too slow: disconnected');
           close();
         }
-      };
-      const write = (text: string) => {
-        if (unsent === '') setImmediate(flush);
-        unsent += text;
       };
       raw.on('close', close);
       reply.hijack();
@@ -113,7 +106,7 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventRoutesOptions> = async 
         'x-accel-buffering': 'no',
       });
       raw.write('retry: 2000\n\n');
-      keepAlive = setInterval(() => write(': keep-alive\n\n'), keepAliveMs);
+      keepAlive = setInterval(() => send(': keep-alive\n\n'), keepAliveMs);
       try {
         const stop = await options.feed.follow({
           filter,
@@ -122,7 +115,7 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventRoutesOptions> = async 
           replayLimit,
           maxPending: 10_000,
           onOverflow: close,
-          listener: (event) => write(eventText(event)),
+          onBatch: (events) => send(batchBytes(events)),
         });
         if (raw.writableEnded) stop();
         else unsubscribe = stop;
@@ -136,8 +129,10 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventRoutesOptions> = async 
   );
 };
 
-// Every stream that takes an event sends the same text: it is made once.
+// Every stream that takes an event sends the same text, and every stream that takes a whole batch of
+// the feed (no filter) the same bytes: each is made once, however many streams send it.
 const texts = new WeakMap<LifecycleFeedEvent, string>();
+const batches = new WeakMap<readonly LifecycleFeedEvent[], Buffer>();
 
 function eventText(event: LifecycleFeedEvent): string {
   let text = texts.get(event);
@@ -146,6 +141,17 @@ function eventText(event: LifecycleFeedEvent): string {
     texts.set(event, text);
   }
   return text;
+}
+
+function batchBytes(events: readonly LifecycleFeedEvent[]): Buffer {
+  let bytes = batches.get(events);
+  if (bytes === undefined) {
+    let text = '';
+    for (const event of events) text += eventText(event);
+    bytes = Buffer.from(text);
+    batches.set(events, bytes);
+  }
+  return bytes;
 }
 
 /** The queues a filter can match; an unknown queue or task type is refused. */

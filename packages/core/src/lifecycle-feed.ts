@@ -75,11 +75,11 @@ export function matchesFeedFilter(event: LifecycleFeedEvent, filter: FeedFilter)
 }
 
 /**
- * A subscriber's callback: the transitions of one read, oldest first per stream. The array is shared
- * with the other subscribers (the same array for every subscriber that takes all of it): read it,
- * never change it.
+ * A subscriber's callback: the transitions of one read, oldest first per stream. `whole` says the
+ * array is the feed's own batch, the same array for every subscriber that takes all of it (a reply
+ * made of it can be made once); read it, never change it.
  */
-export type FeedBatchListener = (events: readonly LifecycleFeedEvent[]) => void;
+export type FeedBatchListener = (events: readonly LifecycleFeedEvent[], whole: boolean) => void;
 
 /** Whether a Last-Event-ID (a stream entry id) is well formed. */
 export function isStreamId(value: string): boolean {
@@ -199,7 +199,7 @@ export class LifecycleFeed {
         });
         if (sent.size === 0) lastSent = undefined;
       }
-      if (events.length > 0) options.onBatch(events);
+      if (events.length > 0) options.onBatch(events, events === batch);
     };
     let pending: (readonly LifecycleFeedEvent[])[] | undefined =
       options.afterId === undefined ? undefined : [];
@@ -221,7 +221,7 @@ export class LifecycleFeed {
           // Every transition read counts, matched or not: the live ones start after them.
           for (const e of read) replayed.set(this.streamOf.get(e) ?? e.queue, e.id);
           const events = read.filter((e) => matchesFeedFilter(e, filter));
-          if (events.length > 0) options.onBatch(events);
+          if (events.length > 0) options.onBatch(events, false);
         }
       } catch (error) {
         unsubscribe();
@@ -325,7 +325,7 @@ export class LifecycleFeed {
         }
         if (batch.length === 0) continue;
         if (reply.length > 1) batch.sort((a, b) => compareStreamIds(a.id, b.id));
-        for (const listener of this.listeners) listener(batch);
+        for (const listener of this.listeners) listener(batch, true);
       } catch (error) {
         if (!this.running) return;
         // Logged when reads start failing and when they work again, not at every retry.

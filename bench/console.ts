@@ -102,7 +102,7 @@ export async function runConsoleBench(options: ConsoleBenchOptions): Promise<Con
       : 'chromium and curl at normal priority, sharing the cores with the manager, the worker and redis-server',
   );
   const prefix = uniquePrefix('bench-console');
-  const env = { REDIS_URL: options.redisUrl, JOBBERS_PREFIX: prefix, LOG_LEVEL: process.env.BENCH_TMP_LOG ?? 'warn' };
+  const env = { REDIS_URL: options.redisUrl, JOBBERS_PREFIX: prefix, LOG_LEVEL: 'warn' };
   // BENCH_CONSOLE_PROFILE=<dir>: the manager writes a V8 CPU profile of the whole run there.
   const profileDir = process.env.BENCH_CONSOLE_PROFILE;
   const manager = await startManagerProcess(

@@ -64,6 +64,12 @@ export interface LifecycleFeedOptions {
   minReadIntervalMs?: number;
   /** Task types remembered by task id (jobs' hashes are read for the others). @default 100000 */
   maxRemembered?: number;
+  /**
+   * How the streams are read: 'direct' decodes only the fields the feed uses, on a connection of its
+   * own, where the connection is to one Redis server (not a Cluster, Sentinel or key-prefixed
+   * connection); 'ioredis' always reads through ioredis. @default 'direct'
+   */
+  reader?: 'direct' | 'ioredis';
 }
 
 export function matchesFeedFilter(event: LifecycleFeedEvent, filter: FeedFilter): boolean {
@@ -261,7 +267,12 @@ export class LifecycleFeed {
   private openSource(): FeedSource {
     const { connection, logger } = this.options;
     const { sentinels, keyPrefix } = connection.options ?? {};
-    if (!(connection instanceof Cluster) && !(sentinels && sentinels.length > 0) && !keyPrefix) {
+    const direct =
+      this.options.reader !== 'ioredis' &&
+      !(connection instanceof Cluster) &&
+      !(sentinels && sentinels.length > 0) &&
+      !keyPrefix;
+    if (direct) {
       const reader = new DirectStreamReader(connection.options);
       return {
         read: (keys, positions, count, blockMs) => reader.readStreams(keys, positions, count, blockMs),

@@ -29,8 +29,10 @@ export interface ConsoleRun {
   jobsPerSecond: number;
   /** Transitions the extra subscriber read during the run (open only). */
   eventsRead: number;
-  /** CPU time (ms) during the drain: the manager, the worker and every chromium process. */
-  cpuMs: { manager: number; worker: number; chromium: number };
+  /** Streams that followed every transition (open only): the page's and curl's, unless one is left out. */
+  fullStreams: number;
+  /** CPU time (ms) during the drain: the manager, the worker, every chromium process and redis-server. */
+  cpuMs: { manager: number; worker: number; chromium: number; redis: number };
 }
 
 /** CPU time (ms) a process has used, from /proc (0 where it cannot be read). */
@@ -65,9 +67,21 @@ function chromiumPids(): number[] {
   return chromium.filter(ours);
 }
 
-function cpuNow(managerPid: number, workerPid: number) {
+/** redis-server's CPU time (ms), user and system, from INFO cpu. */
+async function redisCpuMs(redis: Redis): Promise<number> {
+  const info = await redis.info('cpu');
+  const field = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info)?.[1] ?? 0);
+  return (field('used_cpu_user') + field('used_cpu_sys')) * 1000;
+}
+
+async function cpuNow(managerPid: number, workerPid: number, redis: Redis) {
   const chromium = new Map(chromiumPids().map((pid) => [pid, cpuMsOf(pid)]));
-  return { manager: cpuMsOf(managerPid), worker: cpuMsOf(workerPid), chromium };
+  return {
+    manager: cpuMsOf(managerPid),
+    worker: cpuMsOf(workerPid),
+    chromium,
+    redis: await redisCpuMs(redis),
+  };
 }
 
 export interface ConsoleBenchOptions {
@@ -89,7 +103,13 @@ export async function runConsoleBench(options: ConsoleBenchOptions): Promise<Con
   );
   const prefix = uniquePrefix('bench-console');
   const env = { REDIS_URL: options.redisUrl, JOBBERS_PREFIX: prefix, LOG_LEVEL: 'warn' };
-  const manager = await startManagerProcess(env);
+  // BENCH_CONSOLE_PROFILE=<dir>: the manager writes a V8 CPU profile of the whole run there.
+  const profileDir = process.env.BENCH_CONSOLE_PROFILE;
+  const manager = await startManagerProcess(
+    env,
+    profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+  );
+  if (profileDir) options.print(`the manager's CPU profile goes to ${profileDir}`);
   const worker = await startWorkerProcess({
     ...env,
     LOG_LEVEL: 'info',
@@ -114,9 +134,11 @@ export async function runConsoleBench(options: ConsoleBenchOptions): Promise<Con
         done += size;
       }
       let eventsRead = 0;
+      let fullStreams = 0;
       let closeConsole = async () => {};
       if (variant === 'open') {
         const parts = (process.env.BENCH_CONSOLE_OPEN ?? 'browser,stream').split(',');
+        fullStreams = parts.filter((part) => part === 'browser' || part === 'stream').length;
         const page = parts.includes('browser')
           ? await browser.newPage({ viewport: { width: 1280, height: 900 } })
           : undefined;
@@ -145,7 +167,7 @@ export async function runConsoleBench(options: ConsoleBenchOptions): Promise<Con
           await page?.close();
         };
       }
-      const cpuBefore = cpuNow(manager.child.pid!, worker.child.pid!);
+      const cpuBefore = await cpuNow(manager.child.pid!, worker.child.pid!, redis);
       await manager.request('POST', '/v1/queues/default/resume');
       const last = ids[ids.length - 1]!;
       await waitFor(async () => (await redis.hget(`${prefix}:default:${last}`, 'finishedOn')) !== null, {
@@ -163,13 +185,14 @@ export async function runConsoleBench(options: ConsoleBenchOptions): Promise<Con
         if (processedOn) first = Math.min(first, Number(processedOn));
         if (finishedOn) end = Math.max(end, Number(finishedOn));
       }
-      const cpuAfter = cpuNow(manager.child.pid!, worker.child.pid!);
+      const cpuAfter = await cpuNow(manager.child.pid!, worker.child.pid!, redis);
       let chromiumMs = 0;
       for (const [pid, ms] of cpuAfter.chromium) chromiumMs += ms - (cpuBefore.chromium.get(pid) ?? 0);
       const cpuMs = {
         manager: cpuAfter.manager - cpuBefore.manager,
         worker: cpuAfter.worker - cpuBefore.worker,
         chromium: chromiumMs,
+        redis: cpuAfter.redis - cpuBefore.redis,
       };
       await closeConsole();
       const windowMs = Math.max(1, end - first);
@@ -180,6 +203,7 @@ export async function runConsoleBench(options: ConsoleBenchOptions): Promise<Con
         windowMs,
         jobsPerSecond: (ids.length / windowMs) * 1000,
         eventsRead,
+        fullStreams,
         cpuMs,
       };
     };
@@ -192,13 +216,24 @@ export async function runConsoleBench(options: ConsoleBenchOptions): Promise<Con
         const run = await drain(round, variant);
         runs.push(run);
         options.print(
-          `round ${round}  console ${variant.padEnd(6)} ${Math.round(run.jobsPerSecond)} jobs/s (${run.jobs} jobs in ${run.windowMs} ms${variant === 'open' ? `; the extra subscriber read ${run.eventsRead} transitions` : ''}; cpu ms manager ${Math.round(run.cpuMs.manager)}, worker ${Math.round(run.cpuMs.worker)}, chromium ${Math.round(run.cpuMs.chromium)})`,
+          `round ${round}  console ${variant.padEnd(6)} ${Math.round(run.jobsPerSecond)} jobs/s (${run.jobs} jobs in ${run.windowMs} ms${variant === 'open' ? `; the extra subscriber read ${run.eventsRead} transitions` : ''}; cpu ms manager ${Math.round(run.cpuMs.manager)}, worker ${Math.round(run.cpuMs.worker)}, chromium ${Math.round(run.cpuMs.chromium)}, redis ${Math.round(run.cpuMs.redis)})`,
         );
       }
     }
+  } catch (error) {
+    // A process that ended says why in its output.
+    if (manager.child.exitCode !== null)
+      options.print(`the manager exited (code ${manager.child.exitCode}): ${manager.output().slice(-4000)}`);
+    if (worker.child.exitCode !== null) options.print(`the worker exited: ${worker.output().slice(-4000)}`);
+    throw error;
   } finally {
     await browser.close();
     await worker.stop();
+    if (profileDir) {
+      // A profile is written when the process exits of itself: SIGTERM, its graceful stop.
+      manager.kill('SIGTERM');
+      await Promise.race([manager.exited, new Promise((resolve) => setTimeout(resolve, 10_000))]);
+    }
     await manager.stop();
     redis.disconnect();
   }

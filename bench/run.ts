@@ -560,12 +560,32 @@ async function benchConsole(options: BenchOptions, redisUrl: string): Promise<st
     return [`console: skipped (${runs})`];
   }
   const ratios: number[] = [];
+  // The manager's CPU the open console costs, per transition per stream that follows them all: the
+  // figure noise moves least (CPU time, not wall time).
+  const perTransitionUs: number[] = [];
+  const cpu = {
+    closed: [] as number[],
+    open: [] as number[],
+    redisClosed: [] as number[],
+    redisOpen: [] as number[],
+  };
   for (let round = 1; round <= options.rounds; round++) {
     const of = (variant: ConsoleRun['variant']) =>
       runs.find((r) => r.round === round && r.variant === variant);
     const open = of('open');
     const closed = of('closed');
-    if (open && closed) ratios.push(open.jobsPerSecond / closed.jobsPerSecond);
+    if (!open || !closed) continue;
+    ratios.push(open.jobsPerSecond / closed.jobsPerSecond);
+    cpu.closed.push(closed.cpuMs.manager);
+    cpu.open.push(open.cpuMs.manager);
+    cpu.redisClosed.push(closed.cpuMs.redis);
+    cpu.redisOpen.push(open.cpuMs.redis);
+    // Without curl's full stream its count is not there: each task makes two transitions in a drain.
+    const transitions = open.eventsRead > 0 ? open.eventsRead : 2 * open.jobs;
+    if (open.fullStreams > 0)
+      perTransitionUs.push(
+        ((open.cpuMs.manager - closed.cpuMs.manager) * 1000) / (transitions * open.fullStreams),
+      );
   }
   const rates = (variant: ConsoleRun['variant']) =>
     runs.filter((r) => r.variant === variant).map((r) => r.jobsPerSecond);
@@ -574,9 +594,15 @@ async function benchConsole(options: BenchOptions, redisUrl: string): Promise<st
     `console: drain with the console open ${formatRate(median(rates('open')))} jobs/s vs closed ` +
     `${formatRate(median(rates('closed')))} jobs/s; paired ratio median ${formatRatio(ratio)} ` +
     `(rounds: ${ratios.map(formatRatio).join(', ')}; target >= ${consoleRatioTarget}) ${verdict(ratio >= consoleRatioTarget)}`;
+  const cpuLine =
+    `console: manager CPU per drain closed ${Math.round(median(cpu.closed))} ms -> open ${Math.round(median(cpu.open))} ms ` +
+    `(medians; redis-server ${Math.round(median(cpu.redisClosed))} -> ${Math.round(median(cpu.redisOpen))} ms); ` +
+    `manager CPU per transition per full stream ${median(perTransitionUs).toFixed(1)} us ` +
+    `(rounds: ${perTransitionUs.map((us) => us.toFixed(1)).join(', ')}); load avg ${describeLoad()}`;
   print();
   print(line);
-  return [line];
+  print(cpuLine);
+  return [line, cpuLine];
 }
 
 async function benchCluster(options: BenchOptions): Promise<string[]> {

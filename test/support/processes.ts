@@ -20,8 +20,13 @@ export interface RunningProcess {
   stop(): Promise<void>;
 }
 
-export function startProcess(bin: string, args: string[], env: Record<string, string>): RunningProcess {
-  const child = spawn(process.execPath, [bin, ...args], {
+export function startProcess(
+  bin: string,
+  args: string[],
+  env: Record<string, string>,
+  nodeArgs: readonly string[] = [],
+): RunningProcess {
+  const child = spawn(process.execPath, [...nodeArgs, bin, ...args], {
     cwd: repoRoot,
     env: { ...process.env, LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -17,15 +17,24 @@ export interface WorkerProcess extends RunningProcess {
   metricsPort: number;
 }
 
-export async function startManagerProcess(env: Record<string, string>): Promise<ManagerProcess> {
+/** `nodeArgs` go to node before the bin (e.g. --cpu-prof for a bench). */
+export async function startManagerProcess(
+  env: Record<string, string>,
+  nodeArgs: readonly string[] = [],
+): Promise<ManagerProcess> {
   const port = await freePort();
   const baseUrl = `http://127.0.0.1:${port}`;
-  const proc = startProcess(bins.manager, [], {
-    JOBBERS_TASKS: '@jobbers/examples',
-    MANAGER_HOST: '127.0.0.1',
-    MANAGER_PORT: String(port),
-    ...env,
-  });
+  const proc = startProcess(
+    bins.manager,
+    [],
+    {
+      JOBBERS_TASKS: '@jobbers/examples',
+      MANAGER_HOST: '127.0.0.1',
+      MANAGER_PORT: String(port),
+      ...env,
+    },
+    nodeArgs,
+  );
   await waitFor(
     async () => {
       if (proc.child.exitCode !== null)

@@ -1,12 +1,22 @@
 // The live feed of lifecycle transitions: one reader per process follows the queues' BullMQ event
-// streams (XREAD BLOCK on a connection of its own) and fans each transition out to every subscriber.
-// Subscribers never slow the reader: they are called synchronously and must buffer (or drop) on
-// their own. Transitions are named as in lifecycle.ts; each carries its stream entry's id.
+// streams (XREAD BLOCK on a connection of its own) and hands each read's transitions, as one batch,
+// to every subscriber. Subscribers never slow the reader: they are called synchronously and must
+// buffer (or drop) on their own. Transitions are named as in lifecycle.ts; each carries its stream
+// entry's id.
+//
+// On a single Redis server the reader is the exporter's own (metrics/event-stream-reader.ts): it
+// decodes of each entry only the fields the feed uses, where ioredis would make a string of every
+// field of every entry (a job's data, its return value). On a Cluster or through Sentinel, whose
+// routing belongs to ioredis, it reads through ioredis.
 import { Cluster, type Redis } from 'ioredis';
 import { jobKey, queueOwnKey } from './bullmq/keys.js';
 import type { Transition } from './lifecycle.js';
 import type { Logger } from './logger.js';
+import { DirectStreamReader } from './metrics/event-stream-reader.js';
+import type { StreamEvent } from './metrics/lifecycle-book.js';
+import { countProcessError } from './metrics/process-health.js';
 import { compareStreamIds } from './metrics/stream-ids.js';
+import type { StreamEntries } from './metrics/stream-reply-parser.js';
 import { duplicateBlockingConnection, logConnectionOutages } from './redis.js';
 
 /** The state a task is in after the transition, as GET /v1/tasks/:id names it. */
@@ -54,14 +64,12 @@ export interface LifecycleFeedOptions {
   minReadIntervalMs?: number;
   /** Task types remembered by task id (jobs' hashes are read for the others). @default 100000 */
   maxRemembered?: number;
-}
-
-interface RawEntry {
-  id: string;
-  event: string;
-  jobId: string;
-  name?: string;
-  prev?: string;
+  /**
+   * How the streams are read: 'direct' decodes only the fields the feed uses, on a connection of its
+   * own, where the connection is to one Redis server (not a Cluster, Sentinel or key-prefixed
+   * connection); 'ioredis' always reads through ioredis. @default 'direct'
+   */
+  reader?: 'direct' | 'ioredis';
 }
 
 export function matchesFeedFilter(event: LifecycleFeedEvent, filter: FeedFilter): boolean {
@@ -72,16 +80,32 @@ export function matchesFeedFilter(event: LifecycleFeedEvent, filter: FeedFilter)
   );
 }
 
-/** A subscriber's callback. */
-export type FeedListener = (event: LifecycleFeedEvent) => void;
+/**
+ * A subscriber's callback: the transitions of one read, oldest first per stream. `whole` says the
+ * array is the feed's own batch, the same array for every subscriber that takes all of it (a reply
+ * made of it can be made once); read it, never change it.
+ */
+export type FeedBatchListener = (events: readonly LifecycleFeedEvent[], whole: boolean) => void;
 
 /** Whether a Last-Event-ID (a stream entry id) is well formed. */
 export function isStreamId(value: string): boolean {
   return /^\d{1,20}-\d{1,20}$/.test(value);
 }
 
+/** How the reader reads: XREAD of the streams, and the task types of jobs it does not know. */
+interface FeedSource {
+  read(
+    keys: readonly string[],
+    positions: readonly string[],
+    count: number,
+    blockMs: number,
+  ): Promise<StreamEntries[]>;
+  names(keys: readonly string[]): Promise<(string | null)[]>;
+  close(): void;
+}
+
 export class LifecycleFeed {
-  private readonly listeners = new Set<FeedListener>();
+  private readonly listeners = new Set<FeedBatchListener>();
   private readonly taskOf = new Map<string, string>();
   /** The last transition seen per job, to tell a retry's backoff from a delayed submission. */
   private readonly lastState = new Map<string, FeedState>();
@@ -89,9 +113,9 @@ export class LifecycleFeed {
   private readonly batchSize: number;
   private readonly minReadIntervalMs: number;
   private readonly maxRemembered: number;
-  /** The stream (storage queue) each event came from, for ordering per stream. */
+  /** The stream (storage queue) an event came from, where it is not the event's queue (partitions). */
   private readonly streamOf = new WeakMap<LifecycleFeedEvent, string>();
-  private readers: Redis[] = [];
+  private sources: FeedSource[] = [];
   private running = false;
   private loops: Promise<void>[] = [];
 
@@ -106,8 +130,8 @@ export class LifecycleFeed {
     return this.listeners.size;
   }
 
-  /** Calls `listener` for every transition from now on; returns the unsubscribe function. */
-  subscribe(listener: FeedListener): () => void {
+  /** Calls `listener` with every read's transitions from now on; returns the unsubscribe function. */
+  subscribe(listener: FeedBatchListener): () => void {
     this.listeners.add(listener);
     if (!this.running) this.start();
     return () => {
@@ -129,7 +153,9 @@ export class LifecycleFeed {
         'COUNT',
         limit,
       );
-      events.push(...(await this.translate(storage, entries.map(rawEntry))));
+      events.push(
+        ...(await this.translate(storage, entries.map(streamEvent), ioredisNames(this.options.connection))),
+      );
     }
     return events;
   }
@@ -140,9 +166,10 @@ export class LifecycleFeed {
 
   /**
    * Subscribes with a filter, first replaying the transitions after `afterId` (at most `replayLimit`
-   * entries read per queue) when given. Each transition reaches `listener` once, in stream order per
+   * entries read per queue) when given. Each transition reaches `onBatch` once, in stream order per
    * queue; transitions that arrive during the replay wait in a queue of at most `maxPending`, past
-   * which `onOverflow` is called. Returns the unsubscribe function once the replay is delivered.
+   * which `onOverflow` is called. A subscriber that takes every transition gets the feed's own
+   * batches. Returns the unsubscribe function once the replay is delivered.
    */
   async follow(options: {
     filter: FeedFilter;
@@ -150,30 +177,57 @@ export class LifecycleFeed {
     afterId?: string;
     replayLimit: number;
     maxPending: number;
-    listener: FeedListener;
+    onBatch: FeedBatchListener;
     onOverflow: () => void;
   }): Promise<() => void> {
-    const lastSent = new Map<string, string>();
-    const deliver = (event: LifecycleFeedEvent) => {
-      if (!options.queues.includes(event.queue) || !matchesFeedFilter(event, options.filter)) return;
-      const stream = this.streamOf.get(event) ?? event.queue;
-      const last = lastSent.get(stream);
-      if (last !== undefined && compareStreamIds(event.id, last) <= 0) return;
-      lastSent.set(stream, event.id);
-      options.listener(event);
+    const { filter } = options;
+    const takesAll =
+      filter.queue === undefined &&
+      filter.task === undefined &&
+      filter.taskId === undefined &&
+      this.options.queues.every((q) => options.queues.includes(q));
+    // After a replay, the last id sent per stream, until the live transitions of that stream pass it
+    // (they come in order per stream: from then on none can have been sent).
+    let lastSent: Map<string, string> | undefined;
+    const deliver = (batch: readonly LifecycleFeedEvent[]) => {
+      let events = takesAll
+        ? batch
+        : batch.filter((e) => options.queues.includes(e.queue) && matchesFeedFilter(e, filter));
+      const sent = lastSent;
+      if (sent) {
+        events = events.filter((event) => {
+          const stream = this.streamOf.get(event) ?? event.queue;
+          const last = sent.get(stream);
+          if (last === undefined) return true;
+          if (compareStreamIds(event.id, last) <= 0) return false;
+          sent.delete(stream);
+          return true;
+        });
+        if (sent.size === 0) lastSent = undefined;
+      }
+      if (events.length > 0) options.onBatch(events, events === batch);
     };
-    let pending: LifecycleFeedEvent[] | undefined = options.afterId === undefined ? undefined : [];
-    const unsubscribe = this.subscribe((event) => {
-      if (!pending) return deliver(event);
-      if (pending.length >= options.maxPending) {
+    let pending: (readonly LifecycleFeedEvent[])[] | undefined =
+      options.afterId === undefined ? undefined : [];
+    let pendingEvents = 0;
+    const unsubscribe = this.subscribe((batch) => {
+      if (!pending) return deliver(batch);
+      pendingEvents += batch.length;
+      if (pendingEvents > options.maxPending) {
         pending = [];
+        pendingEvents = 0;
         options.onOverflow();
-      } else pending.push(event);
+      } else pending.push(batch);
     });
     if (options.afterId !== undefined) {
+      const replayed = new Map<string, string>();
       try {
         for (const queue of options.queues) {
-          for (const event of await this.replay(queue, options.afterId, options.replayLimit)) deliver(event);
+          const read = await this.replay(queue, options.afterId, options.replayLimit);
+          // Every transition read counts, matched or not: the live ones start after them.
+          for (const e of read) replayed.set(this.streamOf.get(e) ?? e.queue, e.id);
+          const events = read.filter((e) => matchesFeedFilter(e, filter));
+          if (events.length > 0) options.onBatch(events, false);
         }
       } catch (error) {
         unsubscribe();
@@ -181,16 +235,17 @@ export class LifecycleFeed {
       }
       const waiting = pending ?? [];
       pending = undefined;
-      for (const event of waiting) deliver(event);
+      lastSent = replayed.size > 0 ? replayed : undefined;
+      for (const batch of waiting) deliver(batch);
     }
     return unsubscribe;
   }
 
   async stop(): Promise<void> {
     this.running = false;
-    for (const reader of this.readers) reader.disconnect();
+    for (const source of this.sources) source.close();
     await Promise.allSettled(this.loops);
-    this.readers = [];
+    this.sources = [];
     this.loops = [];
   }
 
@@ -199,126 +254,177 @@ export class LifecycleFeed {
     // One read follows every queue on a single server; on a Cluster, whose queues live in different
     // slots, each queue has a reader of its own.
     const streams = this.options.queues.flatMap((q) => this.storageQueues(q));
-    const groups = this.options.connection instanceof Cluster ? streams.map((q) => [q]) : [streams];
+    const { connection } = this.options;
+    const groups = connection instanceof Cluster ? streams.map((q) => [q]) : [streams];
     for (const queues of groups) {
-      const reader = duplicateBlockingConnection(this.options.connection);
-      logConnectionOutages(reader, this.options.logger, 'lifecycle feed');
-      this.readers.push(reader);
-      this.loops.push(this.readLoop(reader, queues));
+      const source = this.openSource();
+      this.sources.push(source);
+      this.loops.push(this.readLoop(source, queues));
     }
   }
 
-  private async readLoop(reader: Redis, queues: string[]) {
-    const keys = queues.map((q) => queueOwnKey(this.options.prefix, q, 'events'));
-    let positions: string[] | undefined;
-    let lastReadAt = 0;
-    let behind = false;
-    while (this.running && this.readers.includes(reader)) {
-      try {
-        const wait = lastReadAt + this.minReadIntervalMs - Date.now();
-        if (wait > 0 && !behind) await new Promise((resolve) => setTimeout(resolve, wait));
-        // Stopped while waiting: a read sent now on the closed connection would wait for ever.
-        if (!this.running || !this.readers.includes(reader)) return;
-        lastReadAt = Date.now();
-        positions ??= await Promise.all(keys.map((key) => lastEntryId(this.options.connection, key)));
+  /** The direct reader where the connection is to one Redis server, else an ioredis connection. */
+  private openSource(): FeedSource {
+    const { connection, logger } = this.options;
+    const { sentinels, keyPrefix } = connection.options ?? {};
+    const direct =
+      this.options.reader !== 'ioredis' &&
+      !(connection instanceof Cluster) &&
+      !(sentinels && sentinels.length > 0) &&
+      !keyPrefix;
+    if (direct) {
+      const reader = new DirectStreamReader(connection.options);
+      return {
+        read: (keys, positions, count, blockMs) => reader.readStreams(keys, positions, count, blockMs),
+        names: (keys) => reader.hashField(keys, 'name'),
+        close: () => reader.close(),
+      };
+    }
+    const reader = duplicateBlockingConnection(connection);
+    logConnectionOutages(reader, logger, 'lifecycle feed');
+    return {
+      read: async (keys, positions, count, blockMs) => {
         const reply = (await reader.xread(
           'COUNT',
-          this.batchSize,
+          count,
           'BLOCK',
-          this.blockMs,
+          blockMs,
           'STREAMS',
           ...keys,
           ...positions,
         )) as [string, [string, string[]][]][] | null;
+        return (reply ?? []).map(([key, entries]) => ({ key, events: entries.map(streamEvent) }));
+      },
+      names: ioredisNames(connection),
+      close: () => reader.disconnect(),
+    };
+  }
+
+  private async readLoop(source: FeedSource, queues: string[]) {
+    const keys = queues.map((q) => queueOwnKey(this.options.prefix, q, 'events'));
+    let positions: string[] | undefined;
+    let lastReadAt = 0;
+    let behind = false;
+    let failures = 0;
+    while (this.running && this.sources.includes(source)) {
+      try {
+        const wait = lastReadAt + this.minReadIntervalMs - Date.now();
+        if (wait > 0 && !behind) await new Promise((resolve) => setTimeout(resolve, wait));
+        // Stopped while waiting: a read sent now on the closed connection would wait for ever.
+        if (!this.running || !this.sources.includes(source)) return;
+        lastReadAt = Date.now();
+        positions ??= await Promise.all(keys.map((key) => lastEntryId(this.options.connection, key)));
+        const reply = await source.read(keys, positions, this.batchSize, this.blockMs);
         if (!this.running) return;
+        if (failures > 0) {
+          this.options.logger.info({ failures }, 'lifecycle feed reads again');
+          failures = 0;
+        }
         if (this.listeners.size === 0) {
           // Nobody listens: stop, and start from the streams' ends when someone subscribes again.
-          this.leave(reader);
+          this.leave(source);
           return;
         }
         behind = false;
-        if (!reply) continue;
         const batch: LifecycleFeedEvent[] = [];
-        for (const [key, entries] of reply) {
+        for (const { key, events } of reply) {
           const index = keys.indexOf(key);
-          if (entries.length > 0) positions[index] = entries[entries.length - 1]![0];
-          if (entries.length >= this.batchSize) behind = true;
-          batch.push(...(await this.translate(queues[index]!, entries.map(rawEntry))));
+          if (index === -1) continue;
+          if (events.length > 0) positions[index] = events[events.length - 1]!.id;
+          if (events.length >= this.batchSize) behind = true;
+          for (const event of await this.translate(queues[index]!, events, source.names)) batch.push(event);
         }
-        batch.sort((a, b) => compareStreamIds(a.id, b.id));
-        for (const event of batch) for (const listener of this.listeners) listener(event);
+        if (batch.length === 0) continue;
+        if (reply.length > 1) batch.sort((a, b) => compareStreamIds(a.id, b.id));
+        for (const listener of this.listeners) listener(batch, true);
       } catch (error) {
         if (!this.running) return;
-        this.options.logger.warn({ err: error }, 'lifecycle feed read failed; reading again');
-        await new Promise((resolve) => setTimeout(resolve, 500));
+        // Logged when reads start failing and when they work again, not at every retry.
+        countProcessError('lifecycle-feed-read');
+        failures++;
+        if (failures === 1)
+          this.options.logger.warn({ err: error }, 'lifecycle feed read failed; reading again');
+        else this.options.logger.debug({ err: error, failures }, 'lifecycle feed read failed again');
+        await new Promise((resolve) => setTimeout(resolve, Math.min(5000, 500 * failures)));
       }
     }
   }
 
-  private leave(reader: Redis) {
-    reader.disconnect();
-    this.readers = this.readers.filter((r) => r !== reader);
-    if (this.readers.length === 0) {
+  private leave(source: FeedSource) {
+    source.close();
+    this.sources = this.sources.filter((s) => s !== source);
+    if (this.sources.length === 0) {
       this.running = false;
       this.loops = [];
     }
   }
 
-  private async translate(queue: string, entries: RawEntry[]): Promise<LifecycleFeedEvent[]> {
-    for (const e of entries) if (e.event === 'added' && e.name) this.remember(e.jobId, e.name);
-    const unknown = [...new Set(entries.filter((e) => !this.taskOf.has(e.jobId)).map((e) => e.jobId))];
-    if (unknown.length > 0) {
-      const read = this.options.connection.pipeline();
-      for (const id of unknown) read.hget(jobKey(this.options.prefix, queue, id), 'name');
-      const names = (await read.exec()) ?? [];
-      unknown.forEach((id, i) => {
-        const [error, name] = names[i] ?? [];
-        if (!error && typeof name === 'string') this.remember(id, name);
+  private async translate(
+    storage: string,
+    entries: readonly StreamEvent[],
+    names: FeedSource['names'],
+  ): Promise<LifecycleFeedEvent[]> {
+    const { prefix } = this.options;
+    const queue = this.options.partitions?.queueOf(storage) ?? storage;
+    const unknown = new Set<string>();
+    for (const e of entries) {
+      if (e.event === 'added' && e.extra !== '') this.remember(e.jobId, e.extra);
+      else if (!this.taskOf.has(e.jobId)) unknown.add(e.jobId);
+    }
+    if (unknown.size > 0) {
+      // The jobs added before the feed started (or forgotten since): their hashes, in one round trip.
+      const ids = [...unknown];
+      const found = await names(ids.map((id) => jobKey(prefix, storage, id)));
+      ids.forEach((id, i) => {
+        const name = found[i];
+        if (typeof name === 'string') this.remember(id, name);
       });
     }
     const events: LifecycleFeedEvent[] = [];
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i]!;
-      const next = entries[i + 1];
-      const classified = this.classify(e, next);
+      const classified = this.classify(e, entries[i + 1]);
       if (!classified) continue;
       if (classified.consumedNext) i++;
       const [transition, state] = classified.result;
-      this.lastState.set(e.jobId, state);
-      if (this.lastState.size > this.maxRemembered) {
-        const oldest = this.lastState.keys().next().value;
-        if (oldest !== undefined) this.lastState.delete(oldest);
+      if (state === 'completed' || state === 'removed') this.lastState.delete(e.jobId);
+      else {
+        this.lastState.set(e.jobId, state);
+        if (this.lastState.size > this.maxRemembered) {
+          const oldest = this.lastState.keys().next().value;
+          if (oldest !== undefined) this.lastState.delete(oldest);
+        }
       }
       const event: LifecycleFeedEvent = {
         id: e.id,
-        queue: this.options.partitions?.queueOf(queue) ?? queue,
+        queue,
         task: this.taskOf.get(e.jobId) ?? null,
         taskId: e.jobId,
         transition,
         state,
-        at: Number(e.id.split('-')[0]),
+        at: e.ms,
       };
-      this.streamOf.set(event, queue);
+      if (queue !== storage) this.streamOf.set(event, storage);
       events.push(event);
-      if (state === 'completed' || state === 'removed') this.lastState.delete(e.jobId);
     }
     return events;
   }
 
   private classify(
-    e: RawEntry,
-    next: RawEntry | undefined,
+    e: StreamEvent,
+    next: StreamEvent | undefined,
   ): { result: [Transition, FeedState]; consumedNext?: boolean } | undefined {
     const before = this.lastState.get(e.jobId);
+    const prev = e.event === 'added' ? '' : e.extra;
     switch (e.event) {
       case 'waiting':
-        if (e.prev === 'active' || before === 'active') {
+        if (prev === 'active' || before === 'active') {
           if (next?.event === 'stalled' && next.jobId === e.jobId)
             return { result: ['timed-out', 'waiting'], consumedNext: true };
           return { result: ['failed-with-retries', 'waiting'] };
         }
-        if (e.prev === 'delayed' || before === 'delayed') return { result: ['backoff-recurred', 'waiting'] };
-        if (e.prev === 'failed' || before === 'failed') return { result: ['incident-resolved', 'waiting'] };
+        if (prev === 'delayed' || before === 'delayed') return { result: ['backoff-recurred', 'waiting'] };
+        if (prev === 'failed' || before === 'failed') return { result: ['incident-resolved', 'waiting'] };
         return { result: ['created', 'waiting'] };
       case 'active':
         return { result: ['activated', 'active'] };
@@ -339,7 +445,7 @@ export class LifecycleFeed {
   }
 
   private remember(jobId: string, task: string) {
-    if (this.taskOf.size >= this.maxRemembered) {
+    if (this.taskOf.size >= this.maxRemembered && !this.taskOf.has(jobId)) {
       const oldest = this.taskOf.keys().next().value;
       if (oldest !== undefined) {
         this.taskOf.delete(oldest);
@@ -350,26 +456,51 @@ export class LifecycleFeed {
   }
 }
 
-function rawEntry([id, fields]: [string, string[]]): RawEntry {
-  const entry: RawEntry = { id, event: '', jobId: '' };
+/** An entry as ioredis answers it, as the exporter's reader decodes it. */
+function streamEvent([id, fields]: [string, string[]]): StreamEvent {
+  let event = '';
+  let jobId = '';
+  let name = '';
+  let prev = '';
   for (let i = 0; i + 1 < fields.length; i += 2) {
     const value = fields[i + 1]!;
     switch (fields[i]) {
       case 'event':
-        entry.event = value;
+        event = value;
         break;
       case 'jobId':
-        entry.jobId = value;
+        jobId = value;
         break;
       case 'name':
-        entry.name = value;
+        name = value;
         break;
       case 'prev':
-        entry.prev = value;
+        prev = value;
         break;
     }
   }
-  return entry;
+  const dash = id.indexOf('-');
+  return {
+    id,
+    ms: Number(dash === -1 ? id : id.slice(0, dash)),
+    event,
+    jobId,
+    extra: event === 'added' ? name : prev,
+  };
+}
+
+/** Jobs' names read through ioredis, in one pipeline. */
+function ioredisNames(connection: Redis): FeedSource['names'] {
+  return async (keys) => {
+    if (keys.length === 0) return [];
+    const read = connection.pipeline();
+    for (const key of keys) read.hget(key, 'name');
+    const replies = (await read.exec()) ?? [];
+    return keys.map((_, i) => {
+      const [error, name] = replies[i] ?? [];
+      return !error && typeof name === 'string' ? name : null;
+    });
+  };
 }
 
 /** The id of a stream's last entry, or 0-0 for an empty or absent stream. */

@@ -192,3 +192,47 @@ test('bytes after the replies taken are held, not dropped: the reader checks the
   assert.deepEqual(parser.next('entries'), { kind: 'status', text: 'OK' });
   assert.equal(parser.idle, true);
 });
+
+// XREAD: the streams that have entries, each `[key, [entry, ...]]`; a blocking read that timed out
+// answers a nil array.
+const secondStream = [
+  entry('1700000000010-0', ['event', 'waiting', 'jobId', 'k1', 'prev', 'delayed']),
+  entry('1700000000011-0', ['event', 'removed', 'jobId', 'k1', 'prev', 'waiting']),
+];
+const xread = Buffer.concat([
+  Buffer.from(`*2\r\n*2\r\n${bulk('bull:q:events')}`),
+  sample,
+  Buffer.from(`*2\r\n${bulk('bull:ü:events')}*${secondStream.length}\r\n${secondStream.join('')}`),
+  Buffer.from(':7\r\n'),
+]);
+const xreadReplies = [
+  {
+    kind: 'streams',
+    streams: [
+      { key: 'bull:q:events', events: expected },
+      {
+        key: 'bull:ü:events',
+        events: [
+          { id: '1700000000010-0', ms: 1700000000010, event: 'waiting', jobId: 'k1', extra: 'delayed' },
+          { id: '1700000000011-0', ms: 1700000000011, event: 'removed', jobId: 'k1', extra: 'waiting' },
+        ],
+      },
+    ],
+  },
+  { kind: 'status', text: '7' },
+];
+
+test('an XREAD reply, cut at any byte, gives each stream with its events; a timed-out read none', () => {
+  const shapes: ReplyShape[] = ['streams', 'value'];
+  assert.deepEqual(parseInChunks(xread, [], shapes), { result: xreadReplies, idle: true });
+  for (let cut = 1; cut < xread.length; cut++)
+    assert.deepEqual(parseInChunks(xread, [cut], shapes).result, xreadReplies, `cut at byte ${cut}`);
+  const everyByte = Array.from({ length: xread.length - 1 }, (_, k) => k + 1);
+  assert.deepEqual(parseInChunks(xread, everyByte, shapes).result, xreadReplies);
+  assert.deepEqual(parseOne('*-1\r\n', 'streams'), { kind: 'streams', streams: [] });
+  assert.deepEqual(parseOne(`*1\r\n*2\r\n${bulk('s')}*0\r\n`, 'streams'), {
+    kind: 'streams',
+    streams: [{ key: 's', events: [] }],
+  });
+  assert.throws(() => parseOne(`*1\r\n*3\r\n${bulk('s')}*0\r\n`, 'streams'), RedisReplyError);
+});

@@ -17,6 +17,7 @@ import {
   RedisReplyError,
   type ReplyShape,
   type RespValue,
+  type StreamEntries,
   StreamReplyParser,
 } from './stream-reply-parser.js';
 
@@ -265,6 +266,40 @@ export class DirectStreamReader implements EventStreamReader {
     return reply.text;
   }
 
+  /**
+   * XREAD of `streams` after `afterIds` (one each), up to `count` entries per stream, waiting up to
+   * `blockMs` for the first: the streams that have entries, none when the wait ran out.
+   */
+  async readStreams(
+    streams: readonly string[],
+    afterIds: readonly string[],
+    count: number,
+    blockMs: number,
+  ): Promise<StreamEntries[]> {
+    const [reply] = await this.reads([
+      {
+        shape: 'streams',
+        parts: [['XREAD', 'COUNT', String(count), 'BLOCK', String(blockMs), 'STREAMS'], streams, afterIds],
+      },
+    ]);
+    const settledReply = settled(reply!);
+    if (settledReply.kind !== 'streams')
+      throw new RedisReplyError(`XREAD answered ${describe(settledReply)}`);
+    return settledReply.streams;
+  }
+
+  /** HGET of `field` in each hash of `keys`, in one write: the values, null where there is none. */
+  async hashField(keys: readonly string[], field: string): Promise<(string | null)[]> {
+    if (keys.length === 0) return [];
+    const replies = await this.reads(keys.map((key) => ({ shape: 'value', parts: [['HGET', key, field]] })));
+    return replies.map((reply) => {
+      const value = settled(reply);
+      if (value.kind === 'value' && (typeof value.value === 'string' || value.value === null))
+        return value.value;
+      throw new RedisReplyError(`HGET answered ${describe(value)}`);
+    });
+  }
+
   /** Sends reads (cancelRead fails them). */
   private async reads(commands: Command[]): Promise<ParsedReply[]> {
     this.reading = true;
@@ -428,6 +463,7 @@ function describe(reply: ParsedReply): string {
   if (reply.kind === 'status') return reply.text;
   if (reply.kind === 'error') return reply.error.message;
   if (reply.kind === 'entries') return 'entries';
+  if (reply.kind === 'streams') return 'streams';
   return Array.isArray(reply.value) ? 'an array' : String(reply.value);
 }
 

@@ -76,12 +76,22 @@ export type RespValue = string | number | null | RedisReplyError | RespValue[];
  */
 export type ParsedReply =
   | { kind: 'entries'; events: StreamEvent[] }
+  | { kind: 'streams'; streams: StreamEntries[] }
   | { kind: 'status'; text: string }
   | { kind: 'error'; error: RedisReplyError }
   | { kind: 'value'; value: RespValue };
 
-/** How to read the next reply: an XRANGE's entries as events, or any reply as a plain value. */
-export type ReplyShape = 'entries' | 'value';
+/** One stream's entries in an XREAD reply. */
+export interface StreamEntries {
+  key: string;
+  events: StreamEvent[];
+}
+
+/**
+ * How to read the next reply: an XRANGE's entries as events, an XREAD's streams and their entries
+ * (none when a blocking read timed out), or any reply as a plain value.
+ */
+export type ReplyShape = 'entries' | 'streams' | 'value';
 
 const incomplete = -1;
 
@@ -97,10 +107,13 @@ export class StreamReplyParser {
   /** Entries still to read of the current XRANGE reply; -1 before its header. */
   private remaining = -1;
   private events: StreamEvent[] = [];
+  /** Streams still to read of the current XREAD reply; -1 outside one. */
+  private streamsRemaining = -1;
+  private streams: StreamEntries[] = [];
 
   /** True when no partly received reply, and nothing after the last reply taken, is held. */
   get idle(): boolean {
-    return this.remaining === -1 && this.offset >= this.buffer.length;
+    return this.remaining === -1 && this.streamsRemaining === -1 && this.offset >= this.buffer.length;
   }
 
   append(chunk: Buffer) {
@@ -112,6 +125,7 @@ export class StreamReplyParser {
 
   /** The next reply read as `shape`, or undefined until all of it has arrived. */
   next(shape: ReplyShape): ParsedReply | undefined {
+    if (this.streamsRemaining !== -1) return this.readStreams();
     if (this.remaining !== -1) return this.readEntries();
     const buf = this.buffer;
     const start = this.offset;
@@ -131,12 +145,53 @@ export class StreamReplyParser {
       return { kind: 'value', value };
     }
     if (type !== STAR) throw new RedisReplyError(`unexpected reply type ${String.fromCharCode(type!)}`);
+    if (shape === 'streams') {
+      const count = readLength(buf, start + 1);
+      if (cursor === incomplete) return undefined;
+      this.offset = cursor;
+      // A blocking read that timed out answers a nil array.
+      if (count <= 0) return { kind: 'streams', streams: [] };
+      this.streamsRemaining = count;
+      this.streams = [];
+      return this.readStreams();
+    }
     const entries = readLength(buf, start + 1);
     if (cursor === incomplete) return undefined;
     this.offset = cursor;
     this.remaining = Math.max(entries, 0);
     this.events = [];
     return this.readEntries();
+  }
+
+  /** Reads `[key, [entry, ...]]` pairs of an XREAD reply, each stream's entries as readEntries does. */
+  private readStreams(): ParsedReply | undefined {
+    while (this.streamsRemaining > 0) {
+      if (this.remaining === -1) {
+        // A stream's header, `*2 $<key> *<entries>`, is taken whole or not at all.
+        const buf = this.buffer;
+        const parts = readTyped(buf, this.offset, STAR);
+        if (cursor === incomplete) return undefined;
+        if (parts !== 2) throw new RedisReplyError(`a stream of ${parts} parts in an XREAD reply`);
+        const keyLength = readTyped(buf, cursor, DOLLAR);
+        if (cursor === incomplete) return undefined;
+        const keyStart = cursor;
+        if (keyStart + keyLength + 2 > buf.length) return undefined;
+        const entries = readTyped(buf, keyStart + keyLength + 2, STAR);
+        if (cursor === incomplete) return undefined;
+        this.offset = cursor;
+        this.streams.push({ key: buf.utf8Slice(keyStart, keyStart + keyLength), events: [] });
+        this.remaining = Math.max(entries, 0);
+        this.events = [];
+      }
+      const read = this.readEntries();
+      if (read?.kind !== 'entries') return undefined;
+      this.streams[this.streams.length - 1]!.events = read.events;
+      this.streamsRemaining--;
+    }
+    const streams = this.streams;
+    this.streams = [];
+    this.streamsRemaining = -1;
+    return { kind: 'streams', streams };
   }
 
   private readEntries(): ParsedReply | undefined {

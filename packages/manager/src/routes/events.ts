@@ -88,21 +88,14 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventRoutesOptions> = async 
         clearInterval(keepAlive);
         if (!raw.writableEnded) raw.end();
       };
-      // The feed delivers a batch at once: its events leave in one write, not a write each.
-      let unsent = '';
-      const flush = () => {
-        const text = unsent;
-        unsent = '';
+      // Each batch of the feed leaves in one write; a write that leaves too much unsent drops the client.
+      const send = (chunk: string | Buffer) => {
         if (raw.writableEnded) return;
-        raw.write(text);
+        raw.write(chunk);
         if (raw.writableLength > maxBufferedBytes) {
           request.log.info({ bufferedBytes: raw.writableLength }, 'event stream too slow: disconnected');
           close();
         }
-      };
-      const write = (text: string) => {
-        if (unsent === '') setImmediate(flush);
-        unsent += text;
       };
       raw.on('close', close);
       reply.hijack();
@@ -113,7 +106,7 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventRoutesOptions> = async 
         'x-accel-buffering': 'no',
       });
       raw.write('retry: 2000\n\n');
-      keepAlive = setInterval(() => write(': keep-alive\n\n'), keepAliveMs);
+      keepAlive = setInterval(() => send(': keep-alive\n\n'), keepAliveMs);
       try {
         const stop = await options.feed.follow({
           filter,
@@ -122,7 +115,7 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventRoutesOptions> = async 
           replayLimit,
           maxPending: 10_000,
           onOverflow: close,
-          listener: (event) => write(eventText(event)),
+          onBatch: (events, whole) => send(batchBytes(events, whole)),
         });
         if (raw.writableEnded) stop();
         else unsubscribe = stop;
@@ -136,16 +129,59 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventRoutesOptions> = async 
   );
 };
 
-// Every stream that takes an event sends the same text: it is made once.
+// Every stream that takes a whole batch of the feed (no filter) sends the same bytes: they are made
+// once, however many streams send them. A stream with a filter sends the texts of the events it
+// takes, each also made once.
 const texts = new WeakMap<LifecycleFeedEvent, string>();
+const batches = new WeakMap<readonly LifecycleFeedEvent[], Buffer>();
+
+/** The JSON of a queue's or task type's name, made once per name. */
+const quotedNames = new Map<string, string>();
+
+function quoted(name: string): string {
+  let json = quotedNames.get(name);
+  if (json === undefined) {
+    json = JSON.stringify(name);
+    if (quotedNames.size < 10_000) quotedNames.set(name, json);
+  }
+  return json;
+}
+
+/** `id: <id>` and `data: <the event as JSON>`, as JSON.stringify(event) writes it, made by hand. */
+function renderEvent(event: LifecycleFeedEvent): string {
+  const task = event.task === null ? 'null' : quoted(event.task);
+  return `id: ${event.id}\ndata: {"id":"${event.id}","queue":${quoted(event.queue)},"task":${task},"taskId":${JSON.stringify(event.taskId)},"transition":"${event.transition}","state":"${event.state}","at":${event.at}}\n\n`;
+}
 
 function eventText(event: LifecycleFeedEvent): string {
   let text = texts.get(event);
   if (text === undefined) {
-    text = `id: ${event.id}\ndata: ${JSON.stringify(event)}\n\n`;
+    text = renderEvent(event);
     texts.set(event, text);
   }
   return text;
+}
+
+interface WritableBuffer extends Buffer {
+  utf8Write(text: string, offset: number): number;
+}
+
+/** The events' texts in one buffer, each written in place (no joined string is made). */
+function batchBytes(events: readonly LifecycleFeedEvent[], shared: boolean): Buffer {
+  let bytes = shared ? batches.get(events) : undefined;
+  if (bytes !== undefined) return bytes;
+  const parts: string[] = new Array(events.length);
+  let size = 0;
+  for (let i = 0; i < events.length; i++) {
+    const text = shared ? renderEvent(events[i]!) : eventText(events[i]!);
+    parts[i] = text;
+    size += Buffer.byteLength(text);
+  }
+  bytes = Buffer.allocUnsafe(size);
+  let at = 0;
+  for (const text of parts) at += (bytes as WritableBuffer).utf8Write(text, at);
+  if (shared) batches.set(events, bytes);
+  return bytes;
 }
 
 /** The queues a filter can match; an unknown queue or task type is refused. */

@@ -1,0 +1,173 @@
+// The live feed behind GET /v1/events: its direct reader (the exporter's decoder on a connection of
+// its own) and its ioredis reader give the same transitions, task types included for jobs added
+// before the feed started (read from their hashes), across a partitioned queue's streams; and a
+// feed started afresh (a restarted manager) resumes after a given id with exactly what followed.
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import { Queue, Worker } from 'bullmq';
+import { pino } from 'pino';
+import { uniquePrefix, useRedisServer } from '../../../test/support/redis-server.js';
+import { waitFor } from '../../../test/support/wait.js';
+import { LifecycleFeed, type LifecycleFeedEvent } from '../src/lifecycle-feed.js';
+import { createRedisConnection } from '../src/redis.js';
+
+const closing: (() => Promise<void> | void)[] = [];
+// Registered first, so run before the server stops.
+after(async () => {
+  for (const close of closing.reverse()) await close();
+});
+const fixture = useRedisServer();
+
+const logger = pino({ level: 'silent' });
+
+/** A connection, BullMQ queues and workers on a prefix of their own, closed after the tests. */
+function stackOn(prefix: string) {
+  const connection = createRedisConnection(fixture.server.url, { blocking: true });
+  connection.on('error', () => {});
+  closing.push(() => connection.disconnect());
+  const queue = (name: string) => {
+    const q = new Queue(name, { connection, prefix });
+    closing.push(() => q.close());
+    return q;
+  };
+  /** Runs `name`'s jobs: a job whose data has failOnce fails its first attempt. */
+  const work = (name: string) => {
+    const workerConnection = connection.duplicate({ maxRetriesPerRequest: null });
+    const worker = new Worker(
+      name,
+      async (job) => {
+        if (job.data.failOnce && job.attemptsMade === 0) throw new Error('first attempt fails');
+        return { k: job.data.k, padding: 'x'.repeat(500) };
+      },
+      { connection: workerConnection, prefix, concurrency: 4 },
+    );
+    closing.push(async () => {
+      await worker.close();
+      workerConnection.disconnect();
+    });
+  };
+  return { connection, queue, work };
+}
+
+/** Follows every transition of `feed`'s queues into a list. */
+async function collect(feed: LifecycleFeed, queues: string[], afterId?: string) {
+  const events: LifecycleFeedEvent[] = [];
+  const stop = await feed.follow({
+    filter: {},
+    queues,
+    afterId,
+    replayLimit: 1000,
+    maxPending: 10_000,
+    onBatch: (batch) => events.push(...batch),
+    onOverflow: () => assert.fail('the feed overflowed'),
+  });
+  closing.push(async () => {
+    stop();
+    await feed.stop();
+  });
+  return events;
+}
+
+const byPosition = (a: LifecycleFeedEvent, b: LifecycleFeedEvent) =>
+  a.id.localeCompare(b.id) || a.taskId.localeCompare(b.taskId) || a.transition.localeCompare(b.transition);
+
+test('the direct and the ioredis reader give the same transitions of a partitioned queue, task types included', {
+  timeout: 60_000,
+}, async () => {
+  const prefix = uniquePrefix('feed');
+  const { connection, queue, work } = stackOn(prefix);
+  const partitions = {
+    storageQueues: (q: string) => (q === 'q' ? ['q-p0', 'q-p1'] : [q]),
+    queueOf: (storage: string) => (storage.startsWith('q-') ? 'q' : storage),
+  };
+  const p0 = queue('q-p0');
+  const p1 = queue('q-p1');
+  // Added before the feeds start: their task types come from the jobs' hashes.
+  const names = new Map<string, string>();
+  for (const [k, partition] of [p0, p1, p0, p1, p0, p1, p0, p1, p0, p1, p0, p1].entries()) {
+    const name = k % 3 === 0 ? 'démo.ünïcode' : 'demo.echo';
+    const job = await partition.add(name, { k, failOnce: k % 4 === 0 }, { attempts: 2, jobId: `j${k}` });
+    names.set(job.id!, name);
+  }
+  const feeds = (['direct', 'ioredis'] as const).map(
+    (reader) =>
+      new LifecycleFeed({
+        connection,
+        prefix,
+        queues: ['q'],
+        partitions,
+        logger,
+        reader,
+        blockMs: 200,
+        minReadIntervalMs: 20,
+        batchSize: 7,
+      }),
+  );
+  const seen = await Promise.all(feeds.map((feed) => collect(feed, ['q'])));
+  // Both readers follow the streams once they see a job added now.
+  const marker = await p1.add('demo.marker', { k: -1 }, { jobId: 'm1' });
+  names.set(marker.id!, 'demo.marker');
+  await waitFor(() => seen.every((events) => events.some((e) => e.taskId === marker.id)), {
+    what: 'both feeds to see the marker',
+  });
+  work('q-p0');
+  work('q-p1');
+  const finished = (events: LifecycleFeedEvent[]) =>
+    events.filter((e) => e.transition === 'completed').length === names.size;
+  await waitFor(() => seen.every(finished), { what: 'both feeds to see every job complete' });
+  const [direct, viaIoredis] = seen.map((events) => [...events].sort(byPosition));
+  assert.deepEqual(direct, viaIoredis);
+  for (const e of direct!) {
+    assert.equal(e.queue, 'q', 'a partition reports its queue');
+    assert.equal(e.task, names.get(e.taskId), `the task type of ${e.taskId}`);
+    assert.equal(e.at, Number(e.id.split('-')[0]));
+  }
+  const transitions = new Set(direct!.map((e) => e.transition));
+  for (const t of ['created', 'activated', 'failed-with-retries', 'completed'] as const)
+    assert.ok(transitions.has(t), `the feed reported ${t}`);
+});
+
+test('a feed started afresh resumes after an id with exactly what followed, then live', {
+  timeout: 60_000,
+}, async () => {
+  const prefix = uniquePrefix('feed-resume');
+  const { connection, queue, work } = stackOn(prefix);
+  const q = queue('r');
+  const options = { connection, prefix, queues: ['r'], logger, blockMs: 200, minReadIntervalMs: 20 };
+  const first = new LifecycleFeed(options);
+  const before = await collect(first, ['r']);
+  const marker = await q.add('demo.marker', {});
+  await waitFor(() => before.some((e) => e.taskId === marker.id), { what: 'the first feed to follow' });
+  work('r');
+  const jobs = await q.addBulk(
+    Array.from({ length: 8 }, (_, k) => ({
+      name: 'demo.echo',
+      data: { k, failOnce: k === 3 },
+      opts: { attempts: 2 },
+    })),
+  );
+  await waitFor(() => before.filter((e) => e.transition === 'completed').length === jobs.length + 1, {
+    what: 'the first feed to see every job complete',
+  });
+  await first.stop();
+
+  // The restarted manager's feed, resuming after the fifth transition the first one sent.
+  const resumeAfter = before[4]!;
+  const second = new LifecycleFeed(options);
+  const resumed = await collect(second, ['r'], resumeAfter.id);
+  assert.deepEqual(resumed, before.slice(5), 'the replay is what followed the id, in order');
+  const live = await q.add('demo.echo', { k: 99 });
+  await waitFor(() => resumed.some((e) => e.taskId === live.id && e.transition === 'completed'), {
+    what: 'the resumed feed to see a new job complete',
+  });
+  const ids = resumed.map((e) => e.id);
+  assert.equal(new Set(ids).size, ids.length, 'no transition twice');
+  assert.deepEqual(
+    resumed.filter((e) => e.taskId === live.id).map((e) => [e.transition, e.task]),
+    [
+      ['created', 'demo.echo'],
+      ['activated', 'demo.echo'],
+      ['completed', 'demo.echo'],
+    ],
+  );
+});

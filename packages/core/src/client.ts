@@ -21,7 +21,7 @@ import type {
   TaskState,
   TaskView,
 } from './schemas.js';
-import { backoffProblems, maxRetries, maxTimerMs, type TaskRegistry } from './task.js';
+import { backoffProblems, maxRetries, maxTaskLogLines, maxTimerMs, type TaskRegistry } from './task.js';
 import {
   decodeCursor,
   defaultPageSize,
@@ -169,6 +169,7 @@ export class TaskClient {
       backoff: backoff ? { type: backoff.type, delay: backoff.delay, jitter: backoff.jitter } : undefined,
       removeOnComplete: false,
       removeOnFail: false,
+      keepLogs: maxTaskLogLines,
     };
     const storageQueue = this.partitions.storageQueue(def, queue, params);
     return { id, task: def.name, queue, storageQueue, payload, options };
@@ -328,12 +329,18 @@ export class TaskClient {
     const state = queue ? ((await queue.getJobState(normalized)) as TaskState) : undefined;
     const job = queue ? await queue.getJob(normalized) : undefined;
     if (!job || state === 'unknown') throw new JobbersError('TASK_NOT_FOUND', `no task with id "${id}"`);
-    const [heartbeat, attemptWorkers] = await this.connection.hmget(
-      jobKey(this.prefix, job.queueName, job.id!),
-      jobHashField.lastHeartbeat,
-      jobHashField.attemptWorkers,
-    );
+    const [[heartbeat, attemptWorkers, progress], logs] = await Promise.all([
+      this.connection.hmget(
+        jobKey(this.prefix, job.queueName, job.id!),
+        jobHashField.lastHeartbeat,
+        jobHashField.attemptWorkers,
+        jobHashField.progress,
+      ),
+      queue!.getJobLogs(normalized, 0, maxTaskLogLines - 1),
+    ]);
     const view = await this.view(job, state, heartbeat ?? '');
+    if (progress !== null && progress !== undefined) view.progress = parseProgress(progress);
+    if (logs.logs.length > 0) view.logs = logs.logs;
     view.attemptsBy = parseAttemptWorkers(attemptWorkers).map((a) => ({
       attempt: a.attempt,
       worker: a.worker,
@@ -505,6 +512,15 @@ function idConflict(id: string, task: string): JobbersError {
 
 function createdResult(p: PreparedSubmission): SubmitResult {
   return { id: p.id, task: p.task, queue: p.queue, state: initialState(p.options), created: true };
+}
+
+/** A progress field as stored (JSON); a value that is not JSON is shown as the string it is. */
+function parseProgress(stored: string): unknown {
+  try {
+    return JSON.parse(stored);
+  } catch {
+    return stored;
+  }
 }
 
 function initialState(options: JobsOptions): TaskState {

@@ -25,6 +25,26 @@ export interface LifecycleFeedEvent {
   at: number;
 }
 
+/** A running task's ctx.progress(value): not a transition, so the task stays in its state. */
+export interface ProgressFeedEvent {
+  kind: 'progress';
+  /** The BullMQ event stream entry's id. */
+  id: string;
+  queue: string;
+  task: string | null;
+  taskId: string;
+  /** The value the task reported. */
+  progress: unknown;
+  at: number;
+}
+
+/** What the feed delivers: transitions, and progress reports (told apart by `kind`). */
+export type FeedEvent = LifecycleFeedEvent | ProgressFeedEvent;
+
+export function isProgressEvent(event: FeedEvent): event is ProgressFeedEvent {
+  return (event as ProgressFeedEvent).kind === 'progress';
+}
+
 export interface FeedFilter {
   queue?: string;
   task?: string;
@@ -62,9 +82,10 @@ interface RawEntry {
   jobId: string;
   name?: string;
   prev?: string;
+  data?: string;
 }
 
-export function matchesFeedFilter(event: LifecycleFeedEvent, filter: FeedFilter): boolean {
+export function matchesFeedFilter(event: FeedEvent, filter: FeedFilter): boolean {
   return (
     (filter.queue === undefined || event.queue === filter.queue) &&
     (filter.task === undefined || event.task === filter.task) &&
@@ -73,7 +94,7 @@ export function matchesFeedFilter(event: LifecycleFeedEvent, filter: FeedFilter)
 }
 
 /** A subscriber's callback. */
-export type FeedListener = (event: LifecycleFeedEvent) => void;
+export type FeedListener = (event: FeedEvent) => void;
 
 /** Whether a Last-Event-ID (a stream entry id) is well formed. */
 export function isStreamId(value: string): boolean {
@@ -90,7 +111,7 @@ export class LifecycleFeed {
   private readonly minReadIntervalMs: number;
   private readonly maxRemembered: number;
   /** The stream (storage queue) each event came from, for ordering per stream. */
-  private readonly streamOf = new WeakMap<LifecycleFeedEvent, string>();
+  private readonly streamOf = new WeakMap<FeedEvent, string>();
   private readers: Redis[] = [];
   private running = false;
   private loops: Promise<void>[] = [];
@@ -119,8 +140,8 @@ export class LifecycleFeed {
    * Transitions after `afterId` in one queue's stream (each partition's, for a partitioned queue),
    * oldest first per stream, at most `limit` entries read per stream.
    */
-  async replay(queue: string, afterId: string, limit: number): Promise<LifecycleFeedEvent[]> {
-    const events: LifecycleFeedEvent[] = [];
+  async replay(queue: string, afterId: string, limit: number): Promise<FeedEvent[]> {
+    const events: FeedEvent[] = [];
     for (const storage of this.storageQueues(queue)) {
       const entries = await this.options.connection.xrange(
         queueOwnKey(this.options.prefix, storage, 'events'),
@@ -154,7 +175,7 @@ export class LifecycleFeed {
     onOverflow: () => void;
   }): Promise<() => void> {
     const lastSent = new Map<string, string>();
-    const deliver = (event: LifecycleFeedEvent) => {
+    const deliver = (event: FeedEvent) => {
       if (!options.queues.includes(event.queue) || !matchesFeedFilter(event, options.filter)) return;
       const stream = this.streamOf.get(event) ?? event.queue;
       const last = lastSent.get(stream);
@@ -162,7 +183,7 @@ export class LifecycleFeed {
       lastSent.set(stream, event.id);
       options.listener(event);
     };
-    let pending: LifecycleFeedEvent[] | undefined = options.afterId === undefined ? undefined : [];
+    let pending: FeedEvent[] | undefined = options.afterId === undefined ? undefined : [];
     const unsubscribe = this.subscribe((event) => {
       if (!pending) return deliver(event);
       if (pending.length >= options.maxPending) {
@@ -238,7 +259,7 @@ export class LifecycleFeed {
         }
         behind = false;
         if (!reply) continue;
-        const batch: LifecycleFeedEvent[] = [];
+        const batch: FeedEvent[] = [];
         for (const [key, entries] of reply) {
           const index = keys.indexOf(key);
           if (entries.length > 0) positions[index] = entries[entries.length - 1]![0];
@@ -264,7 +285,7 @@ export class LifecycleFeed {
     }
   }
 
-  private async translate(queue: string, entries: RawEntry[]): Promise<LifecycleFeedEvent[]> {
+  private async translate(queue: string, entries: RawEntry[]): Promise<FeedEvent[]> {
     for (const e of entries) if (e.event === 'added' && e.name) this.remember(e.jobId, e.name);
     const unknown = [...new Set(entries.filter((e) => !this.taskOf.has(e.jobId)).map((e) => e.jobId))];
     if (unknown.length > 0) {
@@ -276,9 +297,16 @@ export class LifecycleFeed {
         if (!error && typeof name === 'string') this.remember(id, name);
       });
     }
-    const events: LifecycleFeedEvent[] = [];
+    const events: FeedEvent[] = [];
+    const queueName = this.options.partitions?.queueOf(queue) ?? queue;
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i]!;
+      if (e.event === 'progress') {
+        const event = progressEvent(e, queueName, this.taskOf.get(e.jobId) ?? null);
+        this.streamOf.set(event, queue);
+        events.push(event);
+        continue;
+      }
       const next = entries[i + 1];
       const classified = this.classify(e, next);
       if (!classified) continue;
@@ -291,7 +319,7 @@ export class LifecycleFeed {
       }
       const event: LifecycleFeedEvent = {
         id: e.id,
-        queue: this.options.partitions?.queueOf(queue) ?? queue,
+        queue: queueName,
         task: this.taskOf.get(e.jobId) ?? null,
         taskId: e.jobId,
         transition,
@@ -367,9 +395,31 @@ function rawEntry([id, fields]: [string, string[]]): RawEntry {
       case 'prev':
         entry.prev = value;
         break;
+      case 'data':
+        entry.data = value;
+        break;
     }
   }
   return entry;
+}
+
+function progressEvent(e: RawEntry, queue: string, task: string | null): ProgressFeedEvent {
+  let progress: unknown = e.data;
+  try {
+    progress = JSON.parse(e.data ?? 'null');
+  } catch {
+    // Not JSON (written by other code than ctx.progress): the text as it is.
+    progress = e.data;
+  }
+  return {
+    kind: 'progress',
+    id: e.id,
+    queue,
+    task,
+    taskId: e.jobId,
+    progress,
+    at: Number(e.id.split('-')[0]),
+  };
 }
 
 /** The id of a stream's last entry, or 0-0 for an empty or absent stream. */

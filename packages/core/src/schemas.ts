@@ -164,6 +164,14 @@ export const TaskView = Type.Object({
   ),
   delay: Type.Optional(Type.Integer()),
   priority: Type.Optional(Type.Integer()),
+  progress: Type.Optional(
+    Type.Unknown({ description: 'the last ctx.progress(value) of the task: a number or an object' }),
+  ),
+  logs: Type.Optional(
+    Type.Array(Type.String(), {
+      description: 'the lines of ctx.log(line), oldest first: the last 1000 kept (GET /v1/tasks/:id only)',
+    }),
+  ),
 });
 export type TaskView = Static<typeof TaskView>;
 

@@ -29,6 +29,16 @@ export interface TaskContext {
   heartbeat(): Promise<void>;
   /** Gives the task back unfinished; it becomes available again after delayMs (default 0). */
   yield(delayMs?: number): Promise<never>;
+  /**
+   * Records how far the task got: a number (e.g. a percentage) or a JSON object of at most
+   * maxProgressBytes. Shown by GET /v1/tasks/:id and sent on GET /v1/events as a `progress` event.
+   */
+  progress(value: number | Record<string, unknown>): Promise<void>;
+  /**
+   * Appends a line to the task's log (GET /v1/tasks/:id `logs`). The task keeps its last
+   * maxTaskLogLines lines; a line longer than maxLogLineChars is cut there.
+   */
+  log(line: string): Promise<void>;
 }
 
 export interface TaskDefinition<P = any, R = unknown> {
@@ -65,6 +75,12 @@ export const queueNamePattern = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 export const maxRetries = 100;
 /** The most partitions a queue may have. */
 export const maxPartitions = 256;
+/** Log lines a task keeps (its oldest go first). */
+export const maxTaskLogLines = 1000;
+/** Characters a log line keeps; the rest is cut. */
+export const maxLogLineChars = 8192;
+/** The largest progress value, as JSON. */
+export const maxProgressBytes = 16 * 1024;
 /** The longest a Node timer can wait (2^31-1 ms, about 24.8 days): bounds timeouts and backoff delays. */
 export const maxTimerMs = 2 ** 31 - 1;
 

@@ -5,10 +5,11 @@ import type { ServerResponse } from 'node:http';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import {
   EventsQuery,
+  type FeedEvent,
+  isProgressEvent,
   isStreamId,
   JobbersError,
   type LifecycleFeed,
-  type LifecycleFeedEvent,
   normalizeTaskId,
   type TaskRegistry,
 } from '@jobbers/core';
@@ -47,7 +48,7 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventRoutesOptions> = async 
         operationId: 'streamEvents',
         summary: 'Follow lifecycle transitions live, as Server-Sent Events',
         description:
-          'Each event is `id: <stream entry id>` and `data: {id, queue, task, taskId, transition, state, at}` (transition as in jobbers_job_transitions_total; a delayed submission is `created` in state `delayed`). Send `Last-Event-ID` (or `lastEventId`) to resume after an event: up to 1,000 entries per queue are replayed. The ids are per queue: resume exactly with a `queue` filter. A client that reads too slowly is disconnected.',
+          'Each event is `id: <stream entry id>` and `data: {id, queue, task, taskId, transition, state, at}` (transition as in jobbers_job_transitions_total; a delayed submission is `created` in state `delayed`). The ctx.progress(value) of a running task comes as a named event, `event: progress` with `data: {kind: "progress", id, queue, task, taskId, progress, at}` (an EventSource delivers it to addEventListener("progress") only). Send `Last-Event-ID` (or `lastEventId`) to resume after an event: up to 1,000 entries per queue are replayed. The ids are per queue: resume exactly with a `queue` filter. A client that reads too slowly is disconnected.',
         tags: ['events'],
         querystring: EventsQuery,
         response: {
@@ -137,12 +138,14 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventRoutesOptions> = async 
 };
 
 // Every stream that takes an event sends the same text: it is made once.
-const texts = new WeakMap<LifecycleFeedEvent, string>();
+const texts = new WeakMap<FeedEvent, string>();
 
-function eventText(event: LifecycleFeedEvent): string {
+/** Transitions are unnamed (`message`) events; progress reports are named `progress`. */
+function eventText(event: FeedEvent): string {
   let text = texts.get(event);
   if (text === undefined) {
-    text = `id: ${event.id}\ndata: ${JSON.stringify(event)}\n\n`;
+    const name = isProgressEvent(event) ? 'event: progress\n' : '';
+    text = `${name}id: ${event.id}\ndata: ${JSON.stringify(event)}\n\n`;
     texts.set(event, text);
   }
   return text;

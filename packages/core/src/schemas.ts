@@ -5,7 +5,7 @@
 import { type Static, Type } from 'typebox';
 import { type CancellableState, cancellableStates } from './cancellation.js';
 import { maxDelayMs, maxPriority } from './client.js';
-import { type BackoffPolicy, maxTimerMs } from './task.js';
+import { type BackoffPolicy, maxDedupKeyLength, maxTimerMs } from './task.js';
 import { maxFanOut, maxWorkflowNodes } from './workflows.js';
 
 /** Longest task id: a ULID or a client's own id of up to 128 characters (see core ids.ts). */
@@ -82,6 +82,26 @@ export const SubmitBody = Type.Object(
       }),
     ),
     backoff: Type.Optional(Backoff),
+    dedupKey: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: maxDedupKeyLength,
+        description: "the task's dedup key (default: the value of the param its definition names): see dedup",
+      }),
+    ),
+    dedup: Type.Optional(
+      Type.Union([Type.Literal('simple'), Type.Literal('throttle'), Type.Literal('debounce')], {
+        description:
+          'with a dedup key: simple drops this task while one with the key is pending; throttle keeps one per dedupWindow; debounce delays it by dedupWindow and a later one replaces it. Default: the definition, else simple',
+      }),
+    ),
+    dedupWindow: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: maxTimerMs,
+        description: 'milliseconds: the throttle or debounce window',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -111,6 +131,11 @@ export const SubmittedTask = Type.Object({
   task: Type.String(),
   queue: Type.String(),
   state: TaskState,
+  deduplicated: Type.Optional(
+    Type.Literal(true, {
+      description: 'the task was dropped by deduplication: id and state are those of the task kept',
+    }),
+  ),
 });
 
 /** A submission's outcome: created false when the id existed already (nothing was enqueued). */
@@ -289,7 +314,8 @@ const nodeKey = Type.String({
 export const WorkflowNode = Type.Object(
   {
     key: nodeKey,
-    ...Type.Omit(SubmitBody, ['id']).properties,
+    // A node runs once, as itself: deduplication would put another task in its place.
+    ...Type.Omit(SubmitBody, ['id', 'dedupKey', 'dedup', 'dedupWindow']).properties,
     dependsOn: Type.Optional(
       Type.Array(nodeKey, {
         maxItems: maxWorkflowNodes,

@@ -5,6 +5,15 @@ import { JobbersError } from './errors.js';
 
 export type JsonSchema = Record<string, unknown>;
 export type ShutdownPolicy = 'finish' | 'reenqueue' | 'fail';
+/**
+ * How submissions with one dedup key are merged: `simple` drops a submission while a task with the
+ * key is pending (not yet completed or failed for good); `throttle` keeps one per window, from the
+ * first; `debounce` holds each for the window and keeps the last (a later one replaces it).
+ */
+export type DedupMode = 'simple' | 'throttle' | 'debounce';
+export const dedupModes: readonly DedupMode[] = ['simple', 'throttle', 'debounce'];
+/** The longest dedup key a submission may give. */
+export const maxDedupKeyLength = 256;
 
 export interface BackoffPolicy {
   type: 'fixed' | 'exponential';
@@ -64,6 +73,15 @@ export interface TaskDefinition<P = any, R = unknown> {
    * within one partition. Absent: round-robin.
    */
   partitionBy?: string;
+  /**
+   * The param whose value is the task's dedup key (a submission may give its own key instead).
+   * A submission without a key is not deduplicated.
+   */
+  dedupKey?: string;
+  /** @default 'simple' */
+  dedup?: DedupMode;
+  /** Milliseconds: the window of `throttle` and `debounce` (required by them). */
+  dedupWindow?: number;
   run(params: P, ctx: TaskContext): Promise<R> | R;
 }
 
@@ -122,6 +140,32 @@ function definitionProblems(def: TaskDefinition): string[] {
   }
   if (typeof def.run !== 'function') problems.push('run must be a function');
   problems.push(...partitionProblems(def));
+  problems.push(...dedupProblems(def));
+  return problems;
+}
+
+function dedupProblems(def: TaskDefinition): string[] {
+  const problems: string[] = [];
+  if (def.dedupKey !== undefined && (typeof def.dedupKey !== 'string' || def.dedupKey === ''))
+    problems.push('dedupKey must name a param');
+  problems.push(...dedupModeProblems(def.dedup, def.dedupWindow));
+  if (def.dedupKey !== undefined && (def.partitions ?? 1) > 1 && def.partitionBy !== def.dedupKey)
+    problems.push('a partitioned task deduplicates within a partition: set partitionBy to its dedupKey');
+  return problems;
+}
+
+/** What is wrong with a dedup mode and window, as a definition or a submission gives them. */
+export function dedupModeProblems(mode: unknown, windowMs: unknown): string[] {
+  const problems: string[] = [];
+  if (mode !== undefined && !dedupModes.includes(mode as DedupMode))
+    problems.push('dedup must be simple, throttle or debounce');
+  const windowed = mode === 'throttle' || mode === 'debounce';
+  if (
+    windowMs !== undefined &&
+    (!Number.isInteger(windowMs) || (windowMs as number) < 1 || (windowMs as number) > maxTimerMs)
+  )
+    problems.push(`dedupWindow must be whole milliseconds 1..${maxTimerMs}`);
+  else if (windowed && windowMs === undefined) problems.push(`dedup ${mode} needs dedupWindow`);
   return problems;
 }
 

@@ -230,7 +230,21 @@ function meetsProseRules(call: Call): boolean {
     unknown
   >;
   const [after, before] = [Date.parse(String(filter.after)), Date.parse(String(filter.before))];
-  return Number.isNaN(after) || Number.isNaN(before) || after < before;
+  if (!(Number.isNaN(after) || Number.isNaN(before) || after < before)) return false;
+  const submissions = call.operation.id === 'submitTasks' ? (filter.tasks as unknown[]) : [call.body];
+  return call.operation.method !== 'POST' || (submissions ?? []).every(meetsDedupRules);
+}
+
+/**
+ * What SubmitBody's descriptions say of dedup (the example tasks name no dedupKey param): dedup and
+ * dedupWindow need a dedupKey; throttle and debounce need a window; debounce takes no delay.
+ */
+function meetsDedupRules(submission: unknown): boolean {
+  if (typeof submission !== 'object' || submission === null) return true;
+  const { dedupKey, dedup, dedupWindow, delay } = submission as Record<string, unknown>;
+  if (dedupKey === undefined) return dedup === undefined && dedupWindow === undefined;
+  if ((dedup === 'throttle' || dedup === 'debounce') && dedupWindow === undefined) return false;
+  return !(dedup === 'debounce' && delay !== undefined);
 }
 
 /** Validates against a schema of the document, its local $refs read in the document. */

@@ -74,7 +74,7 @@ export const listedFieldMaxBytes = 16 * 1024;
 const claimWaitMs = claimTtlMs + 1000;
 const claimPollMs = 5;
 
-interface PreparedSubmission {
+export interface PreparedSubmission {
   id: string;
   task: string;
   /** The queue the submission routed to, as clients name it. */

@@ -544,3 +544,71 @@ export const WorkerList = Type.Object({
     }),
   ),
 });
+
+const scheduleTiming = {
+  cron: Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 200,
+      description: 'a cron pattern: 5 fields (minute first) or 6 (seconds first); give cron or every',
+      examples: ['0 3 * * *'],
+    }),
+  ),
+  tz: Type.Optional(
+    Type.String({ minLength: 1, maxLength: 64, description: 'IANA time zone of cron (default UTC)' }),
+  ),
+  every: Type.Optional(
+    Type.Integer({
+      minimum: 100,
+      maximum: maxTimerMs,
+      description: 'milliseconds between runs; give cron or every',
+    }),
+  ),
+  params: Type.Optional(Type.Unknown({ description: "every run's params, valid against the task's schema" })),
+  start: Type.Optional(Type.String({ maxLength: 64, format: 'date-time', description: 'no run before it' })),
+  end: Type.Optional(Type.String({ maxLength: 64, format: 'date-time', description: 'no run after it' })),
+};
+
+const ScheduleId = Type.String({
+  minLength: 1,
+  maxLength: 64,
+  pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$',
+  description: "the schedule's id",
+});
+
+export const ScheduleIdParams = Type.Object({ id: ScheduleId });
+
+/** PUT /v1/schedules/:id: a schedule, its id in the path. */
+export const SchedulePutBody = Type.Object(
+  {
+    task: TaskType('the task type it submits'),
+    queue: Type.Optional(QueueName('a queue the task type allows; default: its own queue')),
+    ...scheduleTiming,
+    paused: Type.Optional(Type.Boolean({ default: false })),
+  },
+  { additionalProperties: false },
+);
+export type SchedulePutBody = Static<typeof SchedulePutBody>;
+
+export const ScheduleBody = Type.Object(
+  { id: ScheduleId, ...SchedulePutBody.properties },
+  { additionalProperties: false },
+);
+export type ScheduleBody = Static<typeof ScheduleBody>;
+
+export const ScheduleView = Type.Object({
+  id: Type.String(),
+  task: Type.String(),
+  queue: Type.String(),
+  ...scheduleTiming,
+  params: Type.Unknown(),
+  paused: Type.Boolean(),
+  source: Type.Union([Type.Literal('definition'), Type.Literal('api')], {
+    description: 'definition: from defineTask({schedule}), made by every manager at start',
+  }),
+  next: Type.Optional(DateTime('when the next run is due; absent while paused or past its end')),
+});
+
+export type ScheduleView = Static<typeof ScheduleView>;
+
+export const ScheduleList = Type.Object({ schedules: Type.Array(ScheduleView) });

@@ -50,6 +50,22 @@ export interface TaskContext {
   log(line: string): Promise<void>;
 }
 
+/** When a task runs by itself: a cron pattern (in a time zone) or every N milliseconds. */
+export interface TaskSchedule<P = unknown> {
+  /** A cron pattern, 5 fields (minute first) or 6 (seconds first). */
+  cron?: string;
+  /** IANA time zone of the cron pattern. @default 'UTC' */
+  tz?: string;
+  /** Milliseconds between runs (instead of cron). */
+  every?: number;
+  /** The params of every run. @default {} */
+  params?: P;
+  /** No run before this time (ISO 8601). */
+  start?: string;
+  /** No run after this time (ISO 8601). */
+  end?: string;
+}
+
 export interface TaskDefinition<P = any, R = unknown> {
   name: string;
   queue: string;
@@ -82,6 +98,11 @@ export interface TaskDefinition<P = any, R = unknown> {
   dedup?: DedupMode;
   /** Milliseconds: the window of `throttle` and `debounce` (required by them). */
   dedupWindow?: number;
+  /**
+   * Submits the task on a schedule (see schedules.ts): its id is the task's name. Managers create it
+   * at start; the API can pause and resume it.
+   */
+  schedule?: TaskSchedule<P>;
   run(params: P, ctx: TaskContext): Promise<R> | R;
 }
 

@@ -26,6 +26,7 @@ import {
   recordCompleted,
   recordFailed,
   recordRejectedCompletion,
+  recordScheduledRun,
   recordWorkflowFinished,
 } from './outcome-metrics.js';
 import { traceExecution } from './tracing.js';
@@ -147,6 +148,7 @@ export class TaskAttempt {
       );
       return;
     }
+    recordScheduledRun(this.options.outcomes, this.job, this.attempt);
     let outcome: { ok: true; value: unknown } | { ok: false; error: Error };
     try {
       outcome = { ok: true, value: await traceExecution(this.job, () => this.execute(def)) };

@@ -5,7 +5,8 @@
 // ever saw a negative value. Then everything finishes: the gauges return to 0 and
 // tasks_processed{status="completed"} matches the completed tasks within the SIGKILL bound.
 // The mix has deduplicated tasks of every mode (dropped submissions, throttled keys, debounced
-// tasks replaced while delayed) beside plain, sleeping and retried ones.
+// tasks replaced while delayed) beside plain, sleeping and retried ones, and a schedule runs every
+// 200 ms throughout.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import {
@@ -15,6 +16,7 @@ import {
   exporterStateKey,
   LifecycleExporter,
   loadTasks,
+  Schedules,
   type SubmitRequest,
   TaskClient,
   type TaskRegistry,
@@ -36,6 +38,7 @@ let redis: Redis;
 let registry: TaskRegistry;
 let client: TaskClient;
 let queue: Queue;
+let schedules: Schedules;
 const prefix = uniquePrefix('chaos');
 const workers: RunningProcess[] = [];
 const exporters: LifecycleExporter[] = [];
@@ -147,6 +150,10 @@ test('the available gauge stays exact through SIGKILL, exporter restart and a tr
   const primary = startExporter();
   await primary.waitUntilReady();
 
+  // A schedule runs throughout, every 200 ms: its next run waits delayed, never available.
+  schedules = new Schedules(redis, prefix, client);
+  await schedules.create({ id: 'chaos-tick', task: 'example.echo', params: { tick: true }, every: 200 });
+
   const first = startWorker();
   const doomed = startWorker();
   await Promise.all([first.waitForOutput(/worker started/), doomed.waitForOutput(/worker started/)]);
@@ -254,13 +261,28 @@ test('the available gauge stays exact through SIGKILL, exporter restart and a tr
   const finisher = startWorker();
   await finisher.waitForOutput(/worker started/);
   // Every workflow: ten squares and a sum. No submission is made after this: no replacement either.
-  const total = (await tasksToComplete()) + workflowIds.length * 11;
-  t.diagnostic(`tasks to complete ${total} of ${2400 + 300 + 1200 + workflowIds.length * 11} submitted`);
-  assert.ok(total < 2400 + 300 + 1200 + workflowIds.length * 11, 'deduplication dropped or replaced some');
-  await waitFor(async () => (await counts()).completed === total, {
-    timeoutMs: 90_000,
-    what: 'every task to complete',
-  });
+  // The schedule stops here: its pending run goes, a run already due still runs.
+  await schedules.remove('chaos-tick');
+  const submitted = (await tasksToComplete()) + workflowIds.length * 11;
+  t.diagnostic(`tasks to complete ${submitted} of ${2400 + 300 + 1200 + workflowIds.length * 11} submitted`);
+  assert.ok(
+    submitted < 2400 + 300 + 1200 + workflowIds.length * 11,
+    'deduplication dropped or replaced some',
+  );
+  await waitFor(
+    async () => {
+      const now = await counts();
+      return now.waiting + now.prioritized + now.delayed + now.active === 0 && now.completed >= submitted;
+    },
+    { timeoutMs: 90_000, what: 'every task to complete' },
+  );
+  const scheduledRuns = (await queue.getJobs(['completed'], 0, -1)).filter((job) =>
+    job.id?.startsWith('repeat:chaos-tick:'),
+  ).length;
+  t.diagnostic(`schedule runs completed: ${scheduledRuns}`);
+  assert.ok(scheduledRuns > 10, 'the schedule ran throughout');
+  const total = submitted + scheduledRuns;
+  assert.equal((await counts()).completed, total, 'every task completed once, and nothing else');
   finisher.kill('SIGTERM');
   await finisher.exited;
   const ended = await Promise.all(workflowIds.map((id) => workflows.get(id)));

@@ -4,6 +4,9 @@
 // jobbers_jobs_available equals the truth read from Redis for every (queue, task), and no scrape
 // ever saw a negative value. Then everything finishes: the gauges return to 0 and
 // tasks_processed{status="completed"} matches the completed tasks within the SIGKILL bound.
+// The mix has deduplicated tasks of every mode (dropped submissions, throttled keys, debounced
+// tasks replaced while delayed) beside plain, sleeping and retried ones, and a schedule runs every
+// 200 ms throughout.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import {
@@ -13,6 +16,7 @@ import {
   exporterStateKey,
   LifecycleExporter,
   loadTasks,
+  Schedules,
   type SubmitRequest,
   TaskClient,
   type TaskRegistry,
@@ -21,16 +25,20 @@ import {
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { clusterSamples, metricValue, type Sample } from '../support/metrics.js';
-import { bins, type RunningProcess, startProcess } from '../support/processes.js';
+import { bins, type RunningProcess, repoRoot, startProcess } from '../support/processes.js';
 import { type RedisServer, startRedisServer, uniquePrefix } from '../support/redis-server.js';
 import { waitFor } from '../support/wait.js';
 
 const flushMs = 1000;
+const tasks = `${repoRoot}test/e2e/fixtures/flow-tasks.mjs`;
+/** Ids of the tasks submissions created (a debounced one may be replaced later). */
+const createdIds: string[] = [];
 let server: RedisServer;
 let redis: Redis;
 let registry: TaskRegistry;
 let client: TaskClient;
 let queue: Queue;
+let schedules: Schedules;
 const prefix = uniquePrefix('chaos');
 const workers: RunningProcess[] = [];
 const exporters: LifecycleExporter[] = [];
@@ -43,7 +51,7 @@ function startWorker(): RunningProcess {
   const worker = startProcess(bins.worker, [], {
     REDIS_URL: server.url,
     JOBBERS_PREFIX: prefix,
-    JOBBERS_TASKS: '@jobbers/examples',
+    JOBBERS_TASKS: tasks,
     WORKER_METRICS_PORT: '0',
     WORKER_CONCURRENT_TASKS: '20',
     WORKER_LEASE_MS: '1500',
@@ -69,7 +77,7 @@ function startExporter(): LifecycleExporter {
 
 function mixedBatch(size: number, sleepMs: () => number): SubmitRequest[] {
   return Array.from({ length: size }, (_, i) => {
-    switch (i % 6) {
+    switch (i % 8) {
       case 0:
       case 1:
         return { task: 'example.echo', params: { i } };
@@ -78,14 +86,31 @@ function mixedBatch(size: number, sleepMs: () => number): SubmitRequest[] {
         return { task: 'example.sleep', params: { ms: sleepMs() } };
       case 4:
         return { task: 'example.flaky', params: { failTimes: 1 } };
-      default:
+      case 5:
         return { task: 'example.flaky', params: { failTimes: 1 }, backoff: { type: 'fixed', delay: 0 } };
+      case 6:
+        return { task: 'flow.unique', params: { customerId: `u${i % 50}`, ms: sleepMs() } };
+      default:
+        return i % 16 === 7
+          ? { task: 'flow.debounced', params: { customerId: `d${i % 48}`, n: i } }
+          : { task: 'flow.throttled', params: { customerId: `t${i % 32}`, n: i } };
     }
   });
 }
 
 async function submit(requests: SubmitRequest[]) {
-  for (let i = 0; i < requests.length; i += 500) await client.submitBatch(requests.slice(i, i + 500));
+  for (let i = 0; i < requests.length; i += 500) {
+    for (const result of await client.submitBatch(requests.slice(i, i + 500)))
+      if (result.created) createdIds.push(result.id);
+  }
+}
+
+/** Tasks created and not replaced by a later debounced one: what must complete. */
+async function tasksToComplete(): Promise<number> {
+  const pipeline = redis.pipeline();
+  for (const id of createdIds) pipeline.exists(`${prefix}:default:${id}`);
+  const replies = (await pipeline.exec()) ?? [];
+  return replies.filter(([, exists]) => exists === 1).length;
 }
 
 async function counts() {
@@ -95,7 +120,7 @@ async function counts() {
 before(async () => {
   server = await startRedisServer();
   redis = createRedisConnection(server.url, { blocking: true });
-  registry = await loadTasks('@jobbers/examples');
+  registry = await loadTasks(tasks);
   client = new TaskClient({ connection: redis, prefix, registry });
   queue = new Queue('default', { connection: redis, prefix });
   scraper = (async () => {
@@ -124,6 +149,10 @@ test('the available gauge stays exact through SIGKILL, exporter restart and a tr
 }, async (t) => {
   const primary = startExporter();
   await primary.waitUntilReady();
+
+  // A schedule runs throughout, every 200 ms: its next run waits delayed, never available.
+  schedules = new Schedules(redis, prefix, client);
+  await schedules.create({ id: 'chaos-tick', task: 'example.echo', params: { tick: true }, every: 200 });
 
   const first = startWorker();
   const doomed = startWorker();
@@ -192,9 +221,9 @@ test('the available gauge stays exact through SIGKILL, exporter restart and a tr
   );
   await submit(mixedBatch(1200, () => 200));
   await submitWorkflows(30);
-  await waitFor(async () => (await counts()).completed >= 2800, {
+  await waitFor(async () => (await counts()).completed >= 2600, {
     timeoutMs: 90_000,
-    what: '2800 completions',
+    what: '2600 completions',
   });
   for (const worker of [first, replacement]) worker.kill('SIGTERM');
   const exits = await Promise.all([first.exited, replacement.exited]);
@@ -231,12 +260,29 @@ test('the available gauge stays exact through SIGKILL, exporter restart and a tr
 
   const finisher = startWorker();
   await finisher.waitForOutput(/worker started/);
-  // Every workflow: ten squares and a sum.
-  const total = 2400 + 300 + 1200 + workflowIds.length * 11;
-  await waitFor(async () => (await counts()).completed === total, {
-    timeoutMs: 90_000,
-    what: 'every task to complete',
-  });
+  // Every workflow: ten squares and a sum. No submission is made after this: no replacement either.
+  // The schedule stops here: its pending run goes, a run already due still runs.
+  await schedules.remove('chaos-tick');
+  const submitted = (await tasksToComplete()) + workflowIds.length * 11;
+  t.diagnostic(`tasks to complete ${submitted} of ${2400 + 300 + 1200 + workflowIds.length * 11} submitted`);
+  assert.ok(
+    submitted < 2400 + 300 + 1200 + workflowIds.length * 11,
+    'deduplication dropped or replaced some',
+  );
+  await waitFor(
+    async () => {
+      const now = await counts();
+      return now.waiting + now.prioritized + now.delayed + now.active === 0 && now.completed >= submitted;
+    },
+    { timeoutMs: 90_000, what: 'every task to complete' },
+  );
+  const scheduledRuns = (await queue.getJobs(['completed'], 0, -1)).filter((job) =>
+    job.id?.startsWith('repeat:chaos-tick:'),
+  ).length;
+  t.diagnostic(`schedule runs completed: ${scheduledRuns}`);
+  assert.ok(scheduledRuns > 10, 'the schedule ran throughout');
+  const total = submitted + scheduledRuns;
+  assert.equal((await counts()).completed, total, 'every task completed once, and nothing else');
   finisher.kill('SIGTERM');
   await finisher.exited;
   const ended = await Promise.all(workflowIds.map((id) => workflows.get(id)));

@@ -4,6 +4,8 @@ import { waitFor } from './wait.js';
 
 export interface StreamedEvent {
   id: string;
+  /** The SSE event name: `message` unless the server named it. */
+  event: string;
   data: any;
 }
 
@@ -45,7 +47,12 @@ export function followEvents(url: string, headers: Record<string, string> = {}):
         if (colon > 0) fields.set(line.slice(0, colon), line.slice(colon + 1).trimStart());
       }
       const data = fields.get('data');
-      if (data !== undefined) events.push({ id: fields.get('id') ?? '', data: JSON.parse(data) });
+      if (data !== undefined)
+        events.push({
+          id: fields.get('id') ?? '',
+          event: fields.get('event') ?? 'message',
+          data: JSON.parse(data),
+        });
       end = pending.indexOf('\n\n');
     }
   });

@@ -21,7 +21,17 @@ import type {
   TaskState,
   TaskView,
 } from './schemas.js';
-import { backoffProblems, maxRetries, maxTimerMs, type TaskRegistry } from './task.js';
+import {
+  backoffProblems,
+  type DedupMode,
+  dedupModeProblems,
+  maxDedupKeyLength,
+  maxRetries,
+  maxTaskLogLines,
+  maxTimerMs,
+  type TaskDefinition,
+  type TaskRegistry,
+} from './task.js';
 import {
   decodeCursor,
   defaultPageSize,
@@ -64,7 +74,7 @@ export const listedFieldMaxBytes = 16 * 1024;
 const claimWaitMs = claimTtlMs + 1000;
 const claimPollMs = 5;
 
-interface PreparedSubmission {
+export interface PreparedSubmission {
   id: string;
   task: string;
   /** The queue the submission routed to, as clients name it. */
@@ -150,6 +160,7 @@ export class TaskClient {
     if (timeoutMs !== undefined && (!Number.isInteger(timeoutMs) || timeoutMs < 0 || timeoutMs > maxTimerMs))
       problems.push(`timeout must be whole milliseconds 0..${maxTimerMs}`);
     if (backoff) problems.push(...backoffProblems(backoff));
+    const dedup = dedupOf(def, params, request, problems);
     if (problems.length > 0) {
       throw new JobbersError(
         'INVALID_OPTIONS',
@@ -169,7 +180,18 @@ export class TaskClient {
       backoff: backoff ? { type: backoff.type, delay: backoff.delay, jitter: backoff.jitter } : undefined,
       removeOnComplete: false,
       removeOnFail: false,
+      keepLogs: maxTaskLogLines,
     };
+    if (dedup) {
+      const id = `${def.name}:${dedup.key}`;
+      if (dedup.mode === 'simple') options.deduplication = { id };
+      else if (dedup.mode === 'throttle') options.deduplication = { id, ttl: dedup.windowMs };
+      else {
+        // Last one wins: each submission waits out the window delayed, and a later one replaces it there.
+        options.deduplication = { id, ttl: dedup.windowMs, extend: true, replace: true };
+        options.delay = dedup.windowMs;
+      }
+    }
     const storageQueue = this.partitions.storageQueue(def, queue, params);
     return { id, task: def.name, queue, storageQueue, payload, options };
   }
@@ -240,14 +262,24 @@ export class TaskClient {
       await this.reservations.release(mine, token);
       throw error;
     }
-    await this.addClaimed(mine, token);
+    const answered = await this.addClaimed(mine, token);
+    const kept = new Map(mine.map((p, i) => [p, answered[i]!]));
     for (const [index, p] of prepared.entries()) {
-      results[index] ??= claims[index]!.outcome === 'reserved' ? createdResult(p) : await this.awaitOther(p);
+      if (results[index]) continue;
+      const keptId = kept.get(p);
+      if (keptId === undefined) results[index] = await this.awaitOther(p);
+      else results[index] = keptId === p.id ? createdResult(p) : await this.deduplicatedResult(p, keptId);
     }
     return results;
   }
 
-  private addClaimed(prepared: PreparedSubmission[], token: string): Promise<void> {
+  /** The submission was dropped by deduplication: the task kept in its place. */
+  private async deduplicatedResult(p: PreparedSubmission, keptId: string): Promise<SubmitResult> {
+    const state = (await this.queue(p.storageQueue).getJobState(keptId)) as TaskState;
+    return { id: keptId, task: p.task, queue: p.queue, state, created: false, deduplicated: true };
+  }
+
+  private addClaimed(prepared: PreparedSubmission[], token: string): Promise<string[]> {
     return this.reservations.addAndRelease(
       prepared.map((p) => ({
         queue: this.queue(p.storageQueue),
@@ -270,8 +302,8 @@ export class TaskClient {
       if (claim!.outcome === 'pending' && claim!.task !== p.task) throw idConflict(p.id, claim!.task);
       if (claim!.outcome === 'reserved') {
         // The other submission gave up without adding: this one adds the task.
-        await this.addClaimed([p], token);
-        return createdResult(p);
+        const [keptId] = await this.addClaimed([p], token);
+        return keptId === p.id ? createdResult(p) : this.deduplicatedResult(p, keptId!);
       }
       await sleep(claimPollMs);
     }
@@ -328,12 +360,18 @@ export class TaskClient {
     const state = queue ? ((await queue.getJobState(normalized)) as TaskState) : undefined;
     const job = queue ? await queue.getJob(normalized) : undefined;
     if (!job || state === 'unknown') throw new JobbersError('TASK_NOT_FOUND', `no task with id "${id}"`);
-    const [heartbeat, attemptWorkers] = await this.connection.hmget(
-      jobKey(this.prefix, job.queueName, job.id!),
-      jobHashField.lastHeartbeat,
-      jobHashField.attemptWorkers,
-    );
+    const [[heartbeat, attemptWorkers, progress], logs] = await Promise.all([
+      this.connection.hmget(
+        jobKey(this.prefix, job.queueName, job.id!),
+        jobHashField.lastHeartbeat,
+        jobHashField.attemptWorkers,
+        jobHashField.progress,
+      ),
+      queue!.getJobLogs(normalized, 0, maxTaskLogLines - 1),
+    ]);
     const view = await this.view(job, state, heartbeat ?? '');
+    if (progress !== null && progress !== undefined) view.progress = parseProgress(progress);
+    if (logs.logs.length > 0) view.logs = logs.logs;
     view.attemptsBy = parseAttemptWorkers(attemptWorkers).map((a) => ({
       attempt: a.attempt,
       worker: a.worker,
@@ -505,6 +543,61 @@ function idConflict(id: string, task: string): JobbersError {
 
 function createdResult(p: PreparedSubmission): SubmitResult {
   return { id: p.id, task: p.task, queue: p.queue, state: initialState(p.options), created: true };
+}
+
+interface DedupChoice {
+  mode: DedupMode;
+  key: string;
+  windowMs: number;
+}
+
+/**
+ * The submission's dedup key (its own, else the value of the task's dedupKey param) with the mode and
+ * window, or undefined when it has no key. Problems go to `problems`.
+ */
+function dedupOf(
+  def: TaskDefinition,
+  params: unknown,
+  request: SubmitRequest,
+  problems: string[],
+): DedupChoice | undefined {
+  // A workflow's node runs once, as itself: never deduplicated into another task.
+  if (request.workflow) return undefined;
+  let key: unknown = request.dedupKey;
+  if (key === undefined && def.dedupKey !== undefined && typeof params === 'object' && params !== null) {
+    key = (params as Record<string, unknown>)[def.dedupKey];
+    if (key !== undefined && typeof key !== 'string' && !(typeof key === 'number' && Number.isFinite(key)))
+      problems.push(`param "${def.dedupKey}" is the dedup key: it must be a string or a number`);
+  } else if (request.dedupKey !== undefined && (def.partitions ?? 1) > 1) {
+    problems.push(
+      'a partitioned task takes its dedup key from its partitionBy param, not from the submission',
+    );
+  }
+  if (key !== undefined && (typeof key === 'string' || typeof key === 'number')) {
+    const text = String(key);
+    if (text.length < 1 || text.length > maxDedupKeyLength)
+      problems.push(`dedupKey must be 1..${maxDedupKeyLength} characters`);
+  }
+  const mode = request.dedup ?? def.dedup ?? 'simple';
+  const windowMs = request.dedupWindow ?? def.dedupWindow;
+  if (key === undefined) {
+    if (request.dedup !== undefined || request.dedupWindow !== undefined)
+      problems.push(`dedup needs a dedupKey (given, or from the param the task names)`);
+    return undefined;
+  }
+  problems.push(...dedupModeProblems(mode, windowMs));
+  if (mode === 'debounce' && request.delay !== undefined)
+    problems.push('debounce delays the task by its dedupWindow: leave out delay');
+  return { mode, key: String(key), windowMs: windowMs ?? 0 };
+}
+
+/** A progress field as stored (JSON); a value that is not JSON is shown as the string it is. */
+function parseProgress(stored: string): unknown {
+  try {
+    return JSON.parse(stored);
+  } catch {
+    return stored;
+  }
 }
 
 function initialState(options: JobsOptions): TaskState {

@@ -126,16 +126,14 @@ export class IdReservations {
   /**
    * Adds the jobs of the ids this submission claimed and drops the claims, in one round trip: the
    * jobs, once added, are the record. BullMQ's adds (see bullmq/scripts.ts) and the releases go in one
-   * pipeline; a claim whose add failed is dropped too.
+   * pipeline; a claim whose add failed is dropped too. Answers, per entry, the id BullMQ answered:
+   * the entry's own, or the id of the task kept in its place when deduplication dropped it.
    */
-  async addAndRelease(entries: ClaimedJob[], token: string): Promise<void> {
-    if (entries.length === 0) return;
+  async addAndRelease(entries: ClaimedJob[], token: string): Promise<string[]> {
+    if (entries.length === 0) return [];
     // Every queue shares this connection; BullMQ's client view of it runs BullMQ's scripts.
     const client = await bullmqConnection(entries[0]!.queue);
-    if (isSlotPerQueue(this.prefix)) {
-      await this.addAndReleasePerQueue(client, entries, token);
-      return;
-    }
+    if (isSlotPerQueue(this.prefix)) return this.addAndReleasePerQueue(client, entries, token);
     if (entries.length === 1) {
       // No pipeline for one job (see claim): the two commands are sent at once all the same, in
       // order on the one connection, so the claim is dropped after the add whatever its outcome.
@@ -150,7 +148,7 @@ export class IdReservations {
       ]);
       if (added.status === 'rejected') throw added.reason;
       if (released.status === 'rejected') throw released.reason;
-      return;
+      return [String(added.value)];
     }
     const pipeline = client.pipeline();
     // An add BullMQ could not build never reached the pipeline: its rejection is the only trace.
@@ -163,6 +161,8 @@ export class IdReservations {
     const [replies, added] = await Promise.all([pipeline.exec(), adds]);
     for (const outcome of added) if (outcome.status === 'rejected') throw outcome.reason;
     for (const [error] of replies ?? []) if (error) throw error;
+    // On a pipeline an add resolves with the pipeline: its reply (the id) is the pipeline's, in order.
+    return entries.map((_, i) => String(replies![i]![1]));
   }
 
   /**
@@ -175,6 +175,7 @@ export class IdReservations {
    */
   private async addAndReleasePerQueue(client: Redis, entries: ClaimedJob[], token: string) {
     const byQueue = new Map<string, ClaimedJob[]>();
+    const ids = new Map<ClaimedJob, string>();
     for (const entry of entries) {
       const group = byQueue.get(entry.queue.name);
       if (group) group.push(entry);
@@ -196,11 +197,13 @@ export class IdReservations {
         const [replies, outcomes] = await Promise.all([pipeline.exec(), adds]);
         for (const outcome of outcomes) if (outcome.status === 'rejected') throw outcome.reason;
         for (const [error] of replies ?? []) if (error) throw error;
+        for (const [i, entry] of group.entries()) ids.set(entry, String(replies![i]![1]));
         if (awaitReplica && replies?.at(-1)?.[1] === 0) countProcessError('replica-ack-timeout');
       }),
     );
     await this.release(entries, token);
     for (const outcome of added) if (outcome.status === 'rejected') throw outcome.reason;
+    return entries.map((entry) => ids.get(entry)!);
   }
 
   /** Drops this submission's claims on the ids without adding anything (it found a conflict). */

@@ -2,6 +2,7 @@
 import { randomFillSync } from 'node:crypto';
 import { monotonicFactory } from 'ulid';
 import { queueOwnKeyNames } from './bullmq/keys.js';
+import { scheduledJobIdPattern } from './bullmq/schedulers.js';
 import { JobbersError } from './errors.js';
 
 const ulidPattern = /^[0-9A-HJKMNP-TV-Z]{26}$/;
@@ -13,9 +14,12 @@ const reservedIds = new Set([...queueOwnKeyNames, 'jobbers']);
 
 /**
  * What normalizeTaskId accepts, as one ECMAScript pattern (for the API document): a ULID in any case,
- * or a client id that is not all digits and not a reserved name.
+ * a schedule's run (`repeat:<schedule>:<tick ms>`), or a client id that is not all digits and not a
+ * reserved name.
  */
-export const taskIdPattern = `^(?:[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}|(?!\\d+$)(?!(?:${[...reservedIds]
+export const taskIdPattern = `^(?:[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}|${scheduledJobIdPattern.source.slice(1, -1)}|(?!\\d+$)(?!(?:${[
+  ...reservedIds,
+]
   .map((name) => name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
   .join('|')})$)[A-Za-z0-9][A-Za-z0-9_.-]{0,127})$`;
 
@@ -58,6 +62,8 @@ export function normalizeTaskId(id: string): string {
     throw new JobbersError('INVALID_TASK_ID', 'task id must be a non-empty string');
   }
   if (id.length === 26 && ulidPattern.test(id.toUpperCase())) return id.toUpperCase();
+  // A schedule's run: the id its Job Scheduler gave it.
+  if (scheduledJobIdPattern.test(id)) return id;
   if (!clientIdPattern.test(id)) {
     throw new JobbersError(
       'INVALID_TASK_ID',

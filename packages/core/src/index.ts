@@ -23,6 +23,7 @@ export * from './metrics/stats.js';
 export * from './metrics/store.js';
 export * from './redis.js';
 export * from './routing.js';
+export * from './schedules.js';
 export * from './schemas.js';
 export * from './task.js';
 export * from './tasks-query.js';

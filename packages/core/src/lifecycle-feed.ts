@@ -1,13 +1,13 @@
 // The live feed of lifecycle transitions: one reader per process follows the queues' BullMQ event
-// streams (XREAD BLOCK on a connection of its own) and hands each read's transitions, as one batch,
-// to every subscriber. Subscribers never slow the reader: they are called synchronously and must
-// buffer (or drop) on their own. Transitions are named as in lifecycle.ts; each carries its stream
-// entry's id.
+// streams (XREAD BLOCK on a connection of its own) and hands each read's transitions and progress
+// reports, as one batch, to every subscriber. Subscribers never slow the reader: they are called
+// synchronously and must buffer (or drop) on their own. Transitions are named as in lifecycle.ts;
+// each event carries its stream entry's id.
 //
 // On a single Redis server the reader is the exporter's own (metrics/event-stream-reader.ts): it
-// decodes of each entry only the fields the feed uses, where ioredis would make a string of every
-// field of every entry (a job's data, its return value). On a Cluster or through Sentinel, whose
-// routing belongs to ioredis, it reads through ioredis.
+// decodes of each entry only the fields the feed uses (a progress entry's data, no other entry's),
+// where ioredis would make a string of every field of every entry (a job's data, its return value).
+// On a Cluster or through Sentinel, whose routing belongs to ioredis, it reads through ioredis.
 import { Cluster, type Redis } from 'ioredis';
 import { jobKey, queueOwnKey } from './bullmq/keys.js';
 import type { Transition } from './lifecycle.js';
@@ -33,6 +33,26 @@ export interface LifecycleFeedEvent {
   state: FeedState;
   /** When the transition happened (ms since the epoch, from the stream id). */
   at: number;
+}
+
+/** A running task's ctx.progress(value): not a transition, so the task stays in its state. */
+export interface ProgressFeedEvent {
+  kind: 'progress';
+  /** The BullMQ event stream entry's id. */
+  id: string;
+  queue: string;
+  task: string | null;
+  taskId: string;
+  /** The value the task reported. */
+  progress: unknown;
+  at: number;
+}
+
+/** What the feed delivers: transitions, and progress reports (told apart by `kind`). */
+export type FeedEvent = LifecycleFeedEvent | ProgressFeedEvent;
+
+export function isProgressEvent(event: FeedEvent): event is ProgressFeedEvent {
+  return (event as ProgressFeedEvent).kind === 'progress';
 }
 
 export interface FeedFilter {
@@ -72,7 +92,7 @@ export interface LifecycleFeedOptions {
   reader?: 'direct' | 'ioredis';
 }
 
-export function matchesFeedFilter(event: LifecycleFeedEvent, filter: FeedFilter): boolean {
+export function matchesFeedFilter(event: FeedEvent, filter: FeedFilter): boolean {
   return (
     (filter.queue === undefined || event.queue === filter.queue) &&
     (filter.task === undefined || event.task === filter.task) &&
@@ -81,11 +101,11 @@ export function matchesFeedFilter(event: LifecycleFeedEvent, filter: FeedFilter)
 }
 
 /**
- * A subscriber's callback: the transitions of one read, oldest first per stream. `whole` says the
- * array is the feed's own batch, the same array for every subscriber that takes all of it (a reply
- * made of it can be made once); read it, never change it.
+ * A subscriber's callback: the transitions and progress reports of one read, oldest first per
+ * stream. `whole` says the array is the feed's own batch, the same array for every subscriber that
+ * takes all of it (a reply made of it can be made once); read it, never change it.
  */
-export type FeedBatchListener = (events: readonly LifecycleFeedEvent[], whole: boolean) => void;
+export type FeedBatchListener = (events: readonly FeedEvent[], whole: boolean) => void;
 
 /** Whether a Last-Event-ID (a stream entry id) is well formed. */
 export function isStreamId(value: string): boolean {
@@ -114,7 +134,7 @@ export class LifecycleFeed {
   private readonly minReadIntervalMs: number;
   private readonly maxRemembered: number;
   /** The stream (storage queue) an event came from, where it is not the event's queue (partitions). */
-  private readonly streamOf = new WeakMap<LifecycleFeedEvent, string>();
+  private readonly streamOf = new WeakMap<FeedEvent, string>();
   private sources: FeedSource[] = [];
   private running = false;
   private loops: Promise<void>[] = [];
@@ -143,8 +163,8 @@ export class LifecycleFeed {
    * Transitions after `afterId` in one queue's stream (each partition's, for a partitioned queue),
    * oldest first per stream, at most `limit` entries read per stream.
    */
-  async replay(queue: string, afterId: string, limit: number): Promise<LifecycleFeedEvent[]> {
-    const events: LifecycleFeedEvent[] = [];
+  async replay(queue: string, afterId: string, limit: number): Promise<FeedEvent[]> {
+    const events: FeedEvent[] = [];
     for (const storage of this.storageQueues(queue)) {
       const entries = await this.options.connection.xrange(
         queueOwnKey(this.options.prefix, storage, 'events'),
@@ -189,7 +209,7 @@ export class LifecycleFeed {
     // After a replay, the last id sent per stream, until the live transitions of that stream pass it
     // (they come in order per stream: from then on none can have been sent).
     let lastSent: Map<string, string> | undefined;
-    const deliver = (batch: readonly LifecycleFeedEvent[]) => {
+    const deliver = (batch: readonly FeedEvent[]) => {
       let events = takesAll
         ? batch
         : batch.filter((e) => options.queues.includes(e.queue) && matchesFeedFilter(e, filter));
@@ -207,8 +227,7 @@ export class LifecycleFeed {
       }
       if (events.length > 0) options.onBatch(events, events === batch);
     };
-    let pending: (readonly LifecycleFeedEvent[])[] | undefined =
-      options.afterId === undefined ? undefined : [];
+    let pending: (readonly FeedEvent[])[] | undefined = options.afterId === undefined ? undefined : [];
     let pendingEvents = 0;
     const unsubscribe = this.subscribe((batch) => {
       if (!pending) return deliver(batch);
@@ -273,7 +292,7 @@ export class LifecycleFeed {
       !(sentinels && sentinels.length > 0) &&
       !keyPrefix;
     if (direct) {
-      const reader = new DirectStreamReader(connection.options);
+      const reader = new DirectStreamReader(connection.options, { progressData: true });
       return {
         read: (keys, positions, count, blockMs) => reader.readStreams(keys, positions, count, blockMs),
         names: (keys) => reader.hashField(keys, 'name'),
@@ -326,7 +345,7 @@ export class LifecycleFeed {
           return;
         }
         behind = false;
-        const batch: LifecycleFeedEvent[] = [];
+        const batch: FeedEvent[] = [];
         for (const { key, events } of reply) {
           const index = keys.indexOf(key);
           if (index === -1) continue;
@@ -363,7 +382,7 @@ export class LifecycleFeed {
     storage: string,
     entries: readonly StreamEvent[],
     names: FeedSource['names'],
-  ): Promise<LifecycleFeedEvent[]> {
+  ): Promise<FeedEvent[]> {
     const { prefix } = this.options;
     const queue = this.options.partitions?.queueOf(storage) ?? storage;
     const unknown = new Set<string>();
@@ -380,9 +399,15 @@ export class LifecycleFeed {
         if (typeof name === 'string') this.remember(id, name);
       });
     }
-    const events: LifecycleFeedEvent[] = [];
+    const events: FeedEvent[] = [];
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i]!;
+      if (e.event === 'progress') {
+        const event = progressEvent(e, queue, this.taskOf.get(e.jobId) ?? null);
+        if (queue !== storage) this.streamOf.set(event, storage);
+        events.push(event);
+        continue;
+      }
       const classified = this.classify(e, entries[i + 1]);
       if (!classified) continue;
       if (classified.consumedNext) i++;
@@ -456,12 +481,13 @@ export class LifecycleFeed {
   }
 }
 
-/** An entry as ioredis answers it, as the exporter's reader decodes it. */
+/** An entry as ioredis answers it, as the feed's direct reader decodes it (with a progress's data). */
 function streamEvent([id, fields]: [string, string[]]): StreamEvent {
   let event = '';
   let jobId = '';
   let name = '';
   let prev = '';
+  let data = '';
   for (let i = 0; i + 1 < fields.length; i += 2) {
     const value = fields[i + 1]!;
     switch (fields[i]) {
@@ -477,6 +503,9 @@ function streamEvent([id, fields]: [string, string[]]): StreamEvent {
       case 'prev':
         prev = value;
         break;
+      case 'data':
+        data = value;
+        break;
     }
   }
   const dash = id.indexOf('-');
@@ -485,7 +514,7 @@ function streamEvent([id, fields]: [string, string[]]): StreamEvent {
     ms: Number(dash === -1 ? id : id.slice(0, dash)),
     event,
     jobId,
-    extra: event === 'added' ? name : prev,
+    extra: event === 'added' ? name : event === 'progress' ? data : prev,
   };
 }
 
@@ -501,6 +530,20 @@ function ioredisNames(connection: Redis): FeedSource['names'] {
       return !error && typeof name === 'string' ? name : null;
     });
   };
+}
+
+/** A progress entry's report; its `extra` is the entry's `data` ('' when it has none). */
+function progressEvent(e: StreamEvent, queue: string, task: string | null): ProgressFeedEvent {
+  let progress: unknown = null;
+  if (e.extra !== '') {
+    try {
+      progress = JSON.parse(e.extra);
+    } catch {
+      // Not JSON (written by other code than ctx.progress): the text as it is.
+      progress = e.extra;
+    }
+  }
+  return { kind: 'progress', id: e.id, queue, task, taskId: e.jobId, progress, at: e.ms };
 }
 
 /** The id of a stream's last entry, or 0-0 for an empty or absent stream. */

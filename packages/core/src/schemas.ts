@@ -5,7 +5,7 @@
 import { type Static, Type } from 'typebox';
 import { type CancellableState, cancellableStates } from './cancellation.js';
 import { maxDelayMs, maxPriority } from './client.js';
-import { type BackoffPolicy, maxTimerMs } from './task.js';
+import { type BackoffPolicy, maxDedupKeyLength, maxTimerMs } from './task.js';
 import { maxFanOut, maxWorkflowNodes } from './workflows.js';
 
 /** Longest task id: a ULID or a client's own id of up to 128 characters (see core ids.ts). */
@@ -82,6 +82,26 @@ export const SubmitBody = Type.Object(
       }),
     ),
     backoff: Type.Optional(Backoff),
+    dedupKey: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: maxDedupKeyLength,
+        description: "the task's dedup key (default: the value of the param its definition names): see dedup",
+      }),
+    ),
+    dedup: Type.Optional(
+      Type.Union([Type.Literal('simple'), Type.Literal('throttle'), Type.Literal('debounce')], {
+        description:
+          'with a dedup key: simple drops this task while one with the key is pending; throttle keeps one per dedupWindow; debounce delays it by dedupWindow and a later one replaces it. Default: the definition, else simple',
+      }),
+    ),
+    dedupWindow: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: maxTimerMs,
+        description: 'milliseconds: the throttle or debounce window',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -111,6 +131,11 @@ export const SubmittedTask = Type.Object({
   task: Type.String(),
   queue: Type.String(),
   state: TaskState,
+  deduplicated: Type.Optional(
+    Type.Literal(true, {
+      description: 'the task was dropped by deduplication: id and state are those of the task kept',
+    }),
+  ),
 });
 
 /** A submission's outcome: created false when the id existed already (nothing was enqueued). */
@@ -164,6 +189,14 @@ export const TaskView = Type.Object({
   ),
   delay: Type.Optional(Type.Integer()),
   priority: Type.Optional(Type.Integer()),
+  progress: Type.Optional(
+    Type.Unknown({ description: 'the last ctx.progress(value) of the task: a number or an object' }),
+  ),
+  logs: Type.Optional(
+    Type.Array(Type.String(), {
+      description: 'the lines of ctx.log(line), oldest first: the last 1000 kept (GET /v1/tasks/:id only)',
+    }),
+  ),
 });
 export type TaskView = Static<typeof TaskView>;
 
@@ -281,7 +314,8 @@ const nodeKey = Type.String({
 export const WorkflowNode = Type.Object(
   {
     key: nodeKey,
-    ...Type.Omit(SubmitBody, ['id']).properties,
+    // A node runs once, as itself: deduplication would put another task in its place.
+    ...Type.Omit(SubmitBody, ['id', 'dedupKey', 'dedup', 'dedupWindow']).properties,
     dependsOn: Type.Optional(
       Type.Array(nodeKey, {
         maxItems: maxWorkflowNodes,
@@ -510,3 +544,71 @@ export const WorkerList = Type.Object({
     }),
   ),
 });
+
+const scheduleTiming = {
+  cron: Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 200,
+      description: 'a cron pattern: 5 fields (minute first) or 6 (seconds first); give cron or every',
+      examples: ['0 3 * * *'],
+    }),
+  ),
+  tz: Type.Optional(
+    Type.String({ minLength: 1, maxLength: 64, description: 'IANA time zone of cron (default UTC)' }),
+  ),
+  every: Type.Optional(
+    Type.Integer({
+      minimum: 100,
+      maximum: maxTimerMs,
+      description: 'milliseconds between runs; give cron or every',
+    }),
+  ),
+  params: Type.Optional(Type.Unknown({ description: "every run's params, valid against the task's schema" })),
+  start: Type.Optional(Type.String({ maxLength: 64, format: 'date-time', description: 'no run before it' })),
+  end: Type.Optional(Type.String({ maxLength: 64, format: 'date-time', description: 'no run after it' })),
+};
+
+const ScheduleId = Type.String({
+  minLength: 1,
+  maxLength: 64,
+  pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$',
+  description: "the schedule's id",
+});
+
+export const ScheduleIdParams = Type.Object({ id: ScheduleId });
+
+/** PUT /v1/schedules/:id: a schedule, its id in the path. */
+export const SchedulePutBody = Type.Object(
+  {
+    task: TaskType('the task type it submits'),
+    queue: Type.Optional(QueueName('a queue the task type allows; default: its own queue')),
+    ...scheduleTiming,
+    paused: Type.Optional(Type.Boolean({ default: false })),
+  },
+  { additionalProperties: false },
+);
+export type SchedulePutBody = Static<typeof SchedulePutBody>;
+
+export const ScheduleBody = Type.Object(
+  { id: ScheduleId, ...SchedulePutBody.properties },
+  { additionalProperties: false },
+);
+export type ScheduleBody = Static<typeof ScheduleBody>;
+
+export const ScheduleView = Type.Object({
+  id: Type.String(),
+  task: Type.String(),
+  queue: Type.String(),
+  ...scheduleTiming,
+  params: Type.Unknown(),
+  paused: Type.Boolean(),
+  source: Type.Union([Type.Literal('definition'), Type.Literal('api')], {
+    description: 'definition: from defineTask({schedule}), made by every manager at start',
+  }),
+  next: Type.Optional(DateTime('when the next run is due; absent while paused or past its end')),
+});
+
+export type ScheduleView = Static<typeof ScheduleView>;
+
+export const ScheduleList = Type.Object({ schedules: Type.Array(ScheduleView) });

@@ -5,6 +5,15 @@ import { JobbersError } from './errors.js';
 
 export type JsonSchema = Record<string, unknown>;
 export type ShutdownPolicy = 'finish' | 'reenqueue' | 'fail';
+/**
+ * How submissions with one dedup key are merged: `simple` drops a submission while a task with the
+ * key is pending (not yet completed or failed for good); `throttle` keeps one per window, from the
+ * first; `debounce` holds each for the window and keeps the last (a later one replaces it).
+ */
+export type DedupMode = 'simple' | 'throttle' | 'debounce';
+export const dedupModes: readonly DedupMode[] = ['simple', 'throttle', 'debounce'];
+/** The longest dedup key a submission may give. */
+export const maxDedupKeyLength = 256;
 
 export interface BackoffPolicy {
   type: 'fixed' | 'exponential';
@@ -29,6 +38,32 @@ export interface TaskContext {
   heartbeat(): Promise<void>;
   /** Gives the task back unfinished; it becomes available again after delayMs (default 0). */
   yield(delayMs?: number): Promise<never>;
+  /**
+   * Records how far the task got: a number (e.g. a percentage) or a JSON object of at most
+   * maxProgressBytes. Shown by GET /v1/tasks/:id and sent on GET /v1/events as a `progress` event.
+   */
+  progress(value: number | Record<string, unknown>): Promise<void>;
+  /**
+   * Appends a line to the task's log (GET /v1/tasks/:id `logs`). The task keeps its last
+   * maxTaskLogLines lines; a line longer than maxLogLineChars is cut there.
+   */
+  log(line: string): Promise<void>;
+}
+
+/** When a task runs by itself: a cron pattern (in a time zone) or every N milliseconds. */
+export interface TaskSchedule<P = unknown> {
+  /** A cron pattern, 5 fields (minute first) or 6 (seconds first). */
+  cron?: string;
+  /** IANA time zone of the cron pattern. @default 'UTC' */
+  tz?: string;
+  /** Milliseconds between runs (instead of cron). */
+  every?: number;
+  /** The params of every run. @default {} */
+  params?: P;
+  /** No run before this time (ISO 8601). */
+  start?: string;
+  /** No run after this time (ISO 8601). */
+  end?: string;
 }
 
 export interface TaskDefinition<P = any, R = unknown> {
@@ -54,6 +89,20 @@ export interface TaskDefinition<P = any, R = unknown> {
    * within one partition. Absent: round-robin.
    */
   partitionBy?: string;
+  /**
+   * The param whose value is the task's dedup key (a submission may give its own key instead).
+   * A submission without a key is not deduplicated.
+   */
+  dedupKey?: string;
+  /** @default 'simple' */
+  dedup?: DedupMode;
+  /** Milliseconds: the window of `throttle` and `debounce` (required by them). */
+  dedupWindow?: number;
+  /**
+   * Submits the task on a schedule (see schedules.ts): its id is the task's name. Managers create it
+   * at start; the API can pause and resume it.
+   */
+  schedule?: TaskSchedule<P>;
   run(params: P, ctx: TaskContext): Promise<R> | R;
 }
 
@@ -65,6 +114,12 @@ export const queueNamePattern = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 export const maxRetries = 100;
 /** The most partitions a queue may have. */
 export const maxPartitions = 256;
+/** Log lines a task keeps (its oldest go first). */
+export const maxTaskLogLines = 1000;
+/** Characters a log line keeps; the rest is cut. */
+export const maxLogLineChars = 8192;
+/** The largest progress value, as JSON. */
+export const maxProgressBytes = 16 * 1024;
 /** The longest a Node timer can wait (2^31-1 ms, about 24.8 days): bounds timeouts and backoff delays. */
 export const maxTimerMs = 2 ** 31 - 1;
 
@@ -106,6 +161,32 @@ function definitionProblems(def: TaskDefinition): string[] {
   }
   if (typeof def.run !== 'function') problems.push('run must be a function');
   problems.push(...partitionProblems(def));
+  problems.push(...dedupProblems(def));
+  return problems;
+}
+
+function dedupProblems(def: TaskDefinition): string[] {
+  const problems: string[] = [];
+  if (def.dedupKey !== undefined && (typeof def.dedupKey !== 'string' || def.dedupKey === ''))
+    problems.push('dedupKey must name a param');
+  problems.push(...dedupModeProblems(def.dedup, def.dedupWindow));
+  if (def.dedupKey !== undefined && (def.partitions ?? 1) > 1 && def.partitionBy !== def.dedupKey)
+    problems.push('a partitioned task deduplicates within a partition: set partitionBy to its dedupKey');
+  return problems;
+}
+
+/** What is wrong with a dedup mode and window, as a definition or a submission gives them. */
+export function dedupModeProblems(mode: unknown, windowMs: unknown): string[] {
+  const problems: string[] = [];
+  if (mode !== undefined && !dedupModes.includes(mode as DedupMode))
+    problems.push('dedup must be simple, throttle or debounce');
+  const windowed = mode === 'throttle' || mode === 'debounce';
+  if (
+    windowMs !== undefined &&
+    (!Number.isInteger(windowMs) || (windowMs as number) < 1 || (windowMs as number) > maxTimerMs)
+  )
+    problems.push(`dedupWindow must be whole milliseconds 1..${maxTimerMs}`);
+  else if (windowed && windowMs === undefined) problems.push(`dedup ${mode} needs dedupWindow`);
   return problems;
 }
 

@@ -1,14 +1,15 @@
 // The live feed behind GET /v1/events: its direct reader (the exporter's decoder on a connection of
-// its own) and its ioredis reader give the same transitions, task types included for jobs added
-// before the feed started (read from their hashes), across a partitioned queue's streams; and a
-// feed started afresh (a restarted manager) resumes after a given id with exactly what followed.
+// its own) and its ioredis reader give the same transitions and progress reports, task types
+// included for jobs added before the feed started (read from their hashes), across a partitioned
+// queue's streams; and a feed started afresh (a restarted manager) resumes after a given id with
+// exactly what followed, progress reports included.
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { Queue, Worker } from 'bullmq';
 import { pino } from 'pino';
 import { uniquePrefix, useRedisServer } from '../../../test/support/redis-server.js';
 import { waitFor } from '../../../test/support/wait.js';
-import { LifecycleFeed, type LifecycleFeedEvent } from '../src/lifecycle-feed.js';
+import { type FeedEvent, isProgressEvent, LifecycleFeed } from '../src/lifecycle-feed.js';
 import { createRedisConnection } from '../src/redis.js';
 
 const closing: (() => Promise<void> | void)[] = [];
@@ -30,12 +31,16 @@ function stackOn(prefix: string) {
     closing.push(() => q.close());
     return q;
   };
-  /** Runs `name`'s jobs: a job whose data has failOnce fails its first attempt. */
+  /**
+   * Runs `name`'s jobs: a job whose data has failOnce fails its first attempt; one whose data has
+   * `report` reports it as its progress first.
+   */
   const work = (name: string) => {
     const workerConnection = connection.duplicate({ maxRetriesPerRequest: null });
     const worker = new Worker(
       name,
       async (job) => {
+        if (job.data.report !== undefined) await job.updateProgress(job.data.report);
         if (job.data.failOnce && job.attemptsMade === 0) throw new Error('first attempt fails');
         return { k: job.data.k, padding: 'x'.repeat(500) };
       },
@@ -51,7 +56,7 @@ function stackOn(prefix: string) {
 
 /** Follows every transition of `feed`'s queues into a list. */
 async function collect(feed: LifecycleFeed, queues: string[], afterId?: string) {
-  const events: LifecycleFeedEvent[] = [];
+  const events: FeedEvent[] = [];
   const stop = await feed.follow({
     filter: {},
     queues,
@@ -68,10 +73,16 @@ async function collect(feed: LifecycleFeed, queues: string[], afterId?: string) 
   return events;
 }
 
-const byPosition = (a: LifecycleFeedEvent, b: LifecycleFeedEvent) =>
-  a.id.localeCompare(b.id) || a.taskId.localeCompare(b.taskId) || a.transition.localeCompare(b.transition);
+const kindOf = (e: FeedEvent) => (isProgressEvent(e) ? 'progress' : e.transition);
 
-test('the direct and the ioredis reader give the same transitions of a partitioned queue, task types included', {
+const byPosition = (a: FeedEvent, b: FeedEvent) =>
+  a.id.localeCompare(b.id) || a.taskId.localeCompare(b.taskId) || kindOf(a).localeCompare(kindOf(b));
+
+/** What a job with index k reports as its progress: an object, a number, or nothing. */
+const reportOf = (k: number) =>
+  k % 3 === 1 ? { k, note: 'ünï "q"\n', big: 'x'.repeat(2000) } : k % 3 === 2 ? k * 10 : undefined;
+
+test('the direct and the ioredis reader give the same transitions and progress of a partitioned queue, task types included', {
   timeout: 60_000,
 }, async () => {
   const prefix = uniquePrefix('feed');
@@ -86,7 +97,11 @@ test('the direct and the ioredis reader give the same transitions of a partition
   const names = new Map<string, string>();
   for (const [k, partition] of [p0, p1, p0, p1, p0, p1, p0, p1, p0, p1, p0, p1].entries()) {
     const name = k % 3 === 0 ? 'démo.ünïcode' : 'demo.echo';
-    const job = await partition.add(name, { k, failOnce: k % 4 === 0 }, { attempts: 2, jobId: `j${k}` });
+    const job = await partition.add(
+      name,
+      { k, failOnce: k % 4 === 0, report: reportOf(k) },
+      { attempts: 2, jobId: `j${k}` },
+    );
     names.set(job.id!, name);
   }
   const feeds = (['direct', 'ioredis'] as const).map(
@@ -112,8 +127,8 @@ test('the direct and the ioredis reader give the same transitions of a partition
   });
   work('q-p0');
   work('q-p1');
-  const finished = (events: LifecycleFeedEvent[]) =>
-    events.filter((e) => e.transition === 'completed').length === names.size;
+  const finished = (events: FeedEvent[]) =>
+    events.filter((e) => !isProgressEvent(e) && e.transition === 'completed').length === names.size;
   await waitFor(() => seen.every(finished), { what: 'both feeds to see every job complete' });
   const [direct, viaIoredis] = seen.map((events) => [...events].sort(byPosition));
   assert.deepEqual(direct, viaIoredis);
@@ -122,9 +137,18 @@ test('the direct and the ioredis reader give the same transitions of a partition
     assert.equal(e.task, names.get(e.taskId), `the task type of ${e.taskId}`);
     assert.equal(e.at, Number(e.id.split('-')[0]));
   }
-  const transitions = new Set(direct!.map((e) => e.transition));
+  const transitions = new Set(direct!.map(kindOf));
   for (const t of ['created', 'activated', 'failed-with-retries', 'completed'] as const)
     assert.ok(transitions.has(t), `the feed reported ${t}`);
+  // Each attempt of a reporting job reported its value once (a failed first attempt reported too).
+  const reports = direct!.filter(isProgressEvent);
+  for (let k = 0; k < 12; k++) {
+    const mine = reports.filter((e) => e.taskId === `j${k}`);
+    const attempts = k % 4 === 0 ? 2 : 1;
+    const report = reportOf(k);
+    assert.equal(mine.length, report === undefined ? 0 : attempts, `the progress reports of j${k}`);
+    for (const e of mine) assert.deepEqual(e.progress, report, `the progress of j${k}`);
+  }
 });
 
 test('a feed started afresh resumes after an id with exactly what followed, then live', {
@@ -142,11 +166,13 @@ test('a feed started afresh resumes after an id with exactly what followed, then
   const jobs = await q.addBulk(
     Array.from({ length: 8 }, (_, k) => ({
       name: 'demo.echo',
-      data: { k, failOnce: k === 3 },
+      data: { k, failOnce: k === 3, report: reportOf(k) },
       opts: { attempts: 2 },
     })),
   );
-  await waitFor(() => before.filter((e) => e.transition === 'completed').length === jobs.length + 1, {
+  const completed = (events: FeedEvent[]) =>
+    events.filter((e) => !isProgressEvent(e) && e.transition === 'completed').length;
+  await waitFor(() => completed(before) === jobs.length + 1, {
     what: 'the first feed to see every job complete',
   });
   await first.stop();
@@ -155,15 +181,16 @@ test('a feed started afresh resumes after an id with exactly what followed, then
   const resumeAfter = before[4]!;
   const second = new LifecycleFeed(options);
   const resumed = await collect(second, ['r'], resumeAfter.id);
+  assert.ok(before.some(isProgressEvent), 'the jobs reported progress');
   assert.deepEqual(resumed, before.slice(5), 'the replay is what followed the id, in order');
   const live = await q.add('demo.echo', { k: 99 });
-  await waitFor(() => resumed.some((e) => e.taskId === live.id && e.transition === 'completed'), {
+  await waitFor(() => resumed.some((e) => e.taskId === live.id && kindOf(e) === 'completed'), {
     what: 'the resumed feed to see a new job complete',
   });
   const ids = resumed.map((e) => e.id);
   assert.equal(new Set(ids).size, ids.length, 'no transition twice');
   assert.deepEqual(
-    resumed.filter((e) => e.taskId === live.id).map((e) => [e.transition, e.task]),
+    resumed.filter((e) => e.taskId === live.id).map((e) => [kindOf(e), e.task]),
     [
       ['created', 'demo.echo'],
       ['activated', 'demo.echo'],

@@ -1,13 +1,15 @@
 // The exporter's reply decoder: whatever way the replies are cut into chunks it yields the same
-// events, keeps only id, event, jobId and name (added) or prev (any other event), decodes the
-// replies after an XRANGE in the same write (XINFO, ZRANGE) as plain values, and refuses what is
-// not a well-formed reply instead of guessing.
+// events, keeps only id, event, jobId and name (added) or prev (any other event), and for the
+// lifecycle feed a progress entry's data (no other entry's), decodes the replies after an XRANGE in
+// the same write (XINFO, ZRANGE) as plain values, and refuses what is not a well-formed reply
+// instead of guessing.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
   type ParsedReply,
   RedisReplyError,
   type ReplyShape,
+  type StreamDecoding,
   StreamReplyParser,
 } from '../src/metrics/stream-reply-parser.js';
 
@@ -64,8 +66,13 @@ const expected = [
 ];
 
 /** Feeds `bytes` cut at `cuts`, taking replies of the given shapes as they complete. */
-function parseInChunks(bytes: Buffer, cuts: number[], shapes: ReplyShape[] = ['entries']) {
-  const parser = new StreamReplyParser();
+function parseInChunks(
+  bytes: Buffer,
+  cuts: number[],
+  shapes: ReplyShape[] = ['entries'],
+  decoding: StreamDecoding = {},
+) {
+  const parser = new StreamReplyParser(decoding);
   const replies: ParsedReply[] = [];
   let from = 0;
   for (const cut of [...cuts, bytes.length]) {
@@ -235,4 +242,46 @@ test('an XREAD reply, cut at any byte, gives each stream with its events; a time
     streams: [{ key: 's', events: [] }],
   });
   assert.throws(() => parseOne(`*1\r\n*3\r\n${bulk('s')}*0\r\n`, 'streams'), RedisReplyError);
+});
+
+// BullMQ's progress entries: `event progress jobId <id> data <the value as JSON>`. Other entries may
+// carry a field named data too (written by other code): only a progress entry's is kept.
+const withProgress = reply([
+  entry('1700000000020-0', ['event', 'progress', 'jobId', 'j1', 'data', '{"step":1,"note":"ünï \\"q\\""}']),
+  entry('1700000000021-0', ['event', 'active', 'jobId', 'j2', 'data', 'not kept', 'prev', 'waiting']),
+  entry('1700000000022-0', ['data', '42', 'jobId', 'j1', 'event', 'progress']),
+  entry('1700000000023-0', ['event', 'progress', 'jobId', 'j1']),
+  entry('1700000000024-0', ['event', 'added', 'jobId', 'j3', 'name', 'demo.echo', 'data', 'x']),
+]);
+
+test("with progressData, a progress entry's data is its extra, whatever the cut; no other entry's", () => {
+  const kept = [
+    {
+      id: '1700000000020-0',
+      ms: 1700000000020,
+      event: 'progress',
+      jobId: 'j1',
+      extra: '{"step":1,"note":"ünï \\"q\\""}',
+    },
+    { id: '1700000000021-0', ms: 1700000000021, event: 'active', jobId: 'j2', extra: 'waiting' },
+    { id: '1700000000022-0', ms: 1700000000022, event: 'progress', jobId: 'j1', extra: '42' },
+    { id: '1700000000023-0', ms: 1700000000023, event: 'progress', jobId: 'j1', extra: '' },
+    { id: '1700000000024-0', ms: 1700000000024, event: 'added', jobId: 'j3', extra: 'demo.echo' },
+  ];
+  const decoding = { progressData: true };
+  assert.deepEqual(parseInChunks(withProgress, [], ['entries'], decoding), {
+    result: { kind: 'entries', events: kept },
+    idle: true,
+  });
+  for (let cut = 1; cut < withProgress.length; cut++)
+    assert.deepEqual(
+      parseInChunks(withProgress, [cut], ['entries'], decoding).result,
+      { kind: 'entries', events: kept },
+      `cut at byte ${cut}`,
+    );
+  // The exporter's parser (the default) keeps no data at all.
+  assert.deepEqual(parseInChunks(withProgress, []).result, {
+    kind: 'entries',
+    events: kept.map((e) => (e.event === 'progress' ? { ...e, extra: '' } : e)),
+  });
 });

@@ -100,12 +100,15 @@ export function followEvents(query, onBatch, onState) {
           for (const block of blocks) {
             let id;
             let data;
+            let name = 'message';
             for (const line of block.split('\n')) {
               if (line.startsWith('id:')) id = line.slice(3).trim();
               else if (line.startsWith('data:')) data = line.slice(5).trim();
+              else if (line.startsWith('event:')) name = line.slice(6).trim();
             }
             if (id) lastId = id;
-            if (data) onEvent(JSON.parse(data));
+            // Transitions only: progress reports (`event: progress`) change no count.
+            if (data && name === 'message') onEvent(JSON.parse(data));
           }
         }
       } catch (error) {

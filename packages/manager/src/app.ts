@@ -6,12 +6,14 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import {
   defaultProcessMetricsPrefix,
+  isRedisUnavailableError,
   LifecycleFeed,
   type Logger,
   type ManagerConfig,
   processMetrics,
   promMetricOptions,
   registerProcessHealthMetrics,
+  Schedules,
   TaskClient,
   type TaskRegistry,
   Workflows,
@@ -28,6 +30,7 @@ import { RequestLogController } from './plugins/request-log.js';
 import { eventRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
 import { type AvailableReader, queueRoutes } from './routes/queues.js';
+import { scheduleRoutes } from './routes/schedules.js';
 import { statsRoutes } from './routes/stats.js';
 import { taskRoutes } from './routes/tasks.js';
 import { workerRoutes } from './routes/workers.js';
@@ -83,6 +86,7 @@ export async function buildManagerApp(options: ManagerAppOptions): Promise<Manag
     registry: options.registry,
   });
   const workflows = new Workflows(options.connection, options.config.prefix, client);
+  const schedules = new Schedules(options.connection, options.config.prefix, client);
   const processRegistry = new Registry();
   const feed = new LifecycleFeed({
     connection: options.connection,
@@ -114,6 +118,7 @@ export async function buildManagerApp(options: ManagerAppOptions): Promise<Manag
       await v1.register(authPlugin, { apiKeys: options.config.apiKeys });
       await v1.register(taskRoutes, { client });
       await v1.register(workflowRoutes, { workflows });
+      await v1.register(scheduleRoutes, { schedules });
       await v1.register(statsRoutes, {
         connection: options.connection,
         keyPrefix: options.config.prefix,
@@ -147,11 +152,49 @@ export async function buildManagerApp(options: ManagerAppOptions): Promise<Manag
     return reply.type(processRegistry.contentType).send(`${cluster}${own}`);
   });
 
+  const stopSync = syncScheduleDefinitions(app, schedules, options.registry);
   app.addHook('onClose', async () => {
+    stopSync();
     await feed.stop();
     await client.close();
   });
   return { app, client, processRegistry };
+}
+
+/**
+ * Makes the schedules of the task definitions at start; while Redis cannot take them, tries again
+ * every 5 s (logged once). A definition that cannot be scheduled (its params no longer valid) is
+ * logged as an error and left. Returns the function that stops trying.
+ */
+function syncScheduleDefinitions(
+  app: FastifyInstance,
+  schedules: Schedules,
+  registry: TaskRegistry,
+): () => void {
+  if (!registry.definitions.some((def) => def.schedule)) return () => {};
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  let warned = false;
+  const attempt = async () => {
+    try {
+      await schedules.syncDefinitions(registry, app.log as Logger);
+    } catch (error) {
+      if (stopped) return;
+      if (!isRedisUnavailableError(error)) {
+        app.log.error({ err: error }, 'the schedules of the task definitions could not be made');
+        return;
+      }
+      if (!warned)
+        app.log.warn({ err: error }, 'schedules of task definitions not made yet: Redis is unavailable');
+      warned = true;
+      timer = setTimeout(attempt, 5000);
+    }
+  };
+  void attempt();
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
 }
 
 /**

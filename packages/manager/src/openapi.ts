@@ -119,7 +119,8 @@ function typeWorkflowNodes(document: Document, registry: TaskRegistry, schemas: 
     const name = `WorkflowNode_${def.name.replace(/[^A-Za-z0-9_]/g, '_')}`;
     mapping[def.name] = ref(name).$ref;
     const task = schemas[submitSchemaName(def.name)] as Schema;
-    const { id: _id, ...properties } = task.properties;
+    // A node runs once, as itself: it takes neither an id nor deduplication.
+    const { id: _id, dedupKey: _key, dedup: _mode, dedupWindow: _window, ...properties } = task.properties;
     const fanOut = structuredClone(generic.properties.fanOut) as Schema;
     fanOut.properties.params.items = properties.params;
     fanOut.properties.queues.items = { ...fanOut.properties.queues.items, enum: properties.queue.enum };

@@ -4,6 +4,7 @@
 // schema for its status; a valid request is never refused as invalid; an invalid one is a coded 4xx.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { loadTasks, type ScheduleInput, scheduleProblems, type TaskRegistry } from '@jobbers/core';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
 import fc from 'fast-check';
@@ -16,9 +17,11 @@ const requestsPerRun = 400;
 
 let redis: RedisServer;
 let manager: TestManager;
+let registry: TaskRegistry;
 
 before(async () => {
   redis = await startRedisServer();
+  registry = await loadTasks('@jobbers/examples');
   manager = await startTestManager({ redisUrl: redis.url, prefix: uniquePrefix('contract') });
 });
 after(async () => {
@@ -230,7 +233,33 @@ function meetsProseRules(call: Call): boolean {
     unknown
   >;
   const [after, before] = [Date.parse(String(filter.after)), Date.parse(String(filter.before))];
-  return Number.isNaN(after) || Number.isNaN(before) || after < before;
+  if (!(Number.isNaN(after) || Number.isNaN(before) || after < before)) return false;
+  if (call.operation.id === 'createSchedule' || call.operation.id === 'putSchedule')
+    return meetsScheduleRules({ ...(call.body as object), ...call.path } as ScheduleInput);
+  const submissions = call.operation.id === 'submitTasks' ? (filter.tasks as unknown[]) : [call.body];
+  return call.operation.method !== 'POST' || (submissions ?? []).every(meetsDedupRules);
+}
+
+/**
+ * What the schedule descriptions say: cron or every, tz only with cron and a real zone, end after
+ * start, and params valid for the task on a queue it allows (the example tasks run on default).
+ */
+function meetsScheduleRules(input: ScheduleInput): boolean {
+  if (scheduleProblems(input).length > 0) return false;
+  if (input.queue !== undefined && input.queue !== 'default') return false;
+  return registry.find(input.task) !== undefined && registry.acceptsParams(input.task, input.params ?? {});
+}
+
+/**
+ * What SubmitBody's descriptions say of dedup (the example tasks name no dedupKey param): dedup and
+ * dedupWindow need a dedupKey; throttle and debounce need a window; debounce takes no delay.
+ */
+function meetsDedupRules(submission: unknown): boolean {
+  if (typeof submission !== 'object' || submission === null) return true;
+  const { dedupKey, dedup, dedupWindow, delay } = submission as Record<string, unknown>;
+  if (dedupKey === undefined) return dedup === undefined && dedupWindow === undefined;
+  if ((dedup === 'throttle' || dedup === 'debounce') && dedupWindow === undefined) return false;
+  return !(dedup === 'debounce' && delay !== undefined);
 }
 
 /** Validates against a schema of the document, its local $refs read in the document. */

@@ -1,7 +1,13 @@
 // Task outcomes observed where they happen: processed, execution time, end-to-end latency,
 // retries, execution timeouts and rejected completions, buffered and flushed to Redis
 // (cluster-wide, shared).
-import { clusterMetrics, type MetricsBuffer, type NodeAdvance, queueOfStorage } from '@jobbers/core';
+import {
+  clusterMetrics,
+  type MetricsBuffer,
+  type NodeAdvance,
+  queueOfStorage,
+  scheduledTickOf,
+} from '@jobbers/core';
 import type { Job } from 'bullmq';
 
 export function isTimeoutError(error: Error | undefined): boolean {
@@ -49,4 +55,14 @@ export function recordRejectedCompletion(buffer: MetricsBuffer, job: Job): void 
 export function recordWorkflowFinished(buffer: MetricsBuffer, step: NodeAdvance): void {
   buffer.increment(clusterMetrics.workflowsFinished, [step.name, step.state]);
   buffer.observe(clusterMetrics.workflowDuration, [step.name], (Date.now() - step.createdAtMs) / 1000);
+}
+
+/** A schedule's run starting for the first time: one run of the schedule, and how late it started. */
+export function recordScheduledRun(buffer: MetricsBuffer, job: Job, attempt: number): void {
+  const tick = scheduledTickOf(job);
+  if (!tick || attempt !== 1) return;
+  const labels = [queueOfStorage(job.queueName), job.name, tick.scheduleId];
+  buffer.increment(clusterMetrics.scheduleRuns, labels);
+  const startedAt = job.processedOn ?? Date.now();
+  buffer.observe(clusterMetrics.scheduleLateness, labels, Math.max(0, startedAt - tick.tickMs) / 1000);
 }

@@ -10,6 +10,9 @@ import {
   type Logger,
   type MetricsBuffer,
   markYield,
+  maxLogLineChars,
+  maxProgressBytes,
+  maxTaskLogLines,
   queueOfStorage,
   readJobFinish,
   type TaskContext,
@@ -23,6 +26,7 @@ import {
   recordCompleted,
   recordFailed,
   recordRejectedCompletion,
+  recordScheduledRun,
   recordWorkflowFinished,
 } from './outcome-metrics.js';
 import { traceExecution } from './tracing.js';
@@ -144,6 +148,7 @@ export class TaskAttempt {
       );
       return;
     }
+    recordScheduledRun(this.options.outcomes, this.job, this.attempt);
     let outcome: { ok: true; value: unknown } | { ok: false; error: Error };
     try {
       outcome = { ok: true, value: await traceExecution(this.job, () => this.execute(def)) };
@@ -200,7 +205,29 @@ export class TaskAttempt {
       signal: this.controller.signal,
       heartbeat: () => this.heartbeat(),
       yield: (delayMs?: number) => this.yieldJob(delayMs),
+      progress: (value) => this.reportProgress(value),
+      log: (line) => this.appendLog(line),
     };
+  }
+
+  /** Ignored once the attempt is settling: the task's late reports belong to no attempt. */
+  private async reportProgress(value: number | Record<string, unknown>): Promise<void> {
+    const isNumber = typeof value === 'number' && Number.isFinite(value);
+    const isObject = typeof value === 'object' && value !== null && !Array.isArray(value);
+    if (!isNumber && !isObject)
+      throw new TypeError('ctx.progress(value): value must be a finite number or a plain object');
+    if (isObject && Buffer.byteLength(JSON.stringify(value)) > maxProgressBytes)
+      throw new RangeError(`ctx.progress(value): value is larger than ${maxProgressBytes} bytes as JSON`);
+    if (this.isSettling || this.lost) return;
+    await this.job.updateProgress(value);
+  }
+
+  private async appendLog(line: string): Promise<void> {
+    if (typeof line !== 'string') throw new TypeError('ctx.log(line): line must be a string');
+    if (this.isSettling || this.lost) return;
+    // Jobs submitted without keepLogs (by BullMQ directly) are bounded all the same.
+    this.job.opts.keepLogs ??= maxTaskLogLines;
+    await this.job.log(line.length > maxLogLineChars ? `${line.slice(0, maxLogLineChars)}…` : line);
   }
 
   private async heartbeat(): Promise<void> {

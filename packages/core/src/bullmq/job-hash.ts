@@ -17,6 +17,8 @@ export const jobHashField = {
   attemptsStarted: 'ats',
   /** Attempts made: BullMQ adds one on every move to completed or failed. */
   attemptsMade: 'atm',
+  /** The last progress a task reported (JSON), absent until it reports one. */
+  progress: 'progress',
   /** processedBy: the name of the worker that last activated the job (the exporter's role label). */
   processedBy: 'pb',
   /** Jobbers' own field: the time (ms) of the task's last heartbeat. */

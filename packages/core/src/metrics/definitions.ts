@@ -132,6 +132,19 @@ export const clusterMetrics = {
     labelNames: ['workflow'],
     buckets: latencyBuckets,
   }),
+  scheduleRuns: define({
+    name: 'jobbers_schedule_runs_total',
+    type: 'counter',
+    help: "Runs of each schedule: a tick's task counted when a worker first starts it",
+    labelNames: ['queue', 'task', 'schedule'],
+  }),
+  scheduleLateness: define({
+    name: 'jobbers_schedule_lateness_seconds',
+    type: 'histogram',
+    help: "From a schedule's tick to the start of its run",
+    labelNames: ['queue', 'task', 'schedule'],
+    buckets: latencyBuckets,
+  }),
   cleanerLastSuccess: define({
     name: 'jobbers_cleaner_last_success_timestamp_seconds',
     type: 'gauge',

@@ -17,6 +17,7 @@ import {
   RedisReplyError,
   type ReplyShape,
   type RespValue,
+  type StreamDecoding,
   type StreamEntries,
   StreamReplyParser,
 } from './stream-reply-parser.js';
@@ -225,12 +226,18 @@ export class DirectStreamReader implements EventStreamReader {
   private current: Socket | undefined;
   private connecting: Promise<Socket> | undefined;
   private pending: Pending | undefined;
-  private parser = new StreamReplyParser();
+  private parser: StreamReplyParser;
   private closed = false;
   /** A read (not a script) is in progress, or waits for the connection. */
   private reading = false;
 
-  constructor(private readonly options: RedisOptions) {}
+  /** `decoding`: what the parser keeps besides the book's fields (the feed's progress data). */
+  constructor(
+    private readonly options: RedisOptions,
+    private readonly decoding: StreamDecoding = {},
+  ) {
+    this.parser = new StreamReplyParser(decoding);
+  }
 
   async read(stream: string, afterId: string, count: number): Promise<StreamEvent[]> {
     const [reply] = await this.reads([xrange(stream, afterId, count)]);
@@ -402,7 +409,7 @@ export class DirectStreamReader implements EventStreamReader {
 
   private listen(socket: Socket) {
     this.current = socket;
-    this.parser = new StreamReplyParser();
+    this.parser = new StreamReplyParser(this.decoding);
     socket.on('data', (chunk: Buffer) => {
       if (socket !== this.current) return;
       const pending = this.pending;

@@ -157,6 +157,8 @@ export async function renderClusterMetrics(options: ExpositionOptions): Promise<
     clusterMetrics.workflowsStarted,
     clusterMetrics.workflowsFinished,
     clusterMetrics.workflowDuration,
+    clusterMetrics.scheduleRuns,
+    clusterMetrics.scheduleLateness,
   ];
   // With a slot per queue each queue keeps its own hash of each metric; they are merged below.
   // The exporter writes a partition's series in the partition's slot; workers and the cleaner, which

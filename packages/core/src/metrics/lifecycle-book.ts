@@ -49,7 +49,10 @@ export interface StreamEvent {
   ms: number;
   event: string;
   jobId: string;
-  /** `name` for `added`, `prev` for every other event. */
+  /**
+   * `name` for `added`, `prev` for every other event; for `progress`, its `data` where the reader
+   * keeps it (the lifecycle feed's), else '' (BullMQ writes no prev there).
+   */
   extra: string;
 }
 
@@ -258,8 +261,9 @@ export class LifecycleBook {
     for (let i = 0; i < events.length; i++) {
       const e = events[i]!;
       const jobId = e.jobId;
-      // Queue-wide events (drained, paused, cleaned...) name no job.
-      if (!jobId) continue;
+      // Queue-wide events (drained, paused, cleaned...) name no job; events that move no job
+      // (progress, deduplicated, duplicated...) need nothing read.
+      if (!jobId || !appliedEvents.has(e.event)) continue;
       const known = this.known.get(jobId);
       if (!known && !addedHere?.has(jobId)) {
         if (e.event === 'added' && e.extra && compareStreamIds(e.id, countedUntil) > 0)
@@ -669,6 +673,22 @@ export class LifecycleBook {
     h.sumSeconds += value;
   }
 }
+
+/**
+ * The job events `apply` acts on. Others name a job without moving it: `progress`, `deduplicated` (a
+ * submission dropped in favour of a kept job; a debounce's replaced job comes as its own `removed`),
+ * `duplicated`, `stalled` (read with the `waiting` before it).
+ */
+const appliedEvents: ReadonlySet<string> = new Set([
+  'added',
+  'waiting',
+  'active',
+  'delayed',
+  'waiting-children',
+  'completed',
+  'failed',
+  'removed',
+]);
 
 /** `set` with `member` added; a new set when there was none. */
 function withMember(set: Set<string> | undefined, member: string): Set<string> {

@@ -1,8 +1,9 @@
 // Decodes Redis replies (RESP2) arriving in chunks, for the exporter's own read connection. An
 // XRANGE reply becomes the book's StreamEvents directly, keeping of each entry only id, event, jobId
-// and name or prev. No array or string is made for a field it skips, such as a large return value:
-// a general client decodes every field of every entry, which costs the exporter several times what
-// applying the event does. Any other reply (XINFO, ZRANGE, a script's) is decoded as plain values.
+// and name or prev (and, for the lifecycle feed, a `progress` entry's data). No array or string is
+// made for a field it skips, such as a large return value: a general client decodes every field of
+// every entry, which costs the exporter several times what applying the event does. Any other reply
+// (XINFO, ZRANGE, a script's) is decoded as plain values.
 import type { StreamEvent } from './lifecycle-book.js';
 
 const CR = 13;
@@ -61,6 +62,16 @@ const EVENT = Buffer.from('event');
 const JOB_ID = Buffer.from('jobId');
 const NAME = Buffer.from('name');
 const PREV = Buffer.from('prev');
+const DATA = Buffer.from('data');
+
+/** What the parser keeps of stream entries besides id, event, jobId and name or prev. */
+export interface StreamDecoding {
+  /**
+   * A `progress` entry's `data` (the value a job reported) as its `extra`; no other entry's data is
+   * decoded. The exporter has no use for it; the lifecycle feed sends it. @default false
+   */
+  progressData?: boolean;
+}
 
 /** An error reply from Redis (`-ERR ...`), or a reply the parser cannot take. */
 export class RedisReplyError extends Error {
@@ -110,6 +121,11 @@ export class StreamReplyParser {
   /** Streams still to read of the current XREAD reply; -1 outside one. */
   private streamsRemaining = -1;
   private streams: StreamEntries[] = [];
+  private readonly progressData: boolean;
+
+  constructor(decoding: StreamDecoding = {}) {
+    this.progressData = decoding.progressData ?? false;
+  }
 
   /** True when no partly received reply, and nothing after the last reply taken, is held. */
   get idle(): boolean {
@@ -232,6 +248,9 @@ export class StreamReplyParser {
     let jobId = '';
     let name = '';
     let prev = '';
+    // Where a `data` value lies: it is sliced only when the entry turns out to be a progress report.
+    let dataStart = -1;
+    let dataEnd = -1;
     for (let f = 0; f < fields; f += 2) {
       const keyLength = readTyped(buf, i, DOLLAR);
       if (cursor === incomplete) return incomplete;
@@ -249,15 +268,16 @@ export class StreamReplyParser {
       } else if (keyLength === 4) {
         if (matches(buf, keyStart, NAME)) name = buf.utf8Slice(valueStart, valueEnd);
         else if (matches(buf, keyStart, PREV)) prev = word(buf, valueStart, valueEnd);
+        else if (this.progressData && matches(buf, keyStart, DATA)) {
+          dataStart = valueStart;
+          dataEnd = valueEnd;
+        }
       }
     }
-    this.events.push({
-      id: buf.latin1Slice(idStart, idEnd),
-      ms,
-      event,
-      jobId,
-      extra: event === 'added' ? name : prev,
-    });
+    let extra = prev;
+    if (event === 'added') extra = name;
+    else if (event === 'progress' && dataStart !== -1) extra = buf.utf8Slice(dataStart, dataEnd);
+    this.events.push({ id: buf.latin1Slice(idStart, idEnd), ms, event, jobId, extra });
     return i;
   }
 }

@@ -5,10 +5,11 @@ import type { ServerResponse } from 'node:http';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import {
   EventsQuery,
+  type FeedEvent,
+  isProgressEvent,
   isStreamId,
   JobbersError,
   type LifecycleFeed,
-  type LifecycleFeedEvent,
   normalizeTaskId,
   type TaskRegistry,
 } from '@jobbers/core';
@@ -47,7 +48,7 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventRoutesOptions> = async 
         operationId: 'streamEvents',
         summary: 'Follow lifecycle transitions live, as Server-Sent Events',
         description:
-          'Each event is `id: <stream entry id>` and `data: {id, queue, task, taskId, transition, state, at}` (transition as in jobbers_job_transitions_total; a delayed submission is `created` in state `delayed`). Send `Last-Event-ID` (or `lastEventId`) to resume after an event: up to 1,000 entries per queue are replayed. The ids are per queue: resume exactly with a `queue` filter. A client that reads too slowly is disconnected.',
+          'Each event is `id: <stream entry id>` and `data: {id, queue, task, taskId, transition, state, at}` (transition as in jobbers_job_transitions_total; a delayed submission is `created` in state `delayed`). The ctx.progress(value) of a running task comes as a named event, `event: progress` with `data: {kind: "progress", id, queue, task, taskId, progress, at}` (an EventSource delivers it to addEventListener("progress") only). Send `Last-Event-ID` (or `lastEventId`) to resume after an event: up to 1,000 entries per queue are replayed. The ids are per queue: resume exactly with a `queue` filter. A client that reads too slowly is disconnected.',
         tags: ['events'],
         querystring: EventsQuery,
         response: {
@@ -132,8 +133,8 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventRoutesOptions> = async 
 // Every stream that takes a whole batch of the feed (no filter) sends the same bytes: they are made
 // once, however many streams send them. A stream with a filter sends the texts of the events it
 // takes, each also made once.
-const texts = new WeakMap<LifecycleFeedEvent, string>();
-const batches = new WeakMap<readonly LifecycleFeedEvent[], Buffer>();
+const texts = new WeakMap<FeedEvent, string>();
+const batches = new WeakMap<readonly FeedEvent[], Buffer>();
 
 /** The JSON of a queue's or task type's name, made once per name. */
 const quotedNames = new Map<string, string>();
@@ -147,13 +148,22 @@ function quoted(name: string): string {
   return json;
 }
 
-/** `id: <id>` and `data: <the event as JSON>`, as JSON.stringify(event) writes it, made by hand. */
-function renderEvent(event: LifecycleFeedEvent): string {
+/**
+ * `id: <id>` and `data: <the event as JSON>`, as JSON.stringify(event) writes it, made by hand.
+ * Transitions are unnamed (`message`) events; progress reports are named `progress`.
+ */
+function renderEvent(event: FeedEvent): string {
   const task = event.task === null ? 'null' : quoted(event.task);
+  if (isProgressEvent(event)) {
+    // A value JSON has no text for (undefined, a function) leaves the field out, as JSON.stringify does.
+    const progress = JSON.stringify(event.progress);
+    const field = progress === undefined ? '' : `"progress":${progress},`;
+    return `event: progress\nid: ${event.id}\ndata: {"kind":"progress","id":"${event.id}","queue":${quoted(event.queue)},"task":${task},"taskId":${JSON.stringify(event.taskId)},${field}"at":${event.at}}\n\n`;
+  }
   return `id: ${event.id}\ndata: {"id":"${event.id}","queue":${quoted(event.queue)},"task":${task},"taskId":${JSON.stringify(event.taskId)},"transition":"${event.transition}","state":"${event.state}","at":${event.at}}\n\n`;
 }
 
-function eventText(event: LifecycleFeedEvent): string {
+function eventText(event: FeedEvent): string {
   let text = texts.get(event);
   if (text === undefined) {
     text = renderEvent(event);
@@ -167,7 +177,7 @@ interface WritableBuffer extends Buffer {
 }
 
 /** The events' texts in one buffer, each written in place (no joined string is made). */
-function batchBytes(events: readonly LifecycleFeedEvent[], shared: boolean): Buffer {
+function batchBytes(events: readonly FeedEvent[], shared: boolean): Buffer {
   let bytes = shared ? batches.get(events) : undefined;
   if (bytes !== undefined) return bytes;
   const parts: string[] = new Array(events.length);

@@ -36,7 +36,8 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ client: TaskClient }> = asy
         response: {
           200: {
             ...SubmittedTask,
-            description: 'The task with this id existed already: nothing was enqueued',
+            description:
+              'The task with this id existed already, or deduplication kept another task (deduplicated: true, with its id): nothing was enqueued',
           },
           201: { ...SubmittedTask, description: 'The task was enqueued' },
           ...errorResponses(400, 409, ...bodyErrors, 503),

@@ -237,6 +237,20 @@ test('the available gauge stays exact through SIGKILL, exporter restart and a tr
 
   const backlog = await counts();
   t.diagnostic(`backlog with workers stopped: ${JSON.stringify(backlog)}`);
+  if (backlog.active !== 0) {
+    // Which jobs, whose and at what stage: what a failure here needs to be understood.
+    const active = await redis.lrange(`${prefix}:default:active`, 0, -1);
+    const jobs = await Promise.all(
+      active.map(async (id) => ({
+        id,
+        ...(await redis.hgetall(`${prefix}:default:${id}`)),
+        lock: await redis.get(`${prefix}:default:${id}:lock`),
+      })),
+    );
+    t.diagnostic(`left active: ${JSON.stringify(jobs)}`);
+    t.diagnostic(`first worker's output: ${first.output().slice(-4000)}`);
+    t.diagnostic(`replacement's output: ${replacement.output().slice(-4000)}`);
+  }
   assert.equal(backlog.active, 0, 'nothing is left active after a graceful stop');
   assert.ok(backlog.waiting + backlog.prioritized > 100, 'a backlog remains');
   await standby.waitUntilCaughtUp();

@@ -5,4 +5,5 @@ export * from './job-counts.js';
 export * from './job-hash.js';
 export * from './keys.js';
 export * from './lock.js';
+export * from './rate-limited-move.js';
 export * from './scripts.js';

@@ -1,6 +1,6 @@
 // Decodes Redis replies (RESP2) arriving in chunks, for the exporter's own read connection. An
 // XRANGE reply becomes the book's StreamEvents directly, keeping of each entry only id, event, jobId
-// and name or prev. No array or string is made for a field it skips, such as a large return value:
+// and name, delay or prev. No array or string is made for a field it skips, such as a large return value:
 // a general client decodes every field of every entry, which costs the exporter several times what
 // applying the event does. Any other reply (XINFO, ZRANGE, a script's) is decoded as plain values.
 import type { StreamEvent } from './lifecycle-book.js';
@@ -61,6 +61,7 @@ const EVENT = Buffer.from('event');
 const JOB_ID = Buffer.from('jobId');
 const NAME = Buffer.from('name');
 const PREV = Buffer.from('prev');
+const DELAY = Buffer.from('delay');
 
 /** An error reply from Redis (`-ERR ...`), or a reply the parser cannot take. */
 export class RedisReplyError extends Error {
@@ -177,6 +178,7 @@ export class StreamReplyParser {
     let jobId = '';
     let name = '';
     let prev = '';
+    let delay = '';
     for (let f = 0; f < fields; f += 2) {
       const keyLength = readTyped(buf, i, DOLLAR);
       if (cursor === incomplete) return incomplete;
@@ -191,6 +193,8 @@ export class StreamReplyParser {
       if (keyLength === 5) {
         if (matches(buf, keyStart, EVENT)) event = word(buf, valueStart, valueEnd);
         else if (matches(buf, keyStart, JOB_ID)) jobId = buf.utf8Slice(valueStart, valueEnd);
+        else if (event === 'delayed' && matches(buf, keyStart, DELAY))
+          delay = buf.latin1Slice(valueStart, valueEnd);
       } else if (keyLength === 4) {
         if (matches(buf, keyStart, NAME)) name = buf.utf8Slice(valueStart, valueEnd);
         else if (matches(buf, keyStart, PREV)) prev = word(buf, valueStart, valueEnd);
@@ -201,7 +205,7 @@ export class StreamReplyParser {
       ms,
       event,
       jobId,
-      extra: event === 'added' ? name : prev,
+      extra: event === 'added' ? name : event === 'delayed' ? delay : prev,
     });
     return i;
   }

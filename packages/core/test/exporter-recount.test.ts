@@ -8,6 +8,7 @@ import {
   exporterStateKey,
   LifecycleExporter,
   type LifecycleExporterOptions,
+  moveToDelayedRateLimited,
   readAvailableByTask,
   TaskRegistry,
 } from '@jobbers/core';
@@ -160,6 +161,46 @@ test('available jobs a recount counted without indexing them are found when they
   } finally {
     await worker.close();
     await exporter.stop();
+    await queue.close();
+  }
+});
+
+test('a recount and the live exporter tell rate-limited jobs from jobs delayed by a backoff', async () => {
+  const prefix = uniquePrefix('ratelimited');
+  const queue = new Queue('q', { connection: fixture.redis, prefix });
+  const worker = new Worker('q', null, { connection: fixture.redis, prefix });
+  await queue.addBulk(Array.from({ length: 4 }, () => ({ name: tasks[0]!, data: {} })));
+  const limited = await worker.getNextJob('t1');
+  await moveToDelayedRateLimited(fixture.redis, prefix, limited!, 't1', 60_000);
+  const backoff = await worker.getNextJob('t2');
+  await backoff!.moveToDelayed(Date.now() + 60_000, 't2');
+  let exporter: LifecycleExporter | undefined;
+  const gauges = async () => {
+    await exporter!.waitUntilCaughtUp();
+    const samples = await clusterSamples(fixture.redis, prefix, registry);
+    const value = (name: string) => samples.find((s) => s.name === name && s.labels.task === tasks[0])?.value;
+    return { rateLimited: value('jobbers_jobs_rate_limited'), available: value('jobbers_jobs_available') };
+  };
+  try {
+    // Its first start counts BullMQ's lists: one rate-limited, one delayed (in neither gauge), two waiting.
+    exporter = exporterFor(prefix, []);
+    await exporter.waitUntilReady();
+    assert.deepEqual(await gauges(), { rateLimited: 1, available: 2 });
+    // Live: one more rate-limited from the stream, and a rate-limited job promoted back to wait.
+    const third = await worker.getNextJob('t3');
+    await moveToDelayedRateLimited(fixture.redis, prefix, third!, 't3', 60_000);
+    assert.deepEqual(await gauges(), { rateLimited: 2, available: 1 });
+    await limited!.promote();
+    assert.deepEqual(await gauges(), { rateLimited: 1, available: 2 });
+    // A recount of the same state agrees.
+    await exporter.stop();
+    await fixture.redis.del(exporterStateKey(prefix, 'q'));
+    exporter = exporterFor(prefix, []);
+    await exporter.waitUntilReady();
+    assert.deepEqual(await gauges(), { rateLimited: 1, available: 2 });
+  } finally {
+    await worker.close();
+    await exporter?.stop();
     await queue.close();
   }
 });

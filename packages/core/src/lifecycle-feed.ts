@@ -3,7 +3,9 @@
 // Subscribers never slow the reader: they are called synchronously and must buffer (or drop) on
 // their own. Transitions are named as in lifecycle.ts; each carries its stream entry's id.
 import { Cluster, type Redis } from 'ioredis';
+import { jobHashField } from './bullmq/job-hash.js';
 import { jobKey, queueOwnKey } from './bullmq/keys.js';
+import { isRateLimitedMove } from './bullmq/rate-limited-move.js';
 import type { Transition } from './lifecycle.js';
 import type { Logger } from './logger.js';
 import { compareStreamIds } from './metrics/stream-ids.js';
@@ -62,6 +64,10 @@ interface RawEntry {
   jobId: string;
   name?: string;
   prev?: string;
+  /** `delayed`: the time it is delayed to. */
+  delay?: string;
+  /** `delayed`: a rate limit's move (found by readRateLimitMarks). */
+  rateLimited?: boolean;
 }
 
 export function matchesFeedFilter(event: LifecycleFeedEvent, filter: FeedFilter): boolean {
@@ -85,6 +91,8 @@ export class LifecycleFeed {
   private readonly taskOf = new Map<string, string>();
   /** The last transition seen per job, to tell a retry's backoff from a delayed submission. */
   private readonly lastState = new Map<string, FeedState>();
+  /** Jobs the feed last saw rate-limited (bounded like lastState: dropped when they wait again). */
+  private readonly rateLimited = new Set<string>();
   private readonly blockMs: number;
   private readonly batchSize: number;
   private readonly minReadIntervalMs: number;
@@ -276,6 +284,7 @@ export class LifecycleFeed {
         if (!error && typeof name === 'string') this.remember(id, name);
       });
     }
+    await this.readRateLimitMarks(queue, entries);
     const events: LifecycleFeedEvent[] = [];
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i]!;
@@ -300,7 +309,10 @@ export class LifecycleFeed {
       };
       this.streamOf.set(event, queue);
       events.push(event);
-      if (state === 'completed' || state === 'removed') this.lastState.delete(e.jobId);
+      if (state === 'completed' || state === 'removed') {
+        this.lastState.delete(e.jobId);
+        this.rateLimited.delete(e.jobId);
+      }
     }
     return events;
   }
@@ -317,12 +329,18 @@ export class LifecycleFeed {
             return { result: ['timed-out', 'waiting'], consumedNext: true };
           return { result: ['failed-with-retries', 'waiting'] };
         }
+        if (this.rateLimited.delete(e.jobId)) return { result: ['rate-limit-ended', 'waiting'] };
         if (e.prev === 'delayed' || before === 'delayed') return { result: ['backoff-recurred', 'waiting'] };
         if (e.prev === 'failed' || before === 'failed') return { result: ['incident-resolved', 'waiting'] };
         return { result: ['created', 'waiting'] };
       case 'active':
         return { result: ['activated', 'active'] };
       case 'delayed':
+        if (e.rateLimited) {
+          if (this.rateLimited.size >= this.maxRemembered) this.rateLimited.clear();
+          this.rateLimited.add(e.jobId);
+          return { result: ['rate-limited', 'delayed'] };
+        }
         // A delayed submission is reported as created (in state delayed), a retry's backoff as such.
         return before === 'active'
           ? { result: ['failed-with-backoff', 'delayed'] }
@@ -336,6 +354,23 @@ export class LifecycleFeed {
       default:
         return undefined;
     }
+  }
+
+  /**
+   * Finds which `delayed` entries are rate-limited moves: the job's hash names the time they carry
+   * (see bullmq/rate-limited-move.ts). One pipelined read per batch holding any.
+   */
+  private async readRateLimitMarks(queue: string, entries: RawEntry[]) {
+    const delayed = entries.filter((e) => e.event === 'delayed' && e.delay);
+    if (delayed.length === 0) return;
+    const read = this.options.connection.pipeline();
+    for (const e of delayed)
+      read.hget(jobKey(this.options.prefix, queue, e.jobId), jobHashField.rateLimitedUntil);
+    const marks = (await read.exec()) ?? [];
+    delayed.forEach((e, i) => {
+      const [error, value] = marks[i] ?? [];
+      if (!error && isRateLimitedMove(value as string | undefined, e.delay!)) e.rateLimited = true;
+    });
   }
 
   private remember(jobId: string, task: string) {
@@ -366,6 +401,9 @@ function rawEntry([id, fields]: [string, string[]]): RawEntry {
         break;
       case 'prev':
         entry.prev = value;
+        break;
+      case 'delay':
+        entry.delay = value;
         break;
     }
   }

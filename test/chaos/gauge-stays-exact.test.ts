@@ -4,8 +4,12 @@
 // jobbers_jobs_available equals the truth read from Redis for every (queue, task), and no scrape
 // ever saw a negative value. Then everything finishes: the gauges return to 0 and
 // tasks_processed{status="completed"} matches the completed tasks within the SIGKILL bound.
+// Rate-limited tasks (a limit per key, and an upstream's 429 through ctx.rateLimited) run through
+// all of it: with the workers stopped, jobbers_jobs_rate_limited equals the delayed jobs of those
+// types (they are delayed by nothing else), and it returns to 0 with the others.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import {
   compareStreamIds,
   countAvailableByTask,
@@ -26,6 +30,8 @@ import { type RedisServer, startRedisServer, uniquePrefix } from '../support/red
 import { waitFor } from '../support/wait.js';
 
 const flushMs = 1000;
+const tasksModule = fileURLToPath(new URL('./fixtures/tasks.mjs', import.meta.url));
+const rateLimitedTasks = ['chaos.limited', 'chaos.upstream'];
 let server: RedisServer;
 let redis: Redis;
 let registry: TaskRegistry;
@@ -43,7 +49,7 @@ function startWorker(): RunningProcess {
   const worker = startProcess(bins.worker, [], {
     REDIS_URL: server.url,
     JOBBERS_PREFIX: prefix,
-    JOBBERS_TASKS: '@jobbers/examples',
+    JOBBERS_TASKS: tasksModule,
     WORKER_METRICS_PORT: '0',
     WORKER_CONCURRENT_TASKS: '20',
     WORKER_LEASE_MS: '1500',
@@ -84,6 +90,18 @@ function mixedBatch(size: number, sleepMs: () => number): SubmitRequest[] {
   });
 }
 
+/** Tasks of the rate-limited types: a limit per customer, and upstreams refusing for up to 2 s. */
+function rateLimitedBatch(size: number): SubmitRequest[] {
+  return Array.from({ length: size }, (_, i) =>
+    i % 4 === 3
+      ? {
+          task: 'chaos.upstream',
+          params: { notBefore: Date.now() + Math.floor(Math.random() * 2000), retryAfterMs: 150 },
+        }
+      : { task: 'chaos.limited', params: { customer: `c${i % 3}` } },
+  );
+}
+
 async function submit(requests: SubmitRequest[]) {
   for (let i = 0; i < requests.length; i += 500) await client.submitBatch(requests.slice(i, i + 500));
 }
@@ -95,7 +113,7 @@ async function counts() {
 before(async () => {
   server = await startRedisServer();
   redis = createRedisConnection(server.url, { blocking: true });
-  registry = await loadTasks('@jobbers/examples');
+  registry = await loadTasks(tasksModule);
   client = new TaskClient({ connection: redis, prefix, registry });
   queue = new Queue('default', { connection: redis, prefix });
   scraper = (async () => {
@@ -130,6 +148,7 @@ test('the available gauge stays exact through SIGKILL, exporter restart and a tr
   await Promise.all([first.waitForOutput(/worker started/), doomed.waitForOutput(/worker started/)]);
 
   await submit(mixedBatch(2400, () => 5 + Math.floor(Math.random() * 40)));
+  await submit(rateLimitedBatch(400));
   // Workflows too: their waiting nodes are not BullMQ jobs, their submitted ones are counted as any.
   const workflows = new Workflows(redis, prefix, client);
   const workflowIds: string[] = [];
@@ -169,6 +188,7 @@ test('the available gauge stays exact through SIGKILL, exporter restart and a tr
   const positionBefore = await redis.hget(exporterStateKey(prefix, 'default'), 'pos');
   await primary.stop();
   await submit(mixedBatch(300, () => 20));
+  await submit(rateLimitedBatch(200));
   await redis.xtrim(`${prefix}:default:events`, 'MAXLEN', 10);
   const [[oldestLeft]] = await redis.xrange(`${prefix}:default:events`, '-', '+', 'COUNT', 1);
   assert.equal(
@@ -196,6 +216,13 @@ test('the available gauge stays exact through SIGKILL, exporter restart and a tr
     timeoutMs: 90_000,
     what: '2800 completions',
   });
+  // A limited backlog when the workers stop: stopped, they promote no delayed job, so it stays.
+  await submit(rateLimitedBatch(300));
+  await waitFor(
+    async () =>
+      (await queue.getJobs(['delayed'], 0, -1)).filter((j) => j?.name === 'chaos.limited').length >= 30,
+    { timeoutMs: 30_000, what: 'rate-limited tasks waiting for their turn' },
+  );
   for (const worker of [first, replacement]) worker.kill('SIGTERM');
   const exits = await Promise.all([first.exited, replacement.exited]);
   assert.deepEqual(
@@ -217,6 +244,21 @@ test('the available gauge stays exact through SIGKILL, exporter restart and a tr
       `jobbers_jobs_available{task="${task}"} equals the available jobs in Redis`,
     );
   }
+  const delayedJobs = await queue.getJobs(['delayed'], 0, -1);
+  for (const task of registry.names) {
+    const truth = rateLimitedTasks.includes(task) ? delayedJobs.filter((j) => j?.name === task).length : 0;
+    assert.equal(
+      metricValue(samples, 'jobbers_jobs_rate_limited', { queue: 'default', task }),
+      truth,
+      `jobbers_jobs_rate_limited{task="${task}"} equals its rate-limited jobs in Redis`,
+    );
+  }
+  t.diagnostic(
+    `rate-limited with workers stopped: ${metricValue(samples, 'jobbers_jobs_rate_limited', { queue: 'default' })}, delayed ${delayedJobs.length}`,
+  );
+  assert.ok(
+    metricValue(samples, 'jobbers_jobs_rate_limited', { queue: 'default', task: 'chaos.limited' }) >= 30,
+  );
   const views = await Promise.all(workflowIds.map((id) => workflows.get(id)));
   const finished = views.filter((v) => v.state === 'completed');
   t.diagnostic(`workflows completed ${finished.length} of ${views.length}`);
@@ -232,7 +274,7 @@ test('the available gauge stays exact through SIGKILL, exporter restart and a tr
   const finisher = startWorker();
   await finisher.waitForOutput(/worker started/);
   // Every workflow: ten squares and a sum.
-  const total = 2400 + 300 + 1200 + workflowIds.length * 11;
+  const total = 2400 + 300 + 1200 + 400 + 200 + 300 + workflowIds.length * 11;
   await waitFor(async () => (await counts()).completed === total, {
     timeoutMs: 90_000,
     what: 'every task to complete',
@@ -248,7 +290,12 @@ test('the available gauge stays exact through SIGKILL, exporter restart and a tr
   await standby.waitUntilCaughtUp();
 
   const final = await clusterSamples(redis, prefix, registry);
-  for (const gauge of ['jobbers_jobs_available', 'jobbers_jobs_running', 'jobbers_incidents']) {
+  for (const gauge of [
+    'jobbers_jobs_available',
+    'jobbers_jobs_running',
+    'jobbers_incidents',
+    'jobbers_jobs_rate_limited',
+  ]) {
     assert.equal(metricValue(final, gauge, { queue: 'default' }), 0, `${gauge} returns to 0`);
   }
   const processed = metricValue(final, 'jobbers_tasks_processed_total', {
@@ -266,4 +313,7 @@ test('the available gauge stays exact through SIGKILL, exporter restart and a tr
   assert.ok(total - processed <= lostWindow, 'at most one flush interval of the killed worker is lost');
   assert.deepEqual(negativeSeen, [], 'no scrape ever saw a negative value');
   assert.ok(scrapes > 20);
+  assert.ok(
+    metricValue(final, 'jobbers_job_transitions_total', { queue: 'default', transition: 'rate-limited' }) > 0,
+  );
 });

@@ -112,7 +112,10 @@ test('the direct, the Lua and the ioredis reader give the same events for a stre
     assert.ok(kinds.has(kind), `the stream holds ${kind} events`);
   assert.ok(fromDirect.some((e) => e.event === 'added' && e.jobId === 'jöb-0' && e.extra === 'démo.ünïcode'));
   const delayed = fromDirect.find((e) => e.event === 'delayed');
-  assert.ok(delayed && Number(delayed.extra) >= delayedTo, `a delayed event gives its time (${delayed?.extra})`);
+  assert.ok(
+    delayed && Number(delayed.extra) >= delayedTo,
+    `a delayed event gives its time (${delayed?.extra})`,
+  );
   assert.deepEqual(await direct.read(stream, fromDirect[fromDirect.length - 1]!.id, 10), []);
   await queue.close();
   connection.disconnect();

@@ -6,10 +6,13 @@ import { test } from 'node:test';
 import {
   defineTask,
   exporterStateKey,
+  jobHashField,
+  jobKey,
   LifecycleExporter,
   type LifecycleExporterOptions,
   moveToDelayedRateLimited,
   readAvailableByTask,
+  scripts,
   TaskRegistry,
 } from '@jobbers/core';
 import { Queue, Worker } from 'bullmq';
@@ -201,6 +204,49 @@ test('a recount and the live exporter tell rate-limited jobs from jobs delayed b
   } finally {
     await worker.close();
     await exporter?.stop();
+    await queue.close();
+  }
+});
+
+test('a rate-limit mark whose move never happened (the worker died in between) counts nothing', async () => {
+  const prefix = uniquePrefix('deadmark');
+  const queue = new Queue('q', { connection: fixture.redis, prefix });
+  const worker = new Worker('q', null, { connection: fixture.redis, prefix });
+  await queue.add(tasks[0]!, {});
+  const exporter = exporterFor(prefix, []);
+  try {
+    await exporter.waitUntilReady();
+    const job = await worker.getNextJob('t1');
+    // The worker marked a time, then died before its move; the job is later delayed by a backoff.
+    await scripts.markRateLimited.run(
+      fixture.redis,
+      [jobKey(prefix, 'q', job!.id!)],
+      [jobHashField.rateLimitedUntil, Date.now() + 60_000],
+    );
+    await job!.moveToDelayed(Date.now() + 30_000, 't1');
+    const gauge = async () => {
+      await exporter.waitUntilCaughtUp();
+      const samples = await clusterSamples(fixture.redis, prefix, registry);
+      return samples.find((s) => s.name === 'jobbers_jobs_rate_limited' && s.labels.task === tasks[0])?.value;
+    };
+    assert.equal(await gauge(), 0, 'the exporter counts an ordinary delay');
+    await exporter.stop();
+    await fixture.redis.del(exporterStateKey(prefix, 'q'));
+    const recounted = exporterFor(prefix, []);
+    try {
+      await recounted.waitUntilReady();
+      await recounted.waitUntilCaughtUp();
+      const samples = await clusterSamples(fixture.redis, prefix, registry);
+      const value = samples.find(
+        (s) => s.name === 'jobbers_jobs_rate_limited' && s.labels.task === tasks[0],
+      )?.value;
+      assert.equal(value, 0, 'so does a recount');
+    } finally {
+      await recounted.stop();
+    }
+  } finally {
+    await worker.close();
+    await exporter.stop();
     await queue.close();
   }
 });

@@ -11,7 +11,7 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { bullmqPrefix } from '@jobbers/core';
+import { bullmqPrefix, createLogger, LifecycleFeed } from '@jobbers/core';
 import { Queue } from 'bullmq';
 import { metricValue } from '../../../test/support/metrics.js';
 import { type Harness, startHarness, waitFor } from './support/worker-harness.js';
@@ -169,4 +169,18 @@ test('ctx.rateLimited(ms) runs the task again after the wait, its attempt unchan
   assert.equal(await h.transitions('limit.upstream', 'failed-with-backoff'), 0);
   assert.equal(await h.transitions('limit.upstream', 'yielded'), 0);
   assert.deepEqual(await gauges('limit.upstream'), { rateLimited: 0, available: 0 });
+  // The event feed (GET /v1/events) tells the same story.
+  const feed = new LifecycleFeed({
+    connection: h.redis,
+    prefix: h.prefix,
+    queues: ['limited'],
+    logger: createLogger('test'),
+  });
+  const transitions = (await feed.replay('limited', '0-0', 10_000))
+    .filter((e) => e.taskId === id)
+    .map((e) => e.transition);
+  await feed.stop();
+  assert.equal(transitions.filter((t) => t === 'rate-limited').length, delays.length, transitions.join());
+  assert.equal(transitions.filter((t) => t === 'rate-limit-ended').length, delays.length, transitions.join());
+  assert.ok(!transitions.includes('failed-with-backoff'), transitions.join());
 });

@@ -80,7 +80,7 @@ async function countsOf(task: string) {
 
 test('a limit of 10 per second holds across 3 workers; the limited backlog is rate-limited, not available', {
   timeout: testTimeoutMs,
-}, async () => {
+}, async (t) => {
   await startWorkers(3);
   const ids = (
     await h.client.submitBatch(Array.from({ length: 40 }, (_, i) => ({ task: 'limit.tick', params: { i } })))
@@ -107,6 +107,10 @@ test('a limit of 10 per second holds across 3 workers; the limited backlog is ra
     done.map((r) => r.startedAt),
     10,
   );
+  const span = Math.max(...done.map((r) => r.startedAt)) - Math.min(...done.map((r) => r.startedAt));
+  t.diagnostic(
+    `40 starts over ${span} ms in ${pids.size} workers; starts 10 apart at least ${tightest} ms apart`,
+  );
   assert.ok(
     tightest >= 1000 - startSlackMs,
     `starts 10 apart were ${tightest} ms apart (>= ${1000 - startSlackMs})`,
@@ -122,7 +126,7 @@ test('a limit of 10 per second holds across 3 workers; the limited backlog is ra
   assert.equal(await h.transitions('limit.tick', 'failed-with-backoff'), 0);
 });
 
-test('with a key, each value has a budget of its own', { timeout: testTimeoutMs }, async () => {
+test('with a key, each value has a budget of its own', { timeout: testTimeoutMs }, async (t) => {
   await startWorkers(3);
   const batch = ['a', 'b'].flatMap((customer) =>
     Array.from({ length: 9 }, () => ({ task: 'limit.keyed', params: { customer } })),
@@ -140,7 +144,8 @@ test('with a key, each value has a budget of its own', { timeout: testTimeoutMs 
   }
   // Together they started faster than one budget allows: 3 of a and 3 of b in the first window.
   const all = done.map((r) => r.startedAt).sort((x, y) => x - y);
-  const firstWindow = all.filter((t) => t < all[0]! + 1000 - startSlackMs).length;
+  const firstWindow = all.filter((at) => at < all[0]! + 1000 - startSlackMs).length;
+  t.diagnostic(`${firstWindow} starts in the first window of the two keys together`);
   assert.ok(firstWindow > 3, `${firstWindow} starts in the first window: more than one key's budget`);
   assert.deepEqual(await gauges('limit.keyed'), { rateLimited: 0, available: 0 });
 });

@@ -27,8 +27,11 @@ export const maxRateLimitStarts = 100_000;
 /** The longest window: 1 day. */
 export const maxRateLimitWindowMs = 86_400_000;
 
-/** What is wrong with a rateLimit option (empty when nothing is). */
-export function rateLimitProblems(option: unknown): string[] {
+/**
+ * What is wrong with a rateLimit option (empty when nothing is). A key must be one of the params the
+ * schema lists, when it lists them (`properties`).
+ */
+export function rateLimitProblems(option: unknown, params?: Record<string, unknown>): string[] {
   if (typeof option !== 'object' || option === null || Array.isArray(option))
     return ['rateLimit must be an object {max, per, key?}'];
   const { max, per, key, ...rest } = option as Record<string, unknown>;
@@ -47,7 +50,16 @@ export function rateLimitProblems(option: unknown): string[] {
     );
   if (key !== undefined && (typeof key !== 'string' || key === ''))
     problems.push('rateLimit.key must name a param');
+  else if (typeof key === 'string' && !paramNames(params).includes(key) && paramNames(params).length > 0)
+    problems.push(
+      `rateLimit.key "${key}" is not one of the task's params (${paramNames(params).join(', ')})`,
+    );
   return problems;
+}
+
+function paramNames(params: Record<string, unknown> | undefined): string[] {
+  const properties = params?.properties;
+  return typeof properties === 'object' && properties !== null ? Object.keys(properties) : [];
 }
 
 function windowMs(per: unknown): number | undefined {

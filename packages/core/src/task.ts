@@ -119,7 +119,7 @@ function definitionProblems(def: TaskDefinition): string[] {
   }
   if (typeof def.run !== 'function') problems.push('run must be a function');
   problems.push(...partitionProblems(def));
-  if (def.rateLimit !== undefined) problems.push(...rateLimitProblems(def.rateLimit));
+  if (def.rateLimit !== undefined) problems.push(...rateLimitProblems(def.rateLimit, def.params));
   return problems;
 }
 

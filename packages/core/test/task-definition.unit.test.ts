@@ -59,6 +59,11 @@ for (const [what, rateLimit, message] of [
   ['a window over a day', { max: 1, per: '2d' }, /rateLimit\.per/],
   ['an empty key', { max: 1, per: '1s', key: '' }, /rateLimit\.key must name a param/],
   ['an unknown option', { max: 1, per: '1s', burst: 3 }, /unknown option\(s\) burst/],
+  [
+    'a key that is not a param',
+    { max: 1, per: '1s', key: 'customer' },
+    /rateLimit\.key "customer" is not one of the task's params \(to\)/,
+  ],
   ['no object', 10, /rateLimit must be an object/],
 ] as const) {
   test(`defineTask rejects ${what} with a clear error`, () => {

@@ -96,7 +96,7 @@ function rateLimitedBatch(size: number): SubmitRequest[] {
     i % 4 === 3
       ? {
           task: 'chaos.upstream',
-          params: { notBefore: Date.now() + Math.floor(Math.random() * 2000), retryAfterMs: 150 },
+          params: { notBefore: Date.now() + Math.floor(Math.random() * 2000), retryAfterMs: 300 },
         }
       : { task: 'chaos.limited', params: { customer: `c${i % 3}` } },
   );

@@ -7,8 +7,12 @@
 // The mix has deduplicated tasks of every mode (dropped submissions, throttled keys, debounced
 // tasks replaced while delayed) beside plain, sleeping and retried ones, and a schedule runs every
 // 200 ms throughout.
+// Rate-limited tasks (a limit per key, and an upstream's 429 through ctx.rateLimited) run through
+// all of it: with the workers stopped, jobbers_jobs_rate_limited equals the delayed jobs of those
+// types (they are delayed by nothing else), and it returns to 0 with the others.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import {
   compareStreamIds,
   countAvailableByTask,
@@ -25,14 +29,17 @@ import {
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { clusterSamples, metricValue, type Sample } from '../support/metrics.js';
-import { bins, type RunningProcess, repoRoot, startProcess } from '../support/processes.js';
+import { bins, type RunningProcess, startProcess } from '../support/processes.js';
 import { type RedisServer, startRedisServer, uniquePrefix } from '../support/redis-server.js';
 import { waitFor } from '../support/wait.js';
 
 const flushMs = 1000;
-const tasks = `${repoRoot}test/e2e/fixtures/flow-tasks.mjs`;
+const tasksModule = fileURLToPath(new URL('./fixtures/tasks.mjs', import.meta.url));
+const rateLimitedTasks = ['chaos.limited', 'chaos.upstream'];
 /** Ids of the tasks submissions created (a debounced one may be replaced later). */
 const createdIds: string[] = [];
+/** Tasks submitted, created or not. */
+let submittedCount = 0;
 let server: RedisServer;
 let redis: Redis;
 let registry: TaskRegistry;
@@ -51,7 +58,7 @@ function startWorker(): RunningProcess {
   const worker = startProcess(bins.worker, [], {
     REDIS_URL: server.url,
     JOBBERS_PREFIX: prefix,
-    JOBBERS_TASKS: tasks,
+    JOBBERS_TASKS: tasksModule,
     WORKER_METRICS_PORT: '0',
     WORKER_CONCURRENT_TASKS: '20',
     WORKER_LEASE_MS: '1500',
@@ -98,7 +105,20 @@ function mixedBatch(size: number, sleepMs: () => number): SubmitRequest[] {
   });
 }
 
+/** Tasks of the rate-limited types: a limit per customer, and upstreams refusing for up to 2 s. */
+function rateLimitedBatch(size: number): SubmitRequest[] {
+  return Array.from({ length: size }, (_, i) =>
+    i % 4 === 3
+      ? {
+          task: 'chaos.upstream',
+          params: { notBefore: Date.now() + Math.floor(Math.random() * 2000), retryAfterMs: 300 },
+        }
+      : { task: 'chaos.limited', params: { customer: `c${i % 3}` } },
+  );
+}
+
 async function submit(requests: SubmitRequest[]) {
+  submittedCount += requests.length;
   for (let i = 0; i < requests.length; i += 500) {
     for (const result of await client.submitBatch(requests.slice(i, i + 500)))
       if (result.created) createdIds.push(result.id);
@@ -120,7 +140,7 @@ async function counts() {
 before(async () => {
   server = await startRedisServer();
   redis = createRedisConnection(server.url, { blocking: true });
-  registry = await loadTasks(tasks);
+  registry = await loadTasks(tasksModule);
   client = new TaskClient({ connection: redis, prefix, registry });
   queue = new Queue('default', { connection: redis, prefix });
   scraper = (async () => {
@@ -159,6 +179,7 @@ test('the available gauge stays exact through SIGKILL, exporter restart and a tr
   await Promise.all([first.waitForOutput(/worker started/), doomed.waitForOutput(/worker started/)]);
 
   await submit(mixedBatch(2400, () => 5 + Math.floor(Math.random() * 40)));
+  await submit(rateLimitedBatch(400));
   // Workflows too: their waiting nodes are not BullMQ jobs, their submitted ones are counted as any.
   const workflows = new Workflows(redis, prefix, client);
   const workflowIds: string[] = [];
@@ -198,6 +219,7 @@ test('the available gauge stays exact through SIGKILL, exporter restart and a tr
   const positionBefore = await redis.hget(exporterStateKey(prefix, 'default'), 'pos');
   await primary.stop();
   await submit(mixedBatch(300, () => 20));
+  await submit(rateLimitedBatch(200));
   await redis.xtrim(`${prefix}:default:events`, 'MAXLEN', 10);
   const [[oldestLeft]] = await redis.xrange(`${prefix}:default:events`, '-', '+', 'COUNT', 1);
   assert.equal(
@@ -225,6 +247,13 @@ test('the available gauge stays exact through SIGKILL, exporter restart and a tr
     timeoutMs: 90_000,
     what: '2600 completions',
   });
+  // A limited backlog when the workers stop: stopped, they promote no delayed job, so it stays.
+  await submit(rateLimitedBatch(300));
+  await waitFor(
+    async () =>
+      (await queue.getJobs(['delayed'], 0, -1)).filter((j) => j?.name === 'chaos.limited').length >= 30,
+    { timeoutMs: 30_000, what: 'rate-limited tasks waiting for their turn' },
+  );
   for (const worker of [first, replacement]) worker.kill('SIGTERM');
   const exits = await Promise.all([first.exited, replacement.exited]);
   assert.deepEqual(
@@ -263,6 +292,21 @@ test('the available gauge stays exact through SIGKILL, exporter restart and a tr
       `jobbers_jobs_available{task="${task}"} equals the available jobs in Redis`,
     );
   }
+  const delayedJobs = await queue.getJobs(['delayed'], 0, -1);
+  for (const task of registry.names) {
+    const truth = rateLimitedTasks.includes(task) ? delayedJobs.filter((j) => j?.name === task).length : 0;
+    assert.equal(
+      metricValue(samples, 'jobbers_jobs_rate_limited', { queue: 'default', task }),
+      truth,
+      `jobbers_jobs_rate_limited{task="${task}"} equals its rate-limited jobs in Redis`,
+    );
+  }
+  t.diagnostic(
+    `rate-limited with workers stopped: ${metricValue(samples, 'jobbers_jobs_rate_limited', { queue: 'default' })}, delayed ${delayedJobs.length}`,
+  );
+  assert.ok(
+    metricValue(samples, 'jobbers_jobs_rate_limited', { queue: 'default', task: 'chaos.limited' }) >= 30,
+  );
   const views = await Promise.all(workflowIds.map((id) => workflows.get(id)));
   const finished = views.filter((v) => v.state === 'completed');
   t.diagnostic(`workflows completed ${finished.length} of ${views.length}`);
@@ -281,13 +325,9 @@ test('the available gauge stays exact through SIGKILL, exporter restart and a tr
   // The schedule stops here: its pending run goes, a run already due still runs.
   await schedules.remove('chaos-tick');
   const submitted = (await tasksToComplete()) + workflowIds.length * 11;
-  t.diagnostic(
-    `tasks to complete ${submitted} of ${2400 + 300 + 1200 + 400 + workflowIds.length * 11} submitted`,
-  );
-  assert.ok(
-    submitted < 2400 + 300 + 1200 + 400 + workflowIds.length * 11,
-    'deduplication dropped or replaced some',
-  );
+  const workflowTasks = workflowIds.length * 11;
+  t.diagnostic(`tasks to complete ${submitted} of ${submittedCount + workflowTasks} submitted`);
+  assert.ok(submitted < submittedCount + workflowTasks, 'deduplication dropped or replaced some');
   await waitFor(
     async () => {
       const now = await counts();
@@ -313,7 +353,12 @@ test('the available gauge stays exact through SIGKILL, exporter restart and a tr
   await standby.waitUntilCaughtUp();
 
   const final = await clusterSamples(redis, prefix, registry);
-  for (const gauge of ['jobbers_jobs_available', 'jobbers_jobs_running', 'jobbers_incidents']) {
+  for (const gauge of [
+    'jobbers_jobs_available',
+    'jobbers_jobs_running',
+    'jobbers_incidents',
+    'jobbers_jobs_rate_limited',
+  ]) {
     assert.equal(metricValue(final, gauge, { queue: 'default' }), 0, `${gauge} returns to 0`);
   }
   const processed = metricValue(final, 'jobbers_tasks_processed_total', {
@@ -331,4 +376,7 @@ test('the available gauge stays exact through SIGKILL, exporter restart and a tr
   assert.ok(total - processed <= lostWindow, 'at most one flush interval of the killed worker is lost');
   assert.deepEqual(negativeSeen, [], 'no scrape ever saw a negative value');
   assert.ok(scrapes > 20);
+  assert.ok(
+    metricValue(final, 'jobbers_job_transitions_total', { queue: 'default', transition: 'rate-limited' }) > 0,
+  );
 });

@@ -21,6 +21,7 @@ export * from './metrics/recount.js';
 export * from './metrics/role-activity.js';
 export * from './metrics/stats.js';
 export * from './metrics/store.js';
+export * from './rate-limit.js';
 export * from './redis.js';
 export * from './routing.js';
 export * from './schedules.js';

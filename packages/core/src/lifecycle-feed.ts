@@ -5,11 +5,14 @@
 // each event carries its stream entry's id.
 //
 // On a single Redis server the reader is the exporter's own (metrics/event-stream-reader.ts): it
-// decodes of each entry only the fields the feed uses (a progress entry's data, no other entry's),
-// where ioredis would make a string of every field of every entry (a job's data, its return value).
-// On a Cluster or through Sentinel, whose routing belongs to ioredis, it reads through ioredis.
+// decodes of each entry only the fields the feed uses (a progress entry's data, a delayed entry's
+// time, no other entry's data), where ioredis would make a string of every field of every entry (a
+// job's data, its return value). On a Cluster or through Sentinel, whose routing belongs to ioredis,
+// it reads through ioredis.
 import { Cluster, type Redis } from 'ioredis';
+import { jobHashField } from './bullmq/job-hash.js';
 import { jobKey, queueOwnKey } from './bullmq/keys.js';
+import { isRateLimitedMove } from './bullmq/rate-limited-move.js';
 import type { Transition } from './lifecycle.js';
 import type { Logger } from './logger.js';
 import { DirectStreamReader } from './metrics/event-stream-reader.js';
@@ -112,7 +115,10 @@ export function isStreamId(value: string): boolean {
   return /^\d{1,20}-\d{1,20}$/.test(value);
 }
 
-/** How the reader reads: XREAD of the streams, and the task types of jobs it does not know. */
+/**
+ * How the reader reads: XREAD of the streams, and a field of jobs' hashes (the task types of jobs it
+ * does not know, the rate-limit marks of delayed jobs).
+ */
 interface FeedSource {
   read(
     keys: readonly string[],
@@ -120,7 +126,7 @@ interface FeedSource {
     count: number,
     blockMs: number,
   ): Promise<StreamEntries[]>;
-  names(keys: readonly string[]): Promise<(string | null)[]>;
+  hashField(keys: readonly string[], field: string): Promise<(string | null)[]>;
   close(): void;
 }
 
@@ -129,6 +135,8 @@ export class LifecycleFeed {
   private readonly taskOf = new Map<string, string>();
   /** The last transition seen per job, to tell a retry's backoff from a delayed submission. */
   private readonly lastState = new Map<string, FeedState>();
+  /** Jobs the feed last saw rate-limited (bounded like lastState: dropped when they wait again). */
+  private readonly rateLimited = new Set<string>();
   private readonly blockMs: number;
   private readonly batchSize: number;
   private readonly minReadIntervalMs: number;
@@ -174,7 +182,11 @@ export class LifecycleFeed {
         limit,
       );
       events.push(
-        ...(await this.translate(storage, entries.map(streamEvent), ioredisNames(this.options.connection))),
+        ...(await this.translate(
+          storage,
+          entries.map(streamEvent),
+          ioredisHashField(this.options.connection),
+        )),
       );
     }
     return events;
@@ -295,7 +307,7 @@ export class LifecycleFeed {
       const reader = new DirectStreamReader(connection.options, { progressData: true });
       return {
         read: (keys, positions, count, blockMs) => reader.readStreams(keys, positions, count, blockMs),
-        names: (keys) => reader.hashField(keys, 'name'),
+        hashField: (keys, field) => reader.hashField(keys, field),
         close: () => reader.close(),
       };
     }
@@ -314,7 +326,7 @@ export class LifecycleFeed {
         )) as [string, [string, string[]][]][] | null;
         return (reply ?? []).map(([key, entries]) => ({ key, events: entries.map(streamEvent) }));
       },
-      names: ioredisNames(connection),
+      hashField: ioredisHashField(connection),
       close: () => reader.disconnect(),
     };
   }
@@ -351,7 +363,8 @@ export class LifecycleFeed {
           if (index === -1) continue;
           if (events.length > 0) positions[index] = events[events.length - 1]!.id;
           if (events.length >= this.batchSize) behind = true;
-          for (const event of await this.translate(queues[index]!, events, source.names)) batch.push(event);
+          for (const event of await this.translate(queues[index]!, events, source.hashField))
+            batch.push(event);
         }
         if (batch.length === 0) continue;
         if (reply.length > 1) batch.sort((a, b) => compareStreamIds(a.id, b.id));
@@ -381,7 +394,7 @@ export class LifecycleFeed {
   private async translate(
     storage: string,
     entries: readonly StreamEvent[],
-    names: FeedSource['names'],
+    hashField: FeedSource['hashField'],
   ): Promise<FeedEvent[]> {
     const { prefix } = this.options;
     const queue = this.options.partitions?.queueOf(storage) ?? storage;
@@ -393,12 +406,16 @@ export class LifecycleFeed {
     if (unknown.size > 0) {
       // The jobs added before the feed started (or forgotten since): their hashes, in one round trip.
       const ids = [...unknown];
-      const found = await names(ids.map((id) => jobKey(prefix, storage, id)));
+      const found = await hashField(
+        ids.map((id) => jobKey(prefix, storage, id)),
+        'name',
+      );
       ids.forEach((id, i) => {
         const name = found[i];
         if (typeof name === 'string') this.remember(id, name);
       });
     }
+    const rateLimitedMoves = await this.readRateLimitMarks(storage, entries, hashField);
     const events: FeedEvent[] = [];
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i]!;
@@ -408,12 +425,14 @@ export class LifecycleFeed {
         events.push(event);
         continue;
       }
-      const classified = this.classify(e, entries[i + 1]);
+      const classified = this.classify(e, entries[i + 1], rateLimitedMoves.has(e));
       if (!classified) continue;
       if (classified.consumedNext) i++;
       const [transition, state] = classified.result;
-      if (state === 'completed' || state === 'removed') this.lastState.delete(e.jobId);
-      else {
+      if (state === 'completed' || state === 'removed') {
+        this.lastState.delete(e.jobId);
+        this.rateLimited.delete(e.jobId);
+      } else {
         this.lastState.set(e.jobId, state);
         if (this.lastState.size > this.maxRemembered) {
           const oldest = this.lastState.keys().next().value;
@@ -438,6 +457,7 @@ export class LifecycleFeed {
   private classify(
     e: StreamEvent,
     next: StreamEvent | undefined,
+    rateLimitedMove: boolean,
   ): { result: [Transition, FeedState]; consumedNext?: boolean } | undefined {
     const before = this.lastState.get(e.jobId);
     const prev = e.event === 'added' ? '' : e.extra;
@@ -448,12 +468,18 @@ export class LifecycleFeed {
             return { result: ['timed-out', 'waiting'], consumedNext: true };
           return { result: ['failed-with-retries', 'waiting'] };
         }
+        if (this.rateLimited.delete(e.jobId)) return { result: ['rate-limit-ended', 'waiting'] };
         if (prev === 'delayed' || before === 'delayed') return { result: ['backoff-recurred', 'waiting'] };
         if (prev === 'failed' || before === 'failed') return { result: ['incident-resolved', 'waiting'] };
         return { result: ['created', 'waiting'] };
       case 'active':
         return { result: ['activated', 'active'] };
       case 'delayed':
+        if (rateLimitedMove) {
+          if (this.rateLimited.size >= this.maxRemembered) this.rateLimited.clear();
+          this.rateLimited.add(e.jobId);
+          return { result: ['rate-limited', 'delayed'] };
+        }
         // A delayed submission is reported as created (in state delayed), a retry's backoff as such.
         return before === 'active'
           ? { result: ['failed-with-backoff', 'delayed'] }
@@ -467,6 +493,28 @@ export class LifecycleFeed {
       default:
         return undefined;
     }
+  }
+
+  /**
+   * The `delayed` entries that are rate-limited moves: the job's hash names the time they carry (their
+   * `extra`; see bullmq/rate-limited-move.ts). One read of the jobs' hashes per batch holding any.
+   */
+  private async readRateLimitMarks(
+    storage: string,
+    entries: readonly StreamEvent[],
+    hashField: FeedSource['hashField'],
+  ): Promise<Set<StreamEvent>> {
+    const moves = new Set<StreamEvent>();
+    const delayed = entries.filter((e) => e.event === 'delayed' && e.extra !== '');
+    if (delayed.length === 0) return moves;
+    const marks = await hashField(
+      delayed.map((e) => jobKey(this.options.prefix, storage, e.jobId)),
+      jobHashField.rateLimitedUntil,
+    );
+    delayed.forEach((e, i) => {
+      if (isRateLimitedMove(marks[i] ?? undefined, e.extra)) moves.add(e);
+    });
+    return moves;
   }
 
   private remember(jobId: string, task: string) {
@@ -488,6 +536,7 @@ function streamEvent([id, fields]: [string, string[]]): StreamEvent {
   let name = '';
   let prev = '';
   let data = '';
+  let delay = '';
   for (let i = 0; i + 1 < fields.length; i += 2) {
     const value = fields[i + 1]!;
     switch (fields[i]) {
@@ -506,6 +555,9 @@ function streamEvent([id, fields]: [string, string[]]): StreamEvent {
       case 'data':
         data = value;
         break;
+      case 'delay':
+        delay = value;
+        break;
     }
   }
   const dash = id.indexOf('-');
@@ -514,20 +566,28 @@ function streamEvent([id, fields]: [string, string[]]): StreamEvent {
     ms: Number(dash === -1 ? id : id.slice(0, dash)),
     event,
     jobId,
-    extra: event === 'added' ? name : event === 'progress' ? data : prev,
+    extra: extraOf(event, name, delay, data, prev),
   };
 }
 
-/** Jobs' names read through ioredis, in one pipeline. */
-function ioredisNames(connection: Redis): FeedSource['names'] {
-  return async (keys) => {
+/** A StreamEvent's `extra`: the name (added), delay (delayed), data (progress) or prev (any other). */
+function extraOf(event: string, name: string, delay: string, data: string, prev: string): string {
+  if (event === 'added') return name;
+  if (event === 'delayed') return delay;
+  if (event === 'progress') return data;
+  return prev;
+}
+
+/** A field of jobs' hashes read through ioredis, in one pipeline. */
+function ioredisHashField(connection: Redis): FeedSource['hashField'] {
+  return async (keys, field) => {
     if (keys.length === 0) return [];
     const read = connection.pipeline();
-    for (const key of keys) read.hget(key, 'name');
+    for (const key of keys) read.hget(key, field);
     const replies = (await read.exec()) ?? [];
     return keys.map((_, i) => {
-      const [error, name] = replies[i] ?? [];
-      return !error && typeof name === 'string' ? name : null;
+      const [error, value] = replies[i] ?? [];
+      return !error && typeof value === 'string' ? value : null;
     });
   };
 }

@@ -11,6 +11,8 @@ export const transitions = [
   'backoff-recurred',
   'timed-out',
   'yielded',
+  'rate-limited',
+  'rate-limit-ended',
   'incident-raised',
   'incident-resolved',
   'completed',

@@ -2,6 +2,7 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import { JobbersError } from './errors.js';
+import { type RateLimitOption, rateLimitProblems } from './rate-limit.js';
 
 export type JsonSchema = Record<string, unknown>;
 export type ShutdownPolicy = 'finish' | 'reenqueue' | 'fail';
@@ -38,6 +39,12 @@ export interface TaskContext {
   heartbeat(): Promise<void>;
   /** Gives the task back unfinished; it becomes available again after delayMs (default 0). */
   yield(delayMs?: number): Promise<never>;
+  /**
+   * Tells that an upstream refused the work for now (an HTTP 429 and its retry-after): the task goes
+   * back to wait that long (ms), counted as rate-limited, and runs again without using a retry (its
+   * attempt number is the same next time).
+   */
+  rateLimited(retryAfterMs: number): Promise<never>;
   /**
    * Records how far the task got: a number (e.g. a percentage) or a JSON object of at most
    * maxProgressBytes. Shown by GET /v1/tasks/:id and sent on GET /v1/events as a `progress` event.
@@ -89,6 +96,12 @@ export interface TaskDefinition<P = any, R = unknown> {
    * within one partition. Absent: round-robin.
    */
   partitionBy?: string;
+  /**
+   * At most `max` starts per `per` window (ms, or `'1s'`, `'1m'`...), per task type and, with `key`,
+   * per value of that param, across every worker. Checked when a worker activates the task: a task
+   * over the limit waits, counted as rate-limited, and uses no retry. See docs/rate-limits.md.
+   */
+  rateLimit?: RateLimitOption;
   /**
    * The param whose value is the task's dedup key (a submission may give its own key instead).
    * A submission without a key is not deduplicated.
@@ -162,6 +175,7 @@ function definitionProblems(def: TaskDefinition): string[] {
   if (typeof def.run !== 'function') problems.push('run must be a function');
   problems.push(...partitionProblems(def));
   problems.push(...dedupProblems(def));
+  if (def.rateLimit !== undefined) problems.push(...rateLimitProblems(def.rateLimit, def.params));
   return problems;
 }
 

@@ -17,6 +17,7 @@ import {
   jobKey,
   jobLockKey,
   jobStateSource,
+  moveToDelayedRateLimited,
   queueOwnKey,
   queueOwnKeyNames,
   queueRemoveJob,
@@ -152,6 +153,38 @@ test('event stream: give-back moves are waiting or delayed from active', async (
     'active:waiting',
     'delayed:',
   ]);
+});
+
+test('rate-limited move: delayed with the exact time marked in the hash, in the event and the score, no attempt used', async () => {
+  const added = await queue.add(task, {}, { attempts: 3 });
+  const a = await activate();
+  const before = Date.now();
+  const runAt = await moveToDelayedRateLimited(fixture.redis, prefix, a.job, a.token, 60_000);
+  assert.ok(runAt >= before + 60_000 && runAt <= Date.now() + 60_000);
+  const [event] = (await eventsOf(added.id!)).filter((e) => e.event === 'delayed');
+  assert.equal(event?.delay, String(runAt), 'the delayed event carries the time as delay');
+  const score = Number(await fixture.redis.zscore(queueOwnKey(prefix, 'q', 'delayed'), added.id!));
+  assert.equal(
+    Math.floor(score / 0x1000),
+    runAt,
+    'the delayed score is the time * 0x1000 plus a tie-breaker',
+  );
+  const key = jobKey(prefix, 'q', added.id!);
+  const [marks, made, started] = await fixture.redis.hmget(
+    key,
+    jobHashField.rateLimitedUntil,
+    jobHashField.attemptsMade,
+    jobHashField.attemptsStarted,
+  );
+  assert.equal(marks, String(runAt));
+  assert.equal(Number(made ?? 0), 0, 'no attempt made');
+  assert.equal(Number(started), 1, 'the activation counted as started (the worker takes it back)');
+  // A worker that lost the job is refused; its mark names a time the job is not delayed to.
+  await assert.rejects(moveToDelayedRateLimited(fixture.redis, prefix, a.job, a.token, 5000), isLostJobError);
+  assert.equal(
+    Math.floor(Number(await fixture.redis.zscore(queueOwnKey(prefix, 'q', 'delayed'), added.id!)) / 0x1000),
+    runAt,
+  );
 });
 
 test('job hash: the fields Jobbers reads hold what it expects at each step', async () => {

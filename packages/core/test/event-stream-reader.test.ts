@@ -82,6 +82,9 @@ test('the direct, the Lua and the ioredis reader give the same events for a stre
     opts: { jobId: k % 5 === 0 ? `jöb-${k}` : undefined, attempts: 2 },
   }));
   await queue.addBulk(jobs);
+  // Delayed jobs: their `delayed` events carry the time they are delayed to, which the book reads.
+  const delayedTo = Date.now() + 60_000;
+  await queue.add('demo.later', {}, { delay: 60_000 });
   const workerConnection = connection.duplicate({ maxRetriesPerRequest: null });
   const worker = new Worker(
     'q',
@@ -108,6 +111,11 @@ test('the direct, the Lua and the ioredis reader give the same events for a stre
   for (const kind of ['added', 'waiting', 'active', 'completed', 'failed', 'retries-exhausted'])
     assert.ok(kinds.has(kind), `the stream holds ${kind} events`);
   assert.ok(fromDirect.some((e) => e.event === 'added' && e.jobId === 'jöb-0' && e.extra === 'démo.ünïcode'));
+  const delayed = fromDirect.find((e) => e.event === 'delayed');
+  assert.ok(
+    delayed && Number(delayed.extra) >= delayedTo,
+    `a delayed event gives its time (${delayed?.extra})`,
+  );
   assert.deepEqual(await direct.read(stream, fromDirect[fromDirect.length - 1]!.id, 10), []);
   await queue.close();
   connection.disconnect();

@@ -6,9 +6,13 @@ import { test } from 'node:test';
 import {
   defineTask,
   exporterStateKey,
+  jobHashField,
+  jobKey,
   LifecycleExporter,
   type LifecycleExporterOptions,
+  moveToDelayedRateLimited,
   readAvailableByTask,
+  scripts,
   TaskRegistry,
 } from '@jobbers/core';
 import { Queue, Worker } from 'bullmq';
@@ -157,6 +161,89 @@ test('available jobs a recount counted without indexing them are found when they
     const value = (name: string) => samples.find((s) => s.name === name && s.labels.task === tasks[0])?.value;
     assert.equal(value('jobbers_jobs_available'), 22);
     assert.equal(value('jobbers_jobs_running'), 0);
+  } finally {
+    await worker.close();
+    await exporter.stop();
+    await queue.close();
+  }
+});
+
+test('a recount and the live exporter tell rate-limited jobs from jobs delayed by a backoff', async () => {
+  const prefix = uniquePrefix('ratelimited');
+  const queue = new Queue('q', { connection: fixture.redis, prefix });
+  const worker = new Worker('q', null, { connection: fixture.redis, prefix });
+  await queue.addBulk(Array.from({ length: 4 }, () => ({ name: tasks[0]!, data: {} })));
+  const limited = await worker.getNextJob('t1');
+  await moveToDelayedRateLimited(fixture.redis, prefix, limited!, 't1', 60_000);
+  const backoff = await worker.getNextJob('t2');
+  await backoff!.moveToDelayed(Date.now() + 60_000, 't2');
+  let exporter: LifecycleExporter | undefined;
+  const gauges = async () => {
+    await exporter!.waitUntilCaughtUp();
+    const samples = await clusterSamples(fixture.redis, prefix, registry);
+    const value = (name: string) => samples.find((s) => s.name === name && s.labels.task === tasks[0])?.value;
+    return { rateLimited: value('jobbers_jobs_rate_limited'), available: value('jobbers_jobs_available') };
+  };
+  try {
+    // Its first start counts BullMQ's lists: one rate-limited, one delayed (in neither gauge), two waiting.
+    exporter = exporterFor(prefix, []);
+    await exporter.waitUntilReady();
+    assert.deepEqual(await gauges(), { rateLimited: 1, available: 2 });
+    // Live: one more rate-limited from the stream, and a rate-limited job promoted back to wait.
+    const third = await worker.getNextJob('t3');
+    await moveToDelayedRateLimited(fixture.redis, prefix, third!, 't3', 60_000);
+    assert.deepEqual(await gauges(), { rateLimited: 2, available: 1 });
+    await limited!.promote();
+    assert.deepEqual(await gauges(), { rateLimited: 1, available: 2 });
+    // A recount of the same state agrees.
+    await exporter.stop();
+    await fixture.redis.del(exporterStateKey(prefix, 'q'));
+    exporter = exporterFor(prefix, []);
+    await exporter.waitUntilReady();
+    assert.deepEqual(await gauges(), { rateLimited: 1, available: 2 });
+  } finally {
+    await worker.close();
+    await exporter?.stop();
+    await queue.close();
+  }
+});
+
+test('a rate-limit mark whose move never happened (the worker died in between) counts nothing', async () => {
+  const prefix = uniquePrefix('deadmark');
+  const queue = new Queue('q', { connection: fixture.redis, prefix });
+  const worker = new Worker('q', null, { connection: fixture.redis, prefix });
+  await queue.add(tasks[0]!, {});
+  const exporter = exporterFor(prefix, []);
+  try {
+    await exporter.waitUntilReady();
+    const job = await worker.getNextJob('t1');
+    // The worker marked a time, then died before its move; the job is later delayed by a backoff.
+    await scripts.markRateLimited.run(
+      fixture.redis,
+      [jobKey(prefix, 'q', job!.id!)],
+      [jobHashField.rateLimitedUntil, Date.now() + 60_000],
+    );
+    await job!.moveToDelayed(Date.now() + 30_000, 't1');
+    const gauge = async () => {
+      await exporter.waitUntilCaughtUp();
+      const samples = await clusterSamples(fixture.redis, prefix, registry);
+      return samples.find((s) => s.name === 'jobbers_jobs_rate_limited' && s.labels.task === tasks[0])?.value;
+    };
+    assert.equal(await gauge(), 0, 'the exporter counts an ordinary delay');
+    await exporter.stop();
+    await fixture.redis.del(exporterStateKey(prefix, 'q'));
+    const recounted = exporterFor(prefix, []);
+    try {
+      await recounted.waitUntilReady();
+      await recounted.waitUntilCaughtUp();
+      const samples = await clusterSamples(fixture.redis, prefix, registry);
+      const value = samples.find(
+        (s) => s.name === 'jobbers_jobs_rate_limited' && s.labels.task === tasks[0],
+      )?.value;
+      assert.equal(value, 0, 'so does a recount');
+    } finally {
+      await recounted.stop();
+    }
   } finally {
     await worker.close();
     await exporter.stop();

@@ -14,7 +14,7 @@ const keys = {
   bucketBounds: [0.1, 1, 10],
 };
 const tasks = ['t1', 't2'];
-const setKinds: Record<string, string> = { w: 'avail', a: 'running', f: 'incidents' };
+const setKinds: Record<string, string> = { w: 'avail', a: 'running', f: 'incidents', r: 'ratelimited' };
 
 /** The bookkeeping keys as plain maps: member or field to score or value. */
 class ModelRedis {
@@ -76,6 +76,8 @@ interface Scenario {
   names: Map<string, string>;
   /** Yield marks workers left, by batch: added to Redis before the batch is read, each for a job that then moves back. */
   yields: string[][];
+  /** Rate-limit marks workers left in job hashes, by batch: [job, delayed time], before the batch is read. */
+  rateMarks: [string, string][][];
 }
 
 function scenario(seed: number): Scenario {
@@ -93,30 +95,40 @@ function scenario(seed: number): Scenario {
   let seq = 0;
   const batches: StreamEvent[][] = [];
   const yields: string[][] = [];
+  const rateMarks: [string, string][][] = [];
   for (let b = 0; b < 10; b++) {
     const marks: string[] = [];
+    const limited: [string, string][] = [];
     batches.push(
       Array.from({ length: Math.floor(rand() * 12) }, () => {
         const event = pick([...kinds, 'drained']);
         ms += Math.floor(rand() * 200);
         seq += 1;
         const jobId = event === 'drained' ? '' : pick(jobs);
-        const extra = event === 'added' ? names.get(jobId)! : pick(prevs);
+        const extra =
+          event === 'added' ? names.get(jobId)! : event === 'delayed' ? String(ms + 5000) : pick(prevs);
+        // Half the delays are a rate limit's (the job's hash names their time), some marks name none.
+        if (event === 'delayed' && rand() < 0.5) limited.push([jobId, extra]);
+        if (rand() < 0.05 && jobId) limited.push([jobId, String(ms + 7)]);
         if (withMarks && (event === 'delayed' || (event === 'waiting' && extra === 'active')) && rand() < 0.5)
           marks.push(jobId);
         return { id: `${ms}-${seq}`, ms, event, jobId, extra };
       }),
     );
     yields.push(marks);
+    rateMarks.push(limited);
   }
-  return { batches, names, yields };
+  return { batches, names, yields, rateMarks };
 }
 
 /** Plays the scenario, committing after the batches `commitAfter` says; returns Redis's final state. */
 function play(s: Scenario, commitAfter: (batch: number) => boolean, checkEachCommit: boolean): ModelRedis {
   const redis = new ModelRedis();
   const book = new LifecycleBook(keys, ['default']);
+  const hashMarks = new Map<string, string>();
   s.batches.forEach((events, b) => {
+    for (const [job, time] of s.rateMarks[b]!)
+      hashMarks.set(job, hashMarks.has(job) ? `${hashMarks.get(job)} ${time}` : time);
     for (const job of s.yields[b]!) {
       const yieldsKey = redis.get(`${jp}yields`);
       yieldsKey.set(job, String(Number(yieldsKey.get(job) ?? 0) + 1));
@@ -138,6 +150,7 @@ function play(s: Scenario, commitAfter: (batch: number) => boolean, checkEachCom
       yieldMarks: new Map(
         request.maybeYielded.map((job) => [job, Number(redis.get(`${jp}yields`).get(job) ?? 0)]),
       ),
+      rateLimitMarks: new Map(request.delayedJobs.map((job) => [job, hashMarks.get(job) ?? ''])),
     });
     if (commitAfter(b) || b === s.batches.length - 1) {
       redis.play(book.commitOps());
@@ -163,6 +176,7 @@ function assertConsistent(redis: ModelRedis) {
 }
 
 test('where the commits fall does not change what Redis holds, and index and sets always agree', () => {
+  let rateLimitedSeen = 0;
   for (let seed = 1; seed <= 400; seed++) {
     const s = scenario(seed);
     const rand = random(seed * 7919);
@@ -171,5 +185,7 @@ test('where the commits fall does not change what Redis holds, and index and set
     const randomly = play(s, () => rand() < 0.4, true).snapshot();
     assert.deepEqual(everyBatch, once, `seed ${seed}: committing every batch`);
     assert.deepEqual(randomly, once, `seed ${seed}: committing at random`);
+    if (once.some((line) => line.includes('ratelimited:'))) rateLimitedSeen++;
   }
+  assert.ok(rateLimitedSeen > 20, `scenarios ending with a rate-limited job: ${rateLimitedSeen}`);
 });

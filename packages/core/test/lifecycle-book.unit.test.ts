@@ -242,3 +242,52 @@ test('a batch is applied only with the answer to its own request, once, and befo
   book.prepare([ev('active', '1', 'waiting')]).apply(noLookups());
   assert.deepEqual(opsBy(book.commitOps(), 'HSET', `${jp}idx`), ['1', 'a|demo']);
 });
+
+test('a job delayed to a time its rate-limit marks name is rate-limited, not delayed, until it is available again', () => {
+  const book = new LifecycleBook(keys, ['default']);
+  const lookups = noLookups();
+  lookups.committed.set('rl', { state: 'a', task: 'demo', sinceMs: 900 });
+  const first = book.prepare([ev('delayed', 'rl', '5000', 1000)], { soleRole: 'default' });
+  assert.deepEqual(first.request.delayedJobs, ['rl']);
+  // The hash names an older rate-limited time and this one: the event's time decides.
+  lookups.rateLimitMarks = new Map([['rl', '3000 5000']]);
+  first.apply(lookups);
+  let ops = book.commitOps();
+  assert.deepEqual(opsBy(ops, 'ZADD', `${jp}ratelimited:demo`), ['5000', 'rl']);
+  assert.deepEqual(opsBy(ops, 'ZREM', `${jp}running:demo`), ['rl']);
+  assert.deepEqual(opsBy(ops, 'HSET', `${jp}idx`), ['rl', 'r|demo']);
+  assert.equal(counter(ops, 'jobbers_job_transitions_total', 'q|demo|rate-limited'), 1);
+  assert.equal(counter(ops, 'jobbers_job_transitions_total', 'q|demo|failed-with-backoff'), 0);
+  book.committedOps();
+
+  book.prepare([ev('waiting', 'rl', 'delayed', 5001)]).apply(noLookups());
+  ops = book.commitOps();
+  assert.deepEqual(opsBy(ops, 'ZREM', `${jp}ratelimited:demo`), ['rl']);
+  assert.deepEqual(opsBy(ops, 'ZADD', `${jp}avail:demo`), ['5001', 'rl']);
+  assert.equal(counter(ops, 'jobbers_job_transitions_total', 'q|demo|rate-limit-ended'), 1);
+  assert.equal(counter(ops, 'jobbers_job_transitions_total', 'q|demo|backoff-recurred'), 0);
+});
+
+test('a job delayed to a time its marks do not name (a backoff after a rate limit) is an ordinary delay', () => {
+  const book = new LifecycleBook(keys, ['default']);
+  const lookups = noLookups();
+  lookups.committed.set('bo', { state: 'a', task: 'demo', sinceMs: 900 });
+  lookups.rateLimitMarks = new Map([['bo', '3000']]);
+  book.prepare([ev('delayed', 'bo', '30000', 1000)], { soleRole: 'default' }).apply(lookups);
+  const ops = book.commitOps();
+  assert.deepEqual(opsBy(ops, 'ZADD', `${jp}ratelimited:demo`), []);
+  assert.deepEqual(opsBy(ops, 'HSET', `${jp}idx`), ['bo', 'd|demo']);
+  assert.equal(counter(ops, 'jobbers_job_transitions_total', 'q|demo|failed-with-backoff'), 1);
+  assert.equal(counter(ops, 'jobbers_job_transitions_total', 'q|demo|rate-limited'), 0);
+});
+
+test('a rate-limited job removed while it waits leaves the rate-limited set', () => {
+  const book = new LifecycleBook(keys, []);
+  const lookups = noLookups();
+  lookups.committed.set('gone', { state: 'r', task: 'demo', sinceMs: 0 });
+  book.prepare([ev('removed', 'gone', 'delayed', 1000)]).apply(lookups);
+  const ops = book.commitOps();
+  assert.deepEqual(opsBy(ops, 'ZREM', `${jp}ratelimited:demo`), ['gone']);
+  assert.deepEqual(opsBy(ops, 'HDEL', `${jp}idx`), ['gone']);
+  assert.equal(counter(ops, 'jobbers_job_transitions_total', 'q|demo|removed'), 1);
+});

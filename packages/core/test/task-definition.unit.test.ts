@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { defineTask, JobbersError, TaskRegistry } from '@jobbers/core';
+import { defineTask, JobbersError, rateLimitOf, TaskRegistry } from '@jobbers/core';
 
 const valid = {
   name: 'mail.send',
@@ -28,6 +28,52 @@ for (const [what, patch] of [
     assert.throws(
       () => defineTask({ ...valid, ...(patch as object) } as never),
       (e: unknown) => e instanceof JobbersError && e.code === 'TASK_DEFINITION_INVALID',
+    );
+  });
+}
+
+test('defineTask takes a rate limit with per in milliseconds or with a unit', () => {
+  assert.deepEqual(
+    rateLimitOf(defineTask({ ...valid, rateLimit: { max: 100, per: '1m', key: 'to' } }).rateLimit!),
+    {
+      max: 100,
+      perMs: 60_000,
+      key: 'to',
+    },
+  );
+  assert.deepEqual(rateLimitOf(defineTask({ ...valid, rateLimit: { max: 5, per: 250 } }).rateLimit!), {
+    max: 5,
+    perMs: 250,
+  });
+});
+
+for (const [what, rateLimit, message] of [
+  ['a rate limit of 0', { max: 0, per: '1s' }, /rateLimit\.max must be a whole number 1\.\.100000 \(got 0\)/],
+  ['a fractional max', { max: 1.5, per: '1s' }, /rateLimit\.max/],
+  [
+    'a window without a known unit',
+    { max: 1, per: '1 minute' },
+    /rateLimit\.per must be 1 ms\.\.1 day.*"1 minute"/,
+  ],
+  ['a window of 0', { max: 1, per: 0 }, /rateLimit\.per/],
+  ['a window over a day', { max: 1, per: '2d' }, /rateLimit\.per/],
+  ['an empty key', { max: 1, per: '1s', key: '' }, /rateLimit\.key must name a param/],
+  ['an unknown option', { max: 1, per: '1s', burst: 3 }, /unknown option\(s\) burst/],
+  [
+    'a key that is not a param',
+    { max: 1, per: '1s', key: 'customer' },
+    /rateLimit\.key "customer" is not one of the task's params \(to\)/,
+  ],
+  ['no object', 10, /rateLimit must be an object/],
+] as const) {
+  test(`defineTask rejects ${what} with a clear error`, () => {
+    assert.throws(
+      () => defineTask({ ...valid, rateLimit: rateLimit as never }),
+      (e: unknown) =>
+        e instanceof JobbersError &&
+        e.code === 'TASK_DEFINITION_INVALID' &&
+        /^task "mail\.send" is invalid: /.test(e.message) &&
+        message.test(e.message),
     );
   });
 }

@@ -1,6 +1,8 @@
 // One attempt of one task in this worker: runs it under its timeout and lease, then settles the
 // job exactly once — completed, failed, or given back unfinished (ctx.yield, shutdown, capacity).
 import {
+  acquireRateLimit,
+  adjustAttemptsStarted,
   countProcessError,
   extendLeaseWithHeartbeat,
   isFinalFailure,
@@ -13,7 +15,9 @@ import {
   maxLogLineChars,
   maxProgressBytes,
   maxTaskLogLines,
+  moveToDelayedRateLimited,
   queueOfStorage,
+  rateLimitOf,
   readJobFinish,
   type TaskContext,
   type TaskDefinition,
@@ -60,6 +64,18 @@ export class TaskYieldedError extends Error {
   }
 }
 
+/** What ctx.rateLimited() throws so the task's code unwinds; the job was already given back. */
+export class TaskRateLimitedError extends TaskYieldedError {
+  constructor() {
+    super();
+    this.message = 'the task was rate-limited: its job waits and runs again without using a retry';
+    this.name = 'TaskRateLimitedError';
+  }
+}
+
+/** How long a task waits when its rate limit could not be checked (Redis did not answer). */
+const uncheckedRateLimitWaitMs = 1000;
+
 /**
  * `auto`: the worker renews the lease for as long as this process is alive (a task that never
  * heartbeats). `heartbeat`: from its first ctx.heartbeat() on, only heartbeats renew the lease, so a
@@ -82,6 +98,8 @@ export interface AttemptOptions {
   workflows?: Workflows;
   /** Asked when the attempt finishes: true to have BullMQ activate the queue's next job in the same call. */
   handOver?: () => boolean;
+  /** Called once the task's code is about to run (after its rate limit, if any, admitted it). */
+  onStart?: () => void;
 }
 
 export class TaskAttempt {
@@ -148,6 +166,11 @@ export class TaskAttempt {
       );
       return;
     }
+    if (def.rateLimit && !(await this.admitted(def))) return;
+    // Given back (a stop signal) while its limit was checked: its place in the window is spent.
+    if (this.isSettling) return;
+    this.options.onStart?.();
+    // After the rate limit: a held-back activation is no run (and starts again as attempt 1).
     recordScheduledRun(this.options.outcomes, this.job, this.attempt);
     let outcome: { ok: true; value: unknown } | { ok: false; error: Error };
     try {
@@ -162,6 +185,32 @@ export class TaskAttempt {
         this.log.warn({ err: outcome.error, attempt: this.attempt }, 'task attempt failed');
       await this.settleOnce('failed', () => this.fail(outcome.error));
     }
+  }
+
+  /**
+   * Whether the task's rate limit admits this start. When not, the job goes back to delayed until
+   * its turn, marked rate-limited, its activation not counted as a run. A limit that cannot be
+   * checked admits nothing: the job is given back the same way (or, if Redis is gone, its lease
+   * expires and it is taken again), so the limit holds through Redis faults.
+   */
+  private async admitted(def: TaskDefinition): Promise<boolean> {
+    let waitMs: number;
+    try {
+      waitMs = await acquireRateLimit(this.options.connection, this.options.prefix, {
+        queue: def.queue,
+        task: def.name,
+        id: this.job.id!,
+        params: this.job.data?.params,
+        limit: rateLimitOf(def.rateLimit!),
+      });
+    } catch (error) {
+      countProcessError('rate-limit-check');
+      this.log.warn({ err: error }, "could not check the task's rate limit: it waits and tries again");
+      waitMs = uncheckedRateLimitWaitMs;
+    }
+    if (waitMs <= 0) return true;
+    await this.settleOnce('given-back', () => this.moveRateLimited(waitMs));
+    return false;
   }
 
   get attempt(): number {
@@ -205,6 +254,7 @@ export class TaskAttempt {
       signal: this.controller.signal,
       heartbeat: () => this.heartbeat(),
       yield: (delayMs?: number) => this.yieldJob(delayMs),
+      rateLimited: (retryAfterMs: number) => this.rateLimitedByUpstream(retryAfterMs),
       progress: (value) => this.reportProgress(value),
       log: (line) => this.appendLog(line),
     };
@@ -254,6 +304,16 @@ export class TaskAttempt {
     }
     await this.settleOnce('given-back', () => this.moveBack(delayMs));
     throw new TaskYieldedError();
+  }
+
+  private async rateLimitedByUpstream(retryAfterMs: number): Promise<never> {
+    if (!Number.isInteger(retryAfterMs) || retryAfterMs < 0) {
+      throw new RangeError(
+        'ctx.rateLimited(retryAfterMs): retryAfterMs must be a whole number of milliseconds >= 0',
+      );
+    }
+    await this.settleOnce('given-back', () => this.moveRateLimited(retryAfterMs));
+    throw new TaskRateLimitedError();
   }
 
   /** Gives the job back unfinished now (shutdown `reenqueue`, or `finish` past the grace). */
@@ -415,6 +475,38 @@ export class TaskAttempt {
       return 'rejected';
     }
     this.log.info({ delayMs }, 'task given back unfinished');
+    return 'given-back';
+  }
+
+  /**
+   * Back to delayed for waitMs, marked rate-limited, without using a retry; the activation is taken
+   * back from the attempts started, so the next run has the same attempt number.
+   */
+  private async moveRateLimited(waitMs: number): Promise<Settlement> {
+    const { connection, prefix } = this.options;
+    const job = this.job;
+    await adjustAttemptsStarted(connection, prefix, job.queueName, job.id!, -1);
+    try {
+      await untilRedisAnswers(
+        () => moveToDelayedRateLimited(connection, prefix, job, this.token, waitMs),
+        this.options.leaseMs,
+      );
+    } catch (error) {
+      await adjustAttemptsStarted(connection, prefix, job.queueName, job.id!, 1).catch((undoError) => {
+        countProcessError('undo-rate-limited-start');
+        this.log.warn(
+          { err: undoError },
+          'could not restore the attempt count of a rate-limited move that failed',
+        );
+      });
+      if (!isLostJobError(error)) throw error;
+      this.log.warn(
+        { reason: (error as Error).message },
+        'could not hold back the task: this worker had lost it',
+      );
+      return 'rejected';
+    }
+    this.log.debug({ waitMs }, 'task rate-limited: waiting for its turn');
     return 'given-back';
   }
 }

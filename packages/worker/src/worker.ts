@@ -41,7 +41,13 @@ import { WorkerProcessMetrics } from './process-metrics.js';
 import { type FetchedJob, QueueFetcher } from './queue-fetcher.js';
 import { ShutdownError, TaskAttempt } from './task-attempt.js';
 
-export { LeaseLostError, ShutdownError, TaskTimeoutError, TaskYieldedError } from './task-attempt.js';
+export {
+  LeaseLostError,
+  ShutdownError,
+  TaskRateLimitedError,
+  TaskTimeoutError,
+  TaskYieldedError,
+} from './task-attempt.js';
 
 export interface JobbersWorkerOptions {
   config: WorkerConfig;
@@ -314,6 +320,16 @@ export class JobbersWorker {
         this.phase === 'running' &&
         Date.now() - this.roleRecordedAt <= roleStaleMs &&
         this.gate.reserveHandOver(),
+      // Recorded once the task runs: an activation its rate limit held back was no run.
+      onStart: () =>
+        void recordAttemptWorker(this.control, config.prefix, consumer.queue, job.id!, {
+          attempt: attempt.attempt,
+          worker: this.registryId,
+          startedAt: Date.now(),
+        }).catch((error: unknown) => {
+          countProcessError('record-attempt-worker');
+          attempt.log.warn({ err: error }, 'could not record which worker runs this attempt');
+        }),
     });
     this.attempts.set(
       attempt,
@@ -328,14 +344,6 @@ export class JobbersWorker {
     };
     this.registryTasks.set(attempt, running);
     this.registryChanged = true;
-    recordAttemptWorker(this.control, config.prefix, consumer.queue, running.taskId, {
-      attempt: running.attempt,
-      worker: this.registryId,
-      startedAt: running.startedAt,
-    }).catch((error: unknown) => {
-      countProcessError('record-attempt-worker');
-      attempt.log.warn({ err: error }, 'could not record which worker runs this attempt');
-    });
     void attempt.run();
     if (this.gate.ttlReached) this.beginDrain('ttl');
     if (this.signals > 1) void attempt.giveBack(new ShutdownError());

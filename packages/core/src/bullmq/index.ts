@@ -5,5 +5,6 @@ export * from './job-counts.js';
 export * from './job-hash.js';
 export * from './keys.js';
 export * from './lock.js';
+export * from './rate-limited-move.js';
 export * from './schedulers.js';
 export * from './scripts.js';

@@ -25,6 +25,11 @@ export const jobHashField = {
   lastHeartbeat: 'jbhb',
   /** Jobbers' own field: `attempt|worker id|started at (ms)` a line, one per attempt (see workers.ts). */
   attemptWorkers: 'jbw',
+  /**
+   * Jobbers' own field: the times (ms) a rate limit last delayed the job to, space separated, newest
+   * last (see rate-limited-move.ts).
+   */
+  rateLimitedUntil: 'jbrl',
 } as const;
 
 /**

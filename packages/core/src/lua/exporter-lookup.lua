@@ -17,11 +17,13 @@
   ARGV[6]  the bookkeeping prefix (where idx and the sets live: the jobbers prefix, or a recount's
            prefix while it replays)
   ARGV[7]  the job hash field naming the worker that last activated the job (BullMQ's processedBy)
+  ARGV[8]  jobs moved to delayed: ids joined by NUL
+  ARGV[9]  the job hash field holding the times a rate limit delayed the job to
 
   Returns one string, joined by NUL: for each unknown job its index entry ('state|task' or '', the
   state one of the letters of jobState in metrics/lifecycle-book.ts) and the time it became
   available (state w, available) or its name (not indexed); for each activated job who
-  took it; for each maybe-yielded job its yield marks.
+  took it; for each maybe-yielded job its yield marks; for each delayed job its rate-limit times.
 ]]
 local function split(s)
   local items = {}
@@ -69,4 +71,5 @@ for _, id in ipairs(split(ARGV[3])) do
 end
 for _, id in ipairs(split(ARGV[4])) do out[#out + 1] = redis.call('HGET', qp .. id, takenByField) or '' end
 for _, id in ipairs(split(ARGV[5])) do out[#out + 1] = redis.call('HGET', jp .. 'yields', id) or '0' end
+for _, id in ipairs(split(ARGV[8] or '')) do out[#out + 1] = redis.call('HGET', qp .. id, ARGV[9]) or '' end
 return table.concat(out, '\0')

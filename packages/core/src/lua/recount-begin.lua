@@ -1,7 +1,7 @@
 --[[
   Starts a recount of one queue's lifecycle bookkeeping, or adopts one a previous leader left
   unfinished. A recount's keys all sit under its prefix rp: `rp idx`, `rp tasks`, `rp avail:<task>`,
-  `rp running:<task>`, `rp incidents:<task>` (as the live bookkeeping) and the progress hash: token
+  `rp running:<task>`, `rp incidents:<task>`, `rp ratelimited:<task>` (as the live bookkeeping) and the progress hash: token
   (the leader that counts), pos and added (the stream position replayed up to), source, offset,
   score and ties (where counting stands), countedUntil (the stream's head once every source was
   read). Every script that writes them first checks the leader lock against the caller's token, so
@@ -19,7 +19,8 @@
 ]]
 local function clearRecount(rp, progress)
   for _, task in ipairs(redis.call('SMEMBERS', rp .. 'tasks')) do
-    redis.call('UNLINK', rp .. 'avail:' .. task, rp .. 'running:' .. task, rp .. 'incidents:' .. task)
+    redis.call('UNLINK', rp .. 'avail:' .. task, rp .. 'running:' .. task, rp .. 'incidents:' .. task,
+      rp .. 'ratelimited:' .. task)
   end
   -- Keys listed by recounts of earlier versions.
   for _, key in ipairs(redis.call('SMEMBERS', rp .. 'keys')) do redis.call('UNLINK', key) end

@@ -25,6 +25,7 @@ for task, _ in pairs(tasks) do
   swap('avail:' .. task)
   swap('running:' .. task)
   swap('incidents:' .. task)
+  swap('ratelimited:' .. task)
   redis.call('SADD', jp .. 'tasks', task)
 end
 swap('idx')

@@ -121,6 +121,8 @@ export const scripts = {
       maybeYielded: string,
       bookkeepingPrefix: string,
       takenByField: string,
+      delayedJobs: string,
+      rateLimitedUntilField: string,
     ],
     string
   >('jobbersExporterLookup', 'lua/exporter-lookup.lua', 1),
@@ -162,7 +164,14 @@ export const scripts = {
   >('jobbersBeginRecount', 'lua/recount-begin.lua', 2),
   recountChunk: script<
     [progress: Key, leaderLock: Key, stream: Key],
-    [token: string, queueKeyPrefix: string, recountPrefix: string, chunkSize: number, leaseMs: number],
+    [
+      token: string,
+      queueKeyPrefix: string,
+      recountPrefix: string,
+      chunkSize: number,
+      leaseMs: number,
+      rateLimitedUntilField: string,
+    ],
     [read: number, done: 0 | 1, moved: string] | -1
   >('jobbersRecountChunk', 'bullmq/lua/recount-chunk.lua', 3),
   recountSwap: script<
@@ -210,6 +219,16 @@ export const scripts = {
     [minuteMs: number, snapshot: string, oldestKeptMs: number, ttlMs: number],
     0 | 1
   >('jobbersRecordStatsMinute', 'lua/record-stats-minute.lua', 1),
+  rateLimitAcquire: script<[log: Key, wakeHint: Key], [max: number, perMs: number, member: string], number>(
+    'jobbersRateLimitAcquire',
+    'lua/rate-limit-acquire.lua',
+    2,
+  ),
+  markRateLimited: script<[jobHash: Key], [field: string, runAtMs: number], 0 | 1>(
+    'jobbersMarkRateLimited',
+    'bullmq/lua/mark-rate-limited.lua',
+    1,
+  ),
   recordRoleActivity: script<[roles: Key], [role: string], 1>(
     'jobbersRecordRole',
     'lua/record-role-activity.lua',

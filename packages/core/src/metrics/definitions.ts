@@ -32,6 +32,12 @@ export const clusterMetrics = {
     help: 'Age of the oldest available job: how long it has been available (the backlog age)',
     labelNames: ['queue', 'task'],
   }),
+  jobsRateLimited: define({
+    name: 'jobbers_jobs_rate_limited',
+    type: 'gauge',
+    help: 'Jobs waiting for a rate limit (their own, or an upstream 429 through ctx.rateLimited): delayed, not available',
+    labelNames: ['queue', 'task'],
+  }),
   jobs: define({
     name: 'jobbers_jobs',
     type: 'gauge',

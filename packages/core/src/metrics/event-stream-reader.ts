@@ -158,7 +158,7 @@ export class IoredisStreamReader implements EventStreamReader {
   close() {}
 }
 
-/** The book's events of XRANGE entries: id, event, jobId and the name (added) or prev (any other). */
+/** The book's events of XRANGE entries: id, event, jobId and the name (added), delay (delayed) or prev (any other). */
 function eventsOfEntries(entries: [string, string[]][]): StreamEvent[] {
   return entries.map(([id, fields]) => {
     let event = '';
@@ -169,7 +169,8 @@ function eventsOfEntries(entries: [string, string[]][]): StreamEvent[] {
       if (field === 'event') event = fields[i + 1]!;
       else if (field === 'jobId') jobId = fields[i + 1]!;
       else if (field === 'name' && event === 'added') extra = fields[i + 1]!;
-      else if (field === 'prev' && event !== 'added') extra = fields[i + 1]!;
+      else if (field === 'delay' && event === 'delayed') extra = fields[i + 1]!;
+      else if (field === 'prev' && event !== 'added' && event !== 'delayed') extra = fields[i + 1]!;
     }
     const dash = id.indexOf('-');
     return { id, ms: Number(dash === -1 ? id : id.slice(0, dash)), event, jobId, extra };

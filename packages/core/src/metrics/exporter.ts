@@ -330,8 +330,8 @@ class QueueExporter {
   }
 
   private async lookup(request: LookupRequest, bookkeepingPrefix: string): Promise<LookupResult> {
-    const { unknownJobs, activatedJobs, maybeYielded } = request;
-    if (unknownJobs.length + activatedJobs.length + maybeYielded.length === 0)
+    const { unknownJobs, activatedJobs, maybeYielded, delayedJobs } = request;
+    if (unknownJobs.length + activatedJobs.length + maybeYielded.length + delayedJobs.length === 0)
       return { committed: new Map(), takenBy: new Map(), yieldMarks: new Map() };
     const reply = (
       await scripts.exporterLookup.run(
@@ -345,10 +345,12 @@ class QueueExporter {
           maybeYielded.join('\0'),
           bookkeepingPrefix,
           jobHashField.processedBy,
+          delayedJobs.join('\0'),
+          jobHashField.rateLimitedUntil,
         ],
       )
     ).split('\0');
-    const expected = 2 * unknownJobs.length + activatedJobs.length + maybeYielded.length;
+    const expected = 2 * unknownJobs.length + activatedJobs.length + maybeYielded.length + delayedJobs.length;
     if (reply.length !== expected)
       throw new Error(`lookup answered ${reply.length} values for ${expected}: not applying the batch`);
     let r = 0;
@@ -367,7 +369,8 @@ class QueueExporter {
     }
     const takenBy = new Map(activatedJobs.map((jobId) => [jobId, reply[r++]!]));
     const yieldMarks = new Map(maybeYielded.map((jobId) => [jobId, Number(reply[r++])]));
-    return { committed, takenBy, yieldMarks };
+    const rateLimitMarks = new Map(delayedJobs.map((jobId) => [jobId, reply[r++]!]));
+    return { committed, takenBy, yieldMarks, rateLimitMarks };
   }
 
   /** Writes what the book applied since the last commit, with the position, if this process still leads. */
@@ -423,10 +426,16 @@ class QueueExporter {
       return;
     }
     if (lastId !== pos || storedPos !== pos) return;
-    const [trueAvail, ourAvail, trueActive, ourActive, trueFailed, ourFailed] = counts.map(Number);
-    if (trueAvail !== ourAvail || trueActive !== ourActive || trueFailed !== ourFailed) {
+    const [trueAvail, ourAvail, trueActive, ourActive, trueFailed, ourFailed, delayed, ourRateLimited] =
+      counts.map(Number);
+    if (
+      trueAvail !== ourAvail ||
+      trueActive !== ourActive ||
+      trueFailed !== ourFailed ||
+      ourRateLimited! > delayed!
+    ) {
       await this.recount(
-        `bookkeeping drifted from BullMQ (available ${ourAvail}/${trueAvail}, active ${ourActive}/${trueActive}, failed ${ourFailed}/${trueFailed})`,
+        `bookkeeping drifted from BullMQ (available ${ourAvail}/${trueAvail}, active ${ourActive}/${trueActive}, failed ${ourFailed}/${trueFailed}, rate-limited ${ourRateLimited} of ${delayed} delayed)`,
       );
     }
   }

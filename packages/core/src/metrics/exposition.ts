@@ -130,6 +130,7 @@ export async function renderClusterMetrics(options: ExpositionOptions): Promise<
         { key: avail, add: (p) => p.zrange(avail, 0, 0, 'WITHSCORES') },
         { key: avail, add: (p) => p.zcard(`${jp}running:${stored}`) },
         { key: avail, add: (p) => p.zcard(`${jp}incidents:${stored}`) },
+        { key: avail, add: (p) => p.zcard(`${jp}ratelimited:${stored}`) },
       );
     }
   }
@@ -181,6 +182,7 @@ export async function renderClusterMetrics(options: ExpositionOptions): Promise<
   const age = new Map<string, number>();
   const running = new Map<string, number>();
   const incidents = new Map<string, number>();
+  const rateLimited = new Map<string, number>();
   const add = (map: Map<string, number>, key: string, value: number) =>
     map.set(key, (map.get(key) ?? 0) + value);
   const maxInto = (map: Map<string, number>, key: string, value: number) =>
@@ -192,6 +194,7 @@ export async function renderClusterMetrics(options: ExpositionOptions): Promise<
     maxInto(age, key, oldest.length === 2 ? Math.max(0, (now - Number(oldest[1])) / 1000) : 0);
     add(running, key, Number(next()));
     add(incidents, key, Number(next()));
+    add(rateLimited, key, Number(next()));
   }
   let out = '';
   const gauge = (metric: MetricDefinition, values: Map<string, number>) => {
@@ -205,6 +208,7 @@ export async function renderClusterMetrics(options: ExpositionOptions): Promise<
   gauge(partitioned(clusterMetrics.jobsAvailableAge), age);
   gauge(partitioned(clusterMetrics.jobsRunning), running);
   gauge(partitioned(clusterMetrics.incidents), incidents);
+  gauge(partitioned(clusterMetrics.jobsRateLimited), rateLimited);
 
   const jobs = new Map<string, number>();
   const lag = new Map<string, number>();

@@ -5,6 +5,7 @@
 // between two commits costs the commit almost nothing, and applying an event writes nothing but the
 // job's own entry.
 
+import { isRateLimitedMove } from '../bullmq/rate-limited-move.js';
 import type { Transition } from '../lifecycle.js';
 import { clusterMetrics, labelField } from './definitions.js';
 import { compareStreamIds } from './stream-ids.js';
@@ -32,16 +33,35 @@ export const jobState = {
   delayed: 'd',
   /** `f`: an incident (failed with no retries left). In its task's `incidents:` set. */
   incident: 'f',
+  /**
+   * `r`: delayed by a rate limit (the task's own, or an upstream's through ctx.rateLimited). In its
+   * task's `ratelimited:` set, scored by when it may run again.
+   */
+  rateLimited: 'r',
 } as const;
 
 export type JobState = (typeof jobState)[keyof typeof jobState];
 
 /** The states whose jobs sit in a sorted set of their task. */
-type SetState = typeof jobState.available | typeof jobState.running | typeof jobState.incident;
-const setStates: readonly SetState[] = [jobState.available, jobState.running, jobState.incident];
+type SetState =
+  | typeof jobState.available
+  | typeof jobState.running
+  | typeof jobState.incident
+  | typeof jobState.rateLimited;
+const setStates: readonly SetState[] = [
+  jobState.available,
+  jobState.running,
+  jobState.incident,
+  jobState.rateLimited,
+];
 
 function isSetState(state: JobState | null): state is SetState {
-  return state === jobState.available || state === jobState.running || state === jobState.incident;
+  return (
+    state === jobState.available ||
+    state === jobState.running ||
+    state === jobState.incident ||
+    state === jobState.rateLimited
+  );
 }
 
 export interface StreamEvent {
@@ -50,8 +70,9 @@ export interface StreamEvent {
   event: string;
   jobId: string;
   /**
-   * `name` for `added`, `prev` for every other event; for `progress`, its `data` where the reader
-   * keeps it (the lifecycle feed's), else '' (BullMQ writes no prev there).
+   * `name` for `added`, `delay` (the time it is delayed to, ms) for `delayed`, `prev` for every other
+   * event; for `progress`, its `data` where the reader keeps it (the lifecycle feed's), else ''
+   * (BullMQ writes no prev there).
    */
   extra: string;
 }
@@ -137,6 +158,8 @@ export interface LookupRequest {
   activatedJobs: string[];
   /** Jobs that may have been given back (yield marks). */
   maybeYielded: string[];
+  /** Jobs moved to delayed: read the times a rate limit delayed them to. */
+  delayedJobs: string[];
 }
 
 /** Redis's answer to a LookupRequest (the exporter's lookup script). */
@@ -144,6 +167,8 @@ export interface LookupResult {
   committed: Map<string, CommittedJob>;
   takenBy: Map<string, string>;
   yieldMarks: Map<string, number>;
+  /** For each delayed job, the times a rate limit delayed it to (its hash's marks, as stored). */
+  rateLimitMarks?: Map<string, string>;
 }
 
 /** What the exporter knows of a batch besides its events. */
@@ -197,6 +222,7 @@ export class LifecycleBook {
   private takenBy = new Map<string, string>();
   private soleRole: string | undefined;
   private yieldMarks = new Map<string, number>();
+  private rateLimitMarks = new Map<string, string>();
   private readonly roleByWorker = new Map<string, string>();
   private readonly knownRoles: Set<string>;
 
@@ -258,6 +284,7 @@ export class LifecycleBook {
     let activated: Set<string> | undefined;
     let yielded: Set<string> | undefined;
     let activatedUnknown: Set<string> | undefined;
+    let delayed: Set<string> | undefined;
     for (let i = 0; i < events.length; i++) {
       const e = events[i]!;
       const jobId = e.jobId;
@@ -274,8 +301,10 @@ export class LifecycleBook {
         if (known) known.activatedIn = call;
         else activatedUnknown = withMember(activatedUnknown, jobId);
         if (!roleKnown) activated = withMember(activated, jobId);
-      } else if (e.event === 'delayed') yielded = withMember(yielded, jobId);
-      else if (
+      } else if (e.event === 'delayed') {
+        yielded = withMember(yielded, jobId);
+        delayed = withMember(delayed, jobId);
+      } else if (
         e.event === 'waiting' &&
         (e.extra === 'active' ||
           (known
@@ -288,6 +317,7 @@ export class LifecycleBook {
       unknownJobs: unknown ? [...unknown] : [],
       activatedJobs: activated ? [...activated] : [],
       maybeYielded: yielded ? [...yielded] : [],
+      delayedJobs: delayed ? [...delayed] : [],
     };
   }
 
@@ -302,6 +332,7 @@ export class LifecycleBook {
     this.takenBy = lookups.takenBy;
     this.soleRole = soleRole;
     this.yieldMarks = lookups.yieldMarks;
+    this.rateLimitMarks = lookups.rateLimitMarks ?? new Map();
     let recount = false;
     for (let i = 0; i < events.length; i++) {
       const e = events[i]!;
@@ -334,6 +365,7 @@ export class LifecycleBook {
     this.committed = new Map();
     this.takenBy = new Map();
     this.yieldMarks = new Map();
+    this.rateLimitMarks = new Map();
     return recount;
   }
 
@@ -479,6 +511,7 @@ export class LifecycleBook {
         [jobState.available]: { key: `${jp}avail:${task}`, add: [], remove: [] },
         [jobState.running]: { key: `${jp}running:${task}`, add: [], remove: [] },
         [jobState.incident]: { key: `${jp}incidents:${task}`, add: [], remove: [] },
+        [jobState.rateLimited]: { key: `${jp}ratelimited:${task}`, add: [], remove: [] },
       },
       cells: new Map(),
       timeInQueue: new Map(),
@@ -509,7 +542,8 @@ export class LifecycleBook {
         consumedNext = true;
       } else if (this.consumeYield(e.jobId)) this.transition(slots, 'yielded');
       else this.transition(slots, 'failed-with-retries');
-    } else if (e.extra === 'delayed') this.transition(slots, 'backoff-recurred');
+    } else if (state === jobState.rateLimited) this.transition(slots, 'rate-limit-ended');
+    else if (e.extra === 'delayed') this.transition(slots, 'backoff-recurred');
     else if (e.extra === 'failed' || state === jobState.incident) this.transition(slots, 'incident-resolved');
     else this.transition(slots, 'created');
     return consumedNext;
@@ -531,6 +565,11 @@ export class LifecycleBook {
     const known = this.current(e.jobId);
     if (!known) return;
     const { slots, state } = known;
+    if (e.event === 'delayed' && isRateLimitedMove(this.rateLimitMarks.get(e.jobId), e.extra)) {
+      this.moveTo(e.jobId, known, slots, jobState.rateLimited, Number(e.extra));
+      if (state === jobState.running) this.transition(slots, 'rate-limited');
+      return;
+    }
     this.moveTo(e.jobId, known, slots, jobState.delayed, 0);
     if (e.event === 'delayed' && state === jobState.running)
       this.transition(slots, this.consumeYield(e.jobId) ? 'yielded' : 'failed-with-backoff');
@@ -552,7 +591,12 @@ export class LifecycleBook {
     const known = this.known.get(e.jobId) ?? this.indexedOnly(e.jobId);
     if (known?.state) {
       const { slots, state } = known;
-      if (state === jobState.available || state === jobState.delayed || state === jobState.added)
+      if (
+        state === jobState.available ||
+        state === jobState.delayed ||
+        state === jobState.added ||
+        state === jobState.rateLimited
+      )
         this.transition(slots, 'removed');
       this.moveTo(e.jobId, known, slots, null, 0);
     }

@@ -5,6 +5,7 @@
 // leader left unfinished (it stopped, crashed or lost its lease) is resumed by the next one, and
 // every write is refused unless the caller holds the leader lock.
 import type { Redis } from 'ioredis';
+import { jobHashField } from '../bullmq/job-hash.js';
 import { jobbersKey, queueKey } from '../keys.js';
 import { scripts } from '../lua/registry.js';
 
@@ -81,7 +82,14 @@ export class QueueRecount {
     const reply = await scripts.recountChunk.run(
       this.redis,
       [this.progressKey, this.keys.leaderKey, this.stream],
-      [this.keys.token, this.qp, this.bookkeepingPrefix, recountChunkSize, this.keys.leaseMs],
+      [
+        this.keys.token,
+        this.qp,
+        this.bookkeepingPrefix,
+        recountChunkSize,
+        this.keys.leaseMs,
+        jobHashField.rateLimitedUntil,
+      ],
     );
     if (!Array.isArray(reply)) return 'not-leader';
     return { status: reply[1] === 1 ? 'done' : 'counted', moved: reply[2] ? reply[2].split('\0') : [] };

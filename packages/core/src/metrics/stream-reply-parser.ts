@@ -1,9 +1,9 @@
 // Decodes Redis replies (RESP2) arriving in chunks, for the exporter's own read connection. An
 // XRANGE reply becomes the book's StreamEvents directly, keeping of each entry only id, event, jobId
-// and name or prev (and, for the lifecycle feed, a `progress` entry's data). No array or string is
-// made for a field it skips, such as a large return value: a general client decodes every field of
-// every entry, which costs the exporter several times what applying the event does. Any other reply
-// (XINFO, ZRANGE, a script's) is decoded as plain values.
+// and name, delay or prev (and, for the lifecycle feed, a `progress` entry's data). No array or
+// string is made for a field it skips, such as a large return value: a general client decodes every
+// field of every entry, which costs the exporter several times what applying the event does. Any
+// other reply (XINFO, ZRANGE, a script's) is decoded as plain values.
 import type { StreamEvent } from './lifecycle-book.js';
 
 const CR = 13;
@@ -62,9 +62,10 @@ const EVENT = Buffer.from('event');
 const JOB_ID = Buffer.from('jobId');
 const NAME = Buffer.from('name');
 const PREV = Buffer.from('prev');
+const DELAY = Buffer.from('delay');
 const DATA = Buffer.from('data');
 
-/** What the parser keeps of stream entries besides id, event, jobId and name or prev. */
+/** What the parser keeps of stream entries besides id, event, jobId and name, delay or prev. */
 export interface StreamDecoding {
   /**
    * A `progress` entry's `data` (the value a job reported) as its `extra`; no other entry's data is
@@ -248,6 +249,7 @@ export class StreamReplyParser {
     let jobId = '';
     let name = '';
     let prev = '';
+    let delay = '';
     // Where a `data` value lies: it is sliced only when the entry turns out to be a progress report.
     let dataStart = -1;
     let dataEnd = -1;
@@ -265,6 +267,8 @@ export class StreamReplyParser {
       if (keyLength === 5) {
         if (matches(buf, keyStart, EVENT)) event = word(buf, valueStart, valueEnd);
         else if (matches(buf, keyStart, JOB_ID)) jobId = buf.utf8Slice(valueStart, valueEnd);
+        else if (event === 'delayed' && matches(buf, keyStart, DELAY))
+          delay = buf.latin1Slice(valueStart, valueEnd);
       } else if (keyLength === 4) {
         if (matches(buf, keyStart, NAME)) name = buf.utf8Slice(valueStart, valueEnd);
         else if (matches(buf, keyStart, PREV)) prev = word(buf, valueStart, valueEnd);
@@ -276,6 +280,7 @@ export class StreamReplyParser {
     }
     let extra = prev;
     if (event === 'added') extra = name;
+    else if (event === 'delayed') extra = delay;
     else if (event === 'progress' && dataStart !== -1) extra = buf.utf8Slice(dataStart, dataEnd);
     this.events.push({ id: buf.latin1Slice(idStart, idEnd), ms, event, jobId, extra });
     return i;

@@ -65,12 +65,12 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export async function startHarness(label: string): Promise<Harness> {
+export async function startHarness(label: string, tasksModule = fixtureTasks): Promise<Harness> {
   const server = await startRedisServer();
   const redis = createRedisConnection(server.url, { blocking: true });
   redis.on('error', () => {});
   const prefix = uniquePrefix(label);
-  const registry = await loadTasks(fixtureTasks);
+  const registry = await loadTasks(tasksModule);
   const client = new TaskClient({ connection: redis, prefix, registry });
   const exporter = new LifecycleExporter({
     connection: redis,
@@ -95,7 +95,7 @@ export async function startHarness(label: string): Promise<Harness> {
       const worker = startProcess(bins.worker, args, {
         REDIS_URL: server.url,
         JOBBERS_PREFIX: prefix,
-        JOBBERS_TASKS: fixtureTasks,
+        JOBBERS_TASKS: tasksModule,
         WORKER_METRICS_PORT: '0',
         WORKER_LEASE_MS: String(testLeaseMs),
         JOBBERS_METRICS_FLUSH_MS: '100',

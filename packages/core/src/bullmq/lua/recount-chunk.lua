@@ -1,7 +1,10 @@
 --[[
   Counts the next slice of BullMQ's lists of one queue into the recount keys (see recount-begin.lua),
   inside Redis: no job id travels to the exporter. Knows BullMQ's list names and job hash fields
-  (name, timestamp, delay, finishedOn, processedOn), pinned by the contract tests.
+  (name, timestamp, delay, finishedOn, processedOn), pinned by the contract tests, and how BullMQ
+  scores a delayed job (its delayed time * 0x1000, plus a tie-breaker below 0x1000). A delayed job
+  whose delayed time is one of the times a rate limit delayed it to (the job hash field ARGV[6]) is
+  rate-limited: it goes to its task's `ratelimited:` set, scored by that time.
   Lists are read by index from the head (a job pushed meanwhile shifts the rest: it is read twice,
   harmless), sorted sets by score from a (score, ties) cursor. An available job is only added to its
   task's available set, not indexed (the lookup script finds it there): that halves the writes of
@@ -17,6 +20,7 @@
   ARGV[3]  the recount prefix rp
   ARGV[4]  jobs per slice (at most 5000)
   ARGV[5]  the lease (ms), renewed
+  ARGV[6]  the job hash field holding the times a rate limit delayed the job to
 
   Returns {jobs read, 1 when every source is read else 0, the ids found elsewhere than the recount's
   index said (what the exporter remembers of them is stale) joined by NUL}, or -1 when the caller
@@ -29,11 +33,11 @@ local sources = {
   {'list', 'wait', 'w'}, {'list', 'paused', 'w'}, {'zset', 'prioritized', 'w'}, {'list', 'active', 'a'},
   {'zset', 'delayed', 'd'}, {'zset', 'waiting-children', 'd'}, {'zset', 'failed', 'f'},
 }
-local setOf = { w = 'avail:', a = 'running:', f = 'incidents:' }
+local setOf = { w = 'avail:', a = 'running:', f = 'incidents:', r = 'ratelimited:' }
 -- The job's fields each state needs: its name, then what its score in the set is made of.
 local fieldsOf = {
   w = {'name', 'timestamp', 'delay', 'finishedOn'}, a = {'name', 'timestamp', 'processedOn'},
-  f = {'name', 'timestamp', 'finishedOn'}, d = {'name'},
+  f = {'name', 'timestamp', 'finishedOn'}, d = {'name', ARGV[6]},
 }
 local p = redis.call('HMGET', KEYS[1], 'source', 'offset', 'score', 'ties')
 local s = tonumber(p[1] or '1')
@@ -41,6 +45,7 @@ if s > #sources then return {0, 1, ''} end
 local kind, state = sources[s][1], sources[s][3]
 local key = qp .. sources[s][2]
 local ids = {}
+local scores = {}
 local cursor
 if kind == 'list' then
   local offset = tonumber(p[2] or '0')
@@ -52,6 +57,7 @@ else
   local last, run = score, ties
   for i = 1, #reply, 2 do
     ids[#ids + 1] = reply[i]
+    scores[#ids] = reply[i + 1]
     if reply[i + 1] == last then run = run + 1 else last, run = reply[i + 1], 1 end
   end
   cursor = {'score', last, 'ties', run}
@@ -59,6 +65,15 @@ end
 local idxKey = rp .. 'idx'
 local fields = fieldsOf[state]
 local tasks, adds, index, unindex, valueOf, moved = {}, {}, {}, {}, {}, {}
+-- Whether a delayed job's time (from its score) is one a rate limit delayed it to.
+local function rateLimitedAt(marks, score)
+  if not marks or not score then return nil end
+  local at = string.format('%.0f', math.floor(tonumber(score) / 4096))
+  for time in string.gmatch(marks, '%S+') do
+    if time == at then return tonumber(at) end
+  end
+  return nil
+end
 if #ids > 0 then
   -- The index is empty for most of a count (available jobs are not indexed): skip reading it then.
   local prior = {}
@@ -67,11 +82,16 @@ if #ids > 0 then
     local id = ids[i]
     local h = redis.call('HMGET', qp .. id, unpack(fields))
     local name = h[1]
+    local jobState, limitedUntil = state, nil
+    if state == 'd' and sources[s][2] == 'delayed' then
+      limitedUntil = rateLimitedAt(h[2], scores[i])
+      if limitedUntil then jobState = 'r' end
+    end
     if name then
-      local value = valueOf[name]
+      local value = valueOf[jobState .. name]
       if not value then
-        value = state .. '|' .. name
-        valueOf[name] = value
+        value = jobState .. '|' .. name
+        valueOf[jobState .. name] = value
       end
       local before = prior[i]
       if before and before ~= value then
@@ -88,14 +108,15 @@ if #ids > 0 then
         index[#index + 1] = value
       end
       tasks[name] = true
-      local set = setOf[state]
+      local set = setOf[jobState]
       if set then
         local created = tonumber(h[2]) or 0
         local since
-        if state == 'w' then since = math.max(created + (tonumber(h[3]) or 0), tonumber(h[4]) or 0)
+        if jobState == 'r' then since = limitedUntil
+        elseif state == 'w' then since = math.max(created + (tonumber(h[3]) or 0), tonumber(h[4]) or 0)
         else since = tonumber(h[3]) or created end
-        local into = adds[name]
-        if not into then into = {}; adds[name] = into end
+        local into = adds[set .. name]
+        if not into then into = {}; adds[set .. name] = into end
         into[#into + 1] = since
         into[#into + 1] = id
       end
@@ -106,7 +127,7 @@ end
 local function variadic(command, k, args)
   for j = 1, #args, 2000 do redis.call(command, k, unpack(args, j, math.min(j + 1999, #args))) end
 end
-for name, args in pairs(adds) do variadic('ZADD', rp .. setOf[state] .. name, args) end
+for setAndName, args in pairs(adds) do variadic('ZADD', rp .. setAndName, args) end
 if #index > 0 then variadic('HSET', idxKey, index) end
 if #unindex > 0 then redis.call('HDEL', idxKey, unpack(unindex)) end
 local names = {}

@@ -1,14 +1,15 @@
 // The live feed behind GET /v1/events: its direct reader (the exporter's decoder on a connection of
 // its own) and its ioredis reader give the same transitions and progress reports, task types
 // included for jobs added before the feed started (read from their hashes), across a partitioned
-// queue's streams; and a feed started afresh (a restarted manager) resumes after a given id with
+// queue's streams, rate-limited moves told from other delays; and a feed started afresh (a restarted manager) resumes after a given id with
 // exactly what followed, progress reports included.
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { Queue, Worker } from 'bullmq';
+import { DelayedError, Queue, Worker } from 'bullmq';
 import { pino } from 'pino';
 import { uniquePrefix, useRedisServer } from '../../../test/support/redis-server.js';
 import { waitFor } from '../../../test/support/wait.js';
+import { moveToDelayedRateLimited } from '../src/bullmq/rate-limited-move.js';
 import { type FeedEvent, isProgressEvent, LifecycleFeed } from '../src/lifecycle-feed.js';
 import { createRedisConnection } from '../src/redis.js';
 
@@ -31,15 +32,23 @@ function stackOn(prefix: string) {
     closing.push(() => q.close());
     return q;
   };
+  /** Jobs held back once by a rate limit (rateLimitOnce in their data). */
+  const heldBack = new Set<string>();
   /**
-   * Runs `name`'s jobs: a job whose data has failOnce fails its first attempt; one whose data has
+   * Runs `name`'s jobs: a job whose data has rateLimitOnce is held back by a rate limit for 100 ms
+   * at its first activation; one whose data has failOnce fails its first attempt; one whose data has
    * `report` reports it as its progress first.
    */
   const work = (name: string) => {
     const workerConnection = connection.duplicate({ maxRetriesPerRequest: null });
     const worker = new Worker(
       name,
-      async (job) => {
+      async (job, token) => {
+        if (job.data.rateLimitOnce && !heldBack.has(job.id!)) {
+          heldBack.add(job.id!);
+          await moveToDelayedRateLimited(connection, prefix, job, token!, 100);
+          throw new DelayedError();
+        }
         if (job.data.report !== undefined) await job.updateProgress(job.data.report);
         if (job.data.failOnce && job.attemptsMade === 0) throw new Error('first attempt fails');
         return { k: job.data.k, padding: 'x'.repeat(500) };
@@ -99,7 +108,7 @@ test('the direct and the ioredis reader give the same transitions and progress o
     const name = k % 3 === 0 ? 'démo.ünïcode' : 'demo.echo';
     const job = await partition.add(
       name,
-      { k, failOnce: k % 4 === 0, report: reportOf(k) },
+      { k, failOnce: k % 4 === 0, rateLimitOnce: k % 5 === 1, report: reportOf(k) },
       { attempts: 2, jobId: `j${k}` },
     );
     names.set(job.id!, name);
@@ -140,6 +149,22 @@ test('the direct and the ioredis reader give the same transitions and progress o
   const transitions = new Set(direct!.map(kindOf));
   for (const t of ['created', 'activated', 'failed-with-retries', 'completed'] as const)
     assert.ok(transitions.has(t), `the feed reported ${t}`);
+  // A job held back by its rate limit, then run (j1 does not fail; it reports once it runs).
+  assert.deepEqual(direct!.filter((e) => e.taskId === 'j1').map(kindOf), [
+    'activated',
+    'rate-limited',
+    'rate-limit-ended',
+    'activated',
+    'progress',
+    'completed',
+  ]);
+  const limited = direct!.filter((e) => kindOf(e) === 'rate-limited');
+  assert.deepEqual(
+    limited.map((e) => e.taskId).sort(),
+    ['j1', 'j11', 'j6'],
+    'every held-back job, and nothing else, is rate-limited',
+  );
+  for (const e of limited) assert.ok(!isProgressEvent(e) && e.state === 'delayed');
   // Each attempt of a reporting job reported its value once (a failed first attempt reported too).
   const reports = direct!.filter(isProgressEvent);
   for (let k = 0; k < 12; k++) {

@@ -252,9 +252,10 @@ const withProgress = reply([
   entry('1700000000022-0', ['data', '42', 'jobId', 'j1', 'event', 'progress']),
   entry('1700000000023-0', ['event', 'progress', 'jobId', 'j1']),
   entry('1700000000024-0', ['event', 'added', 'jobId', 'j3', 'name', 'demo.echo', 'data', 'x']),
+  entry('1700000000025-0', ['event', 'delayed', 'jobId', 'j3', 'delay', '1700000060000']),
 ]);
 
-test("with progressData, a progress entry's data is its extra, whatever the cut; no other entry's", () => {
+test("with progressData, a progress entry's data is its extra, whatever the cut; no other entry's (a delayed one's is its delay)", () => {
   const kept = [
     {
       id: '1700000000020-0',
@@ -267,6 +268,7 @@ test("with progressData, a progress entry's data is its extra, whatever the cut;
     { id: '1700000000022-0', ms: 1700000000022, event: 'progress', jobId: 'j1', extra: '42' },
     { id: '1700000000023-0', ms: 1700000000023, event: 'progress', jobId: 'j1', extra: '' },
     { id: '1700000000024-0', ms: 1700000000024, event: 'added', jobId: 'j3', extra: 'demo.echo' },
+    { id: '1700000000025-0', ms: 1700000000025, event: 'delayed', jobId: 'j3', extra: '1700000060000' },
   ];
   const decoding = { progressData: true };
   assert.deepEqual(parseInChunks(withProgress, [], ['entries'], decoding), {

@@ -1,10 +1,13 @@
 // GET /v1/events: lifecycle transitions as Server-Sent Events, read with `curl -N` from a real manager
-// while a real worker runs the tasks; filters, Last-Event-ID resume, bad input and the stream bound.
+// while a real worker runs the tasks; filters, Last-Event-ID resume, bad input and the stream bound;
+// a rate-limited task's own transitions.
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { followEvents } from '../../../test/support/event-stream.js';
 import { startTestManager, type TestManager } from '../../../test/support/manager.js';
-import { useManagerWithWorker } from './support/tasks.js';
+import { uniquePrefix } from '../../../test/support/redis-server.js';
+import { startWorker, useManagerWithWorker } from './support/tasks.js';
 
 const stack = useManagerWithWorker('events');
 const others: TestManager[] = [];
@@ -83,6 +86,45 @@ test('filters by task id and task type; Last-Event-ID replays what followed', as
   } finally {
     byId.close();
     byOtherType.close();
+  }
+});
+
+test('a task held back by its upstream streams rate-limited, then rate-limit-ended, then runs', {
+  timeout: 60_000,
+}, async () => {
+  const tasks = fileURLToPath(new URL('../../worker/test/fixtures/rate-limited-tasks.mjs', import.meta.url));
+  const prefix = uniquePrefix('events-limited');
+  const manager = await startTestManager({ redisUrl: stack.redis.url, prefix, tasks });
+  others.push(manager);
+  const worker = await startWorker(stack.redis.url, prefix, { JOBBERS_TASKS: tasks });
+  const stream = followEvents(`${manager.baseUrl}/v1/events?task=limit.upstream`);
+  try {
+    await stream.opened();
+    const submitted = await manager.request('POST', '/v1/tasks', {
+      task: 'limit.upstream',
+      params: { notBefore: Date.now() + 2000, retryAfterMs: 500 },
+    });
+    assert.equal(submitted.status, 201);
+    await stream.waitForEvent(
+      (e) => e.data.taskId === submitted.body.id && e.data.transition === 'completed',
+      'the completion',
+    );
+    const mine = stream.events
+      .filter((e) => e.data.taskId === submitted.body.id)
+      .map((e) => [e.data.transition, e.data.state]);
+    assert.deepEqual(mine.slice(0, 4), [
+      ['created', 'waiting'],
+      ['activated', 'active'],
+      ['rate-limited', 'delayed'],
+      ['rate-limit-ended', 'waiting'],
+    ]);
+    assert.deepEqual(mine.slice(-2), [
+      ['activated', 'active'],
+      ['completed', 'completed'],
+    ]);
+  } finally {
+    stream.close();
+    await worker.stop();
   }
 });
 

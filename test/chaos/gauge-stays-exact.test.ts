@@ -34,6 +34,8 @@ import { type RedisServer, startRedisServer, uniquePrefix } from '../support/red
 import { waitFor } from '../support/wait.js';
 
 const flushMs = 1000;
+/** How late a timer may fire under this test's load (see the lost-window check). */
+const timerLatenessMs = 500;
 const tasksModule = fileURLToPath(new URL('./fixtures/tasks.mjs', import.meta.url));
 const rateLimitedTasks = ['chaos.limited', 'chaos.upstream'];
 /** Ids of the tasks submissions created (a debounced one may be replaced later). */
@@ -366,8 +368,11 @@ test('the available gauge stays exact through SIGKILL, exporter restart and a tr
     status: 'completed',
   });
   const completedJobs = await queue.getJobs(['completed'], 0, -1);
+  // A flush timer fires late when the machine is loaded (this test runs several processes on two
+  // cores): the window a SIGKILL may lose is one interval plus that lateness, allowed up to 500 ms.
   const lostWindow = completedJobs.filter(
-    (job) => job.processedBy?.endsWith(`:${killedPid}`) && job.finishedOn! > killedAt - flushMs - 50,
+    (job) =>
+      job.processedBy?.endsWith(`:${killedPid}`) && job.finishedOn! > killedAt - flushMs - timerLatenessMs,
   ).length;
   t.diagnostic(
     `completed ${total}, processed counter ${processed}, completions by the killed worker in its last flush interval ${lostWindow}, scrapes ${scrapes}`,

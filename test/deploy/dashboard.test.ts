@@ -15,6 +15,7 @@ const clusterMetrics = [
   'jobbers_jobs_available_age_seconds',
   'jobbers_jobs',
   'jobbers_jobs_running',
+  'jobbers_jobs_rate_limited',
   'jobbers_incidents',
   'jobbers_job_transitions_total',
   'jobbers_tasks_selected_total',

@@ -163,3 +163,26 @@ test('available jobs a recount counted without indexing them are found when they
     await queue.close();
   }
 });
+
+test('a recount scores each available job by when it became available', { timeout: 30_000 }, async () => {
+  const prefix = uniquePrefix('since');
+  const queue = new Queue('q', { connection: fixture.redis, prefix });
+  const [plain, delayed, retried] = await queue.addBulk(
+    Array.from({ length: 3 }, () => ({ name: tasks[0]!, data: {} })),
+  );
+  // As BullMQ leaves a job promoted from its delay, and one back in wait after a failed attempt.
+  await fixture.redis.hset(`${prefix}:q:${delayed!.id}`, 'delay', 5000);
+  await fixture.redis.hset(`${prefix}:q:${retried!.id}`, 'finishedOn', retried!.timestamp + 9000);
+  const exporter = exporterFor(prefix, []);
+  try {
+    await exporter.waitUntilReady();
+    const score = async (id: string | undefined) =>
+      Number(await fixture.redis.zscore(`${prefix}:q:jobbers:avail:${tasks[0]}`, id!));
+    assert.equal(await score(plain!.id), plain!.timestamp, 'added: its timestamp');
+    assert.equal(await score(delayed!.id), delayed!.timestamp + 5000, 'delayed: timestamp + delay');
+    assert.equal(await score(retried!.id), retried!.timestamp + 9000, 'retried: when it last finished');
+  } finally {
+    await exporter.stop();
+    await queue.close();
+  }
+});

@@ -90,10 +90,17 @@ if #ids > 0 then
       tasks[name] = true
       local set = setOf[state]
       if set then
-        local created = tonumber(h[2]) or 0
         local since
-        if state == 'w' then since = math.max(created + (tonumber(h[3]) or 0), tonumber(h[4]) or 0)
-        else since = tonumber(h[3]) or created end
+        if state == 'w' then
+          -- Most waiting jobs were neither delayed nor ever finished: their score is their timestamp
+          -- as stored, passed on as that string. A Lua number would be formatted back into one, and
+          -- that formatting, once per job, costs a fifth of the count.
+          local delay = h[3]
+          if (delay == '0' or not delay) and not h[4] and tonumber(h[2]) then since = h[2]
+          else since = math.max((tonumber(h[2]) or 0) + (tonumber(delay) or 0), tonumber(h[4]) or 0) end
+        else
+          since = tonumber(h[3]) or tonumber(h[2]) or 0
+        end
         local into = adds[name]
         if not into then into = {}; adds[name] = into end
         into[#into + 1] = since

@@ -250,3 +250,30 @@ test('a rate-limit mark whose move never happened (the worker died in between) c
     await queue.close();
   }
 });
+
+test('a recount scores each available job by when it became available', { timeout: 30_000 }, async () => {
+  const prefix = uniquePrefix('since');
+  const queue = new Queue('q', { connection: fixture.redis, prefix });
+  const [plain, delayed, retried, garbled] = await queue.addBulk(
+    Array.from({ length: 4 }, () => ({ name: tasks[0]!, data: {} })),
+  );
+  // As BullMQ leaves a job promoted from its delay, and one back in wait after a failed attempt.
+  await fixture.redis.hset(`${prefix}:q:${delayed!.id}`, 'delay', 5000);
+  await fixture.redis.hset(`${prefix}:q:${retried!.id}`, 'finishedOn', retried!.timestamp + 9000);
+  // Never written so by BullMQ: counted all the same, scored 0, and the rest of its slice as ever.
+  await fixture.redis.hset(`${prefix}:q:${garbled!.id}`, 'timestamp', 'not a number');
+  const exporter = exporterFor(prefix, []);
+  try {
+    await exporter.waitUntilReady();
+    const score = async (id: string | undefined) =>
+      Number(await fixture.redis.zscore(`${prefix}:q:jobbers:avail:${tasks[0]}`, id!));
+    assert.equal(await score(plain!.id), plain!.timestamp, 'added: its timestamp');
+    assert.equal(await score(delayed!.id), delayed!.timestamp + 5000, 'delayed: timestamp + delay');
+    assert.equal(await score(retried!.id), retried!.timestamp + 9000, 'retried: when it last finished');
+    assert.equal(await score(garbled!.id), 0, 'a timestamp that is no number: 0');
+    assert.equal(await fixture.redis.zcard(`${prefix}:q:jobbers:avail:${tasks[0]}`), 4);
+  } finally {
+    await exporter.stop();
+    await queue.close();
+  }
+});

@@ -63,8 +63,10 @@ else
   cursor = {'score', last, 'ties', run}
 end
 local idxKey = rp .. 'idx'
-local fields = fieldsOf[state]
-local tasks, adds, index, unindex, valueOf, moved = {}, {}, {}, {}, {}, {}
+-- Per set and task: the ZADD arguments (score, id pairs) and how many there are. Kept flat and
+-- counted by hand: this loop runs once per job of the backlog, its cost is the recount's.
+local adds, lengths, moved, index, unindex = {}, {}, {}, {}, {}
+local names, named = {}, {}
 -- Whether a delayed job's time (from its score) is one a rate limit delayed it to.
 local function rateLimitedAt(marks, score)
   if not marks or not score then return nil end
@@ -76,49 +78,72 @@ local function rateLimitedAt(marks, score)
 end
 if #ids > 0 then
   -- The index is empty for most of a count (available jobs are not indexed): skip reading it then.
-  local prior = {}
+  local prior
   if redis.call('EXISTS', idxKey) == 1 then prior = redis.call('HMGET', idxKey, unpack(ids)) end
+  local fields = fieldsOf[state]
+  local f1, f2, f3, f4 = fields[1], fields[2], fields[3], fields[4]
+  local delayedSource = state == 'd' and sources[s][2] == 'delayed'
   for i = 1, #ids do
     local id = ids[i]
-    local h = redis.call('HMGET', qp .. id, unpack(fields))
+    local h
+    if f4 then h = redis.call('HMGET', qp .. id, f1, f2, f3, f4)
+    else h = redis.call('HMGET', qp .. id, unpack(fields)) end
     local name = h[1]
     local jobState, limitedUntil = state, nil
-    if state == 'd' and sources[s][2] == 'delayed' then
+    if delayedSource then
       limitedUntil = rateLimitedAt(h[2], scores[i])
       if limitedUntil then jobState = 'r' end
     end
     if name then
-      local value = valueOf[jobState .. name]
-      if not value then
-        value = jobState .. '|' .. name
-        valueOf[jobState .. name] = value
+      if not named[name] then
+        named[name] = true
+        names[#names + 1] = name
       end
-      local before = prior[i]
-      if before and before ~= value then
-        moved[#moved + 1] = id
-        local earlier = setOf[string.sub(before, 1, 1)]
-        if earlier then redis.call('ZREM', rp .. earlier .. string.sub(before, 3), id) end
-      end
-      if state == 'w' then
-        if before and before ~= value then unindex[#unindex + 1] = id end
-      else
-        -- Counted available earlier (not indexed), now seen elsewhere.
-        if not before then redis.call('ZREM', rp .. 'avail:' .. name, id) end
+      local before = prior and prior[i]
+      if prior and (before or jobState ~= 'w') then
+        local value = jobState .. '|' .. name
+        if before and before ~= value then
+          moved[#moved + 1] = id
+          local earlier = setOf[string.sub(before, 1, 1)]
+          if earlier then redis.call('ZREM', rp .. earlier .. string.sub(before, 3), id) end
+        end
+        if jobState == 'w' then
+          if before and before ~= value then unindex[#unindex + 1] = id end
+        else
+          -- Counted available earlier (not indexed), now seen elsewhere.
+          if not before then redis.call('ZREM', rp .. 'avail:' .. name, id) end
+          index[#index + 1] = id
+          index[#index + 1] = value
+        end
+      elseif jobState ~= 'w' then
+        redis.call('ZREM', rp .. 'avail:' .. name, id)
         index[#index + 1] = id
-        index[#index + 1] = value
+        index[#index + 1] = jobState .. '|' .. name
       end
-      tasks[name] = true
       local set = setOf[jobState]
       if set then
-        local created = tonumber(h[2]) or 0
         local since
-        if jobState == 'r' then since = limitedUntil
-        elseif state == 'w' then since = math.max(created + (tonumber(h[3]) or 0), tonumber(h[4]) or 0)
-        else since = tonumber(h[3]) or created end
-        local into = adds[set .. name]
-        if not into then into = {}; adds[set .. name] = into end
-        into[#into + 1] = since
-        into[#into + 1] = id
+        if jobState == 'r' then
+          since = limitedUntil
+        elseif jobState == 'w' then
+          -- Most waiting jobs were neither delayed nor ever finished: their score is their timestamp
+          -- as stored, passed on as that string (see addScored). A Lua number would be formatted
+          -- back into a string, once per job of the backlog.
+          local delay = h[3]
+          if (delay == '0' or not delay) and not h[4] and h[2] then since = h[2]
+          else since = math.max((tonumber(h[2]) or 0) + (tonumber(delay) or 0), tonumber(h[4]) or 0) end
+        else
+          since = tonumber(h[3]) or tonumber(h[2]) or 0
+        end
+        local k = set .. name
+        local into, n = adds[k], lengths[k]
+        if not into then
+          into, n = {}, 0
+          adds[k] = into
+        end
+        into[n + 1] = since
+        into[n + 2] = id
+        lengths[k] = n + 2
       end
     end
   end
@@ -127,11 +152,21 @@ end
 local function variadic(command, k, args)
   for j = 1, #args, 2000 do redis.call(command, k, unpack(args, j, math.min(j + 1999, #args))) end
 end
-for setAndName, args in pairs(adds) do variadic('ZADD', rp .. setAndName, args) end
+-- ZADD checks every score before it adds any: a timestamp that is no number (BullMQ never writes
+-- one) fails the call, which is then made again with such scores read as Lua reads them (else 0).
+local function addScored(k, args)
+  for j = 1, #args, 2000 do
+    local last = math.min(j + 1999, #args)
+    local reply = redis.pcall('ZADD', k, unpack(args, j, last))
+    if type(reply) == 'table' and reply.err then
+      for m = j, last, 2 do args[m] = tonumber(args[m]) or 0 end
+      redis.call('ZADD', k, unpack(args, j, last))
+    end
+  end
+end
+for setAndName, args in pairs(adds) do addScored(rp .. setAndName, args) end
 if #index > 0 then variadic('HSET', idxKey, index) end
 if #unindex > 0 then redis.call('HDEL', idxKey, unpack(unindex)) end
-local names = {}
-for name, _ in pairs(tasks) do names[#names + 1] = name end
 if #names > 0 then redis.call('SADD', rp .. 'tasks', unpack(names)) end
 local done = 0
 if #ids < limit then

@@ -10,6 +10,7 @@
 // Without a script path it measures packages/core/src/bullmq/lua/recount-chunk.lua. Other paths let
 // a variant of it be measured against the same backlog in the same run.
 import { readFileSync } from 'node:fs';
+import { jobHashField } from '@jobbers/core';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { startRedisServer } from '../test/support/redis-server.js';
@@ -63,7 +64,20 @@ async function countOnce(redis: Redis, sha: string): Promise<string> {
   await redis.config('RESETSTAT');
   const before = await cpuSeconds(redis);
   const startedAt = performance.now();
-  const chunk = () => redis.evalsha(sha, 3, progress, lock, `${qp}events`, token, qp, rp, slice, 60_000);
+  const chunk = () =>
+    redis.evalsha(
+      sha,
+      3,
+      progress,
+      lock,
+      `${qp}events`,
+      token,
+      qp,
+      rp,
+      slice,
+      60_000,
+      jobHashField.rateLimitedUntil,
+    );
   for (;;) {
     const replies = (await Promise.all([chunk(), chunk()])) as unknown[][];
     if (replies.some((reply) => reply[1] === 1)) break;

@@ -4,6 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import {
+  AttemptWorkerRecorder,
   adjustAttemptsStarted,
   bullmqPrefix,
   countProcessError,
@@ -20,7 +21,6 @@ import {
   type RoleMap,
   type RunningTask,
   readLockTokens,
-  recordAttemptWorker,
   recordRoleActivity,
   removeWorkerRecord,
   requireSupportedRedis,
@@ -83,6 +83,8 @@ export class JobbersWorker {
   readonly stopped: Promise<StopReason>;
   private readonly connection: Redis;
   private readonly control: Redis;
+  /** Which worker runs each attempt, written in batches on the control connection. */
+  private readonly attemptWorkers: AttemptWorkerRecorder;
   private readonly gate: CapacityGate;
   private readonly consumers: QueueConsumer[] = [];
   /** Attempts in this process, each with the promise of its slot being freed or handed over. */
@@ -130,6 +132,10 @@ export class JobbersWorker {
       commandTimeoutMs: config.redisCommandTimeoutMs,
     });
     logConnectionOutages(this.control, options.logger, 'control');
+    this.attemptWorkers = new AttemptWorkerRecorder(this.control, config.prefix, (error, queue) => {
+      countProcessError('record-attempt-worker');
+      options.logger.warn({ err: error, queue }, 'could not record which worker runs these attempts');
+    });
     this.outcomes = new MetricsBuffer(this.control, config.prefix, {
       flushMs: config.metricsFlushMs,
       logger: options.logger,
@@ -322,13 +328,10 @@ export class JobbersWorker {
         this.gate.reserveHandOver(),
       // Recorded once the task runs: an activation its rate limit held back was no run.
       onStart: () =>
-        void recordAttemptWorker(this.control, config.prefix, consumer.queue, job.id!, {
+        this.attemptWorkers.record(consumer.queue, job.id!, {
           attempt: attempt.attempt,
           worker: this.registryId,
           startedAt: Date.now(),
-        }).catch((error: unknown) => {
-          countProcessError('record-attempt-worker');
-          attempt.log.warn({ err: error }, 'could not record which worker runs this attempt');
         }),
     });
     this.attempts.set(
@@ -564,6 +567,7 @@ export class JobbersWorker {
     clearInterval(this.leaseTimer);
     clearInterval(this.roleTimer);
     clearInterval(this.registryTimer);
+    await this.attemptWorkers.flush();
     await removeWorkerRecord(this.control, this.options.config.prefix, this.registryId).catch((error) => {
       countProcessError('remove-worker-record');
       logger.warn({ err: error }, 'could not remove this worker from the registry: it drops out within 15 s');

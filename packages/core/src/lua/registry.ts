@@ -209,10 +209,10 @@ export const scripts = {
     'lua/workflow-retry.lua',
     1,
   ),
-  recordAttemptWorker: script<[jobHash: Key], [field: string, line: string], 0 | 1>(
-    'jobbersRecordAttemptWorker',
-    'lua/record-attempt-worker.lua',
-    1,
+  recordAttemptWorkers: script<readonly Key[], [field: string, ...lines: string[]], number>(
+    'jobbersRecordAttemptWorkers',
+    'lua/record-attempt-workers.lua',
+    'variable',
   ),
   recordStatsMinute: script<
     [history: Key],

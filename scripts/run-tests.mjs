@@ -33,6 +33,11 @@ const result = spawnSync(
     'tsx',
     '--test',
     `--test-concurrency=${concurrency}`,
+    // No test may hang the run: each has at most 5 minutes (the longest take about 1), and a file
+    // whose tests have all finished exits even if a handle it opened is still alive (a leak is then
+    // found by running that file alone: it does not exit).
+    '--test-timeout=300000',
+    '--test-force-exit',
     '--test-reporter=spec',
     ...files.map((f) => path.relative(root, f)),
   ],

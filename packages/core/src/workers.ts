@@ -102,20 +102,22 @@ export async function listWorkers(redis: Redis, prefix: string, nowMs = Date.now
 
 /**
  * Records which worker runs each attempt (the job hash's attempts field), batched: the attempts a
- * worker starts within `delayMs` are written in one script call per queue, so a drain pays a
- * fraction of a round trip per task for it instead of one. An attempt started less than `delayMs`
- * before a SIGKILL may go unrecorded; BullMQ's processedBy still names the worker of the last one.
+ * worker starts in one turn of its event loop (or within `delayMs`, when given) are written in one
+ * script call per queue, so a busy worker pays a fraction of a round trip per task for it instead
+ * of one. The record is sent right after the turn that started the attempt, so a reader who has
+ * seen the attempt end finds it; one started in the very turn a SIGKILL ends may go unrecorded
+ * (BullMQ's processedBy still names the worker of the last attempt).
  */
 export class AttemptWorkerRecorder {
   private pending = new Map<string, { keys: string[]; lines: string[] }>();
-  private timer: NodeJS.Timeout | undefined;
+  private timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
   private flushing: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly redis: Redis,
     private readonly prefix: string,
     private readonly onError: (error: unknown, queue: string) => void,
-    private readonly delayMs = 20,
+    private readonly delayMs = 0,
   ) {}
 
   record(queue: string, taskId: string, entry: AttemptWorker): void {
@@ -126,12 +128,18 @@ export class AttemptWorkerRecorder {
     }
     batch.keys.push(jobKey(this.prefix, queue, taskId));
     batch.lines.push(`${entry.attempt}|${entry.worker}|${entry.startedAt}`);
-    this.timer ??= setTimeout(() => void this.flush(), this.delayMs);
+    this.timer ??=
+      this.delayMs > 0
+        ? setTimeout(() => void this.flush(), this.delayMs)
+        : setImmediate(() => void this.flush());
   }
 
   /** Writes what is pending now; resolves once it (and any write before it) has been sent. */
   flush(): Promise<void> {
-    clearTimeout(this.timer);
+    if (this.timer) {
+      clearTimeout(this.timer as NodeJS.Timeout);
+      clearImmediate(this.timer as NodeJS.Immediate);
+    }
     this.timer = undefined;
     const batches = [...this.pending];
     this.pending = new Map();

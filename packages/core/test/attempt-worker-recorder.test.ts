@@ -9,7 +9,7 @@ import { waitFor } from '../../../test/support/wait.js';
 
 const fixture = useRedisServer();
 
-test('attempts started together are written in one call per queue; a gone job is skipped', {
+test('attempts started in one turn are written in one call per queue; a gone job is skipped', {
   timeout: 30_000,
 }, async () => {
   const { redis } = fixture;
@@ -21,7 +21,7 @@ test('attempts started together are written in one call per queue; a gone job is
   ])
     await redis.hset(jobKey(prefix, queue!, id!), 'name', 'demo');
   const errors: unknown[] = [];
-  const recorder = new AttemptWorkerRecorder(redis, prefix, (error) => errors.push(error), 50);
+  const recorder = new AttemptWorkerRecorder(redis, prefix, (error) => errors.push(error));
   const calls = async () =>
     Number(/cmdstat_evalsha:calls=(\d+)/.exec(await redis.info('commandstats'))?.[1] ?? 0);
   // Loaded into Redis first (ioredis sends the script itself once, after a NOSCRIPT).

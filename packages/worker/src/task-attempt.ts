@@ -114,6 +114,7 @@ export class TaskAttempt {
   private logger: Logger | undefined;
   private lost = false;
   private claimedBy: Settlement | undefined;
+  private advancing = false;
   private parents: Record<string, unknown> = {};
   private resolveSettled!: (settlement: Settlement) => void;
   /** Resolves once the job is no longer this worker's: moved by this attempt or found lost. */
@@ -147,6 +148,15 @@ export class TaskAttempt {
   /** True once a final move is under way or done; later outcomes of the task's code are ignored. */
   get isSettling(): boolean {
     return this.claimedBy !== undefined;
+  }
+
+  /**
+   * True while a workflow node's step runs before its job is settled. The step may wait (for a
+   * claim a killed worker left on a node it submits, up to the claim's TTL): the worker keeps the
+   * lease meanwhile, or the node would be taken back and run again, and wait again.
+   */
+  get isAdvancing(): boolean {
+    return this.advancing;
   }
 
   get leaseLost(): boolean {
@@ -409,7 +419,13 @@ export class TaskAttempt {
   private async advanceWorkflow(outcome: 'completed' | 'failed', value?: unknown): Promise<void> {
     const workflow = this.job.data?.workflow;
     if (!workflow || !this.options.workflows) return;
-    const step = await this.options.workflows.advance(workflow, outcome, value);
+    this.advancing = true;
+    let step: Awaited<ReturnType<Workflows['advance']>>;
+    try {
+      step = await this.options.workflows.advance(workflow, outcome, value);
+    } finally {
+      this.advancing = false;
+    }
     if (!step) {
       this.log.warn({ workflow: workflow.id }, 'workflow node finished, but its workflow is gone');
       return;

@@ -445,8 +445,9 @@ export class JobbersWorker {
    */
   private async renewLeases(): Promise<void> {
     const { leaseMs, prefix } = this.options.config;
-    const live = [...this.attempts.keys()].filter((a) => !a.isSettling && !a.leaseLost);
-    const silent = live.filter((a) => a.leaseMode === 'heartbeat');
+    // A workflow node's step runs before its job is settled: its lease is kept like any running task's.
+    const live = [...this.attempts.keys()].filter((a) => (!a.isSettling || a.isAdvancing) && !a.leaseLost);
+    const silent = live.filter((a) => a.leaseMode === 'heartbeat' && !a.isAdvancing);
     try {
       if (silent.length > 0) {
         const locks = await readLockTokens(
@@ -459,7 +460,9 @@ export class JobbersWorker {
         });
       }
       for (const consumer of this.consumers) {
-        const due = live.filter((a) => a.queue === consumer.queue && a.leaseMode === 'auto');
+        const due = live.filter(
+          (a) => a.queue === consumer.queue && (a.leaseMode === 'auto' || a.isAdvancing),
+        );
         if (due.length === 0) continue;
         const failed = await consumer.bull.extendJobLocks(
           due.map((a) => a.job.id!),

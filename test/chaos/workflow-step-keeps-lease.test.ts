@@ -1,0 +1,70 @@
+// A workflow node's step runs before its job is settled and may wait: here on the claim a killed
+// worker left on the id of the node the step submits (it lives up to its TTL). The worker keeps
+// the node's lease meanwhile, so the node runs once; with a lease that lapsed during the wait, it
+// was taken back, run again, and waited again, over and over.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { idReservationKey } from '@jobbers/core';
+import { Redis } from 'ioredis';
+import { type RedisServer, startRedisServer, uniquePrefix } from '../support/redis-server.js';
+import {
+  type ManagerProcess,
+  startManagerProcess,
+  startWorkerProcess,
+  type WorkerProcess,
+} from '../support/stack.js';
+import { waitFor } from '../support/wait.js';
+
+let redis: RedisServer;
+let manager: ManagerProcess;
+let worker: WorkerProcess;
+let admin: Redis;
+const prefix = uniquePrefix('wflease');
+const leaseMs = 1000;
+
+before(async () => {
+  redis = await startRedisServer();
+  admin = new Redis(redis.url);
+  const env = { REDIS_URL: redis.url, JOBBERS_PREFIX: prefix };
+  [manager, worker] = await Promise.all([
+    startManagerProcess(env),
+    startWorkerProcess({ ...env, WORKER_LEASE_MS: String(leaseMs) }),
+  ]);
+});
+after(async () => {
+  await Promise.all([worker?.stop(), manager?.stop()]);
+  admin?.disconnect();
+  await redis?.stop();
+});
+
+test('a node whose step waits longer than its lease still runs once', { timeout: 60_000 }, async () => {
+  const id = 'wf-lease-1';
+  // As a worker killed mid-step leaves it: the next node's id claimed, its task never added.
+  const claimMs = 4 * leaseMs;
+  await admin.set(
+    idReservationKey(prefix, `${id}.b`),
+    JSON.stringify(['a-killed-worker', 'example.echo']),
+    'PX',
+    claimMs,
+  );
+  const submitted = await manager.request('POST', '/v1/workflows', {
+    name: 'lease',
+    id,
+    nodes: [
+      { key: 'a', task: 'example.echo', params: { step: 1 } },
+      { key: 'b', task: 'example.echo', params: { step: 2 }, dependsOn: ['a'] },
+    ],
+  });
+  assert.equal(submitted.status, 201, JSON.stringify(submitted.body));
+  const done = await waitFor(
+    async () => {
+      const reply = await manager.request('GET', `/v1/workflows/${id}`);
+      return reply.body.state === 'running' ? undefined : reply.body;
+    },
+    { timeoutMs: 30_000, what: 'the workflow to finish' },
+  );
+  assert.equal(done.state, 'completed');
+  const a = (await manager.request('GET', `/v1/tasks/${id}.a`)).body;
+  assert.equal(a.state, 'completed');
+  assert.equal(a.attemptsBy.length, 1, `node a started once: ${JSON.stringify(a.attemptsBy)}`);
+});

@@ -180,7 +180,6 @@ export class TaskClient {
       backoff: backoff ? { type: backoff.type, delay: backoff.delay, jitter: backoff.jitter } : undefined,
       removeOnComplete: false,
       removeOnFail: false,
-      keepLogs: maxTaskLogLines,
     };
     if (dedup) {
       const id = `${def.name}:${dedup.key}`;

@@ -15,13 +15,15 @@ import { jobKey, queueOwnKey } from './bullmq/keys.js';
 import { isRateLimitedMove } from './bullmq/rate-limited-move.js';
 import type { Transition } from './lifecycle.js';
 import type { Logger } from './logger.js';
-import { DirectStreamReader } from './metrics/event-stream-reader.js';
+import { DirectStreamReader, decodeStreamEntry } from './metrics/event-stream-reader.js';
 import type { StreamEvent } from './metrics/lifecycle-book.js';
 import { countProcessError } from './metrics/process-health.js';
 import { compareStreamIds } from './metrics/stream-ids.js';
-import type { StreamEntries } from './metrics/stream-reply-parser.js';
+import type { StreamDecoding, StreamEntries } from './metrics/stream-reply-parser.js';
 import { duplicateBlockingConnection, logConnectionOutages } from './redis.js';
 
+/** What the feed keeps of an entry: the exporter's fields, plus a progress report's data. */
+const feedDecoding: StreamDecoding = { progressData: true };
 /** The state a task is in after the transition, as GET /v1/tasks/:id names it. */
 export type FeedState = 'waiting' | 'delayed' | 'active' | 'completed' | 'failed' | 'removed';
 
@@ -184,7 +186,7 @@ export class LifecycleFeed {
       events.push(
         ...(await this.translate(
           storage,
-          entries.map(streamEvent),
+          entries.map((e) => decodeStreamEntry(e, feedDecoding)),
           ioredisHashField(this.options.connection),
         )),
       );
@@ -304,7 +306,7 @@ export class LifecycleFeed {
       !(sentinels && sentinels.length > 0) &&
       !keyPrefix;
     if (direct) {
-      const reader = new DirectStreamReader(connection.options, { progressData: true });
+      const reader = new DirectStreamReader(connection.options, feedDecoding);
       return {
         read: (keys, positions, count, blockMs) => reader.readStreams(keys, positions, count, blockMs),
         hashField: (keys, field) => reader.hashField(keys, field),
@@ -324,7 +326,10 @@ export class LifecycleFeed {
           ...keys,
           ...positions,
         )) as [string, [string, string[]][]][] | null;
-        return (reply ?? []).map(([key, entries]) => ({ key, events: entries.map(streamEvent) }));
+        return (reply ?? []).map(([key, entries]) => ({
+          key,
+          events: entries.map((e) => decodeStreamEntry(e, feedDecoding)),
+        }));
       },
       hashField: ioredisHashField(connection),
       close: () => reader.disconnect(),
@@ -527,55 +532,6 @@ export class LifecycleFeed {
     }
     this.taskOf.set(jobId, task);
   }
-}
-
-/** An entry as ioredis answers it, as the feed's direct reader decodes it (with a progress's data). */
-function streamEvent([id, fields]: [string, string[]]): StreamEvent {
-  let event = '';
-  let jobId = '';
-  let name = '';
-  let prev = '';
-  let data = '';
-  let delay = '';
-  for (let i = 0; i + 1 < fields.length; i += 2) {
-    const value = fields[i + 1]!;
-    switch (fields[i]) {
-      case 'event':
-        event = value;
-        break;
-      case 'jobId':
-        jobId = value;
-        break;
-      case 'name':
-        name = value;
-        break;
-      case 'prev':
-        prev = value;
-        break;
-      case 'data':
-        data = value;
-        break;
-      case 'delay':
-        delay = value;
-        break;
-    }
-  }
-  const dash = id.indexOf('-');
-  return {
-    id,
-    ms: Number(dash === -1 ? id : id.slice(0, dash)),
-    event,
-    jobId,
-    extra: extraOf(event, name, delay, data, prev),
-  };
-}
-
-/** A StreamEvent's `extra`: the name (added), delay (delayed), data (progress) or prev (any other). */
-function extraOf(event: string, name: string, delay: string, data: string, prev: string): string {
-  if (event === 'added') return name;
-  if (event === 'delayed') return delay;
-  if (event === 'progress') return data;
-  return prev;
 }
 
 /** A field of jobs' hashes read through ioredis, in one pipeline. */

@@ -215,8 +215,8 @@ export class Schedules {
     await queue.removeJobScheduler(record.id);
     if (record.paused) return;
     const prepared = this.client.prepare({ task: record.task, params: record.params, queue: record.queue });
-    const { attempts, backoff, keepLogs, removeOnComplete, removeOnFail } = prepared.options;
-    const opts: JobSchedulerTemplateOptions = { attempts, backoff, keepLogs, removeOnComplete, removeOnFail };
+    const { attempts, backoff, removeOnComplete, removeOnFail } = prepared.options;
+    const opts: JobSchedulerTemplateOptions = { attempts, backoff, removeOnComplete, removeOnFail };
     await queue.upsertJobScheduler(
       record.id,
       {

@@ -285,7 +285,7 @@ export class TaskAttempt {
   private async appendLog(line: string): Promise<void> {
     if (typeof line !== 'string') throw new TypeError('ctx.log(line): line must be a string');
     if (this.isSettling || this.lost) return;
-    // Jobs submitted without keepLogs (by BullMQ directly) are bounded all the same.
+    // The bound on a task's lines lives here, where lines are written: submissions carry none.
     this.job.opts.keepLogs ??= maxTaskLogLines;
     await this.job.log(line.length > maxLogLineChars ? `${line.slice(0, maxLogLineChars)}…` : line);
   }

@@ -130,7 +130,9 @@ export class IoredisStreamReader implements EventStreamReader {
   }
 
   async read(stream: string, afterId: string, count: number): Promise<StreamEvent[]> {
-    return eventsOfEntries(await this.redis.xrange(stream, `(${afterId}`, '+', 'COUNT', count));
+    return (await this.redis.xrange(stream, `(${afterId}`, '+', 'COUNT', count)).map((e) =>
+      decodeStreamEntry(e),
+    );
   }
 
   async readBatch(stream: string, afterId: string, count: number, rolesKey: string): Promise<EventBatch> {
@@ -146,7 +148,11 @@ export class IoredisStreamReader implements EventStreamReader {
     ];
     if (rangeError) throw rangeError;
     if (rolesError) throw rolesError;
-    return { events: eventsOfEntries(range), streamInfo: infoError ?? info, roles: roles ?? [] };
+    return {
+      events: range.map((e) => decodeStreamEntry(e)),
+      streamInfo: infoError ?? info,
+      roles: roles ?? [],
+    };
   }
 
   evalScript(script: LuaScript, keys: readonly string[], ...args: (readonly string[])[]): Promise<string> {
@@ -158,23 +164,30 @@ export class IoredisStreamReader implements EventStreamReader {
   close() {}
 }
 
-/** The book's events of XRANGE entries: id, event, jobId and the name (added), delay (delayed) or prev (any other). */
-function eventsOfEntries(entries: [string, string[]][]): StreamEvent[] {
-  return entries.map(([id, fields]) => {
-    let event = '';
-    let jobId = '';
-    let extra = '';
-    for (let i = 0; i + 1 < fields.length; i += 2) {
-      const field = fields[i];
-      if (field === 'event') event = fields[i + 1]!;
-      else if (field === 'jobId') jobId = fields[i + 1]!;
-      else if (field === 'name' && event === 'added') extra = fields[i + 1]!;
-      else if (field === 'delay' && event === 'delayed') extra = fields[i + 1]!;
-      else if (field === 'prev' && event !== 'added' && event !== 'delayed') extra = fields[i + 1]!;
-    }
-    const dash = id.indexOf('-');
-    return { id, ms: Number(dash === -1 ? id : id.slice(0, dash)), event, jobId, extra };
-  });
+/**
+ * An XRANGE or XREAD entry as ioredis answers it, as the direct decoder decodes it: `extra` is the
+ * name (added), the delay (delayed), with `progressData` a progress entry's data, else prev.
+ */
+export function decodeStreamEntry(
+  [id, fields]: [string, string[]],
+  decoding: StreamDecoding = {},
+): StreamEvent {
+  let event = '';
+  let jobId = '';
+  const values: Record<string, string> = {};
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const field = fields[i]!;
+    if (field === 'event') event = fields[i + 1]!;
+    else if (field === 'jobId') jobId = fields[i + 1]!;
+    else if (field === 'name' || field === 'delay' || field === 'prev' || field === 'data')
+      values[field] = fields[i + 1]!;
+  }
+  let extra = values.prev;
+  if (event === 'added') extra = values.name;
+  else if (event === 'delayed') extra = values.delay;
+  else if (event === 'progress' && decoding.progressData) extra = values.data;
+  const dash = id.indexOf('-');
+  return { id, ms: Number(dash === -1 ? id : id.slice(0, dash)), event, jobId, extra: extra ?? '' };
 }
 
 function unpackEvents(packed: string): StreamEvent[] {

@@ -236,8 +236,10 @@ function meetsProseRules(call: Call): boolean {
   if (!(Number.isNaN(after) || Number.isNaN(before) || after < before)) return false;
   if (call.operation.id === 'createSchedule' || call.operation.id === 'putSchedule')
     return meetsScheduleRules({ ...(call.body as object), ...call.path } as ScheduleInput);
-  const submissions = call.operation.id === 'submitTasks' ? (filter.tasks as unknown[]) : [call.body];
-  return call.operation.method !== 'POST' || (submissions ?? []).every(meetsDedupRules);
+  // A batch whose tasks is no array is the document's to refuse: no prose rule applies to it.
+  const submissions = call.operation.id === 'submitTasks' ? filter.tasks : [call.body];
+  if (!Array.isArray(submissions)) return true;
+  return call.operation.method !== 'POST' || submissions.every(meetsDedupRules);
 }
 
 /**

@@ -4,7 +4,7 @@
 // was taken back, run again, and waited again, over and over.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { idReservationKey } from '@jobbers/core';
+import { idReservationKey, workflowClaimToken } from '@jobbers/core';
 import { Redis } from 'ioredis';
 import { type RedisServer, startRedisServer, uniquePrefix } from '../support/redis-server.js';
 import {
@@ -67,4 +67,46 @@ test('a node whose step waits longer than its lease still runs once', { timeout:
   const a = (await manager.request('GET', `/v1/tasks/${id}.a`)).body;
   assert.equal(a.state, 'completed');
   assert.equal(a.attemptsBy.length, 1, `node a started once: ${JSON.stringify(a.attemptsBy)}`);
+});
+
+test('a claim a killed worker left while advancing the same workflow is taken over', {
+  timeout: 60_000,
+}, async () => {
+  const id = 'wf-claim-1';
+  // Left by a worker killed after it claimed the next node's id with the workflow's token: it
+  // outlives the wait for another submission's claim, so only a take-over lets the workflow finish.
+  await admin.set(
+    idReservationKey(prefix, `${id}.b`),
+    JSON.stringify([workflowClaimToken(id), 'example.echo']),
+    'PX',
+    120_000,
+  );
+  const submitted = await manager.request('POST', '/v1/workflows', {
+    name: 'claim',
+    id,
+    nodes: [
+      { key: 'a', task: 'example.echo', params: { step: 1 } },
+      { key: 'b', task: 'example.echo', params: { step: 2 }, dependsOn: ['a'] },
+    ],
+  });
+  assert.equal(submitted.status, 201, JSON.stringify(submitted.body));
+  const done = await waitFor(
+    async () => {
+      const reply = await manager.request('GET', `/v1/workflows/${id}`);
+      return reply.body.state === 'running' ? undefined : reply.body;
+    },
+    { timeoutMs: 30_000, what: 'the workflow to finish' },
+  );
+  assert.equal(done.state, 'completed');
+  assert.equal((await manager.request('GET', `/v1/tasks/${id}.b`)).body.state, 'completed');
+  assert.equal(await admin.exists(idReservationKey(prefix, `${id}.b`)), 0, 'the claim is dropped once added');
+});
+
+test('a plain submission never takes over a claim held with a workflow token', async () => {
+  const id = 'wf-claim-2.a';
+  const held = JSON.stringify([workflowClaimToken('wf-claim-2'), 'example.echo']);
+  await admin.set(idReservationKey(prefix, id), held, 'PX', 60_000);
+  const reply = await manager.request('POST', '/v1/tasks', { id, task: 'example.sleep', params: { ms: 0 } });
+  assert.equal(reply.status, 409, JSON.stringify(reply.body));
+  assert.equal(await admin.get(idReservationKey(prefix, id)), held, 'the claim is left as it was');
 });

@@ -91,7 +91,7 @@ test('a fan-out/fan-in hands every parent result to the merging node', async () 
   const done = await finished(submitted.body.id);
   assert.equal(done.state, 'completed');
   const sum = await task(`${submitted.body.id}.sum`);
-  assert.deepEqual(sum.result, { value: 55, parts: 5 });
+  assert.deepEqual(sum.result, { value: 55, parts: 5 }, JSON.stringify({ sum, done }));
   assert.equal(done.history.at(-1).key, 'sum');
 });
 

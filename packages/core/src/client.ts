@@ -5,7 +5,7 @@ import type { Redis } from 'ioredis';
 import { jobFromHash, jobHashField } from './bullmq/job-hash.js';
 import { type CancelOutcome, TaskCanceller } from './cancellation.js';
 import { JobbersError } from './errors.js';
-import { claimTtlMs, IdReservations, newClaimToken } from './id-reservation.js';
+import { claimTtlMs, IdReservations, newClaimToken, workflowClaimToken } from './id-reservation.js';
 import { newTaskId, normalizeTaskId } from './ids.js';
 import { checkIncidentRetryLimit, retryIncident, retryIncidents } from './incidents.js';
 import { bullmqPrefix, jobKey } from './keys.js';
@@ -73,6 +73,18 @@ export const listedFieldMaxBytes = 16 * 1024;
 /** How long a submission waits for a concurrent one of the same id to add its task. */
 const claimWaitMs = claimTtlMs + 1000;
 const claimPollMs = 5;
+
+/**
+ * A batch of one workflow's nodes claims its ids with the workflow's own token: a claim left by a
+ * process that died while it submitted them is taken over by the next one advancing the workflow,
+ * at once instead of once the claim expires. Any other submission claims with a token of its own.
+ */
+function claimTokenFor(prepared: PreparedSubmission[]): string {
+  const workflow = prepared[0]?.payload.workflow?.id;
+  if (workflow !== undefined && prepared.every((p) => p.payload.workflow?.id === workflow))
+    return workflowClaimToken(workflow);
+  return newClaimToken();
+}
 
 export interface PreparedSubmission {
   id: string;
@@ -247,7 +259,7 @@ export class TaskClient {
    * stays all-or-nothing; ids claimed by a concurrent submission of the same type are awaited.
    */
   private async enqueue(prepared: PreparedSubmission[]): Promise<SubmitResult[]> {
-    const token = newClaimToken();
+    const token = claimTokenFor(prepared);
     const claims = await this.reservations.claim(prepared, token);
     const results: SubmitResult[] = new Array(prepared.length);
     const mine = prepared.filter((_, index) => claims[index]!.outcome === 'reserved');

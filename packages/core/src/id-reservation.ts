@@ -43,6 +43,16 @@ export function newClaimToken(): string {
   return randomUUID();
 }
 
+/**
+ * The token every submission of a workflow's nodes claims with. A claim already held with it (by a
+ * process that died mid-submission, or one submitting the same nodes at once) is taken over: the
+ * node's id and task are fixed by the workflow, so both would add the same job, which BullMQ adds
+ * once, in the one queue the node routes to.
+ */
+export function workflowClaimToken(workflowId: string): string {
+  return `workflow:${workflowId}`;
+}
+
 export class IdReservations {
   constructor(
     private readonly connection: Redis,

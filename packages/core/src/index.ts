@@ -4,6 +4,7 @@ export * from './client.js';
 export * from './config.js';
 export * from './durations.js';
 export * from './errors.js';
+export { workflowClaimToken } from './id-reservation.js';
 export * from './ids.js';
 export * from './incidents.js';
 export * from './inspection.js';

@@ -39,6 +39,9 @@ export async function startManagerProcess(
     async () => {
       if (proc.child.exitCode !== null)
         throw new Error(`manager exited (${proc.child.exitCode}): ${proc.output()}`);
+      // Its own "listening" line first: a port picked free can be taken by another process before
+      // this one binds it, and that process's /readyz would answer in its place.
+      if (!proc.output().includes(`listening at ${baseUrl}`)) return undefined;
       return (await fetch(`${baseUrl}/readyz`).catch(() => undefined))?.ok;
     },
     { timeoutMs: 20_000, what: 'the manager to be ready' },

@@ -4,8 +4,11 @@
 // worker, shows the floor of that path, and queue.add into a bare BullMQ worker the floor of BullMQ.
 // Time in queue is read afterwards from BullMQ's own job hashes (processedOn - timestamp); the
 // manager's event-loop delay from its /metrics, scraped (and so reset) right before and after a run.
+// So that a slow tail can be placed, each run also reports the manager's GC pauses (its own
+// nodejs_gc_duration_seconds) and the Redis commands that took 1 ms or more (SLOWLOG).
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import { scripts } from '@jobbers/core';
 import { Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { parseExposition } from '../test/support/metrics.js';
@@ -44,10 +47,15 @@ export interface LatencyRun {
   /** The manager's event-loop delay p99 over the run (the one that received the submissions). */
   managerLoopDelayP99Ms?: number;
   /**
-   * CPU the manager submitted to spent per submission during the run (user + system): unlike the
-   * times, it barely moves when other work competes for the CPUs.
+   * CPU the manager submitted to spent per submission during the run (user + system): it moves less
+   * than the times when other work competes for the CPUs, but not nothing (400-440 us at load 17
+   * against 316-436 at load 10), and it is not per submission alone: at 300/s it was 1,000-1,300 us.
    */
   managerCpuUsPerSubmission?: number;
+  /** The manager's GC pauses during the run (the same manager as the loop delay). */
+  managerGc?: { count: number; totalMs: number; over10Ms: number };
+  /** Commands Redis took 1 ms or more to run during the run, and the slowest of them. */
+  redisSlow: { count: number; slowest?: { name: string; ms: number } };
   errors: number;
 }
 
@@ -55,6 +63,10 @@ const prefix = 'benchlatency';
 const bullPrefix = 'benchlatency-bull';
 const queueName = 'default';
 const lagMetric = 'jobbers_manager_nodejs_eventloop_lag_p99_seconds';
+const gcMetric = 'jobbers_manager_nodejs_gc_duration_seconds';
+/** Redis logs the commands that run this long or longer (microseconds). */
+const slowCommandUs = 1000;
+const scriptNames = new Map<string, string>(Object.entries(scripts).map(([name, s]) => [s.sha, name]));
 
 function summarize(values: number[]) {
   return { p50: percentile(values, 50), p99: percentile(values, 99), max: Math.max(0, ...values) };
@@ -108,10 +120,43 @@ function processCpuUs(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) * 10_000;
 }
 
-async function loopDelayP99Ms(port: number): Promise<number> {
+interface ManagerScrape {
+  loopDelayP99Ms: number;
+  /** Cumulative over every kind of GC since the manager started. */
+  gc: { count: number; seconds: number; within10Ms: number };
+}
+
+/** The manager's /metrics; the loop delay's histogram restarts at every scrape. */
+async function scrapeManager(port: number): Promise<ManagerScrape> {
   const response = await fetch(`http://127.0.0.1:${port}/metrics`);
-  const sample = parseExposition(await response.text()).find((s) => s.name === lagMetric);
-  return sample ? sample.value * 1000 : Number.NaN;
+  const samples = parseExposition(await response.text());
+  const lag = samples.find((s) => s.name === lagMetric);
+  const sum = (name: string, le?: string) =>
+    samples
+      .filter((s) => s.name === name && (le === undefined || s.labels.le === le))
+      .reduce((total, s) => total + s.value, 0);
+  return {
+    loopDelayP99Ms: lag ? lag.value * 1000 : Number.NaN,
+    gc: {
+      count: sum(`${gcMetric}_count`),
+      seconds: sum(`${gcMetric}_sum`),
+      within10Ms: sum(`${gcMetric}_bucket`, '0.01'),
+    },
+  };
+}
+
+/** SLOWLOG since its last reset: how many commands, and the slowest by name (a script by its own). */
+async function slowCommands(admin: Redis): Promise<LatencyRun['redisSlow']> {
+  const entries = (await admin.slowlog('GET', 10_000)) as [number, number, number, string[]][];
+  let slowest: { name: string; ms: number } | undefined;
+  for (const [, , us, args] of entries) {
+    if (slowest && us / 1000 <= slowest.ms) continue;
+    const command = String(args[0]).toUpperCase();
+    const sha = String(args[1]);
+    const name = command === 'EVALSHA' ? (scriptNames.get(sha) ?? `script ${sha.slice(0, 8)}`) : command;
+    slowest = { name, ms: us / 1000 };
+  }
+  return { count: entries.length, slowest };
 }
 
 /** processedOn - timestamp of every job, once each has been taken by a worker. */
@@ -152,19 +197,29 @@ async function startFixture(settings: LatencySettings): Promise<Fixture> {
   const jobbersQueue = new Queue(queueName, { connection: settings.admin.duplicate(), prefix });
   const bullQueue = new Queue(queueName, { connection: settings.admin.duplicate(), prefix: bullPrefix });
   const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+  let profiled: RunningProcess | undefined;
   const stop = async () => {
     agent.destroy();
+    // The profile is written when the manager exits of itself (SIGTERM), not when it is killed.
+    if (profiled) {
+      profiled.kill('SIGTERM');
+      await Promise.race([profiled.exited, new Promise((resolve) => setTimeout(resolve, 10_000))]);
+    }
     for (const p of processes.reverse()) await p.stop();
     await Promise.all([bullWorker.close(), jobbersQueue.close(), bullQueue.close()]);
   };
   try {
     const ports = { exporter: await freePort(), plain: await freePort() };
     const quiet = { LOG_LEVEL: 'info' };
-    const withExporter = startProcess(bins.manager, [], {
-      ...env,
-      ...quiet,
-      MANAGER_PORT: String(ports.exporter),
-    });
+    // BENCH_LATENCY_PROFILE=<dir>: the manager with the exporter writes a V8 CPU profile there.
+    const profileDir = process.env.BENCH_LATENCY_PROFILE;
+    const withExporter = startProcess(
+      bins.manager,
+      [],
+      { ...env, ...quiet, MANAGER_PORT: String(ports.exporter) },
+      profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+    );
+    if (profileDir) profiled = withExporter;
     const plain = startProcess(bins.manager, [], {
       ...env,
       ...quiet,
@@ -230,11 +285,14 @@ async function runOnce(
   const other = variant === 'rest, exporter in another manager';
   const lagPort = other ? restPort : fixture.managers.exporter;
   const managerPid = other ? fixture.managerPids.plain : fixture.managerPids.exporter;
-  await loopDelayP99Ms(lagPort);
+  const before = await scrapeManager(lagPort);
+  await settings.admin.slowlog('RESET');
   const cpuBefore = processCpuUs(managerPid);
   const { sent, achievedRate } = await atFixedRate(settings.rate, settings.seconds, submit);
   const managerCpuUsPerSubmission = (processCpuUs(managerPid) - cpuBefore) / sent;
-  const managerLoopDelayP99Ms = await loopDelayP99Ms(lagPort);
+  const redisSlow = await slowCommands(settings.admin);
+  const after = await scrapeManager(lagPort);
+  const gcCount = after.gc.count - before.gc.count;
   const keyPrefix = variant === 'queue.add -> bullmq worker' ? bullPrefix : prefix;
   const waits = await timesInQueue(settings.admin, keyPrefix, ids);
   return {
@@ -244,8 +302,14 @@ async function runOnce(
     achievedRate,
     timeInQueueMs: summarize(waits),
     responseMs: responses.length > 0 ? summarize(responses) : undefined,
-    managerLoopDelayP99Ms,
+    managerLoopDelayP99Ms: after.loopDelayP99Ms,
     managerCpuUsPerSubmission,
+    managerGc: {
+      count: gcCount,
+      totalMs: (after.gc.seconds - before.gc.seconds) * 1000,
+      over10Ms: gcCount - (after.gc.within10Ms - before.gc.within10Ms),
+    },
+    redisSlow,
     errors,
   };
 }
@@ -256,6 +320,9 @@ export async function runLatencyBench(
   report: (run: LatencyRun) => void,
 ): Promise<LatencyRun[]> {
   await settings.admin.flushall();
+  const slowlogWas = (await settings.admin.config('GET', 'slowlog-log-slower-than')) as string[];
+  await settings.admin.config('SET', 'slowlog-log-slower-than', String(slowCommandUs));
+  await settings.admin.config('SET', 'slowlog-max-len', '10000');
   const fixture = await startFixture(settings);
   const runs: LatencyRun[] = [];
   try {
@@ -273,6 +340,7 @@ export async function runLatencyBench(
   } finally {
     await fixture.stop();
     await settings.admin.flushall();
+    await settings.admin.config('SET', 'slowlog-log-slower-than', slowlogWas[1] ?? '10000');
   }
   return runs;
 }

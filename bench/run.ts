@@ -464,7 +464,10 @@ async function benchLatency(options: BenchOptions, redisUrl: string, admin: Redi
         `round ${run.round}  ${run.variant.padEnd(34)} ${formatRate(run.achievedRate).padStart(6)}/s  ` +
           `in queue p50 ${ms(run.timeInQueueMs.p50)} p99 ${ms(run.timeInQueueMs.p99)} max ` +
           `${ms(run.timeInQueueMs.max)}  response p50 ${ms(run.responseMs?.p50)} p99 ${ms(run.responseMs?.p99)}` +
-          `  manager loop delay p99 ${ms(run.managerLoopDelayP99Ms)} ms, cpu ${Math.round(run.managerCpuUsPerSubmission ?? 0)} us/task${run.errors ? `  ERRORS ${run.errors}` : ''}`,
+          `  manager loop delay p99 ${ms(run.managerLoopDelayP99Ms)} ms, cpu ${Math.round(run.managerCpuUsPerSubmission ?? 0)} us/task` +
+          `, gc ${run.managerGc?.count ?? '-'} (${ms(run.managerGc?.totalMs)} ms, ${run.managerGc?.over10Ms ?? '-'} over 10 ms)` +
+          `  redis >= 1 ms: ${run.redisSlow.count}${run.redisSlow.slowest ? `, slowest ${run.redisSlow.slowest.name} ${ms(run.redisSlow.slowest.ms)} ms` : ''}` +
+          `${run.errors ? `  ERRORS ${run.errors}` : ''}`,
       ),
   );
   const of = (variant: string, pick: (r: LatencyRun) => number | undefined) =>

@@ -37,6 +37,26 @@ after(async () => {
   await redis?.stop();
 });
 
+/** Submits the workflow a -> b with the given id and answers it once it is no longer running. */
+async function runChain(id: string) {
+  const submitted = await manager.request('POST', '/v1/workflows', {
+    name: 'chain',
+    id,
+    nodes: [
+      { key: 'a', task: 'example.echo', params: { step: 1 } },
+      { key: 'b', task: 'example.echo', params: { step: 2 }, dependsOn: ['a'] },
+    ],
+  });
+  assert.equal(submitted.status, 201, JSON.stringify(submitted.body));
+  return waitFor(
+    async () => {
+      const reply = await manager.request('GET', `/v1/workflows/${id}`);
+      return reply.body.state === 'running' ? undefined : reply.body;
+    },
+    { timeoutMs: 30_000, what: 'the workflow to finish' },
+  );
+}
+
 test('a node whose step waits longer than its lease still runs once', { timeout: 60_000 }, async () => {
   const id = 'wf-lease-1';
   // As a worker killed mid-step leaves it: the next node's id claimed, its task never added.
@@ -47,23 +67,7 @@ test('a node whose step waits longer than its lease still runs once', { timeout:
     'PX',
     claimMs,
   );
-  const submitted = await manager.request('POST', '/v1/workflows', {
-    name: 'lease',
-    id,
-    nodes: [
-      { key: 'a', task: 'example.echo', params: { step: 1 } },
-      { key: 'b', task: 'example.echo', params: { step: 2 }, dependsOn: ['a'] },
-    ],
-  });
-  assert.equal(submitted.status, 201, JSON.stringify(submitted.body));
-  const done = await waitFor(
-    async () => {
-      const reply = await manager.request('GET', `/v1/workflows/${id}`);
-      return reply.body.state === 'running' ? undefined : reply.body;
-    },
-    { timeoutMs: 30_000, what: 'the workflow to finish' },
-  );
-  assert.equal(done.state, 'completed');
+  assert.equal((await runChain(id)).state, 'completed');
   const a = (await manager.request('GET', `/v1/tasks/${id}.a`)).body;
   assert.equal(a.state, 'completed');
   assert.equal(a.attemptsBy.length, 1, `node a started once: ${JSON.stringify(a.attemptsBy)}`);
@@ -81,23 +85,7 @@ test('a claim a killed worker left while advancing the same workflow is taken ov
     'PX',
     120_000,
   );
-  const submitted = await manager.request('POST', '/v1/workflows', {
-    name: 'claim',
-    id,
-    nodes: [
-      { key: 'a', task: 'example.echo', params: { step: 1 } },
-      { key: 'b', task: 'example.echo', params: { step: 2 }, dependsOn: ['a'] },
-    ],
-  });
-  assert.equal(submitted.status, 201, JSON.stringify(submitted.body));
-  const done = await waitFor(
-    async () => {
-      const reply = await manager.request('GET', `/v1/workflows/${id}`);
-      return reply.body.state === 'running' ? undefined : reply.body;
-    },
-    { timeoutMs: 30_000, what: 'the workflow to finish' },
-  );
-  assert.equal(done.state, 'completed');
+  assert.equal((await runChain(id)).state, 'completed');
   assert.equal((await manager.request('GET', `/v1/tasks/${id}.b`)).body.state, 'completed');
   assert.equal(await admin.exists(idReservationKey(prefix, `${id}.b`)), 0, 'the claim is dropped once added');
 });

@@ -247,6 +247,8 @@ export class TaskClient {
    * stays all-or-nothing; ids claimed by a concurrent submission of the same type are awaited.
    */
   private async enqueue(prepared: PreparedSubmission[]): Promise<SubmitResult[]> {
+    if (prepared.length === 1 && this.reservations.addsUnclaimed)
+      return [await this.enqueueOne(prepared[0]!)];
     const token = newClaimToken();
     const claims = await this.reservations.claim(prepared, token);
     const results: SubmitResult[] = new Array(prepared.length);
@@ -270,6 +272,23 @@ export class TaskClient {
       else results[index] = keptId === p.id ? createdResult(p) : await this.deduplicatedResult(p, keptId);
     }
     return results;
+  }
+
+  /** One submission, where the id check and the add are one script (no claim to make and drop). */
+  private async enqueueOne(p: PreparedSubmission): Promise<SubmitResult> {
+    const added = await this.reservations.addUnlessTaken({
+      queue: this.queue(p.storageQueue),
+      id: p.id,
+      task: p.task,
+      data: p.payload,
+      opts: p.options,
+    });
+    if (added.outcome === 'existing') return this.existingResult(p, added.queue);
+    if (added.outcome === 'pending') {
+      if (added.task !== p.task) throw idConflict(p.id, added.task);
+      return this.awaitOther(p);
+    }
+    return added.id === p.id ? createdResult(p) : this.deduplicatedResult(p, added.id);
   }
 
   /** The submission was dropped by deduplication: the task kept in its place. */

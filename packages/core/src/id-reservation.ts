@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import type { JobsOptions, Queue } from 'bullmq';
 import keySlot from 'cluster-key-slot';
 import { type ChainableCommander, Cluster, type Redis } from 'ioredis';
-import { addJob, bullmqConnection } from './bullmq/scripts.js';
+import { addJob, addJobUnlessIdTaken, bullmqConnection } from './bullmq/scripts.js';
 import { idReservationKey, isSlotPerQueue, jobKey } from './keys.js';
 import { scripts } from './lua/registry.js';
 import { countProcessError } from './metrics/process-health.js';
@@ -29,6 +29,9 @@ export type IdClaim =
   /** Another submission holds the id and is adding the task named here. */
   | { outcome: 'pending'; task: string };
 
+/** What addUnlessTaken did: added the job (BullMQ's reply: its id or the one kept), or found the id taken. */
+export type UnclaimedAdd = { outcome: 'added'; id: string } | Exclude<IdClaim, { outcome: 'reserved' }>;
+
 /** A job to add for a claimed id. */
 export interface ClaimedJob {
   queue: Queue;
@@ -51,6 +54,29 @@ export class IdReservations {
   ) {
     scripts.claimId.define(connection);
     scripts.releaseIfHeld.define(connection);
+  }
+
+  /**
+   * True when every queue's keys and the claims share one slot: addUnlessTaken can then add a job
+   * with no claim. With a slot per queue, a submission claims its id first.
+   */
+  get addsUnclaimed(): boolean {
+    return !isSlotPerQueue(this.prefix);
+  }
+
+  /**
+   * Adds one job unless its id is taken, in one round trip and one script (see addJobUnlessIdTaken):
+   * the id is looked for in every queue and among the claims, and the job added, atomically, so
+   * there is no claim to make or drop. Only where addsUnclaimed.
+   */
+  async addUnlessTaken(entry: ClaimedJob): Promise<UnclaimedAdd> {
+    const { queue, id, task, data, opts } = entry;
+    const idKeys = [idReservationKey(this.prefix, id), ...this.queues.map((q) => jobKey(this.prefix, q, id))];
+    const added = await addJobUnlessIdTaken(queue, this.connection, { id, name: task, data, opts }, idKeys);
+    if (added.outcome === 'existing') return { outcome: 'existing', queue: this.queues[added.queueIndex]! };
+    if (added.outcome === 'pending')
+      return { outcome: 'pending', task: (JSON.parse(added.claim) as [string, string])[1] };
+    return added;
   }
 
   /**

@@ -91,6 +91,11 @@ export const scripts = {
     'lua/claim-id.lua',
     'variable',
   ),
+  idTaken: script<readonly Key[], readonly ScriptArg[], [string, string] | null>(
+    'jobbersIdTaken',
+    'lua/id-taken.lua',
+    'variable',
+  ),
   releaseIfHeld: script<[claimOrLock: Key], [value: string], number>(
     'jobbersReleaseIfHeld',
     'lua/release-if-held.lua',

@@ -53,7 +53,9 @@ export class IdReservations {
     private readonly queues: readonly string[],
   ) {
     scripts.claimId.define(connection);
+    scripts.claimIds.define(connection);
     scripts.releaseIfHeld.define(connection);
+    scripts.releaseClaims.define(connection);
   }
 
   /**
@@ -94,7 +96,14 @@ export class IdReservations {
     };
     const claimValue = (task: string): [string, number] => [JSON.stringify([token, task]), claimTtlMs];
     let replies: unknown[];
-    if (entries.length === 1) {
+    if (!claimKeysOnly && entries.length > 1) {
+      // Every key in one slot: the batch's claims are one script, not a script per id.
+      replies = await scripts.claimIds.run(
+        this.connection,
+        entries.flatMap(({ id }) => claimKeys(id)),
+        [1 + this.queues.length, claimTtlMs, ...entries.map(({ task }) => claimValue(task)[0])],
+      );
+    } else if (entries.length === 1) {
       // A pipeline copies every script command of the connection (BullMQ's too) when it is made:
       // for one command that costs more than the command.
       const { id, task } = entries[0]!;
@@ -235,6 +244,14 @@ export class IdReservations {
   /** Drops this submission's claims on the ids without adding anything (it found a conflict). */
   async release(entries: { id: string; task: string }[], token: string): Promise<void> {
     if (entries.length === 0) return;
+    if (!isSlotPerQueue(this.prefix)) {
+      await scripts.releaseClaims.run(
+        this.connection,
+        entries.map(({ id }) => idReservationKey(this.prefix, id)),
+        entries.map(({ task }) => JSON.stringify([token, task])),
+      );
+      return;
+    }
     await execPerNode(
       this.connection,
       entries.map(({ id, task }) => ({
@@ -249,17 +266,16 @@ export class IdReservations {
     );
   }
 
+  /** Queues the release of the claims, in one script (every key is in one slot where this runs). */
   private queueReleases(
     pipeline: ChainableCommander,
     entries: { id: string; task: string }[],
     token: string,
   ) {
-    for (const { id, task } of entries) {
-      scripts.releaseIfHeld.queue(
-        pipeline,
-        [idReservationKey(this.prefix, id)],
-        [JSON.stringify([token, task])],
-      );
-    }
+    scripts.releaseClaims.queue(
+      pipeline,
+      entries.map(({ id }) => idReservationKey(this.prefix, id)),
+      entries.map(({ task }) => JSON.stringify([token, task])),
+    );
   }
 }

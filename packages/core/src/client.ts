@@ -45,6 +45,7 @@ import {
   type TaskQuery,
 } from './tasks-query.js';
 import { traceSubmissions } from './tracing.js';
+import { Turns } from './turns.js';
 import { parseAttemptWorkers } from './workers.js';
 import type { WorkflowNodeRef } from './workflows.js';
 
@@ -73,6 +74,8 @@ export const listedFieldMaxBytes = 16 * 1024;
 /** How long a submission waits for a concurrent one of the same id to add its task. */
 const claimWaitMs = claimTtlMs + 1000;
 const claimPollMs = 5;
+/** Batches adding at once per client; more wait their turn (see Turns). */
+const batchesAtOnce = 4;
 
 export interface PreparedSubmission {
   id: string;
@@ -99,6 +102,7 @@ export class TaskClient {
   private readonly canceller: TaskCanceller;
   private readonly reservations: IdReservations;
   private readonly partitions: PartitionRouter;
+  private readonly batchTurns = new Turns(batchesAtOnce);
 
   constructor(options: TaskClientOptions) {
     this.connection = options.connection;
@@ -238,7 +242,9 @@ export class TaskClient {
         throw new JobbersError('VALIDATION_FAILED', `task id "${p.id}" appears twice in the batch`);
       seen.add(p.id);
     }
-    return traceSubmissions(prepared, () => this.enqueue(prepared));
+    return traceSubmissions(prepared, () =>
+      prepared.length === 1 ? this.enqueue(prepared) : this.batchTurns.run(() => this.enqueue(prepared)),
+    );
   }
 
   /**

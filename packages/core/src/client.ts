@@ -249,7 +249,8 @@ export class TaskClient {
 
   /**
    * Exactly one submission of an id adds its task, across racers and managers: each claims its ids
-   * first (id-reservation.ts). Conflicts are found before anything is added, so a batch with one
+   * first (id-reservation.ts), or, for one task where every key shares a slot, checks its id and
+   * adds it in one script. Conflicts are found before anything is added, so a batch with one
    * stays all-or-nothing; ids claimed by a concurrent submission of the same type are awaited.
    */
   private async enqueue(prepared: PreparedSubmission[]): Promise<SubmitResult[]> {

@@ -1,6 +1,8 @@
 // Task ids are unique across queues: a submission claims its id atomically (no job with the id in
 // any queue and no claim by another submission) before it adds the job, and drops the claim once
 // the job exists. A claim left by a submitter that died before adding expires after claimTtlMs.
+// Where every key shares one slot, a single task skips the claim: its id check and its add are one
+// script (addUnlessTaken), which sees the claims of batches as they see its job.
 import { randomUUID } from 'node:crypto';
 import type { JobsOptions, Queue } from 'bullmq';
 import keySlot from 'cluster-key-slot';

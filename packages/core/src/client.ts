@@ -45,6 +45,7 @@ import {
   type TaskQuery,
 } from './tasks-query.js';
 import { traceSubmissions } from './tracing.js';
+import { Turns } from './turns.js';
 import { parseAttemptWorkers } from './workers.js';
 import type { WorkflowNodeRef } from './workflows.js';
 
@@ -73,6 +74,8 @@ export const listedFieldMaxBytes = 16 * 1024;
 /** How long a submission waits for a concurrent one of the same id to add its task. */
 const claimWaitMs = claimTtlMs + 1000;
 const claimPollMs = 5;
+/** Batches adding at once per client; more wait their turn (see Turns). */
+const batchesAtOnce = 4;
 
 /**
  * A batch of one workflow's nodes claims its ids with the workflow's own token: a claim left by a
@@ -111,6 +114,7 @@ export class TaskClient {
   private readonly canceller: TaskCanceller;
   private readonly reservations: IdReservations;
   private readonly partitions: PartitionRouter;
+  private readonly batchTurns = new Turns(batchesAtOnce);
 
   constructor(options: TaskClientOptions) {
     this.connection = options.connection;
@@ -250,15 +254,22 @@ export class TaskClient {
         throw new JobbersError('VALIDATION_FAILED', `task id "${p.id}" appears twice in the batch`);
       seen.add(p.id);
     }
-    return traceSubmissions(prepared, () => this.enqueue(prepared));
+    return traceSubmissions(prepared, () =>
+      prepared.length === 1 ? this.enqueue(prepared) : this.batchTurns.run(() => this.enqueue(prepared)),
+    );
   }
 
   /**
    * Exactly one submission of an id adds its task, across racers and managers: each claims its ids
-   * first (id-reservation.ts). Conflicts are found before anything is added, so a batch with one
+   * first (id-reservation.ts), or, for one task where every key shares a slot, checks its id and
+   * adds it in one script. Conflicts are found before anything is added, so a batch with one
    * stays all-or-nothing; ids claimed by a concurrent submission of the same type are awaited.
    */
   private async enqueue(prepared: PreparedSubmission[]): Promise<SubmitResult[]> {
+    // A workflow's nodes claim with its token even alone, so a claim its dead submitter left is
+    // taken over (claimTokenFor); any other single task checks its id and is added in one script.
+    if (prepared.length === 1 && this.reservations.addsUnclaimed && !prepared[0]!.payload.workflow)
+      return [await this.enqueueOne(prepared[0]!)];
     const token = claimTokenFor(prepared);
     const claims = await this.reservations.claim(prepared, token);
     const results: SubmitResult[] = new Array(prepared.length);
@@ -282,6 +293,23 @@ export class TaskClient {
       else results[index] = keptId === p.id ? createdResult(p) : await this.deduplicatedResult(p, keptId);
     }
     return results;
+  }
+
+  /** One submission, where the id check and the add are one script (no claim to make and drop). */
+  private async enqueueOne(p: PreparedSubmission): Promise<SubmitResult> {
+    const added = await this.reservations.addUnlessTaken({
+      queue: this.queue(p.storageQueue),
+      id: p.id,
+      task: p.task,
+      data: p.payload,
+      opts: p.options,
+    });
+    if (added.outcome === 'existing') return this.existingResult(p, added.queue);
+    if (added.outcome === 'pending') {
+      if (added.task !== p.task) throw idConflict(p.id, added.task);
+      return this.awaitOther(p);
+    }
+    return added.id === p.id ? createdResult(p) : this.deduplicatedResult(p, added.id);
   }
 
   /** The submission was dropped by deduplication: the task kept in its place. */

@@ -1,11 +1,13 @@
 // Task ids are unique across queues: a submission claims its id atomically (no job with the id in
 // any queue and no claim by another submission) before it adds the job, and drops the claim once
 // the job exists. A claim left by a submitter that died before adding expires after claimTtlMs.
+// Where every key shares one slot, a single task skips the claim: its id check and its add are one
+// script (addUnlessTaken), which sees the claims of batches as they see its job.
 import { randomUUID } from 'node:crypto';
 import type { JobsOptions, Queue } from 'bullmq';
 import keySlot from 'cluster-key-slot';
 import { type ChainableCommander, Cluster, type Redis } from 'ioredis';
-import { addJob, bullmqConnection } from './bullmq/scripts.js';
+import { addJob, addJobUnlessIdTaken, bullmqConnection } from './bullmq/scripts.js';
 import { idReservationKey, isSlotPerQueue, jobKey } from './keys.js';
 import { scripts } from './lua/registry.js';
 import { countProcessError } from './metrics/process-health.js';
@@ -28,6 +30,9 @@ export type IdClaim =
   | { outcome: 'existing'; queue: string }
   /** Another submission holds the id and is adding the task named here. */
   | { outcome: 'pending'; task: string };
+
+/** What addUnlessTaken did: added the job (BullMQ's reply: its id or the one kept), or found the id taken. */
+export type UnclaimedAdd = { outcome: 'added'; id: string } | Exclude<IdClaim, { outcome: 'reserved' }>;
 
 /** A job to add for a claimed id. */
 export interface ClaimedJob {
@@ -60,7 +65,32 @@ export class IdReservations {
     private readonly queues: readonly string[],
   ) {
     scripts.claimId.define(connection);
+    scripts.claimIds.define(connection);
     scripts.releaseIfHeld.define(connection);
+    scripts.releaseClaims.define(connection);
+  }
+
+  /**
+   * True when every queue's keys and the claims share one slot: addUnlessTaken can then add a job
+   * with no claim. With a slot per queue, a submission claims its id first.
+   */
+  get addsUnclaimed(): boolean {
+    return !isSlotPerQueue(this.prefix);
+  }
+
+  /**
+   * Adds one job unless its id is taken, in one round trip and one script (see addJobUnlessIdTaken):
+   * the id is looked for in every queue and among the claims, and the job added, atomically, so
+   * there is no claim to make or drop. Only where addsUnclaimed.
+   */
+  async addUnlessTaken(entry: ClaimedJob): Promise<UnclaimedAdd> {
+    const { queue, id, task, data, opts } = entry;
+    const idKeys = [idReservationKey(this.prefix, id), ...this.queues.map((q) => jobKey(this.prefix, q, id))];
+    const added = await addJobUnlessIdTaken(queue, this.connection, { id, name: task, data, opts }, idKeys);
+    if (added.outcome === 'existing') return { outcome: 'existing', queue: this.queues[added.queueIndex]! };
+    if (added.outcome === 'pending')
+      return { outcome: 'pending', task: (JSON.parse(added.claim) as [string, string])[1] };
+    return added;
   }
 
   /**
@@ -78,7 +108,14 @@ export class IdReservations {
     };
     const claimValue = (task: string): [string, number] => [JSON.stringify([token, task]), claimTtlMs];
     let replies: unknown[];
-    if (entries.length === 1) {
+    if (!claimKeysOnly && entries.length > 1) {
+      // Every key in one slot: the batch's claims are one script, not a script per id.
+      replies = await scripts.claimIds.run(
+        this.connection,
+        entries.flatMap(({ id }) => claimKeys(id)),
+        [1 + this.queues.length, claimTtlMs, ...entries.map(({ task }) => claimValue(task)[0])],
+      );
+    } else if (entries.length === 1) {
       // A pipeline copies every script command of the connection (BullMQ's too) when it is made:
       // for one command that costs more than the command.
       const { id, task } = entries[0]!;
@@ -219,6 +256,14 @@ export class IdReservations {
   /** Drops this submission's claims on the ids without adding anything (it found a conflict). */
   async release(entries: { id: string; task: string }[], token: string): Promise<void> {
     if (entries.length === 0) return;
+    if (!isSlotPerQueue(this.prefix)) {
+      await scripts.releaseClaims.run(
+        this.connection,
+        entries.map(({ id }) => idReservationKey(this.prefix, id)),
+        entries.map(({ task }) => JSON.stringify([token, task])),
+      );
+      return;
+    }
     await execPerNode(
       this.connection,
       entries.map(({ id, task }) => ({
@@ -233,17 +278,16 @@ export class IdReservations {
     );
   }
 
+  /** Queues the release of the claims, in one script (every key is in one slot where this runs). */
   private queueReleases(
     pipeline: ChainableCommander,
     entries: { id: string; task: string }[],
     token: string,
   ) {
-    for (const { id, task } of entries) {
-      scripts.releaseIfHeld.queue(
-        pipeline,
-        [idReservationKey(this.prefix, id)],
-        [JSON.stringify([token, task])],
-      );
-    }
+    scripts.releaseClaims.queue(
+      pipeline,
+      entries.map(({ id }) => idReservationKey(this.prefix, id)),
+      entries.map(({ task }) => JSON.stringify([token, task])),
+    );
   }
 }

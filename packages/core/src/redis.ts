@@ -1,4 +1,5 @@
 // The one place Redis connections are made.
+import type { Writable } from 'node:stream';
 import keySlot from 'cluster-key-slot';
 import { type ChainableCommander, Cluster, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
 import { JobbersError } from './errors.js';
@@ -66,7 +67,37 @@ export function createRedisConnection(url: string, options: RedisConnectionOptio
     });
     return cluster as unknown as Redis;
   }
-  return new Redis(url, tuned);
+  const connection = new Redis(url, tuned);
+  if (!options.blocking) coalesceWrites(connection);
+  return connection;
+}
+
+/**
+ * Sends the commands written to the connection within one turn of the event loop in one socket
+ * write: the socket is corked at the turn's first command and uncorked once the turn's I/O
+ * callbacks have run (setImmediate). Under load, the commands of many requests then leave in one
+ * syscall instead of one each (a loopback write costs about as much as a submission's own work).
+ */
+function coalesceWrites(connection: Redis): void {
+  connection.on('connect', () => {
+    const socket = (connection as unknown as { stream?: Writable }).stream;
+    if (!socket || (socket as { jobbersCoalesced?: boolean }).jobbersCoalesced) return;
+    (socket as { jobbersCoalesced?: boolean }).jobbersCoalesced = true;
+    const write = socket.write;
+    let corked = false;
+    const uncork = () => {
+      corked = false;
+      socket.uncork();
+    };
+    socket.write = function coalescedWrite(this: Writable, ...args: Parameters<Writable['write']>) {
+      if (!corked) {
+        corked = true;
+        socket.cork();
+        setImmediate(uncork);
+      }
+      return write.apply(this, args);
+    } as Writable['write'];
+  });
 }
 
 /**

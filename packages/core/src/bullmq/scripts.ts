@@ -1,6 +1,7 @@
 // BullMQ's own scripts run inside Jobbers' transactions and pipelines, through its Redis backend.
 import { Job, type JobsOptions, type Queue } from 'bullmq';
 import type { ChainableCommander, Redis } from 'ioredis';
+import { scripts } from '../lua/registry.js';
 
 interface RedisBackendInternals {
   /** The connection as BullMQ wraps it: its script commands run on it and on its MULTIs and pipelines. */
@@ -54,4 +55,74 @@ export interface JobToAdd {
  */
 export function addJob(queue: Queue, commands: Redis | ChainableCommander, job: JobToAdd): Promise<string> {
   return new Job(queue, job.name, job.data, job.opts, job.id).addJob(commands as never);
+}
+
+/** What addJobUnlessIdTaken did: added the job, or found its id taken (see lua/id-taken.lua). */
+export type GuardedAdd =
+  /** BullMQ's reply: the job's id, or the id of the job deduplication kept in its place. */
+  | { outcome: 'added'; id: string }
+  /** A job with the id is in the queue at this 0-based index of the id keys' queues. */
+  | { outcome: 'existing'; queueIndex: number }
+  /** A submission holds a claim on the id; its value. */
+  | { outcome: 'pending'; claim: string };
+
+interface DefinedScript {
+  lua: string;
+  numberOfKeys: number | null;
+}
+
+/**
+ * The command running lua/id-taken.lua, then BullMQ's script `name` (one of its add scripts), as one
+ * script: defined on the connection the first time it is asked for.
+ */
+function guardedAddCommand(connection: Redis, name: string): { command: string; bullmqKeys: number } {
+  const command = `jobbersUnlessIdTaken:${name}`;
+  const defined = (connection as unknown as { scriptsSet?: Record<string, DefinedScript> }).scriptsSet;
+  const bullmq = defined?.[name];
+  if (typeof bullmq?.lua !== 'string' || typeof bullmq.numberOfKeys !== 'number') {
+    throw new Error(
+      `BullMQ's script ${name} is not defined on the connection; packages/core/src/bullmq needs updating`,
+    );
+  }
+  if (!defined?.[command])
+    connection.defineCommand(command, { lua: `${scripts.idTaken.lua}\n${bullmq.lua}` });
+  return { command, bullmqKeys: bullmq.numberOfKeys };
+}
+
+/**
+ * Adds the job as BullMQ's add does, unless its id is taken, in one script: lua/id-taken.lua with
+ * `idKeys` (the id's claim, then its job hash in every queue) runs first, in the same script as
+ * BullMQ's add, so no submission can add the id in between. Every key must be in one slot.
+ */
+export async function addJobUnlessIdTaken(
+  queue: Queue,
+  connection: Redis,
+  job: JobToAdd,
+  idKeys: readonly string[],
+): Promise<GuardedAdd> {
+  // BullMQ defines its scripts on the connection once the queue's client is ready.
+  await redisBackend(queue).client;
+  const guarded = {
+    // BullMQ's Redis backend runs its add through runCommand(name, [...keys, ...args]).
+    runCommand: (name: string, args: unknown[]) => {
+      const { command, bullmqKeys } = guardedAddCommand(connection, name);
+      const run = (connection as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[command]!;
+      return run.call(
+        connection,
+        bullmqKeys + idKeys.length,
+        ...args.slice(0, bullmqKeys),
+        ...idKeys,
+        ...args.slice(bullmqKeys),
+        idKeys.length,
+      );
+    },
+  };
+  const reply: unknown = await new Job(queue, job.name, job.data, job.opts, job.id).addJob(guarded as never);
+  if (Array.isArray(reply)) {
+    const [outcome, detail] = reply as [string, string];
+    if (outcome === 'existing') return { outcome, queueIndex: Number(detail) - 1 };
+    if (outcome === 'pending') return { outcome, claim: detail };
+    throw new Error(`unexpected reply from the guarded add: ${JSON.stringify(reply)}`);
+  }
+  return { outcome: 'added', id: String(reply) };
 }

@@ -91,6 +91,21 @@ export const scripts = {
     'lua/claim-id.lua',
     'variable',
   ),
+  claimIds: script<readonly Key[], readonly ScriptArg[], [string, string][]>(
+    'jobbersClaimIds',
+    'lua/claim-ids.lua',
+    'variable',
+  ),
+  releaseClaims: script<readonly Key[], readonly string[], number>(
+    'jobbersReleaseClaims',
+    'lua/release-claims.lua',
+    'variable',
+  ),
+  idTaken: script<readonly Key[], readonly ScriptArg[], [string, string] | null>(
+    'jobbersIdTaken',
+    'lua/id-taken.lua',
+    'variable',
+  ),
   releaseIfHeld: script<[claimOrLock: Key], [value: string], number>(
     'jobbersReleaseIfHeld',
     'lua/release-if-held.lua',

@@ -4,7 +4,7 @@ import { type Job, type JobsOptions, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { jobFromHash, jobHashField } from './bullmq/job-hash.js';
 import { type CancelOutcome, TaskCanceller } from './cancellation.js';
-import { JobbersError } from './errors.js';
+import { isRedisUnavailableError, JobbersError } from './errors.js';
 import { claimTtlMs, IdReservations, newClaimToken, workflowClaimToken } from './id-reservation.js';
 import { newTaskId, normalizeTaskId } from './ids.js';
 import { checkIncidentRetryLimit, retryIncident, retryIncidents } from './incidents.js';
@@ -297,13 +297,24 @@ export class TaskClient {
 
   /** One submission, where the id check and the add are one script (no claim to make and drop). */
   private async enqueueOne(p: PreparedSubmission): Promise<SubmitResult> {
-    const added = await this.reservations.addUnlessTaken({
-      queue: this.queue(p.storageQueue),
-      id: p.id,
-      task: p.task,
-      data: p.payload,
-      opts: p.options,
-    });
+    const added = await this.reservations
+      .addUnlessTaken({
+        queue: this.queue(p.storageQueue),
+        id: p.id,
+        task: p.task,
+        data: p.payload,
+        opts: p.options,
+      })
+      .catch((error: unknown) => {
+        if (!isRedisUnavailableError(error)) throw error;
+        // The script may have reached Redis, which then runs it whenever it answers again: the
+        // answer names the id, so that resubmitting with it finds the task instead of adding twice.
+        throw new JobbersError(
+          'REDIS_UNAVAILABLE',
+          `Redis did not answer; task "${p.id}" may still be added when it does: resubmit with this id to find out`,
+          { id: p.id },
+        );
+      });
     if (added.outcome === 'existing') return this.existingResult(p, added.queue);
     if (added.outcome === 'pending') {
       if (added.task !== p.task) throw idConflict(p.id, added.task);

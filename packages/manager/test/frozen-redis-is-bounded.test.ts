@@ -44,10 +44,13 @@ test('with Redis frozen the API, /readyz and /metrics answer; after SIGCONT all 
   assert.equal(metricValue(live, 'jobbers_cluster_metrics_up'), 1);
 
   redis.process.kill('SIGSTOP');
+  let unanswered: string;
   try {
     const submit = await call('POST', '/v1/tasks', { task: 'example.echo', params: { n: 2 } });
     assert.equal(submit.status, 503, submit.text);
     assert.equal(submit.json().error.code, 'REDIS_UNAVAILABLE');
+    unanswered = submit.json().error.details.id;
+    assert.match(submit.json().error.message, /resubmit with this id/);
     const read = await call('GET', `/v1/tasks/${id}`);
     assert.equal(read.status, 503, read.text);
     assert.equal((await call('GET', '/readyz')).status, 503);
@@ -75,7 +78,10 @@ test('with Redis frozen the API, /readyz and /metrics answer; after SIGCONT all 
   assert.equal(after.status, 201, after.text);
   // A 503 says the answer did not come in time, not that nothing was added: the submission made
   // while Redis was frozen had sent its add (id check and add are one script), which Redis ran once
-  // it resumed. A client that must know submits with its own id and resubmits (200: it exists).
+  // it resumed. The 503 named the id: resubmitting with it finds that task and adds none.
+  const again = await call('POST', '/v1/tasks', { id: unanswered, task: 'example.echo', params: { n: 2 } });
+  assert.equal(again.status, 200, again.text);
+  assert.equal(again.json().id, unanswered);
   await waitFor(
     async () => {
       const samples = parseExposition((await call('GET', '/metrics')).text);

@@ -70,7 +70,10 @@ export function isProgressEvent(event: FeedEvent): event is ProgressFeedEvent {
 export interface FeedFilter {
   queue?: string;
   task?: string;
-  taskId?: string;
+  /** Only transitions (and progress reports) of these tasks. */
+  taskIds?: ReadonlySet<string>;
+  /** Only these transitions (no progress reports). */
+  transitions?: ReadonlySet<Transition>;
 }
 
 export interface LifecycleFeedOptions {
@@ -118,7 +121,9 @@ export function matchesFeedFilter(event: FeedEvent, filter: FeedFilter): boolean
   return (
     (filter.queue === undefined || event.queue === filter.queue) &&
     (filter.task === undefined || event.task === filter.task) &&
-    (filter.taskId === undefined || event.taskId === filter.taskId)
+    (filter.taskIds === undefined || filter.taskIds.has(event.taskId)) &&
+    (filter.transitions === undefined ||
+      (!isProgressEvent(event) && filter.transitions.has(event.transition)))
   );
 }
 
@@ -259,7 +264,8 @@ export class LifecycleFeed {
     const takesAll =
       filter.queue === undefined &&
       filter.task === undefined &&
-      filter.taskId === undefined &&
+      filter.taskIds === undefined &&
+      filter.transitions === undefined &&
       this.options.queues.every((q) => options.queues.includes(q));
     // After a replay, the last id sent per stream, until the live transitions of that stream pass it
     // (they come in order per stream: from then on none can have been sent).

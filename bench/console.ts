@@ -29,6 +29,11 @@ export interface ConsoleRun {
   jobsPerSecond: number;
   /** Transitions the extra subscriber read during the run (open only). */
   eventsRead: number;
+  /**
+   * How long after the last job finished the extra subscriber had read every transition of the drain
+   * (open, with the subscriber following every transition); the CPU figures include that time.
+   */
+  deliveredAfterMs?: number;
   /** Streams that followed every transition (open only): the page's and curl's, unless one is left out. */
   fullStreams: number;
   /** CPU time (ms) during the drain: the manager, the worker, every chromium process and redis-server. */
@@ -136,6 +141,8 @@ export async function runConsoleBench(options: ConsoleBenchOptions): Promise<Con
       let eventsRead = 0;
       let fullStreams = 0;
       let closeConsole = async () => {};
+      // The transitions the extra subscriber has read so far; undefined when it follows none.
+      let readSoFar: (() => number) | undefined;
       if (variant === 'open') {
         const parts = (process.env.BENCH_CONSOLE_OPEN ?? 'browser,stream').split(',');
         fullStreams = parts.filter((part) => part === 'browser' || part === 'stream').length;
@@ -159,6 +166,8 @@ export async function runConsoleBench(options: ConsoleBenchOptions): Promise<Con
         await waitFor(() => existsSync(output) && readFileSync(output, 'utf8').includes('retry:'), {
           what: 'curl -N to receive the stream',
         });
+        const countRead = () => readFileSync(output, 'utf8').split('\ndata: ').length - 1;
+        if (parts.includes('stream')) readSoFar = countRead;
         closeConsole = async () => {
           curl.kill();
           await curlExited;
@@ -185,6 +194,18 @@ export async function runConsoleBench(options: ConsoleBenchOptions): Promise<Con
         if (processedOn) first = Math.min(first, Number(processedOn));
         if (finishedOn) end = Math.max(end, Number(finishedOn));
       }
+      // The CPU the streams cost is counted until the subscriber has every transition of the drain
+      // (two per task: activated, completed), however far behind the drain the feed was.
+      let deliveredAfterMs: number | undefined;
+      if (readSoFar) {
+        const count = readSoFar;
+        await waitFor(() => count() >= 2 * ids.length, {
+          timeoutMs: 60_000,
+          intervalMs: 50,
+          what: 'the extra subscriber to read every transition of the drain',
+        });
+        deliveredAfterMs = Math.max(0, Date.now() - end);
+      }
       const cpuAfter = await cpuNow(manager.child.pid!, worker.child.pid!, redis);
       let chromiumMs = 0;
       for (const [pid, ms] of cpuAfter.chromium) chromiumMs += ms - (cpuBefore.chromium.get(pid) ?? 0);
@@ -203,6 +224,7 @@ export async function runConsoleBench(options: ConsoleBenchOptions): Promise<Con
         windowMs,
         jobsPerSecond: (ids.length / windowMs) * 1000,
         eventsRead,
+        deliveredAfterMs,
         fullStreams,
         cpuMs,
       };
@@ -216,7 +238,7 @@ export async function runConsoleBench(options: ConsoleBenchOptions): Promise<Con
         const run = await drain(round, variant);
         runs.push(run);
         options.print(
-          `round ${round}  console ${variant.padEnd(6)} ${Math.round(run.jobsPerSecond)} jobs/s (${run.jobs} jobs in ${run.windowMs} ms${variant === 'open' ? `; the extra subscriber read ${run.eventsRead} transitions` : ''}; cpu ms manager ${Math.round(run.cpuMs.manager)}, worker ${Math.round(run.cpuMs.worker)}, chromium ${Math.round(run.cpuMs.chromium)}, redis ${Math.round(run.cpuMs.redis)})`,
+          `round ${round}  console ${variant.padEnd(6)} ${Math.round(run.jobsPerSecond)} jobs/s (${run.jobs} jobs in ${run.windowMs} ms${variant === 'open' ? `; the extra subscriber read ${run.eventsRead} transitions${run.deliveredAfterMs === undefined ? '' : `, the last ${run.deliveredAfterMs} ms after the drain`}` : ''}; cpu ms manager ${Math.round(run.cpuMs.manager)}, worker ${Math.round(run.cpuMs.worker)}, chromium ${Math.round(run.cpuMs.chromium)}, redis ${Math.round(run.cpuMs.redis)})`,
         );
       }
     }

@@ -465,7 +465,7 @@ export const WorkflowPage = Type.Object({
 });
 
 /** The most task ids one GET /v1/events may follow (its URL stays within a request line's bounds). */
-export const maxEventTaskIds = 100;
+const maxEventTaskIds = 100;
 
 export const EventsQuery = Type.Object(
   {

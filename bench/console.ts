@@ -38,6 +38,22 @@ export interface ConsoleRun {
   fullStreams: number;
   /** CPU time (ms) during the drain: the manager, the worker, every chromium process and redis-server. */
   cpuMs: { manager: number; worker: number; chromium: number; redis: number };
+  /** The stream reads and hash reads Redis served during the drain: calls and time inside Redis (us). */
+  redisReads: Record<string, { calls: number; usec: number }>;
+}
+
+/** The commands whose calls the bench reports: the event stream's reads and the jobs' hash reads. */
+const readCommands = ['xread', 'xrange', 'hget'];
+
+/** Calls and usec of readCommands so far, from INFO commandstats. */
+async function readStats(redis: Redis): Promise<Record<string, { calls: number; usec: number }>> {
+  const info = await redis.info('commandstats');
+  const stats: Record<string, { calls: number; usec: number }> = {};
+  for (const command of readCommands) {
+    const line = new RegExp(`^cmdstat_${command}:calls=(\\d+),usec=(\\d+)`, 'm').exec(info);
+    stats[command] = { calls: Number(line?.[1] ?? 0), usec: Number(line?.[2] ?? 0) };
+  }
+  return stats;
 }
 
 /** CPU time (ms) a process has used, from /proc (0 where it cannot be read). */
@@ -177,6 +193,7 @@ export async function runConsoleBench(options: ConsoleBenchOptions): Promise<Con
         };
       }
       const cpuBefore = await cpuNow(manager.child.pid!, worker.child.pid!, redis);
+      const readsBefore = await readStats(redis);
       await manager.request('POST', '/v1/queues/default/resume');
       const last = ids[ids.length - 1]!;
       await waitFor(async () => (await redis.hget(`${prefix}:default:${last}`, 'finishedOn')) !== null, {
@@ -207,6 +224,13 @@ export async function runConsoleBench(options: ConsoleBenchOptions): Promise<Con
         deliveredAfterMs = Math.max(0, Date.now() - end);
       }
       const cpuAfter = await cpuNow(manager.child.pid!, worker.child.pid!, redis);
+      const readsAfter = await readStats(redis);
+      const redisReads: ConsoleRun['redisReads'] = {};
+      for (const command of readCommands)
+        redisReads[command] = {
+          calls: readsAfter[command]!.calls - readsBefore[command]!.calls,
+          usec: readsAfter[command]!.usec - readsBefore[command]!.usec,
+        };
       let chromiumMs = 0;
       for (const [pid, ms] of cpuAfter.chromium) chromiumMs += ms - (cpuBefore.chromium.get(pid) ?? 0);
       const cpuMs = {
@@ -227,6 +251,7 @@ export async function runConsoleBench(options: ConsoleBenchOptions): Promise<Con
         deliveredAfterMs,
         fullStreams,
         cpuMs,
+        redisReads,
       };
     };
     await drain(0, 'closed');
@@ -238,7 +263,7 @@ export async function runConsoleBench(options: ConsoleBenchOptions): Promise<Con
         const run = await drain(round, variant);
         runs.push(run);
         options.print(
-          `round ${round}  console ${variant.padEnd(6)} ${Math.round(run.jobsPerSecond)} jobs/s (${run.jobs} jobs in ${run.windowMs} ms${variant === 'open' ? `; the extra subscriber read ${run.eventsRead} transitions${run.deliveredAfterMs === undefined ? '' : `, the last ${run.deliveredAfterMs} ms after the drain`}` : ''}; cpu ms manager ${Math.round(run.cpuMs.manager)}, worker ${Math.round(run.cpuMs.worker)}, chromium ${Math.round(run.cpuMs.chromium)}, redis ${Math.round(run.cpuMs.redis)})`,
+          `round ${round}  console ${variant.padEnd(6)} ${Math.round(run.jobsPerSecond)} jobs/s (${run.jobs} jobs in ${run.windowMs} ms${variant === 'open' ? `; the extra subscriber read ${run.eventsRead} transitions${run.deliveredAfterMs === undefined ? '' : `, the last ${run.deliveredAfterMs} ms after the drain`}` : ''}; cpu ms manager ${Math.round(run.cpuMs.manager)}, worker ${Math.round(run.cpuMs.worker)}, chromium ${Math.round(run.cpuMs.chromium)}, redis ${Math.round(run.cpuMs.redis)}; redis reads ${readCommands.map((c) => `${c} ${run.redisReads[c]!.calls} (${(run.redisReads[c]!.usec / 1000).toFixed(1)} ms)`).join(', ')})`,
         );
       }
     }

@@ -103,7 +103,11 @@ export function Tasks() {
   const created = new URLSearchParams(listQuery({ queue: filters.queue, task: filters.task }));
   created.set('transition', 'created');
   useEventStream(cursor ? null : created.toString(), reloadPage);
-  const shownIds = (page.data?.tasks ?? []).map((t) => t.id).sort();
+  // A stream follows at most 100 tasks (the page shows 50).
+  const shownIds = (page.data?.tasks ?? [])
+    .slice(0, 100)
+    .map((t) => t.id)
+    .sort();
   const ofShown = new URLSearchParams();
   for (const id of shownIds) ofShown.append('id', id);
   useEventStream(

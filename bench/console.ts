@@ -95,6 +95,18 @@ async function redisCpuMs(redis: Redis): Promise<number> {
   return (field('used_cpu_user') + field('used_cpu_sys')) * 1000;
 }
 
+/** Resolves once the bench's chromium processes used under 10 ms of CPU in 250 ms (at most 10 s). */
+async function chromiumSettled(): Promise<void> {
+  const used = () => chromiumPids().reduce((sum, pid) => sum + cpuMsOf(pid), 0);
+  let last = used();
+  for (let waited = 0; waited < 10_000; waited += 250) {
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    const now = used();
+    if (now - last < 10) return;
+    last = now;
+  }
+}
+
 async function cpuNow(managerPid: number, workerPid: number, redis: Redis) {
   const chromium = new Map(chromiumPids().map((pid) => [pid, cpuMsOf(pid)]));
   return {
@@ -168,6 +180,10 @@ export async function runConsoleBench(options: ConsoleBenchOptions): Promise<Con
         await page?.goto(`${manager.baseUrl}/ui/#/tasks`);
         await page?.locator('[data-live="live"]').waitFor({ timeout: 20_000 });
         if (clientsIdle) for (const pid of chromiumPids()) runWhenIdle(pid);
+        // An open page goes on loading for a second or two after it shows `live` (100-350 ms of
+        // chromium's CPU, then next to none): the drain starts once it has settled, as it would for
+        // a console opened before the work it watches.
+        if (page) await chromiumSettled();
         // The second subscriber is `curl -N`, as a person would follow the stream, writing to a file.
         const output = path.join(tmpdir(), `jobbers-bench-events-${process.pid}-${round}.txt`);
         const url = `${manager.baseUrl}/v1/events${parts.includes('stream') ? '' : '?id=nothing-matches'}`;

@@ -29,10 +29,31 @@ export interface ConsoleRun {
   jobsPerSecond: number;
   /** Transitions the extra subscriber read during the run (open only). */
   eventsRead: number;
+  /**
+   * How long after the last job finished the extra subscriber had read every transition of the drain
+   * (open, with the subscriber following every transition); the CPU figures include that time.
+   */
+  deliveredAfterMs?: number;
   /** Streams that followed every transition (open only): the page's and curl's, unless one is left out. */
   fullStreams: number;
   /** CPU time (ms) during the drain: the manager, the worker, every chromium process and redis-server. */
   cpuMs: { manager: number; worker: number; chromium: number; redis: number };
+  /** The stream reads and hash reads Redis served during the drain: calls and time inside Redis (us). */
+  redisReads: Record<string, { calls: number; usec: number }>;
+}
+
+/** The commands whose calls the bench reports: the event stream's reads and the jobs' hash reads. */
+const readCommands = ['xread', 'xrange', 'hget'];
+
+/** Calls and usec of readCommands so far, from INFO commandstats. */
+async function readStats(redis: Redis): Promise<Record<string, { calls: number; usec: number }>> {
+  const info = await redis.info('commandstats');
+  const stats: Record<string, { calls: number; usec: number }> = {};
+  for (const command of readCommands) {
+    const line = new RegExp(`^cmdstat_${command}:calls=(\\d+),usec=(\\d+)`, 'm').exec(info);
+    stats[command] = { calls: Number(line?.[1] ?? 0), usec: Number(line?.[2] ?? 0) };
+  }
+  return stats;
 }
 
 /** CPU time (ms) a process has used, from /proc (0 where it cannot be read). */
@@ -72,6 +93,18 @@ async function redisCpuMs(redis: Redis): Promise<number> {
   const info = await redis.info('cpu');
   const field = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info)?.[1] ?? 0);
   return (field('used_cpu_user') + field('used_cpu_sys')) * 1000;
+}
+
+/** Resolves once the bench's chromium processes used under 10 ms of CPU in 250 ms (at most 10 s). */
+async function chromiumSettled(): Promise<void> {
+  const used = () => chromiumPids().reduce((sum, pid) => sum + cpuMsOf(pid), 0);
+  let last = used();
+  for (let waited = 0; waited < 10_000; waited += 250) {
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    const now = used();
+    if (now - last < 10) return;
+    last = now;
+  }
 }
 
 async function cpuNow(managerPid: number, workerPid: number, redis: Redis) {
@@ -136,6 +169,8 @@ export async function runConsoleBench(options: ConsoleBenchOptions): Promise<Con
       let eventsRead = 0;
       let fullStreams = 0;
       let closeConsole = async () => {};
+      // The transitions the extra subscriber has read so far; undefined when it follows none.
+      let readSoFar: (() => number) | undefined;
       if (variant === 'open') {
         const parts = (process.env.BENCH_CONSOLE_OPEN ?? 'browser,stream').split(',');
         fullStreams = parts.filter((part) => part === 'browser' || part === 'stream').length;
@@ -145,6 +180,10 @@ export async function runConsoleBench(options: ConsoleBenchOptions): Promise<Con
         await page?.goto(`${manager.baseUrl}/ui/#/tasks`);
         await page?.locator('[data-live="live"]').waitFor({ timeout: 20_000 });
         if (clientsIdle) for (const pid of chromiumPids()) runWhenIdle(pid);
+        // An open page goes on loading for a second or two after it shows `live` (100-350 ms of
+        // chromium's CPU, then next to none): the drain starts once it has settled, as it would for
+        // a console opened before the work it watches.
+        if (page) await chromiumSettled();
         // The second subscriber is `curl -N`, as a person would follow the stream, writing to a file.
         const output = path.join(tmpdir(), `jobbers-bench-events-${process.pid}-${round}.txt`);
         const url = `${manager.baseUrl}/v1/events${parts.includes('stream') ? '' : '?id=nothing-matches'}`;
@@ -159,6 +198,8 @@ export async function runConsoleBench(options: ConsoleBenchOptions): Promise<Con
         await waitFor(() => existsSync(output) && readFileSync(output, 'utf8').includes('retry:'), {
           what: 'curl -N to receive the stream',
         });
+        const countRead = () => readFileSync(output, 'utf8').split('\ndata: ').length - 1;
+        if (parts.includes('stream')) readSoFar = countRead;
         closeConsole = async () => {
           curl.kill();
           await curlExited;
@@ -168,6 +209,7 @@ export async function runConsoleBench(options: ConsoleBenchOptions): Promise<Con
         };
       }
       const cpuBefore = await cpuNow(manager.child.pid!, worker.child.pid!, redis);
+      const readsBefore = await readStats(redis);
       await manager.request('POST', '/v1/queues/default/resume');
       const last = ids[ids.length - 1]!;
       await waitFor(async () => (await redis.hget(`${prefix}:default:${last}`, 'finishedOn')) !== null, {
@@ -185,7 +227,26 @@ export async function runConsoleBench(options: ConsoleBenchOptions): Promise<Con
         if (processedOn) first = Math.min(first, Number(processedOn));
         if (finishedOn) end = Math.max(end, Number(finishedOn));
       }
+      // The CPU the streams cost is counted until the subscriber has every transition of the drain
+      // (two per task: activated, completed), however far behind the drain the feed was.
+      let deliveredAfterMs: number | undefined;
+      if (readSoFar) {
+        const count = readSoFar;
+        await waitFor(() => count() >= 2 * ids.length, {
+          timeoutMs: 60_000,
+          intervalMs: 50,
+          what: 'the extra subscriber to read every transition of the drain',
+        });
+        deliveredAfterMs = Math.max(0, Date.now() - end);
+      }
       const cpuAfter = await cpuNow(manager.child.pid!, worker.child.pid!, redis);
+      const readsAfter = await readStats(redis);
+      const redisReads: ConsoleRun['redisReads'] = {};
+      for (const command of readCommands)
+        redisReads[command] = {
+          calls: readsAfter[command]!.calls - readsBefore[command]!.calls,
+          usec: readsAfter[command]!.usec - readsBefore[command]!.usec,
+        };
       let chromiumMs = 0;
       for (const [pid, ms] of cpuAfter.chromium) chromiumMs += ms - (cpuBefore.chromium.get(pid) ?? 0);
       const cpuMs = {
@@ -203,8 +264,10 @@ export async function runConsoleBench(options: ConsoleBenchOptions): Promise<Con
         windowMs,
         jobsPerSecond: (ids.length / windowMs) * 1000,
         eventsRead,
+        deliveredAfterMs,
         fullStreams,
         cpuMs,
+        redisReads,
       };
     };
     await drain(0, 'closed');
@@ -216,7 +279,7 @@ export async function runConsoleBench(options: ConsoleBenchOptions): Promise<Con
         const run = await drain(round, variant);
         runs.push(run);
         options.print(
-          `round ${round}  console ${variant.padEnd(6)} ${Math.round(run.jobsPerSecond)} jobs/s (${run.jobs} jobs in ${run.windowMs} ms${variant === 'open' ? `; the extra subscriber read ${run.eventsRead} transitions` : ''}; cpu ms manager ${Math.round(run.cpuMs.manager)}, worker ${Math.round(run.cpuMs.worker)}, chromium ${Math.round(run.cpuMs.chromium)}, redis ${Math.round(run.cpuMs.redis)})`,
+          `round ${round}  console ${variant.padEnd(6)} ${Math.round(run.jobsPerSecond)} jobs/s (${run.jobs} jobs in ${run.windowMs} ms${variant === 'open' ? `; the extra subscriber read ${run.eventsRead} transitions${run.deliveredAfterMs === undefined ? '' : `, the last ${run.deliveredAfterMs} ms after the drain`}` : ''}; cpu ms manager ${Math.round(run.cpuMs.manager)}, worker ${Math.round(run.cpuMs.worker)}, chromium ${Math.round(run.cpuMs.chromium)}, redis ${Math.round(run.cpuMs.redis)}; redis reads ${readCommands.map((c) => `${c} ${run.redisReads[c]!.calls} (${(run.redisReads[c]!.usec / 1000).toFixed(1)} ms)`).join(', ')})`,
         );
       }
     }

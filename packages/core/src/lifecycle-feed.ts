@@ -9,6 +9,12 @@
 // time, no other entry's data), where ioredis would make a string of every field of every entry (a
 // job's data, its return value). On a Cluster or through Sentinel, whose routing belongs to ioredis,
 // it reads through ioredis.
+//
+// Where this process leads a queue's lifecycle exporter, the exporter reads that queue's stream
+// anyway: the feed takes the exporter's batches (the same entries, decoded the same way, with the
+// task types the exporter's book knows) instead of reading the stream a second time. It reads the
+// stream itself wherever the exporter does not hand it an unbroken sequence from where the feed
+// stands: another manager leads, the exporter recounts, lags behind the feed or skipped ahead.
 import { Cluster, type Redis } from 'ioredis';
 import { jobHashField } from './bullmq/job-hash.js';
 import { jobKey, queueOwnKey } from './bullmq/keys.js';
@@ -16,6 +22,7 @@ import { isRateLimitedMove } from './bullmq/rate-limited-move.js';
 import type { Transition } from './lifecycle.js';
 import type { Logger } from './logger.js';
 import { DirectStreamReader, decodeStreamEntry } from './metrics/event-stream-reader.js';
+import type { ExporterEntries, ExporterEntriesListener } from './metrics/exporter.js';
 import type { StreamEvent } from './metrics/lifecycle-book.js';
 import { countProcessError } from './metrics/process-health.js';
 import { compareStreamIds } from './metrics/stream-ids.js';
@@ -63,7 +70,10 @@ export function isProgressEvent(event: FeedEvent): event is ProgressFeedEvent {
 export interface FeedFilter {
   queue?: string;
   task?: string;
-  taskId?: string;
+  /** Only transitions (and progress reports) of these tasks. */
+  taskIds?: ReadonlySet<string>;
+  /** Only these transitions (no progress reports). */
+  transitions?: ReadonlySet<Transition>;
 }
 
 export interface LifecycleFeedOptions {
@@ -95,13 +105,25 @@ export interface LifecycleFeedOptions {
    * connection); 'ioredis' always reads through ioredis. @default 'direct'
    */
   reader?: 'direct' | 'ioredis';
+  /**
+   * This process's lifecycle exporter: the streams of the queues it leads are taken from its reads
+   * (LifecycleExporter.onEntries) instead of read again. @default the feed reads every stream itself
+   */
+  exporter?: { onEntries(listener: ExporterEntriesListener): () => void };
+  /**
+   * A stream the exporter has handed nothing for this long is read by the feed itself again (a
+   * leading exporter hands a batch, maybe empty, at least every half second). @default 2000
+   */
+  exporterStaleMs?: number;
 }
 
 export function matchesFeedFilter(event: FeedEvent, filter: FeedFilter): boolean {
   return (
     (filter.queue === undefined || event.queue === filter.queue) &&
     (filter.task === undefined || event.task === filter.task) &&
-    (filter.taskId === undefined || event.taskId === filter.taskId)
+    (filter.taskIds === undefined || filter.taskIds.has(event.taskId)) &&
+    (filter.transitions === undefined ||
+      (!isProgressEvent(event) && filter.transitions.has(event.transition)))
   );
 }
 
@@ -132,6 +154,17 @@ interface FeedSource {
   close(): void;
 }
 
+/** A stream the feed follows: where it stands, and whether the exporter's reads bring it on. */
+interface FollowedStream {
+  /** The storage queue (a partition's own name). */
+  storage: string;
+  key: string;
+  /** The last entry taken; undefined until the stream's end is read when the feed starts. */
+  position: string | undefined;
+  /** When the exporter last handed a batch reaching the position; 0: the feed reads it itself. */
+  fedAt: number;
+}
+
 export class LifecycleFeed {
   private readonly listeners = new Set<FeedBatchListener>();
   private readonly taskOf = new Map<string, string>();
@@ -148,12 +181,25 @@ export class LifecycleFeed {
   private sources: FeedSource[] = [];
   private running = false;
   private loops: Promise<void>[] = [];
+  private readonly exporterStaleMs: number;
+  /** The streams followed, by storage queue, while running. */
+  private streams = new Map<string, FollowedStream>();
+  private stopTakingExporterEntries: (() => void) | undefined;
+  /** Batches are translated one at a time, in the order they were read: each waits for this one. */
+  private translating: Promise<unknown> = Promise.resolve();
+  /** Transitions translated and not yet handed to the subscribers, and from how many streams. */
+  private outbox: FeedEvent[] = [];
+  private outboxStream: string | undefined;
+  private outboxMixed = false;
+  private flushTimer: NodeJS.Timeout | undefined;
+  private lastFlushAt = 0;
 
   constructor(private readonly options: LifecycleFeedOptions) {
     this.blockMs = options.blockMs ?? 5000;
     this.batchSize = options.batchSize ?? 2000;
     this.minReadIntervalMs = options.minReadIntervalMs ?? 200;
     this.maxRemembered = options.maxRemembered ?? 100_000;
+    this.exporterStaleMs = options.exporterStaleMs ?? 2000;
   }
 
   get subscribers(): number {
@@ -218,7 +264,8 @@ export class LifecycleFeed {
     const takesAll =
       filter.queue === undefined &&
       filter.task === undefined &&
-      filter.taskId === undefined &&
+      filter.taskIds === undefined &&
+      filter.transitions === undefined &&
       this.options.queues.every((q) => options.queues.includes(q));
     // After a replay, the last id sent per stream, until the live transitions of that stream pass it
     // (they come in order per stream: from then on none can have been sent).
@@ -276,8 +323,10 @@ export class LifecycleFeed {
 
   async stop(): Promise<void> {
     this.running = false;
+    this.detach();
     for (const source of this.sources) source.close();
     await Promise.allSettled(this.loops);
+    await this.translating;
     this.sources = [];
     this.loops = [];
   }
@@ -286,14 +335,33 @@ export class LifecycleFeed {
     this.running = true;
     // One read follows every queue on a single server; on a Cluster, whose queues live in different
     // slots, each queue has a reader of its own.
+    const { connection, prefix } = this.options;
     const streams = this.options.queues.flatMap((q) => this.storageQueues(q));
-    const { connection } = this.options;
-    const groups = connection instanceof Cluster ? streams.map((q) => [q]) : [streams];
-    for (const queues of groups) {
+    this.streams = new Map(
+      streams.map((storage) => [
+        storage,
+        { storage, key: queueOwnKey(prefix, storage, 'events'), position: undefined, fedAt: 0 },
+      ]),
+    );
+    const followed = [...this.streams.values()];
+    const groups = connection instanceof Cluster ? followed.map((s) => [s]) : [followed];
+    for (const group of groups) {
       const source = this.openSource();
       this.sources.push(source);
-      this.loops.push(this.readLoop(source, queues));
+      this.loops.push(this.readLoop(source, group));
     }
+    this.stopTakingExporterEntries = this.options.exporter?.onEntries(this.takeExporterEntries);
+  }
+
+  /** Stops taking the exporter's batches and handing out transitions. */
+  private detach() {
+    this.stopTakingExporterEntries?.();
+    this.stopTakingExporterEntries = undefined;
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    this.outbox = [];
+    this.outboxStream = undefined;
+    this.outboxMixed = false;
   }
 
   /** The direct reader where the connection is to one Redis server, else an ioredis connection. */
@@ -336,9 +404,12 @@ export class LifecycleFeed {
     };
   }
 
-  private async readLoop(source: FeedSource, queues: string[]) {
-    const keys = queues.map((q) => queueOwnKey(this.options.prefix, q, 'events'));
-    let positions: string[] | undefined;
+  /** Whether the exporter's batches bring the stream on now (the feed need not read it). */
+  private fedByExporter(stream: FollowedStream, now: number): boolean {
+    return stream.fedAt > 0 && now - stream.fedAt < this.exporterStaleMs;
+  }
+
+  private async readLoop(source: FeedSource, streams: FollowedStream[]) {
     let lastReadAt = 0;
     let behind = false;
     let failures = 0;
@@ -348,32 +419,48 @@ export class LifecycleFeed {
         if (wait > 0 && !behind) await new Promise((resolve) => setTimeout(resolve, wait));
         // Stopped while waiting: a read sent now on the closed connection would wait for ever.
         if (!this.running || !this.sources.includes(source)) return;
+        if (this.listeners.size === 0) {
+          // Nobody listens: stop, and start from the streams' ends when someone subscribes again.
+          this.leave(source);
+          return;
+        }
         lastReadAt = Date.now();
-        positions ??= await Promise.all(keys.map((key) => lastEntryId(this.options.connection, key)));
-        const reply = await source.read(keys, positions, this.batchSize, this.blockMs);
+        if (streams.some((stream) => stream.position === undefined)) {
+          const ends = await Promise.all(streams.map((s) => lastEntryId(this.options.connection, s.key)));
+          streams.forEach((stream, i) => {
+            stream.position ??= ends[i];
+          });
+        }
+        const own = streams.filter((stream) => !this.fedByExporter(stream, lastReadAt));
+        behind = false;
+        // The exporter brings every stream on: look again in a while whether it still does.
+        if (own.length === 0) continue;
+        const afterIds = own.map((stream) => stream.position!);
+        // While the exporter brings some streams on, a stream it stops bringing is read soon enough.
+        const blockMs =
+          own.length < streams.length ? Math.min(this.blockMs, this.exporterStaleMs) : this.blockMs;
+        const reply = await source.read(
+          own.map((stream) => stream.key),
+          afterIds,
+          this.batchSize,
+          blockMs,
+        );
         if (!this.running) return;
         if (failures > 0) {
           this.options.logger.info({ failures }, 'lifecycle feed reads again');
           failures = 0;
         }
         if (this.listeners.size === 0) {
-          // Nobody listens: stop, and start from the streams' ends when someone subscribes again.
           this.leave(source);
           return;
         }
-        behind = false;
-        const batch: FeedEvent[] = [];
         for (const { key, events } of reply) {
-          const index = keys.indexOf(key);
+          const index = own.findIndex((stream) => stream.key === key);
           if (index === -1) continue;
-          if (events.length > 0) positions[index] = events[events.length - 1]!.id;
           if (events.length >= this.batchSize) behind = true;
-          for (const event of await this.translate(queues[index]!, events, source.hashField))
-            batch.push(event);
+          await this.inTurn(() => this.take(own[index]!, afterIds[index]!, events, source.hashField));
         }
-        if (batch.length === 0) continue;
-        if (reply.length > 1) batch.sort((a, b) => compareStreamIds(a.id, b.id));
-        for (const listener of this.listeners) listener(batch, true);
+        this.flushSoon();
       } catch (error) {
         if (!this.running) return;
         // Logged when reads start failing and when they work again, not at every retry.
@@ -387,12 +474,115 @@ export class LifecycleFeed {
     }
   }
 
+  /** Runs `work` once every batch before it is translated. */
+  private inTurn<T>(work: () => Promise<T>): Promise<T> {
+    const turn = this.translating.then(work);
+    this.translating = turn.then(
+      () => undefined,
+      () => undefined,
+    );
+    return turn;
+  }
+
+  /**
+   * A batch the exporter read (and applied): taken where it follows on from the feed's position
+   * without a gap, else left to the feed's own reads. The task types of its jobs are taken from the
+   * exporter's book now (it may forget them once they are committed).
+   */
+  private readonly takeExporterEntries = (batch: ExporterEntries) => {
+    const stream = this.streams.get(batch.queue);
+    if (!this.running || !stream || stream.position === undefined || this.listeners.size === 0) return;
+    const { afterId, entries } = batch;
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]!;
+      if (e.event === 'added' || this.taskOf.has(e.jobId)) continue;
+      const task = batch.taskOf(e.jobId);
+      if (task !== undefined) this.remember(e.jobId, task);
+    }
+    // The jobs' hashes are read on the shared connection: the feed's own may be waiting in a read.
+    const hashField = ioredisHashField(this.options.connection);
+    void this.inTurn(async () => {
+      try {
+        if (await this.take(stream, afterId, entries, hashField, true)) this.flushSoon();
+      } catch (error) {
+        // The stream is read by the feed itself from where it stands.
+        stream.fedAt = 0;
+        countProcessError('lifecycle-feed-translate');
+        this.options.logger.warn({ err: error }, 'lifecycle feed could not take the exporter batch');
+      }
+    });
+  };
+
+  /**
+   * Takes the entries after `afterId` read from `stream` (by the feed or the exporter): those past
+   * the feed's position, translated into the outbox, when nothing between lies unread. Answers
+   * whether any transition was added.
+   */
+  private async take(
+    stream: FollowedStream,
+    afterId: string,
+    entries: readonly StreamEvent[],
+    hashField: FeedSource['hashField'],
+    fromExporter = false,
+  ): Promise<boolean> {
+    const position = stream.position;
+    if (position === undefined || this.streams.get(stream.storage) !== stream) return false;
+    // Entries between the position and afterId were never read here: the feed reads them itself.
+    const gap = compareStreamIds(afterId, position) > 0;
+    if (fromExporter) {
+      const reached = entries.length > 0 ? entries[entries.length - 1]!.id : afterId;
+      stream.fedAt = !gap && compareStreamIds(reached, position) >= 0 ? Date.now() : 0;
+    }
+    if (gap) return false;
+    let first = 0;
+    while (first < entries.length && compareStreamIds(entries[first]!.id, position) <= 0) first++;
+    if (first === entries.length) return false;
+    const fresh = first === 0 ? entries : entries.slice(first);
+    const events = await this.translate(stream.storage, fresh, hashField);
+    if (this.streams.get(stream.storage) !== stream) return false;
+    stream.position = fresh[fresh.length - 1]!.id;
+    if (events.length === 0) return false;
+    if (this.outbox.length === 0) this.outboxStream = stream.storage;
+    else if (this.outboxStream !== stream.storage) this.outboxMixed = true;
+    for (const event of events) this.outbox.push(event);
+    return true;
+  }
+
+  /**
+   * Hands the outbox to the subscribers, as one batch, at most every minReadIntervalMs: the
+   * exporter's batches come more often than the feed's own reads would.
+   */
+  private flushSoon() {
+    if (this.flushTimer || this.outbox.length === 0) return;
+    const wait = this.lastFlushAt + this.minReadIntervalMs - Date.now();
+    if (wait <= 0) {
+      this.flush();
+      return;
+    }
+    this.flushTimer = setTimeout(() => {
+      this.flushTimer = undefined;
+      this.flush();
+    }, wait);
+  }
+
+  private flush() {
+    const batch = this.outbox;
+    if (batch.length === 0) return;
+    if (this.outboxMixed) batch.sort((a, b) => compareStreamIds(a.id, b.id));
+    this.outbox = [];
+    this.outboxStream = undefined;
+    this.outboxMixed = false;
+    this.lastFlushAt = Date.now();
+    for (const listener of this.listeners) listener(batch, true);
+  }
+
   private leave(source: FeedSource) {
     source.close();
     this.sources = this.sources.filter((s) => s !== source);
     if (this.sources.length === 0) {
       this.running = false;
       this.loops = [];
+      this.detach();
     }
   }
 

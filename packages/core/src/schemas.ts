@@ -5,6 +5,7 @@
 import { type Static, Type } from 'typebox';
 import { type CancellableState, cancellableStates } from './cancellation.js';
 import { maxDelayMs, maxPriority } from './client.js';
+import { transitions } from './lifecycle.js';
 import { type BackoffPolicy, maxDedupKeyLength, maxTimerMs } from './task.js';
 import { maxFanOut, maxWorkflowNodes } from './workflows.js';
 
@@ -463,11 +464,28 @@ export const WorkflowPage = Type.Object({
   nextCursor: Type.Optional(Type.String()),
 });
 
+/** The most task ids one GET /v1/events may follow (its URL stays within a request line's bounds). */
+const maxEventTaskIds = 100;
+
 export const EventsQuery = Type.Object(
   {
     queue: Type.Optional(Type.String({ minLength: 1, maxLength: 64, format: knownQueueFormat })),
     task: Type.Optional(TaskType('only transitions of this task type')),
-    id: Type.Optional(TaskId('only transitions of this task')),
+    id: Type.Optional(
+      Type.Array(TaskId('a task id'), {
+        minItems: 1,
+        maxItems: maxEventTaskIds,
+        description: `only transitions of these tasks: id=<id>, repeated for several (at most ${maxEventTaskIds})`,
+      }),
+    ),
+    transition: Type.Optional(
+      Type.Array(Type.Union(transitions.map((t) => Type.Literal(t))), {
+        minItems: 1,
+        maxItems: transitions.length,
+        description:
+          'only these transitions: transition=<name>, repeated for several (progress reports are left out)',
+      }),
+    ),
     lastEventId: Type.Optional(
       Type.String({
         maxLength: 64,

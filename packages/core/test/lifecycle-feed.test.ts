@@ -1,8 +1,10 @@
 // The live feed behind GET /v1/events: its direct reader (the exporter's decoder on a connection of
-// its own) and its ioredis reader give the same transitions and progress reports, task types
-// included for jobs added before the feed started (read from their hashes), across a partitioned
-// queue's streams, rate-limited moves told from other delays; and a feed started afresh (a restarted manager) resumes after a given id with
-// exactly what followed, progress reports included.
+// its own), its ioredis reader and the batches of the lifecycle exporter this process leads give the
+// same transitions and progress reports, task types included for jobs added before the feed started
+// (read from their hashes, or known to the exporter's book), across a partitioned queue's streams,
+// rate-limited moves told from other delays; the feed takes an exporter batch only where it follows
+// on from where the feed stands, and reads past a gap itself; and a feed started afresh (a restarted
+// manager) resumes after a given id with exactly what followed, progress reports included.
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { DelayedError, Queue, Worker } from 'bullmq';
@@ -11,6 +13,7 @@ import { uniquePrefix, useRedisServer } from '../../../test/support/redis-server
 import { waitFor } from '../../../test/support/wait.js';
 import { moveToDelayedRateLimited } from '../src/bullmq/rate-limited-move.js';
 import { type FeedEvent, isProgressEvent, LifecycleFeed } from '../src/lifecycle-feed.js';
+import { type ExporterEntriesListener, LifecycleExporter } from '../src/metrics/exporter.js';
 import { createRedisConnection } from '../src/redis.js';
 
 const closing: (() => Promise<void> | void)[] = [];
@@ -91,7 +94,7 @@ const byPosition = (a: FeedEvent, b: FeedEvent) =>
 const reportOf = (k: number) =>
   k % 3 === 1 ? { k, note: 'ünï "q"\n', big: 'x'.repeat(2000) } : k % 3 === 2 ? k * 10 : undefined;
 
-test('the direct and the ioredis reader give the same transitions and progress of a partitioned queue, task types included', {
+test("the direct and the ioredis reader and the exporter's batches give the same transitions and progress of a partitioned queue, task types included", {
   timeout: 60_000,
 }, async () => {
   const prefix = uniquePrefix('feed');
@@ -113,7 +116,26 @@ test('the direct and the ioredis reader give the same transitions and progress o
     );
     names.set(job.id!, name);
   }
-  const feeds = (['direct', 'ioredis'] as const).map(
+  // The exporter this process leads: small batches, so the feed takes many; the count of entries it
+  // handed shows it did.
+  const exporter = new LifecycleExporter({
+    connection,
+    prefix,
+    queues: ['q-p0', 'q-p1'],
+    queueLabel: partitions.queueOf,
+    batchSize: 5,
+    minTurnMs: 5,
+  }).start();
+  closing.push(() => exporter.stop());
+  let handed = 0;
+  const counted = {
+    onEntries: (listener: ExporterEntriesListener) =>
+      exporter.onEntries((batch) => {
+        handed += batch.entries.length;
+        listener(batch);
+      }),
+  };
+  const feeds = (['direct', 'ioredis', 'exporter'] as const).map(
     (reader) =>
       new LifecycleFeed({
         connection,
@@ -121,7 +143,8 @@ test('the direct and the ioredis reader give the same transitions and progress o
         queues: ['q'],
         partitions,
         logger,
-        reader,
+        reader: reader === 'ioredis' ? 'ioredis' : 'direct',
+        exporter: reader === 'exporter' ? counted : undefined,
         blockMs: 200,
         minReadIntervalMs: 20,
         batchSize: 7,
@@ -139,8 +162,10 @@ test('the direct and the ioredis reader give the same transitions and progress o
   const finished = (events: FeedEvent[]) =>
     events.filter((e) => !isProgressEvent(e) && e.transition === 'completed').length === names.size;
   await waitFor(() => seen.every(finished), { what: 'both feeds to see every job complete' });
-  const [direct, viaIoredis] = seen.map((events) => [...events].sort(byPosition));
+  const [direct, viaIoredis, viaExporter] = seen.map((events) => [...events].sort(byPosition));
   assert.deepEqual(direct, viaIoredis);
+  assert.deepEqual(viaExporter, direct, "the exporter's batches give what the feed reads itself");
+  assert.ok(handed > 0, 'the exporter handed its batches');
   for (const e of direct!) {
     assert.equal(e.queue, 'q', 'a partition reports its queue');
     assert.equal(e.task, names.get(e.taskId), `the task type of ${e.taskId}`);
@@ -174,6 +199,64 @@ test('the direct and the ioredis reader give the same transitions and progress o
     assert.equal(mine.length, report === undefined ? 0 : attempts, `the progress reports of j${k}`);
     for (const e of mine) assert.deepEqual(e.progress, report, `the progress of j${k}`);
   }
+});
+
+test("a feed takes the exporter's batches that follow on from where it stands, and reads past a gap itself", {
+  timeout: 30_000,
+}, async () => {
+  const prefix = uniquePrefix('feed-exporter');
+  const { connection, queue } = stackOn(prefix);
+  const q = queue('x');
+  let hand: ExporterEntriesListener | undefined;
+  const feed = new LifecycleFeed({
+    connection,
+    prefix,
+    queues: ['x'],
+    logger,
+    blockMs: 200,
+    minReadIntervalMs: 20,
+    exporter: {
+      onEntries(listener) {
+        hand = listener;
+        return () => {
+          hand = undefined;
+        };
+      },
+    },
+  });
+  const events = await collect(feed, ['x']);
+  await q.add('demo.one', {}, { jobId: 'a' });
+  await waitFor(() => events.some((e) => e.taskId === 'a'), { what: 'the feed to read a job itself' });
+  const [[lastId]] = (await connection.xrevrange(`${prefix}:x:events`, '+', '-', 'COUNT', 1)) as [
+    [string, string[]],
+  ];
+  const [ms, seq] = lastId.split('-').map(Number) as [number, number];
+  // An entry of a job the feed never saw added: its task type is the exporter book's.
+  const next = { id: `${ms}-${seq + 1}`, ms, event: 'active', jobId: 'b', extra: 'waiting' };
+  const taskOf = (jobId: string) => (jobId === 'b' ? 'demo.from-book' : undefined);
+  assert.ok(hand, 'the feed listens to the exporter');
+  hand({ queue: 'x', afterId: lastId, entries: [next], taskOf });
+  // The same batch again (a turn read again after it failed): nothing twice.
+  hand({ queue: 'x', afterId: lastId, entries: [next], taskOf });
+  // A batch after entries the feed has not seen: left to the feed's own reads.
+  const ahead = `${ms + 60_000}-0`;
+  hand({
+    queue: 'x',
+    afterId: ahead,
+    entries: [{ id: `${ms + 60_000}-1`, ms: ms + 60_000, event: 'active', jobId: 'ghost', extra: 'waiting' }],
+    taskOf,
+  });
+  await q.add('demo.three', {}, { jobId: 'c' });
+  await waitFor(() => events.some((e) => e.taskId === 'c'), { what: 'the feed to read past the gap' });
+  assert.deepEqual(
+    events.filter((e) => e.taskId === 'b').map((e) => [e.id, kindOf(e), e.task]),
+    [[next.id, 'activated', 'demo.from-book']],
+  );
+  assert.ok(!events.some((e) => e.taskId === 'ghost'), 'a batch after a gap is not taken');
+  assert.deepEqual(
+    events.filter((e) => e.taskId === 'c').map((e) => [kindOf(e), e.task]),
+    [['created', 'demo.three']],
+  );
 });
 
 test('a feed started afresh resumes after an id with exactly what followed, then live', {

@@ -3,33 +3,56 @@ import { html } from 'htm/preact';
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { api, followEvents } from './api.js';
 
-/** Whether the page shown follows the event stream: 'live', 'reconnecting', 'connecting' or 'polling'. */
+/**
+ * Whether the page shown follows the event stream: 'live' (every stream it opened is), 'reconnecting'
+ * (one is), 'connecting' or 'polling' (it opened none).
+ */
 export const liveState = {
   value: 'polling',
   listeners: new Set(),
-  set(value) {
+  streams: new Map(),
+  /** Sets the state of one of the page's streams (undefined: it is closed). */
+  set(stream, state) {
+    if (state === undefined) this.streams.delete(stream);
+    else this.streams.set(stream, state);
+    const states = [...this.streams.values()];
+    const value =
+      states.length === 0
+        ? 'polling'
+        : states.includes('reconnecting')
+          ? 'reconnecting'
+          : states.includes('connecting')
+            ? 'connecting'
+            : 'live';
+    if (value === this.value) return;
     this.value = value;
     for (const listener of this.listeners) listener(value);
   },
 };
 
 /**
- * Follows the event stream (GET /v1/events?<query>) while the page is shown; onBatch gets the
- * transitions received, a batch at most every 250 ms.
+ * Follows the event stream (GET /v1/events?<query>) while the page is shown, unless query is null;
+ * onBatch gets the transitions received, a batch at most every 250 ms; onLive is called each time
+ * the stream is (again) open.
  */
-export function useEventStream(query, onBatch) {
-  const current = useRef(onBatch);
-  current.current = onBatch;
+export function useEventStream(query, onBatch, onLive) {
+  const current = useRef({ onBatch, onLive });
+  current.current = { onBatch, onLive };
   useEffect(() => {
-    liveState.set('connecting');
+    if (query === null) return undefined;
+    const stream = {};
+    liveState.set(stream, 'connecting');
     const stop = followEvents(
       query,
-      (batch) => current.current(batch),
-      (state) => liveState.set(state),
+      (batch) => current.current.onBatch(batch),
+      (state) => {
+        liveState.set(stream, state);
+        if (state === 'live') current.current.onLive?.();
+      },
     );
     return () => {
       stop();
-      liveState.set('polling');
+      liveState.set(stream, undefined);
     };
   }, [query]);
 }

@@ -8,6 +8,7 @@ import {
   defaultProcessMetricsPrefix,
   isRedisUnavailableError,
   LifecycleFeed,
+  type LifecycleFeedOptions,
   type Logger,
   type ManagerConfig,
   processMetrics,
@@ -47,6 +48,11 @@ export interface ManagerAppOptions {
   availableByTask?: AvailableReader;
   /** How often to check that the stats history has this minute's snapshot; 0: never. @default 10000 */
   statsRecordEveryMs?: number;
+  /**
+   * The lifecycle exporter this process runs, if any: GET /v1/events takes the batches it reads
+   * (of the queues it leads) instead of reading the streams again.
+   */
+  exporter?: LifecycleFeedOptions['exporter'];
   /** Bounds of GET /v1/events (see EventRoutesOptions). */
   events?: { maxStreams?: number; maxBufferedBytes?: number; keepAliveMs?: number };
   /** A request not fully received in this time is answered 408 and its connection closed. @default 30000 */
@@ -94,6 +100,7 @@ export async function buildManagerApp(options: ManagerAppOptions): Promise<Manag
     queues: options.registry.queues,
     partitions: options.registry,
     logger: app.log as Logger,
+    exporter: options.exporter,
   });
   // The event-loop delay is sampled every millisecond (prom-client's default, 10 ms, hides the
   // few-ms stalls that delay submissions); its histogram restarts at every scrape.

@@ -97,6 +97,7 @@ async function main() {
     registry,
     connection,
     logger,
+    exporter,
     clusterMetrics: () =>
       renderClusterMetrics({
         redis: connection,

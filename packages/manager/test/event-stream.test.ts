@@ -1,6 +1,6 @@
 // GET /v1/events: lifecycle transitions as Server-Sent Events, read with `curl -N` from a real manager
-// while a real worker runs the tasks; filters, Last-Event-ID resume, bad input and the stream bound;
-// a rate-limited task's own transitions.
+// while a real worker runs the tasks; filters (several task ids, some transitions), Last-Event-ID
+// resume, bad input and the stream bound; a rate-limited task's own transitions.
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -89,6 +89,52 @@ test('filters by task id and task type; Last-Event-ID replays what followed', as
   }
 });
 
+test('several task ids and some transitions: each filter matches any of its values, all filters must match', async () => {
+  const ids = [`sse-a-${Date.now()}`, `sse-b-${Date.now()}`];
+  const byIds = followEvents(`${stack.manager.baseUrl}/v1/events?id=${ids[0]}&id=${ids[1]}`);
+  const created = followEvents(`${stack.manager.baseUrl}/v1/events?transition=created`);
+  const finishedOfOne = followEvents(
+    `${stack.manager.baseUrl}/v1/events?transition=activated&transition=completed&id=${ids[1]}`,
+  );
+  try {
+    await Promise.all([byIds.opened(), created.opened(), finishedOfOne.opened()]);
+    const other = await stack.manager.request('POST', '/v1/tasks', { task: 'example.echo', params: {} });
+    for (const id of ids)
+      await stack.manager.request('POST', '/v1/tasks', { task: 'example.echo', id, params: {} });
+    // One queue's stream comes in order: the other task's creation came before theirs.
+    for (const id of ids)
+      await byIds.waitForEvent(
+        (e) => e.data.taskId === id && e.data.transition === 'completed',
+        `the completion of ${id}`,
+      );
+    await finishedOfOne.waitForEvent((e) => e.data.transition === 'completed', 'the completion of b');
+    await created.waitForEvent((e) => e.data.taskId === ids[1], 'the creation of b');
+    for (const id of ids)
+      assert.deepEqual(
+        byIds.events.filter((e) => e.data.taskId === id).map((e) => e.data.transition),
+        ['created', 'activated', 'completed'],
+      );
+    assert.ok(!byIds.events.some((e) => e.data.taskId === other.body.id), 'only the tasks named');
+    assert.deepEqual(
+      finishedOfOne.events.map((e) => [e.data.taskId, e.data.transition]),
+      [
+        [ids[1], 'activated'],
+        [ids[1], 'completed'],
+      ],
+    );
+    const mine = created.events.filter((e) => [...ids, other.body.id].includes(e.data.taskId));
+    assert.deepEqual(
+      mine.map((e) => [e.data.taskId, e.data.transition]),
+      [other.body.id, ...ids].map((id) => [id, 'created']),
+    );
+    assert.ok(created.events.every((e) => e.data.transition === 'created'));
+  } finally {
+    byIds.close();
+    created.close();
+    finishedOfOne.close();
+  }
+});
+
 test('a task held back by its upstream streams rate-limited, then rate-limit-ended, then runs', {
   timeout: 60_000,
 }, async () => {
@@ -138,6 +184,13 @@ test('bad filters and ids are refused with a coded 400', async () => {
   const badId = await stack.manager.request('GET', '/v1/events', undefined, { 'Last-Event-ID': 'yesterday' });
   assert.equal(badId.status, 400);
   assert.equal(badId.body.error.code, 'INVALID_FILTER');
+  const unknownTransition = await stack.manager.request('GET', '/v1/events?transition=finished');
+  assert.equal(unknownTransition.status, 400);
+  assert.match(unknownTransition.body.error.message, /transition/);
+  const tooMany = Array.from({ length: 101 }, (_, n) => `id=t${n}`).join('&');
+  const tooManyIds = await stack.manager.request('GET', `/v1/events?${tooMany}`);
+  assert.equal(tooManyIds.status, 400);
+  assert.match(tooManyIds.body.error.message, /id/);
 });
 
 test('streams beyond the bound are answered 429; closing one frees its place', async () => {

@@ -79,7 +79,9 @@ export function createEventStreamReader(
   if (connection instanceof Cluster) return new LuaStreamReader(redis);
   const { sentinels, keyPrefix } = connection.options;
   if ((sentinels && sentinels.length > 0) || keyPrefix) return new LuaStreamReader(redis);
-  return new DirectStreamReader(connection.options);
+  // A progress entry's data is kept for the lifecycle feed, which may take the exporter's entries
+  // (progress entries are few; no other entry's data is decoded).
+  return new DirectStreamReader(connection.options, { progressData: true });
 }
 
 /** Reads through a Lua script that joins each entry's id, event, jobId and name/prev with NUL. */

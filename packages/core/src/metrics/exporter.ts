@@ -14,6 +14,7 @@ import { duplicateBlockingConnection, logConnectionOutages } from '../redis.js';
 import { latencyBuckets } from './definitions.js';
 import {
   createEventStreamReader,
+  DirectStreamReader,
   type EventStreamReader,
   type EventStreamReaderKind,
 } from './event-stream-reader.js';
@@ -27,6 +28,7 @@ import {
   type LookupResult,
   type StreamEvent,
 } from './lifecycle-book.js';
+import { countProcessError } from './process-health.js';
 import { QueueRecount, type RecountPosition } from './recount.js';
 import { compareStreamIds } from './stream-ids.js';
 
@@ -67,6 +69,23 @@ export interface LifecycleExporterOptions {
   streamReader?: EventStreamReaderKind;
 }
 
+/**
+ * A batch of a queue's event stream as its leader read and applied it: every entry after `afterId`
+ * up to the last of `entries` (none: nothing followed `afterId` when it was read). A failed turn
+ * reads again from the last commit, so a batch may repeat entries of earlier ones.
+ */
+export interface ExporterEntries {
+  /** The queue whose stream was read (a partition's own name). */
+  queue: string;
+  afterId: string;
+  /** Decoded as the lifecycle feed decodes them (a progress entry keeps its data); never change them. */
+  entries: readonly StreamEvent[];
+  /** The task type of a job of `entries`, while the listener runs (the book may forget it after). */
+  taskOf(jobId: string): string | undefined;
+}
+
+export type ExporterEntriesListener = (batch: ExporterEntries) => void;
+
 const silentLogger = pino({ level: 'silent' });
 /** Greater than every stream id: with it as the recount boundary, no job is taken as new. */
 const lastStreamId = `${Number.MAX_SAFE_INTEGER}-${Number.MAX_SAFE_INTEGER}`;
@@ -98,6 +117,19 @@ export class LifecycleExporter {
     await Promise.all(this.consumers.map((c) => c.stop()));
   }
 
+  /**
+   * Hands `listener` every batch this process reads while it leads a queue, where its reader decodes
+   * what the lifecycle feed needs (the direct reader, on one Redis server), so the feed need not read
+   * the stream again. Called synchronously between the read and the commit: it must not block.
+   * Returns the function that stops it.
+   */
+  onEntries(listener: ExporterEntriesListener): () => void {
+    for (const consumer of this.consumers) consumer.entriesListeners.add(listener);
+    return () => {
+      for (const consumer of this.consumers) consumer.entriesListeners.delete(listener);
+    };
+  }
+
   /** Queues this process leads now. */
   get leading(): string[] {
     return this.consumers.filter((c) => c.isLeader).map((c) => c.queue);
@@ -127,6 +159,7 @@ interface Position {
 class QueueExporter {
   isLeader = false;
   recountRequested = false;
+  readonly entriesListeners = new Set<ExporterEntriesListener>();
   private readonly token = randomBytes(8).toString('hex');
   private readonly redis: Redis;
   private readonly blocking: Redis;
@@ -321,6 +354,7 @@ class QueueExporter {
       return;
     }
     if (events.length === 0) {
+      this.shareEntries(pos, events);
       await this.commit();
       await this.reconcileIfDue();
       await this.waitForEvents(pos);
@@ -331,11 +365,32 @@ class QueueExporter {
       countedUntil: this.countedUntil,
     });
     if (pending.apply(await this.lookup(pending.request, this.jp))) this.recountRequested = true;
+    this.shareEntries(pos, events);
     this.position = { pos: events[events.length - 1]!.id, added: added + events.length };
     const caughtUp = events.length < this.batchSize - 1;
     if (caughtUp || Date.now() - this.lastCommitAt >= this.commitMs || this.book.pendingWrites > 50_000)
       await this.commit();
     if (caughtUp && this.minTurnMs > 0) await this.pause(this.minTurnMs);
+  }
+
+  /** Hands the batch just read (and applied) to the entries' listeners. */
+  private shareEntries(afterId: string, entries: readonly StreamEvent[]) {
+    if (this.entriesListeners.size === 0 || !(this.reader instanceof DirectStreamReader)) return;
+    const batch: ExporterEntries = {
+      queue: this.queue,
+      afterId,
+      entries,
+      taskOf: (jobId) => this.book.taskOf(jobId),
+    };
+    for (const listener of this.entriesListeners) {
+      try {
+        listener(batch);
+      } catch (error) {
+        // A listener's failure is its own: the exporter goes on.
+        countProcessError('exporter-entries-listener');
+        this.logger.warn({ err: error }, 'a listener of the exporter entries failed');
+      }
+    }
   }
 
   private async lookup(request: LookupRequest, bookkeepingPrefix: string): Promise<LookupResult> {

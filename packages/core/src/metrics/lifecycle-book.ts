@@ -463,6 +463,11 @@ export class LifecycleBook {
     if (this.known.size > this.maxRememberedJobs) this.forgetOldest();
   }
 
+  /** The task type of a job the book knows now (every job of the batch just applied), else undefined. */
+  taskOf(jobId: string): string | undefined {
+    return this.known.get(jobId)?.slots.task;
+  }
+
   /** Forgets these jobs (between commits only): they are looked up again when met. */
   forgetJobs(jobIds: readonly string[]) {
     this.changes++;

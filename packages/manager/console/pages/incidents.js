@@ -10,9 +10,11 @@ export function Incidents() {
   const page = useApi(`/tasks?${listQuery({ ...filters, state: 'failed' })}&limit=500`);
   const [message, setMessage] = useState(undefined);
   const refresh = useThrottled(() => page.reload(), 1000);
-  useEventStream(listQuery({ queue: filters.queue, task: filters.task }), (batch) => {
-    if (batch.some((e) => e.state === 'failed' || e.transition === 'incident-resolved')) refresh();
-  });
+  // Only the transitions that add or resolve an incident.
+  const changes = new URLSearchParams(listQuery({ queue: filters.queue, task: filters.task }));
+  changes.append('transition', 'failed');
+  changes.append('transition', 'incident-resolved');
+  useEventStream(changes.toString(), refresh);
   const tasks = page.data?.tasks ?? [];
   const retryAll = async () => {
     const body = {};

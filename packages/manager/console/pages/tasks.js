@@ -94,24 +94,40 @@ export function Tasks() {
   const [cursor, setCursor] = useState(undefined);
   const path = `/tasks?${listQuery(filters)}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`;
   const page = useApi(path);
-  // Transitions change the rows' states in place; new and finished tasks reload the page (at most once a second).
+  // The page follows only what it shows, so a busy queue does not send it every transition: on the
+  // first page, the tasks created (they reload the listing, at most once a second); and the
+  // transitions of the rows shown, which change their states in place (a finished row reloads the
+  // listing, for its finish time and attempts).
   const [states, setStates] = useState({});
   const reloadPage = useThrottled(() => void page.reload(), 1000);
-  useEventStream(listQuery({ queue: filters.queue, task: filters.task }), (batch) => {
-    if (!cursor && batch.some((e) => e.transition === 'created')) reloadPage();
-    // Only the rows shown keep a state: a long session does not collect every task it saw.
-    const shownIds = new Set((page.data?.tasks ?? []).map((t) => t.id));
-    const changes = batch.filter((e) => shownIds.has(e.taskId));
-    if (changes.length === 0) return;
-    // A row that finished gets its finish time and attempts from the listing.
-    if (changes.some((e) => e.state === 'completed' || e.state === 'failed')) reloadPage();
-    setStates((known) => {
-      const next = {};
-      for (const id of shownIds) if (known[id]) next[id] = known[id];
-      for (const e of changes) next[e.taskId] = e.state;
-      return next;
-    });
-  });
+  const created = new URLSearchParams(listQuery({ queue: filters.queue, task: filters.task }));
+  created.set('transition', 'created');
+  useEventStream(cursor ? null : created.toString(), reloadPage);
+  // A stream follows at most 100 tasks (the page shows 50).
+  const shownIds = (page.data?.tasks ?? [])
+    .slice(0, 100)
+    .map((t) => t.id)
+    .sort();
+  const ofShown = new URLSearchParams();
+  for (const id of shownIds) ofShown.append('id', id);
+  useEventStream(
+    shownIds.length === 0 ? null : ofShown.toString(),
+    (batch) => {
+      // Only the rows shown keep a state: a long session does not collect every task it saw.
+      const shown = new Set((page.data?.tasks ?? []).map((t) => t.id));
+      const changes = batch.filter((e) => shown.has(e.taskId));
+      if (changes.length === 0) return;
+      if (changes.some((e) => e.state === 'completed' || e.state === 'failed')) reloadPage();
+      setStates((known) => {
+        const next = {};
+        for (const id of shown) if (known[id]) next[id] = known[id];
+        for (const e of changes) next[e.taskId] = e.state;
+        return next;
+      });
+    },
+    // Opened for new rows: what moved between the listing and the stream is read once more.
+    reloadPage,
+  );
   const shown = (page.data?.tasks ?? []).map((t) => {
     const state = states[t.id];
     return state && state !== 'removed' ? { ...t, state } : t;

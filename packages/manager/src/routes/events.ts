@@ -6,6 +6,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import {
   EventsQuery,
   type FeedEvent,
+  type FeedFilter,
   isProgressEvent,
   isStreamId,
   JobbersError,
@@ -48,7 +49,7 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventRoutesOptions> = async 
         operationId: 'streamEvents',
         summary: 'Follow lifecycle transitions live, as Server-Sent Events',
         description:
-          'Each event is `id: <stream entry id>` and `data: {id, queue, task, taskId, transition, state, at}` (transition as in jobbers_job_transitions_total; a delayed submission is `created` in state `delayed`). The ctx.progress(value) of a running task comes as a named event, `event: progress` with `data: {kind: "progress", id, queue, task, taskId, progress, at}` (an EventSource delivers it to addEventListener("progress") only). Send `Last-Event-ID` (or `lastEventId`) to resume after an event: up to 1,000 entries per queue are replayed. The ids are per queue: resume exactly with a `queue` filter. A client that reads too slowly is disconnected.',
+          'Filters: `queue`, `task`, `id` (repeated for several tasks, up to 100) and `transition` (repeated for several; progress reports are then left out); each repeated filter matches any of its values, different filters all must match. Each event is `id: <stream entry id>` and `data: {id, queue, task, taskId, transition, state, at}` (transition as in jobbers_job_transitions_total; a delayed submission is `created` in state `delayed`). The ctx.progress(value) of a running task comes as a named event, `event: progress` with `data: {kind: "progress", id, queue, task, taskId, progress, at}` (an EventSource delivers it to addEventListener("progress") only). Send `Last-Event-ID` (or `lastEventId`) to resume after an event: up to 1,000 entries per queue are replayed. The ids are per queue: resume exactly with a `queue` filter. A client that reads too slowly is disconnected.',
         tags: ['events'],
         querystring: EventsQuery,
         response: {
@@ -61,7 +62,7 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventRoutesOptions> = async 
       },
     },
     async (request, reply) => {
-      const { queue, task, id, lastEventId: fromQuery } = request.query;
+      const { queue, task, id, transition, lastEventId: fromQuery } = request.query;
       const header = request.headers['last-event-id'];
       const afterId = (typeof header === 'string' && header !== '' ? header : undefined) ?? fromQuery;
       if (afterId !== undefined && !isStreamId(afterId)) {
@@ -71,7 +72,12 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventRoutesOptions> = async 
         );
       }
       const queues = queuesFor(options.registry, queue, task);
-      const filter = { queue, task, taskId: id === undefined ? undefined : normalizeTaskId(id) };
+      const filter: FeedFilter = {
+        queue,
+        task,
+        taskIds: id === undefined ? undefined : new Set(id.map(normalizeTaskId)),
+        transitions: transition === undefined ? undefined : new Set(transition),
+      };
       if (open.size >= maxStreams) {
         throw new HttpError(
           429,

@@ -143,9 +143,11 @@ test('503s while Redis is frozen are retried until the submission lands', async 
   const thawed = new Promise((resolve) => setTimeout(() => resolve(redis.process.kill('SIGCONT')), 1500));
   try {
     const submitted = await patient.submit(echo, { frozen: true });
-    assert.equal(submitted.created, true);
     assert.ok(statuses.includes(503), `the manager answered 503 while Redis was frozen: ${statuses}`);
-    assert.equal(statuses.at(-1), 201);
+    // Added by the retry (201), or by the frozen Redis running the first attempt once it woke, which
+    // the retry, with the same id, then finds (200): one task either way.
+    assert.ok([200, 201].includes(statuses.at(-1)!), `the last answer: ${statuses}`);
+    assert.equal(submitted.created, statuses.at(-1) === 201);
     assert.deepEqual(await client.result(submitted.id, { timeoutMs: 20_000 }), { frozen: true });
   } finally {
     await thawed;

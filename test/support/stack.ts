@@ -24,6 +24,7 @@ export async function startManagerProcess(
 ): Promise<ManagerProcess> {
   const port = await freePort();
   const baseUrl = `http://127.0.0.1:${port}`;
+  const logsListening = !['warn', 'error', 'fatal', 'silent'].includes(env.LOG_LEVEL ?? 'info');
   const proc = startProcess(
     bins.manager,
     [],
@@ -39,9 +40,9 @@ export async function startManagerProcess(
     async () => {
       if (proc.child.exitCode !== null)
         throw new Error(`manager exited (${proc.child.exitCode}): ${proc.output()}`);
-      // Its own "listening" line first: a port picked free can be taken by another process before
-      // this one binds it, and that process's /readyz would answer in its place.
-      if (!proc.output().includes(`listening at ${baseUrl}`)) return undefined;
+      // Its own "listening" line first (logged at info): a port picked free can be taken by another
+      // process before this one binds it, and that process's /readyz would answer in its place.
+      if (logsListening && !proc.output().includes(`listening at ${baseUrl}`)) return undefined;
       return (await fetch(`${baseUrl}/readyz`).catch(() => undefined))?.ok;
     },
     { timeoutMs: 20_000, what: 'the manager to be ready' },

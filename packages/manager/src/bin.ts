@@ -56,6 +56,8 @@ try {
   flagError = error;
 }
 const logger = createLogger('jobbers-manager');
+/** How long a stop may take before the manager exits without finishing it. */
+const stopTimeoutMs = 5000;
 
 async function main() {
   if (flagError) throw flagError;
@@ -110,6 +112,15 @@ async function main() {
   await app.listen({ host: config.host, port: config.port });
   const shutdown = async (signal: string) => {
     logger.info({ signal }, 'manager stopping');
+    // With Redis gone, the exporter's last commit and the connection's QUIT wait for a Redis that
+    // may never answer: the manager then exits without them (the next leader replays the stream).
+    setTimeout(() => {
+      logger.warn(
+        { signal, waitedMs: stopTimeoutMs },
+        'manager stop did not finish (Redis unreachable?): exiting',
+      );
+      process.exit(1);
+    }, stopTimeoutMs).unref();
     await app.close();
     await exporter?.stop();
     await connection.quit().catch(() => connection.disconnect());

@@ -66,7 +66,12 @@ function stop(code = 0) {
   if (stopping) return;
   stopping = true;
   for (const child of children.reverse()) child.kill('SIGTERM');
-  setTimeout(() => process.exit(code), 3000).unref();
+  // A manager gives up a stop Redis cannot answer after 5 s; whatever still runs after 10 s is
+  // killed rather than left running without this script.
+  setTimeout(() => {
+    for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+    process.exit(code);
+  }, 10_000).unref();
   Promise.all(children.map((c) => (c.exitCode === null ? new Promise((r) => c.once('exit', r)) : null))).then(
     () => process.exit(code),
   );

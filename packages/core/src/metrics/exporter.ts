@@ -91,15 +91,6 @@ const silentLogger = pino({ level: 'silent' });
 const lastStreamId = `${Number.MAX_SAFE_INTEGER}-${Number.MAX_SAFE_INTEGER}`;
 /** How often a recount applies the events written since it began, between its slices. */
 const recountReplayMs = 50;
-/** The same while the last replay found no event: the counting is then all there is to do. */
-const recountIdleReplayMs = 150;
-/**
- * Slices a recount keeps sent ahead between two replays: Redis starts the next as soon as it
- * finishes one, also while this process's event loop is busy (the manager loads its API while the
- * exporter counts). Each is 10-20 ms of Redis's time, run one after another: the most another
- * client waits behind them is about this many slices.
- */
-const recountSlicesAhead = 3;
 
 export class LifecycleExporter {
   private readonly consumers: QueueExporter[];
@@ -522,28 +513,28 @@ class QueueExporter {
     let counted = false;
     let replayedAt = 0;
     let behind = false;
-    let replayEveryMs = recountReplayMs;
     // The replay's book is kept between slices; jobs a slice found moved are forgotten by it.
     let book = this.newBook(this.recounter.bookkeepingPrefix);
     while (this.running && position) {
       if (!(await this.renewLeaseDuringWork())) return;
       // Counting waits while the events are behind: the stream must not be trimmed past them.
       if (!counted && !behind) {
-        const counting = await this.countUntil(replayedAt + replayEveryMs, book);
-        if (counting === 'not-leader') return this.deposed();
-        counted = counting === 'done';
+        // Slices go out in pairs on the one connection, so Redis starts the next as soon as it
+        // finishes one instead of waiting for a round trip. Each slice reads where the last left
+        // off; one asked for after the end counts nothing.
+        const chunks = await Promise.all([this.recounter.countChunk(), this.recounter.countChunk()]);
+        for (const chunk of chunks) {
+          if (chunk === 'not-leader') return this.deposed();
+          counted ||= chunk.status === 'done';
+          book.forgetJobs(chunk.moved);
+        }
         this.leaseRenewedAt = Date.now();
       }
       // The events are applied every few slices (each slice is a few ms), and at every step while
       // they are behind or once everything is counted.
-      if (!counted && !behind && Date.now() - replayedAt < replayEveryMs) continue;
+      if (!counted && !behind && Date.now() - replayedAt < recountReplayMs) continue;
       replayedAt = Date.now();
       const replay = await this.replayIntoRecount(position, book);
-      // A replay that found no event lets the counting run longer before the next one.
-      replayEveryMs =
-        replay !== 'not-leader' && replay !== 'restart' && replay !== 'cleaned' && replay.events === 0
-          ? recountIdleReplayMs
-          : recountReplayMs;
       if (replay === 'not-leader') return this.deposed();
       if (replay === 'restart' || replay === 'cleaned') {
         this.logger.warn(
@@ -568,47 +559,13 @@ class QueueExporter {
   }
 
   /**
-   * Counts slices until `until` (ms since the epoch) or the end of the lists, keeping
-   * recountSlicesAhead slices sent ahead so Redis never waits for this process between two. Every
-   * slice sent is answered before this returns (none runs into the replay that follows), and the
-   * jobs each found moved are forgotten by the replay's book in the order they ran.
-   */
-  private async countUntil(until: number, book: LifecycleBook): Promise<'counted' | 'done' | 'not-leader'> {
-    type Slice = Awaited<ReturnType<QueueRecount['countChunk']>>;
-    // Settled as values, so a slice that fails while an earlier one is awaited is never unhandled.
-    const send = () =>
-      this.recounter.countChunk().then(
-        (slice): { slice: Slice } => ({ slice }),
-        (error: unknown) => ({ error }),
-      );
-    const ahead = [send(), send()];
-    let outcome: 'counted' | 'done' | 'not-leader' = 'counted';
-    let failure: { error: unknown } | undefined;
-    while (ahead.length > 0) {
-      const answer = await ahead.shift()!;
-      if ('error' in answer) failure ??= answer;
-      else if (answer.slice === 'not-leader') outcome = 'not-leader';
-      else {
-        if (answer.slice.status === 'done' && outcome === 'counted') outcome = 'done';
-        book.forgetJobs(answer.slice.moved);
-      }
-      const more = outcome === 'counted' && !failure && Date.now() < until;
-      while (more && ahead.length < recountSlicesAhead) ahead.push(send());
-    }
-    if (failure) throw failure.error;
-    return outcome;
-  }
-
-  /**
    * Applies the next batch of events after the recount's position onto the recount's keys, through
    * the recount's own book, committed with the new position into the recount's progress.
    */
   private async replayIntoRecount(
     position: RecountPosition,
     book: LifecycleBook,
-  ): Promise<
-    { position: RecountPosition; caughtUp: boolean; events: number } | 'restart' | 'cleaned' | 'not-leader'
-  > {
+  ): Promise<{ position: RecountPosition; caughtUp: boolean } | 'restart' | 'cleaned' | 'not-leader'> {
     const { pos, added } = position;
     // Larger batches than a turn's: the stream keeps only ~10,000 entries, and the counting slices
     // between two replays leave less time to keep up with it.
@@ -617,11 +574,11 @@ class QueueExporter {
     const { streamInfo: info, roles } = batch;
     if (info instanceof Error) {
       if (!/no such key/i.test(info.message)) throw info;
-      return pos === '0-0' ? { position, caughtUp: true, events: 0 } : 'restart';
+      return pos === '0-0' ? { position, caughtUp: true } : 'restart';
     }
     if (trimmedPast(info, pos, added)) return 'restart';
     const events = holdBackCutStall(batch.events, replayBatch);
-    if (events.length === 0) return { position, caughtUp: true, events: 0 };
+    if (events.length === 0) return { position, caughtUp: true };
     // No job is taken as new: the counting may have placed any job, whenever it was added.
     const pending = book.prepare(events, {
       soleRole: soleActiveRole(roles, events[0]!.ms),
@@ -639,7 +596,7 @@ class QueueExporter {
     );
     if (result === '-1') return 'not-leader';
     book.committedOps();
-    return { position: next, caughtUp: events.length < replayBatch - 1, events: events.length };
+    return { position: next, caughtUp: events.length < replayBatch - 1 };
   }
 
   /** Renews the lease from inside long work; false (and no longer leading) when it was lost. */

@@ -78,15 +78,15 @@ const claimPollMs = 5;
 const batchesAtOnce = 4;
 
 /**
- * A batch of one workflow's nodes claims its ids with the workflow's own token: a claim left by a
- * process that died while it submitted them is taken over by the next one advancing the workflow,
- * at once instead of once the claim expires. Any other submission claims with a token of its own.
+ * A submission of one workflow's nodes claims their ids with the workflow's own token: a claim left
+ * by a process that died while it submitted them is taken over by the next one advancing the
+ * workflow, at once instead of once the claim expires. Undefined for any other submission.
  */
-function claimTokenFor(prepared: PreparedSubmission[]): string {
+function workflowTokenOf(prepared: PreparedSubmission[]): string | undefined {
   const workflow = prepared[0]?.payload.workflow?.id;
   if (workflow !== undefined && prepared.every((p) => p.payload.workflow?.id === workflow))
     return workflowClaimToken(workflow);
-  return newClaimToken();
+  return undefined;
 }
 
 export interface PreparedSubmission {
@@ -266,11 +266,9 @@ export class TaskClient {
    * stays all-or-nothing; ids claimed by a concurrent submission of the same type are awaited.
    */
   private async enqueue(prepared: PreparedSubmission[]): Promise<SubmitResult[]> {
-    // A workflow's nodes claim with its token even alone, so a claim its dead submitter left is
-    // taken over (claimTokenFor); any other single task checks its id and is added in one script.
-    if (prepared.length === 1 && this.reservations.addsUnclaimed && !prepared[0]!.payload.workflow)
+    if (prepared.length === 1 && this.reservations.addsUnclaimed)
       return [await this.enqueueOne(prepared[0]!)];
-    const token = claimTokenFor(prepared);
+    const token = workflowTokenOf(prepared) ?? newClaimToken();
     const claims = await this.reservations.claim(prepared, token);
     const results: SubmitResult[] = new Array(prepared.length);
     const mine = prepared.filter((_, index) => claims[index]!.outcome === 'reserved');
@@ -298,13 +296,10 @@ export class TaskClient {
   /** One submission, where the id check and the add are one script (no claim to make and drop). */
   private async enqueueOne(p: PreparedSubmission): Promise<SubmitResult> {
     const added = await this.reservations
-      .addUnlessTaken({
-        queue: this.queue(p.storageQueue),
-        id: p.id,
-        task: p.task,
-        data: p.payload,
-        opts: p.options,
-      })
+      .addUnlessTaken(
+        { queue: this.queue(p.storageQueue), id: p.id, task: p.task, data: p.payload, opts: p.options },
+        workflowTokenOf([p]),
+      )
       .catch((error: unknown) => {
         if (!isRedisUnavailableError(error)) throw error;
         // The script may have reached Redis, which then runs it whenever it answers again: the

@@ -83,14 +83,32 @@ export class IdReservations {
    * the id is looked for in every queue and among the claims, and the job added, atomically, so
    * there is no claim to make or drop. Only where addsUnclaimed.
    */
-  async addUnlessTaken(entry: ClaimedJob): Promise<UnclaimedAdd> {
+  async addUnlessTaken(entry: ClaimedJob, token?: string): Promise<UnclaimedAdd> {
     const { queue, id, task, data, opts } = entry;
     const idKeys = [idReservationKey(this.prefix, id), ...this.queues.map((q) => jobKey(this.prefix, q, id))];
-    const added = await addJobUnlessIdTaken(queue, this.connection, { id, name: task, data, opts }, idKeys);
-    if (added.outcome === 'existing') return { outcome: 'existing', queue: this.queues[added.queueIndex]! };
-    if (added.outcome === 'pending')
-      return { outcome: 'pending', task: (JSON.parse(added.claim) as [string, string])[1] };
-    return added;
+    // With a token, a claim holding this submission's value (a workflow's, see workflowClaimToken)
+    // is its own: taken over and dropped as the job is added.
+    const own = token === undefined ? '' : JSON.stringify([token, task]);
+    const added = await addJobUnlessIdTaken(
+      queue,
+      this.connection,
+      { id, name: task, data, opts },
+      idKeys,
+      own,
+    );
+    if (added.outcome === 'added') return added;
+    const taken = this.toClaim(added.reply);
+    if (taken.outcome === 'reserved')
+      throw new Error(`unexpected reply from the guarded add: ${added.reply}`);
+    return taken;
+  }
+
+  /** A claim script's reply (claim-id.lua, claim-ids.lua, id-taken.lua) as an IdClaim. */
+  private toClaim(reply: unknown): IdClaim {
+    const [outcome, detail] = reply as [string, string];
+    if (outcome === 'existing') return { outcome, queue: this.queues[Number(detail) - 1]! };
+    if (outcome === 'pending') return { outcome, task: (JSON.parse(detail) as [string, string])[1] };
+    return { outcome: 'reserved' };
   }
 
   /**
@@ -108,8 +126,8 @@ export class IdReservations {
     };
     const claimValue = (task: string): [string, number] => [JSON.stringify([token, task]), claimTtlMs];
     let replies: unknown[];
-    if (!claimKeysOnly && entries.length > 1) {
-      // Every key in one slot: the batch's claims are one script, not a script per id.
+    if (!claimKeysOnly) {
+      // Every key in one slot: the claims are one script, not a script per id.
       replies = await scripts.claimIds.run(
         this.connection,
         entries.flatMap(({ id }) => claimKeys(id)),
@@ -129,12 +147,7 @@ export class IdReservations {
         })),
       );
     }
-    const claims = replies.map((reply): IdClaim => {
-      const [outcome, detail] = reply as [string, string];
-      if (outcome === 'existing') return { outcome, queue: this.queues[Number(detail) - 1]! };
-      if (outcome === 'pending') return { outcome, task: (JSON.parse(detail) as [string, string])[1] };
-      return { outcome: 'reserved' };
-    });
+    const claims = replies.map((reply) => this.toClaim(reply));
     return claimKeysOnly ? this.dropClaimsOfExistingIds(entries, claims, token) : claims;
   }
 

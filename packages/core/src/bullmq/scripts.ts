@@ -57,14 +57,11 @@ export function addJob(queue: Queue, commands: Redis | ChainableCommander, job: 
   return new Job(queue, job.name, job.data, job.opts, job.id).addJob(commands as never);
 }
 
-/** What addJobUnlessIdTaken did: added the job, or found its id taken (see lua/id-taken.lua). */
-export type GuardedAdd =
-  /** BullMQ's reply: the job's id, or the id of the job deduplication kept in its place. */
-  | { outcome: 'added'; id: string }
-  /** A job with the id is in the queue at this 0-based index of the id keys' queues. */
-  | { outcome: 'existing'; queueIndex: number }
-  /** A submission holds a claim on the id; its value. */
-  | { outcome: 'pending'; claim: string };
+/**
+ * What addJobUnlessIdTaken did: added the job (BullMQ's reply: its id, or the id of the job
+ * deduplication kept in its place), or found its id taken (lua/id-taken.lua's reply, as a claim's).
+ */
+export type GuardedAdd = { outcome: 'added'; id: string } | { outcome: 'taken'; reply: [string, string] };
 
 interface DefinedScript {
   lua: string;
@@ -91,7 +88,8 @@ function guardedAddCommand(connection: Redis, name: string): { command: string; 
 
 /**
  * Adds the job as BullMQ's add does, unless its id is taken, in one script: lua/id-taken.lua with
- * `idKeys` (the id's claim, then its job hash in every queue) runs first, in the same script as
+ * `idKeys` (the id's claim, then its job hash in every queue) and `ownClaim` (the caller's claim
+ * value, '' for none: a claim holding it is the caller's own) runs first, in the same script as
  * BullMQ's add, so no submission can add the id in between. Every key must be in one slot.
  */
 export async function addJobUnlessIdTaken(
@@ -99,6 +97,7 @@ export async function addJobUnlessIdTaken(
   connection: Redis,
   job: JobToAdd,
   idKeys: readonly string[],
+  ownClaim: string,
 ): Promise<GuardedAdd> {
   // BullMQ defines its scripts on the connection once the queue's client is ready.
   await redisBackend(queue).client;
@@ -113,16 +112,12 @@ export async function addJobUnlessIdTaken(
         ...args.slice(0, bullmqKeys),
         ...idKeys,
         ...args.slice(bullmqKeys),
+        ownClaim,
         idKeys.length,
       );
     },
   };
   const reply: unknown = await new Job(queue, job.name, job.data, job.opts, job.id).addJob(guarded as never);
-  if (Array.isArray(reply)) {
-    const [outcome, detail] = reply as [string, string];
-    if (outcome === 'existing') return { outcome, queueIndex: Number(detail) - 1 };
-    if (outcome === 'pending') return { outcome, claim: detail };
-    throw new Error(`unexpected reply from the guarded add: ${JSON.stringify(reply)}`);
-  }
+  if (Array.isArray(reply)) return { outcome: 'taken', reply: reply as [string, string] };
   return { outcome: 'added', id: String(reply) };
 }

@@ -255,13 +255,18 @@ export class TaskAttempt {
 
   private context(): TaskContext {
     const job = this.job;
+    const controller = this.controller;
     return {
       id: job.id!,
       task: job.name,
       queue: queueOfStorage(job.queueName),
       attempt: this.attempt,
       parents: this.parents,
-      signal: this.controller.signal,
+      // Node builds an AbortSignal on its first read, at a cost of several us: only for the tasks
+      // that read it (abort() builds it too, so an aborted attempt's signal is always there).
+      get signal() {
+        return controller.signal;
+      },
       heartbeat: () => this.heartbeat(),
       yield: (delayMs?: number) => this.yieldJob(delayMs),
       rateLimited: (retryAfterMs: number) => this.rateLimitedByUpstream(retryAfterMs),

@@ -63,6 +63,18 @@ function isFloatField(field: string, value: number): boolean {
 
 type Batch = Map<string, Map<string, number>>;
 
+/** Series names kept per metric; past this (label values beyond the task types) it starts over. */
+const maxCachedSeries = 10_000;
+
+/** A series' hash and fields (and, for a histogram, its bucket, sum and count fields). */
+interface Series {
+  key: string;
+  field: string;
+  buckets: string[];
+  sum: string;
+  count: string;
+}
+
 /**
  * Buffers counter increments and histogram observations in memory and flushes them to Redis
  * every flushMs and on close, so a process that exits gracefully loses nothing and one that is
@@ -81,6 +93,8 @@ export class MetricsBuffer {
    * script call per slot applies a batch, each recording the batch in a key of that slot.
    */
   private readonly keySlotGroup = new Map<string, string>();
+  /** Names of the series recorded so far, per metric and label set (at most maxCachedSeries each). */
+  private readonly series = new Map<MetricDefinition, Map<string, Series>>();
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<boolean> | undefined;
   private failingSince: number | undefined;
@@ -115,15 +129,43 @@ export class MetricsBuffer {
   }
 
   increment(metric: MetricDefinition, labels: readonly string[], value = 1): void {
-    this.add(this.keyOf(metric, labels), labelField(labels), value);
+    const series = this.seriesOf(metric, labels);
+    this.add(series.key, series.field, value);
   }
 
   observe(metric: MetricDefinition, labels: readonly string[], valueSeconds: number): void {
-    const key = this.keyOf(metric, labels);
+    const series = this.seriesOf(metric, labels);
+    this.add(series.key, series.buckets[bucketIndex(metric.buckets ?? [], valueSeconds)]!, 1);
+    this.add(series.key, series.sum, valueSeconds);
+    this.add(series.key, series.count, 1);
+  }
+
+  /**
+   * The hash and field names of a metric's series, built once per label set: a busy worker
+   * records three series per task, and building their names each time cost more than adding.
+   */
+  private seriesOf(metric: MetricDefinition, labels: readonly string[]): Series {
+    let byField = this.series.get(metric);
+    if (!byField) {
+      byField = new Map();
+      this.series.set(metric, byField);
+    }
     const field = labelField(labels);
-    this.add(key, `${field}${'|'}b${bucketIndex(metric.buckets ?? [], valueSeconds)}`, 1);
-    this.add(key, `${field}|sum`, valueSeconds);
-    this.add(key, `${field}|count`, 1);
+    let series = byField.get(field);
+    if (!series) {
+      if (byField.size >= maxCachedSeries) byField.clear();
+      // A histogram's fields: one per bucket (and the +Inf bucket past the last), sum and count.
+      const buckets = Array.from({ length: (metric.buckets?.length ?? 0) + 1 }, (_, i) => `${field}|b${i}`);
+      series = {
+        key: this.keyOf(metric, labels),
+        field,
+        buckets,
+        sum: `${field}|sum`,
+        count: `${field}|count`,
+      };
+      byField.set(field, series);
+    }
+    return series;
   }
 
   private keyOf(metric: MetricDefinition, labels: readonly string[]): string {

@@ -8,7 +8,8 @@
 //   node --import tsx bench/recount-script.ts [--jobs N] [--rounds N] [--slice N] [script.lua ...]
 //
 // Without a script path it measures packages/core/src/bullmq/lua/recount-chunk.lua. Other paths let
-// a variant of it be measured against the same backlog in the same run.
+// a variant of it be measured against the same backlog in the same run; bench/lua/recount-floor.lua
+// is the floor under any such script (it reads what the script reads and writes nothing).
 import { readFileSync } from 'node:fs';
 import { jobHashField } from '@jobbers/core';
 import { Queue } from 'bullmq';

@@ -159,3 +159,39 @@ test('a batch Redis cannot apply in full applies nothing, and lands whole once i
   assert.equal(await admin.hget(metricHashKey(prefix, histogram), sumField), '3.5');
   assert.equal(await processed(prefix), 3);
 });
+
+test('a histogram series keeps its fields past the buffer reusing, then dropping, its series names', async () => {
+  const prefix = uniquePrefix('flush-series');
+  const histogram = clusterMetrics.executionTime;
+  const buckets = histogram.buckets!;
+  // Its own connection: 30,000 fields in one flush take longer than the others' 300 ms timeout.
+  const patient = createRedisConnection(server.url);
+  await waitForRedis(patient, 5000);
+  const buffer = new MetricsBuffer(patient, prefix, { maxPendingFields: 1_000_000 });
+  const first = ['default', 'example.echo', 'completed'];
+  buffer.observe(histogram, first, buckets[0]! / 2);
+  // More label sets than the buffer keeps names for: the first series' names are built again.
+  for (let i = 0; i < 10_050; i++) buffer.observe(histogram, ['default', `task.${i}`, 'completed'], 1);
+  buffer.observe(histogram, first, buckets.at(-1)! * 2);
+  buffer.increment(clusterMetrics.tasksProcessed, first);
+  buffer.increment(clusterMetrics.tasksProcessed, first);
+  assert.equal(await flush(buffer), true);
+  const read = async (field: string) =>
+    Number((await admin.hget(metricHashKey(prefix, histogram), `${labelField(first)}|${field}`)) ?? 0);
+  assert.equal(await read('b0'), 1, 'the first observation in the lowest bucket');
+  assert.equal(await read(`b${buckets.length}`), 1, 'the second past the last bucket (+Inf)');
+  assert.equal(await read('count'), 2);
+  assert.ok(Math.abs((await read('sum')) - (buckets[0]! / 2 + buckets.at(-1)! * 2)) < 1e-9);
+  assert.equal(
+    Number(
+      await admin.hget(
+        metricHashKey(prefix, histogram),
+        `${labelField(['default', 'task.10049', 'completed'])}|count`,
+      ),
+    ),
+    1,
+  );
+  assert.equal(await processed(prefix), 2);
+  await buffer.close();
+  patient.disconnect();
+});

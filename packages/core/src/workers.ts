@@ -143,16 +143,18 @@ export class AttemptWorkerRecorder {
     this.timer = undefined;
     const batches = [...this.pending];
     this.pending = new Map();
-    this.flushing = this.flushing.then(() =>
-      Promise.all(
-        batches.map(([queue, { keys, lines }]) =>
-          scripts.recordAttemptWorkers.run(this.redis, keys, [jobHashField.attemptWorkers, ...lines]).then(
-            () => undefined,
-            (error: unknown) => this.onError(error, queue),
-          ),
+    // Sent now, not after the previous write's reply: commands on one connection run in the order
+    // sent. Chained, each turn's batch waited a round trip of its own, and under a drain the batches
+    // queued faster than round trips came back (each holding its strings, records written late).
+    const sent = Promise.all(
+      batches.map(([queue, { keys, lines }]) =>
+        scripts.recordAttemptWorkers.run(this.redis, keys, [jobHashField.attemptWorkers, ...lines]).then(
+          () => undefined,
+          (error: unknown) => this.onError(error, queue),
         ),
-      ).then(() => undefined),
+      ),
     );
+    this.flushing = Promise.all([this.flushing, sent]).then(() => undefined);
     return this.flushing;
   }
 }

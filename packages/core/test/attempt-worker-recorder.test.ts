@@ -87,3 +87,36 @@ test('a failed write is reported with its queue, not thrown', { timeout: 30_000 
   assert.equal(errors[0]![1], 'q');
   assert.match(String(errors[0]![0]), /WRONGTYPE/);
 });
+
+test('the batches of successive turns are sent at once, not each after the previous reply', {
+  timeout: 30_000,
+}, async () => {
+  const { redis } = fixture;
+  const prefix = uniquePrefix('attempts-pipelined');
+  for (let i = 0; i < 5; i++) await redis.hset(jobKey(prefix, 'q', `j${i}`), 'name', 'demo');
+  const connection = redis.duplicate();
+  const recorder = new AttemptWorkerRecorder(connection, prefix, () => {});
+  recorder.record('warm-up', 'none', { attempt: 1, worker: 'host:0', startedAt: 1 });
+  await recorder.flush();
+  // Redis busy for 300 ms: no reply comes back meanwhile.
+  const busy = redis
+    .duplicate()
+    .eval(
+      "local t0 = redis.call('TIME') repeat local t = redis.call('TIME') until (t[1] - t0[1]) * 1000000 + (t[2] - t0[2]) > 300000 return 1",
+      0,
+    );
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  for (let i = 0; i < 5; i++) {
+    recorder.record('q', `j${i}`, { attempt: 1, worker: 'host:1', startedAt: 1000 + i });
+    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  assert.equal(connection.commandQueue.length, 5, "every turn's batch is on the wire, awaiting its reply");
+  await busy;
+  await recorder.flush();
+  for (let i = 0; i < 5; i++) {
+    const field = await redis.hget(jobKey(prefix, 'q', `j${i}`), jobHashField.attemptWorkers);
+    assert.deepEqual(parseAttemptWorkers(field), [{ attempt: 1, worker: 'host:1', startedAt: 1000 + i }]);
+  }
+  connection.disconnect();
+});

@@ -95,7 +95,8 @@ test('the batches of successive turns are sent at once, not each after the previ
   const prefix = uniquePrefix('attempts-pipelined');
   for (let i = 0; i < 5; i++) await redis.hset(jobKey(prefix, 'q', `j${i}`), 'name', 'demo');
   const connection = redis.duplicate();
-  const recorder = new AttemptWorkerRecorder(connection, prefix, () => {});
+  const errors: unknown[] = [];
+  const recorder = new AttemptWorkerRecorder(connection, prefix, (error) => errors.push(error));
   recorder.record('warm-up', 'none', { attempt: 1, worker: 'host:0', startedAt: 1 });
   await recorder.flush();
   // Redis busy for 300 ms: no reply comes back meanwhile.
@@ -118,5 +119,6 @@ test('the batches of successive turns are sent at once, not each after the previ
     const field = await redis.hget(jobKey(prefix, 'q', `j${i}`), jobHashField.attemptWorkers);
     assert.deepEqual(parseAttemptWorkers(field), [{ attempt: 1, worker: 'host:1', startedAt: 1000 + i }]);
   }
+  assert.deepEqual(errors, []);
   connection.disconnect();
 });

@@ -85,6 +85,9 @@ export interface WorkflowNodeRef {
 export const maxWorkflowNodes = 10_000;
 /** Workflows one listing page examines at most. */
 const maxListExamined = 10_000;
+
+/** How long a retry waits for a failed node's task to leave active (its worker's last move). */
+const settleWaitMs = 2000;
 /** GET /v1/workflows/:id reads the tasks of at most this many submitted nodes. */
 export const maxNodeDetails = 1000;
 /** Distinct workflow names the metrics label as themselves; later ones are 'other'. */
@@ -393,9 +396,31 @@ export class Workflows {
         'TASK_STATE_CONFLICT',
         `workflow "${id}" is ${before}: only a failed workflow is retried`,
       );
-    for (const node of failed ? failed.split(',') : []) await this.client.retryTask(nodeTaskId(id, node));
+    for (const node of failed ? failed.split(',') : []) await this.retryNodeTask(nodeTaskId(id, node));
     if (ready) await this.submitNodes(id, await this.nodeDefinitions(id, ready.split(',')));
     return this.get(id);
+  }
+
+  /**
+   * Retries a failed node's task. Its worker records the node's failure in the workflow just before
+   * it moves the task to failed: a retry in between finds the task still active, and waits for that
+   * move (up to settleWaitMs) instead of leaving the workflow running with the node never retried.
+   */
+  private async retryNodeTask(taskId: string): Promise<void> {
+    const deadline = Date.now() + settleWaitMs;
+    for (;;) {
+      try {
+        await this.client.retryTask(taskId);
+        return;
+      } catch (error) {
+        const settling =
+          error instanceof JobbersError &&
+          error.code === 'TASK_STATE_CONFLICT' &&
+          (error.details as { state?: string } | undefined)?.state === 'active';
+        if (!settling || Date.now() >= deadline) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    }
   }
 
   /** The results of a node's parents, for `ctx.parents`. */

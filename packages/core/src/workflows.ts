@@ -86,7 +86,7 @@ export const maxWorkflowNodes = 10_000;
 /** Workflows one listing page examines at most. */
 const maxListExamined = 10_000;
 
-/** How long a retry waits for a failed node's task to leave active (its worker's last move). */
+/** How long a retry waits for failed nodes' tasks to leave active (their workers' last move). */
 const settleWaitMs = 2000;
 /** GET /v1/workflows/:id reads the tasks of at most this many submitted nodes. */
 export const maxNodeDetails = 1000;
@@ -389,6 +389,7 @@ export class Workflows {
    */
   async retry(id: string): Promise<WorkflowView> {
     const key = workflowKey(this.prefix, id);
+    await this.untilFailedNodesSettle(id, key);
     const [before, failed, ready] = await scripts.workflowRetry.run(this.redis, [key], []);
     if (before === '') throw new JobbersError('WORKFLOW_NOT_FOUND', `no workflow "${id}"`);
     if (before !== 'failed')
@@ -396,28 +397,29 @@ export class Workflows {
         'TASK_STATE_CONFLICT',
         `workflow "${id}" is ${before}: only a failed workflow is retried`,
       );
-    for (const node of failed ? failed.split(',') : []) await this.retryNodeTask(nodeTaskId(id, node));
+    for (const node of failed ? failed.split(',') : []) await this.client.retryTask(nodeTaskId(id, node));
     if (ready) await this.submitNodes(id, await this.nodeDefinitions(id, ready.split(',')));
     return this.get(id);
   }
 
   /**
-   * Retries a failed node's task. Its worker records the node's failure in the workflow just before
-   * it moves the task to failed: a retry in between finds the task still active, and waits for that
-   * move (up to settleWaitMs) instead of leaving the workflow running with the node never retried.
+   * Waits (up to settleWaitMs) until no failed node's task is still active. A node's worker records
+   * its failure in the workflow just before it moves the task to failed; a retry in between would
+   * reopen the workflow and then find the task not yet retryable. Waiting before reopening keeps
+   * the workflow failed, and retryable, should the task not settle in time.
    */
-  private async retryNodeTask(taskId: string): Promise<void> {
+  private async untilFailedNodesSettle(id: string, key: string): Promise<void> {
+    const fields = await this.redis.hgetall(key);
+    const failed = Object.keys(fields).filter((f) => f.startsWith('s:') && fields[f] === 'failed');
     const deadline = Date.now() + settleWaitMs;
-    for (;;) {
-      try {
-        await this.client.retryTask(taskId);
-        return;
-      } catch (error) {
-        const settling =
-          error instanceof JobbersError &&
-          error.code === 'TASK_STATE_CONFLICT' &&
-          (error.details as { state?: string } | undefined)?.state === 'active';
-        if (!settling || Date.now() >= deadline) throw error;
+    for (const field of failed) {
+      const taskId = nodeTaskId(id, field.slice(2));
+      while (Date.now() < deadline) {
+        const view = await this.client.getTask(taskId).catch((error: unknown) => {
+          if (error instanceof JobbersError && error.code === 'TASK_NOT_FOUND') return undefined;
+          throw error;
+        });
+        if (view?.state !== 'active') break;
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
     }

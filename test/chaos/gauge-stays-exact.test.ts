@@ -306,8 +306,11 @@ test('the available gauge stays exact through SIGKILL, exporter restart and a tr
   t.diagnostic(
     `rate-limited with workers stopped: ${metricValue(samples, 'jobbers_jobs_rate_limited', { queue: 'default' })}, delayed ${delayedJobs.length}`,
   );
+  // The equality above is not vacuous: some limited jobs were waiting for their turn. How many is
+  // timing (the workers drained that backlog until SIGTERM reached them), so only "some" is asserted.
   assert.ok(
-    metricValue(samples, 'jobbers_jobs_rate_limited', { queue: 'default', task: 'chaos.limited' }) >= 30,
+    metricValue(samples, 'jobbers_jobs_rate_limited', { queue: 'default', task: 'chaos.limited' }) > 0,
+    'limited jobs were waiting for their turn when the workers stopped',
   );
   const views = await Promise.all(workflowIds.map((id) => workflows.get(id)));
   const finished = views.filter((v) => v.state === 'completed');

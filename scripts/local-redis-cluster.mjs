@@ -57,6 +57,8 @@ async function startNode(dir, nodeTimeoutMs) {
   args.push('--cluster-announce-ip', '127.0.0.1');
   // A replica whose master died long ago still fails over: losing no slot beats strict freshness.
   args.push('--cluster-replica-validity-factor', '0');
+  // A replica's first sync starts at once (Redis waits 5 s by default for more replicas to join it).
+  args.push('--repl-diskless-sync-delay', '0');
   const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.on('data', (d) => (output += d));
@@ -135,11 +137,14 @@ export async function startLocalRedisCluster({ masters = 3, replicas = 1, nodeTi
         if (!states.every((s) => /cluster_state:ok/.test(s))) return false;
         const views = await Promise.all(nodes.map((n) => slotView(n.port)));
         if (!views.every((v) => v === views[0])) return false;
+        // A replica holds its master's data once its link is `connected` (its first sync done):
+        // before that, a master that dies takes every write with it, acknowledged or not.
         const roles = await Promise.all(nodes.map((n) => cli(n.port, 'ROLE')));
-        return roles.filter((r) => r.startsWith('slave')).length === masters * replicas;
+        const synced = roles.filter((r) => r.startsWith('slave') && r.split('\n')[3]?.trim() === 'connected');
+        return synced.length === masters * replicas;
       },
       30_000,
-      'the cluster to be ok, agree on its slots and have its replicas',
+      'the cluster to be ok, agree on its slots and have its replicas in sync',
     );
     return { url: `redis+cluster://${addresses.join(',')}`, nodes, stop };
   } catch (error) {

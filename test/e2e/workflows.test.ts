@@ -316,6 +316,25 @@ test('a repeated workflow id submits nothing; bad workflows are refused whole', 
     nodes: [{ key: 'a b', task: 'x' }],
   });
   assert.equal(schema.status, 400);
+  // A schedule's run id is a task id, but `<it>.<key>` is none: refused as a workflow id, whole.
+  const scheduleRunId = await manager.request('POST', '/v1/workflows', {
+    name: 'bad',
+    id: 'repeat:nightly:1733580000000',
+    nodes: [{ key: 'a', task: 'example.echo' }],
+  });
+  assert.equal(scheduleRunId.status, 400, JSON.stringify(scheduleRunId.body));
+  assert.equal(scheduleRunId.body.error.code, 'INVALID_TASK_ID');
+  assert.match(scheduleRunId.body.error.message, /workflow id "repeat:nightly:1733580000000" is invalid/);
+  // A node id past 128 characters is refused with the node named.
+  const long = await manager.request('POST', '/v1/workflows', {
+    name: 'bad',
+    id: 'w'.repeat(126),
+    nodes: [{ key: 'ab', task: 'example.echo' }],
+  });
+  assert.equal(long.status, 400, JSON.stringify(long.body));
+  assert.equal(long.body.error.code, 'INVALID_WORKFLOW');
+  assert.equal(long.body.error.details[0].node, 'ab');
   assert.equal(await listed(), before, 'nothing was stored');
+  assert.equal((await manager.request('GET', '/v1/tasks/repeat:nightly:1733580000000.a')).status, 400);
   assert.equal((await manager.request('GET', '/v1/workflows/no-such-workflow')).status, 404);
 });

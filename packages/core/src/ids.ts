@@ -23,6 +23,13 @@ export const taskIdPattern = `^(?:[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}|${schedule
   .map((name) => name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
   .join('|')})$)[A-Za-z0-9][A-Za-z0-9_.-]{0,127})$`;
 
+/**
+ * What normalizeWorkflowId accepts (for the API document): a task id that is not a schedule's run.
+ * A workflow's nodes are the tasks `<workflow id>.<key>`, and a schedule's run id (`repeat:...`)
+ * followed by a key is no task id.
+ */
+export const workflowIdPattern = `^(?!${scheduledJobIdPattern.source.slice(1, -1)}$)${taskIdPattern.slice(1)}`;
+
 // One factory for the process: `ulid()` looks up its random source on every call, which showed up
 // as a quarter of the manager's CPU in the REST bench; monotonic ids also sort within a millisecond.
 const nextUlid = monotonicFactory(pooledRandom());
@@ -80,4 +87,19 @@ export function normalizeTaskId(id: string): string {
     );
   }
   return id;
+}
+
+/**
+ * A workflow id as normalizeTaskId reads a task id, except a schedule's run id: the workflow's node
+ * ids, `<id>.<key>`, must be task ids too (each at most 128 characters, checked per node).
+ */
+export function normalizeWorkflowId(id: string): string {
+  const normalized = normalizeTaskId(id);
+  if (scheduledJobIdPattern.test(normalized)) {
+    throw new JobbersError(
+      'INVALID_TASK_ID',
+      `workflow id "${normalized.slice(0, 64)}" is invalid: a schedule's run id cannot name a workflow (its nodes are the tasks "<id>.<key>"); use a ULID or 1-128 of [A-Za-z0-9_.-] starting with a letter or digit`,
+    );
+  }
+  return normalized;
 }

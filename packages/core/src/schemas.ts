@@ -16,6 +16,8 @@ export const maxTaskIdLength = 128;
 // INVALID_FILTER): route validation lets them through, and the document spells them out (openapi.ts).
 /** A task id: the document adds its pattern. */
 export const taskIdFormat = 'task-id';
+/** A workflow id: a task id that is not a schedule's run; the document adds its pattern. */
+export const workflowIdFormat = 'workflow-id';
 /** A registered task type: the document adds the enum of their names. */
 export const taskTypeFormat = 'task-type';
 /** A queue some registered task runs on, as a filter: the document adds the enum of them. */
@@ -365,7 +367,15 @@ export const WorkflowBody = Type.Object(
       description:
         "the kind of workflow: the metrics' workflow label (the first 100 names; later ones are 'other')",
     }),
-    id: Type.Optional(TaskId('your own id, to submit idempotently; node task ids are `<id>.<key>`')),
+    id: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: maxTaskIdLength,
+        format: workflowIdFormat,
+        description:
+          'your own id, to submit idempotently; node task ids are `<id>.<key>`, and each must be a task id of at most 128 characters',
+      }),
+    ),
     nodes: Type.Array(WorkflowNode, { minItems: 1, maxItems: maxWorkflowNodes }),
   },
   { additionalProperties: false },

@@ -11,7 +11,7 @@ import type { SubmitResult, WorkflowView } from './schemas.js';
 type WorkflowNodeView = WorkflowView['nodes'][number];
 
 import { JobbersError } from './errors.js';
-import { newTaskId, normalizeTaskId } from './ids.js';
+import { newTaskId, normalizeWorkflowId } from './ids.js';
 import { sharedKey } from './keys.js';
 import { scripts } from './lua/registry.js';
 import { clusterMetrics } from './metrics/definitions.js';
@@ -153,7 +153,7 @@ export function prepareWorkflow(input: WorkflowRequest): PreparedWorkflow {
   if (problems.length > 0)
     throw new JobbersError('INVALID_WORKFLOW', `invalid workflow: ${problems.join('; ')}`, problems);
   return {
-    id: request.id === undefined ? newTaskId() : normalizeTaskId(request.id),
+    id: request.id === undefined ? newTaskId() : normalizeWorkflowId(request.id),
     name: request.name,
     nodes: nodes.map((n) => ({
       ...n,

@@ -8,6 +8,8 @@ import {
   taskIdFormat,
   taskIdPattern,
   taskTypeFormat,
+  workflowIdFormat,
+  workflowIdPattern,
 } from '@jobbers/core';
 
 /** Stable operation ids of the two submit routes, whose bodies the document makes per task. */
@@ -61,6 +63,7 @@ export function completeDocument(document: Document, registry: TaskRegistry, wit
   }
   visitSchemas(document.paths, (schema) => {
     if (schema.format === taskIdFormat) schema.pattern = taskIdPattern;
+    if (schema.format === workflowIdFormat) schema.pattern = workflowIdPattern;
     if (schema.format === taskTypeFormat) schema.enum = taskNames;
     if (schema.format === knownQueueFormat) schema.enum = registry.queues;
   });

@@ -1,7 +1,7 @@
 // Route validation: bodies are taken as sent (no type coercion: `"priority": true` is an error, not 1);
 // querystrings and path parameters arrive as text, so numbers and booleans there are read from it.
 
-import { knownQueueFormat, taskIdFormat, taskTypeFormat } from '@jobbers/core';
+import { knownQueueFormat, taskIdFormat, taskTypeFormat, workflowIdFormat } from '@jobbers/core';
 import { Ajv, type ErrorObject, type Options } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import type { FastifySchemaCompiler } from 'fastify';
@@ -14,7 +14,7 @@ function newAjv(coerceTypes: Options['coerceTypes']): Ajv {
   );
   // Core checks these with their own codes (INVALID_TASK_ID, UNKNOWN_TASK_TYPE, UNKNOWN_QUEUE, INVALID_FILTER); the
   // document states them (openapi.ts), and the property-based test holds the two to agreement.
-  for (const format of [taskIdFormat, taskTypeFormat, knownQueueFormat, 'date-time'])
+  for (const format of [taskIdFormat, workflowIdFormat, taskTypeFormat, knownQueueFormat, 'date-time'])
     ajv.addFormat(format, true);
   return ajv;
 }

@@ -244,6 +244,7 @@ function meetsProseRules(call: Call): boolean {
   if (!(Number.isNaN(after) || Number.isNaN(before) || after < before)) return false;
   if (call.operation.id === 'createSchedule' || call.operation.id === 'putSchedule')
     return meetsScheduleRules({ ...(call.body as object), ...call.path } as ScheduleInput);
+  if (call.operation.id === 'submitWorkflow') return meetsWorkflowIdRule(call.body);
   // A batch whose tasks is no array is the document's to refuse: no prose rule applies to it.
   const submissions = call.operation.id === 'submitTasks' ? filter.tasks : [call.body];
   if (!Array.isArray(submissions)) return true;
@@ -258,6 +259,13 @@ function meetsScheduleRules(input: ScheduleInput): boolean {
   if (scheduleProblems(input).length > 0) return false;
   if (input.queue !== undefined && input.queue !== 'default') return false;
   return registry.find(input.task) !== undefined && registry.acceptsParams(input.task, input.params ?? {});
+}
+
+/** What WorkflowBody's id description says: each node's task id, `<id>.<key>`, is at most 128 characters. */
+function meetsWorkflowIdRule(body: unknown): boolean {
+  const { id, nodes } = (body ?? {}) as { id?: unknown; nodes?: unknown };
+  if (typeof id !== 'string' || !Array.isArray(nodes)) return true;
+  return nodes.every((node) => typeof node?.key !== 'string' || id.length + 1 + node.key.length <= 128);
 }
 
 /**

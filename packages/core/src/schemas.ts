@@ -23,8 +23,8 @@ export const taskTypeFormat = 'task-type';
 /** A queue some registered task runs on, as a filter: the document adds the enum of them. */
 export const knownQueueFormat = 'known-queue';
 
-const TaskId = (description: string) =>
-  Type.String({ minLength: 1, maxLength: maxTaskIdLength, format: taskIdFormat, description });
+const TaskId = (description: string, format: string = taskIdFormat) =>
+  Type.String({ minLength: 1, maxLength: maxTaskIdLength, format, description });
 const TaskType = (description: string) =>
   Type.String({ minLength: 1, maxLength: 200, format: taskTypeFormat, description });
 const QueueName = (description: string) => Type.String({ minLength: 1, maxLength: 64, description });
@@ -368,13 +368,10 @@ export const WorkflowBody = Type.Object(
         "the kind of workflow: the metrics' workflow label (the first 100 names; later ones are 'other')",
     }),
     id: Type.Optional(
-      Type.String({
-        minLength: 1,
-        maxLength: maxTaskIdLength,
-        format: workflowIdFormat,
-        description:
-          'your own id, to submit idempotently; node task ids are `<id>.<key>`, and each must be a task id of at most 128 characters',
-      }),
+      TaskId(
+        'your own id, to submit idempotently; node task ids are `<id>.<key>`, and each must be a task id of at most 128 characters',
+        workflowIdFormat,
+      ),
     ),
     nodes: Type.Array(WorkflowNode, { minItems: 1, maxItems: maxWorkflowNodes }),
   },

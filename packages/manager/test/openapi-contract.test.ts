@@ -4,7 +4,13 @@
 // schema for its status; a valid request is never refused as invalid; an invalid one is a coded 4xx.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { loadTasks, type ScheduleInput, scheduleProblems, type TaskRegistry } from '@jobbers/core';
+import {
+  loadTasks,
+  maxTaskIdLength,
+  type ScheduleInput,
+  scheduleProblems,
+  type TaskRegistry,
+} from '@jobbers/core';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
 import fc from 'fast-check';
@@ -265,7 +271,9 @@ function meetsScheduleRules(input: ScheduleInput): boolean {
 function meetsWorkflowIdRule(body: unknown): boolean {
   const { id, nodes } = (body ?? {}) as { id?: unknown; nodes?: unknown };
   if (typeof id !== 'string' || !Array.isArray(nodes)) return true;
-  return nodes.every((node) => typeof node?.key !== 'string' || id.length + 1 + node.key.length <= 128);
+  return nodes.every(
+    (node) => typeof node?.key !== 'string' || id.length + 1 + node.key.length <= maxTaskIdLength,
+  );
 }
 
 /**
